@@ -102,6 +102,7 @@ class Catalog:
         self._lock_depth = 0
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
+        self._sync_lock = threading.RLock()     # one thread applies database changes to the index
         self._closed = False
         self._init_db()
 
@@ -528,8 +529,14 @@ class Catalog:
         index = index or self._loaded_index()
         if index is None:
             return 0
+        with self._sync_lock:
+            return self._sync_locked(index, save)
+
+    def _sync_locked(self, index: VectorIndex, save: bool | None) -> int:
         target = self.version
         if index.version >= target:
+            if save and index.dirty:
+                self._save_index(index)
             return 0
         changed = 0
         conn = self.db.conn
@@ -542,7 +549,7 @@ class Catalog:
         index.version = target
         if save is None:
             save = not self.readonly
-        if save and changed:
+        if save and (changed or index.dirty):
             self._save_index(index)
         return changed
 
@@ -550,7 +557,8 @@ class Catalog:
         if self.readonly:
             return
         try:
-            index.save(self.index_path)
+            with self._sync_lock:
+                index.save(self.index_path)
         except OSError as exc:  # a stale index is recovered from the database on next open
             raise CatalogError(f"{self.index_path}: cannot save the index ({exc.strerror})") from exc
 

@@ -37,6 +37,7 @@ class VectorIndex:
         self.version = version
         self._lock = threading.Lock()
         self._deleted: set[int] = set()
+        self.dirty = False        # changed since the last save or load
         self._index.set_ef(ef)
 
     # ------------------------------------------------------------------ creation / persistence
@@ -85,8 +86,9 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        meta_tmp = self.meta_path(path).with_name(self.meta_path(path).name + f".{os.getpid()}.tmp")
+        tag = f".{os.getpid()}-{threading.get_ident()}.tmp"
+        tmp = path.with_name(path.name + tag)
+        meta_tmp = self.meta_path(path).with_name(self.meta_path(path).name + tag)
         with self._lock:
             self._index.save_index(str(tmp))
             meta = self.info()
@@ -97,6 +99,7 @@ class VectorIndex:
         _fsync(tmp)
         os.replace(tmp, path)
         os.replace(meta_tmp, self.meta_path(path))
+        self.dirty = False
 
     def info(self) -> dict:
         return {
@@ -120,6 +123,7 @@ class VectorIndex:
                 self._index.resize_index(max(need, int(self._index.get_max_elements() * 1.5)))
             self._index.add_items(vectors, ids)
             self._deleted.difference_update(int(i) for i in ids)
+            self.dirty = True
 
     def remove(self, ids: Sequence[int]) -> int:
         n = 0
@@ -133,6 +137,7 @@ class VectorIndex:
                 except RuntimeError:  # not in the index
                     continue
                 self._deleted.add(i)
+                self.dirty = True
                 n += 1
         return n
 

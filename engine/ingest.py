@@ -211,11 +211,11 @@ class _Prepared:
     mtime: float = 0.0
     width: int = 0
     height: int = 0
-    rgb: np.ndarray | None = None
+    tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
 
 
-def _prepare(source: _Source, known: dict, min_short_side: int, model_id: str) -> _Prepared:
+def _prepare(source: _Source, known: dict, model) -> _Prepared:
     path = source.path
     try:
         if os.path.isdir(path):
@@ -225,12 +225,12 @@ def _prepare(source: _Source, known: dict, min_short_side: int, model_id: str) -
             data = fh.read()
         digest = content_hash(data)
         k = known.get(path)
-        if k is not None and k[2] == digest and k[3] == model_id:
+        if k is not None and k[2] == digest and k[3] == model.model_id:
             return _Prepared(source, "same-content", digest, st.st_size, st.st_mtime)
         w, h = image_size(path)
-        rgb = decode_image_bytes(data, source=path, min_short_side=min_short_side)
+        rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
-                         st.st_mtime, w, h, rgb)
+                         st.st_mtime, w, h, model.preprocess(rgb))
     except ImageError as exc:
         return _Prepared(source, "failed", reason=exc.reason)
     except FileNotFoundError:
@@ -259,7 +259,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         nonlocal pending
         if not pending:
             return
-        probs, embs = model.run([p.rgb for p in pending])
+        probs, embs = model.run_tensor(np.stack([p.tensor for p in pending]))
         rows = []
         for p, prob, emb in zip(pending, probs, embs):
             rows.append({
@@ -281,7 +281,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         it = iter(todo)
         futures = []
         for s in _take(it, window):
-            futures.append(pool.submit(_prepare, s, known, model.resize_short_side, model.model_id))
+            futures.append(pool.submit(_prepare, s, known, model))
         while futures:
             if cancel is not None and cancel.is_set():
                 report.cancelled = True
@@ -291,7 +291,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
             prepared = futures.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                futures.append(pool.submit(_prepare, nxt, known, model.resize_short_side, model.model_id))
+                futures.append(pool.submit(_prepare, nxt, known, model))
             done += 1
             if prepared.status == "failed":
                 report.failed.append((prepared.source.path, prepared.reason))
