@@ -362,7 +362,7 @@ class Catalog:
         ids: list[int] = []
         conn = self.db.conn
         for p in paths:
-            p = str(Path(p).expanduser().absolute())
+            p = os.path.abspath(os.path.expanduser(p))
             ids += [r[0] for r in conn.execute(
                 "SELECT id FROM images WHERE path=? OR substr(path, 1, ?)=?",
                 (p, len(p) + 1, p.rstrip(os.sep) + os.sep))]

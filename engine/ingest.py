@@ -103,7 +103,7 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_symlink() and not p.exists():
-            report.failed.append((str(p.absolute()), "broken symbolic link"))
+            report.failed.append((os.path.abspath(p), "broken symbolic link"))
             continue
         if p.is_dir():
             for f in _walk(p, report):
@@ -111,10 +111,10 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
         elif p.is_file() and not is_image_path(p) and _looks_like_feed(p):
             _collect_feed(catalog, p, by_path, report, allow_outside)
         elif p.exists():
-            f = str(p.absolute())
+            f = os.path.abspath(p)
             by_path.setdefault(f, _Source(f))
         else:
-            report.failed.append((str(p.absolute()), "file not found"))
+            report.failed.append((os.path.abspath(p), "file not found"))
     return list(by_path.values())
 
 
@@ -155,7 +155,7 @@ def _walk(root: Path, report: IngestReport) -> Iterator[str]:
 
 def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], report: IngestReport,
                   allow_outside: bool) -> None:
-    feed_abs = str(feed.absolute())
+    feed_abs = os.path.abspath(feed)
     products = []
     try:
         for item in read_feed(feed, allow_outside=allow_outside):

@@ -102,7 +102,7 @@ class Searcher:
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
                     filters: SearchFilters | None = None,
                     roi: tuple[int, int, int, int] | None = None) -> QueryResult:
-        name = str(Path(path).expanduser().absolute())
+        name = os.path.abspath(os.path.expanduser(path))
         t0 = time.perf_counter()
         try:
             # a region is cut from the full-resolution image; a whole image may decode reduced
