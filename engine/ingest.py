@@ -23,7 +23,6 @@ import numpy as np
 
 from .catalog import Catalog
 from .errors import FeedError, ImageError
-from .feeds import is_feed, read_feed
 from .imaging import decode_image_bytes, image_size, is_image_path
 
 BATCH_SIZE = 32
@@ -119,6 +118,8 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
 
 
 def _looks_like_feed(path: Path) -> bool:
+    from .feeds import is_feed
+
     try:
         return is_feed(path)
     except (OSError, FeedError):
@@ -155,6 +156,8 @@ def _walk(root: Path, report: IngestReport) -> Iterator[str]:
 
 def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], report: IngestReport,
                   allow_outside: bool) -> None:
+    from .feeds import read_feed
+
     feed_abs = os.path.abspath(feed)
     products = []
     try:
