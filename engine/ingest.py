@@ -1,0 +1,327 @@
+"""`lookalike index PATH...`: image files, folders and product feeds into a catalog.
+
+Pipeline: collect the files (folders recursively, symlink loops refused, feeds parsed), skip the
+unchanged ones (same size and mtime, or same content hash), read + hash + decode + preprocess in
+worker threads (OpenCV and NumPy release the GIL), run the model in batches, and commit each batch
+in one SQLite transaction. The index follows the database (see engine.catalog) and is saved at
+the end and every so often, so a crash or a cancel leaves a catalog that is consistent and resumes
+without duplicates. One bad file never stops the run: it is reported with a one-line reason and
+recorded in the ``ingest_errors`` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .catalog import Catalog
+from .errors import FeedError, ImageError
+from .imaging import decode_image_bytes, image_size, is_image_path
+
+BATCH_SIZE = 32
+INDEX_SAVE_SECONDS = 30.0
+
+Progress = Callable[[int, int, str], None]
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    products: int = 0
+    remote: int = 0                      # http(s) image links kept as metadata, not fetched
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "row N: ...") feed problems
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.added + self.updated
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        parts = [f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
+                 f"{len(self.failed)} failed"]
+        if self.products:
+            parts.append(f"{self.products} products")
+        if self.remote:
+            parts.append(f"{self.remote} remote image links not fetched (offline)")
+        text = ", ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.cancelled:
+            text = "cancelled: " + text
+        return text
+
+
+@dataclass
+class _Source:
+    path: str                    # absolute path as stored in the catalog
+    product_id: str | None = None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
+           progress: Progress | None = None, cancel: CancelToken | None = None,
+           allow_outside: bool = False, batch_size: int = BATCH_SIZE,
+           workers: int | None = None) -> IngestReport:
+    """Add images, folders and product feeds to ``catalog``. Thread: any but the UI thread."""
+    started = time.perf_counter()
+    report = IngestReport()
+    with catalog.writer():
+        sources = _collect(catalog, list(paths), report, allow_outside)
+        todo = _skip_unchanged(catalog, model, sources, report)
+        total = len(sources)
+        done = total - len(todo)
+        if progress:
+            progress(done, total, "checking files")
+        _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
+        catalog.record_errors(report.failed + report.problems)
+        catalog.sync_index(save=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# ---------------------------------------------------------------------- collecting
+def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside: bool) -> list[_Source]:
+    by_path: dict[str, _Source] = {}
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_symlink() and not p.exists():
+            report.failed.append((os.path.abspath(p), "broken symbolic link"))
+            continue
+        if p.is_dir():
+            for f in _walk(p, report):
+                by_path.setdefault(f, _Source(f))
+        elif p.is_file() and not is_image_path(p) and _looks_like_feed(p):
+            _collect_feed(catalog, p, by_path, report, allow_outside)
+        elif p.exists():
+            f = os.path.abspath(p)
+            by_path.setdefault(f, _Source(f))
+        else:
+            report.failed.append((os.path.abspath(p), "file not found"))
+    return list(by_path.values())
+
+
+def _looks_like_feed(path: Path) -> bool:
+    from .feeds import is_feed
+
+    try:
+        return is_feed(path)
+    except (OSError, FeedError):
+        return path.suffix.lower() in (".csv", ".tsv")
+
+
+def _walk(root: Path, report: IngestReport) -> Iterator[str]:
+    """Image files under ``root``, following symlinks but never into a loop."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: report.failed.append(
+            (str(e.filename), f"folder unreadable ({e.strerror})"))):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            report.failed.append((os.path.abspath(dirpath), "symbolic link loop; skipped"))
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not is_image_path(name):
+                continue
+            full = os.path.abspath(os.path.join(dirpath, name))
+            if os.path.islink(full) and not os.path.exists(full):
+                report.failed.append((full, "broken symbolic link"))
+                continue
+            yield full
+        # directories named like images are folders: os.walk already descends into them
+
+
+def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], report: IngestReport,
+                  allow_outside: bool) -> None:
+    from .feeds import read_feed
+
+    feed_abs = os.path.abspath(feed)
+    products = []
+    try:
+        for item in read_feed(feed, allow_outside=allow_outside):
+            p = item.product
+            products.append({
+                "id": p.id, "title": p.title, "brand": p.brand, "price": p.price, "currency": p.currency,
+                "category": p.category, "url": p.url, "description": p.description, "sku": p.sku,
+                "gtin": p.gtin, "group_id": p.group_id, "extra": p.extra,
+                "remote_images": item.remote_images, "source": feed_abs,
+            })
+            report.remote += len(item.remote_images)
+            report.problems.extend((feed_abs, msg) for msg in item.problems)
+            for img in item.images:
+                f = str(img)
+                by_path[f] = _Source(f, p.id)
+            if len(products) >= 1000:
+                report.products += catalog.upsert_products(products)
+                products = []
+    except FeedError as exc:
+        report.failed.append((feed_abs, str(exc).removeprefix(f"{feed_abs}: ").removeprefix(f"{feed}: ")))
+    report.products += catalog.upsert_products(products)
+
+
+# ---------------------------------------------------------------------- incremental
+def _skip_unchanged(catalog: Catalog, model, sources: list[_Source], report: IngestReport) -> list[_Source]:
+    known = catalog.known_files()
+    todo, relink = [], []
+    for s in sources:
+        k = known.get(s.path)
+        if k is not None and k[3] == model.model_id:
+            try:
+                st = os.stat(s.path)
+            except OSError:
+                todo.append(s)          # vanished: reported by the embed step
+                continue
+            if st.st_size == k[0] and k[1] is not None and abs(st.st_mtime - k[1]) < 1e-6:
+                report.unchanged += 1
+                if s.product_id:
+                    relink.append((s.path, s.product_id))
+                continue
+        todo.append(s)
+    catalog.link_images(relink)
+    return todo
+
+
+# ---------------------------------------------------------------------- embedding
+@dataclass
+class _Prepared:
+    source: _Source
+    status: str                  # "new", "changed", "same-content", "failed"
+    digest: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    width: int = 0
+    height: int = 0
+    tensor: np.ndarray | None = None     # the model's preprocessed input
+    reason: str = ""
+
+
+def _prepare(source: _Source, known: dict, model) -> _Prepared:
+    path = source.path
+    try:
+        if os.path.isdir(path):
+            raise ImageError(path, "is a folder, not an image")
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+        digest = content_hash(data)
+        k = known.get(path)
+        if k is not None and k[2] == digest and k[3] == model.model_id:
+            return _Prepared(source, "same-content", digest, st.st_size, st.st_mtime)
+        w, h = image_size(path)
+        rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
+        return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
+                         st.st_mtime, w, h, model.preprocess(rgb))
+    except ImageError as exc:
+        return _Prepared(source, "failed", reason=exc.reason)
+    except FileNotFoundError:
+        return _Prepared(source, "failed", reason="file not found")
+    except PermissionError:
+        return _Prepared(source, "failed", reason="permission denied")
+    except OSError as exc:
+        return _Prepared(source, "failed", reason=f"cannot read ({exc.strerror or exc})")
+    except MemoryError:
+        return _Prepared(source, "failed", reason="not enough memory to decode")
+
+
+def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestReport,
+               progress: Progress | None, cancel: CancelToken | None, batch_size: int,
+               workers: int | None, done: int, total: int) -> None:
+    if not todo:
+        return
+    known = catalog.known_files()
+    workers = workers or max(2, min(8, os.cpu_count() or 2))
+    last_save = time.monotonic()
+    pending: list[_Prepared] = []
+    touched: list[tuple[str, int, float]] = []
+    relink: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        nonlocal pending
+        if not pending:
+            return
+        probs, embs = model.run_tensor(np.stack([p.tensor for p in pending]))
+        rows = []
+        for p, prob, emb in zip(pending, probs, embs):
+            rows.append({
+                "path": p.source.path, "content_hash": p.digest, "file_size": p.size, "mtime": p.mtime,
+                "width": p.width, "height": p.height, "product_id": p.source.product_id,
+                "model_id": model.model_id, "embedding": emb,
+                "labels": [[n, round(float(s), 4)] for n, s in model.top_labels(prob, k=3)],
+            })
+            if p.status == "new":
+                report.added += 1
+            else:
+                report.updated += 1
+        catalog.put_images(rows)
+        pending = []
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-decode") as pool:
+        # bounded read-ahead: at most a few batches of decoded images in memory at once
+        window = batch_size * 2
+        it = iter(todo)
+        futures = []
+        for s in _take(it, window):
+            futures.append(pool.submit(_prepare, s, known, model))
+        while futures:
+            if cancel is not None and cancel.is_set():
+                report.cancelled = True
+                for f in futures:
+                    f.cancel()
+                break
+            prepared = futures.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                futures.append(pool.submit(_prepare, nxt, known, model))
+            done += 1
+            if prepared.status == "failed":
+                report.failed.append((prepared.source.path, prepared.reason))
+            elif prepared.status == "same-content":
+                report.unchanged += 1
+                touched.append((prepared.source.path, prepared.size, prepared.mtime))
+                if prepared.source.product_id:
+                    relink.append((prepared.source.path, prepared.source.product_id))
+            else:
+                pending.append(prepared)
+                if len(pending) >= batch_size:
+                    flush()
+                    if time.monotonic() - last_save > INDEX_SAVE_SECONDS:
+                        catalog.sync_index(save=True)
+                        last_save = time.monotonic()
+            if progress:
+                progress(done, total, prepared.source.path)
+        flush()   # on cancel too: what was already decoded is kept
+    catalog.touch_images(touched)
+    catalog.link_images(relink)
+
+
+def _take(it: Iterator, n: int) -> list:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            break
+    return out
