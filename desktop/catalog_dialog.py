@@ -72,9 +72,15 @@ class CatalogStatsDialog(QDialog):
         rows.append(("Brands", len(facets.get("brands") or [])))
         if facets.get("price_min") is not None:
             rows.append(("Prices", f"{facets['price_min']:,.2f} – {facets['price_max']:,.2f}"))
-        shown = {"images", "products", "directory"}
+        shown = {"images", "products", "directory", "catalog"}
         for key, value in (info.stats or {}).items():
-            if key not in shown and value not in (None, "", [], {}):
+            if key in shown or value in (None, "", [], {}):
+                continue
+            if key == "disk_bytes" and isinstance(value, (int, float)):
+                rows.append(("Size on disk", f"{value / 2**20:,.1f} MB"))
+            elif key == "models" and isinstance(value, dict):
+                rows.append(("Models", ", ".join(f"{m} ({n:,} images)" for m, n in value.items())))
+            else:
                 rows.append((str(key).replace("_", " ").capitalize(), value))
         for name, value in rows:
             label = QLabel(_fmt(value))

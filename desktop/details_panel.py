@@ -28,7 +28,8 @@ from .results_view import STRENGTH_LABELS, strength_color
 WEB_SCHEMES = {"http", "https"}
 SHOWN_KEYS = {
     "image_id", "path", "width", "height", "product_id", "title", "brand", "price", "currency",
-    "category", "url", "description", "extra", "added_at",
+    "category", "url", "description", "extra", "added_at", "sku", "file_size",
+    "content_hash", "model_id", "labels", "updated_at",  # internal: not product data
 }  # fmt: skip
 
 
@@ -211,21 +212,22 @@ class DetailsPanel(QScrollArea):
             f" &nbsp;score <b>{match.score:.3f}</b> &nbsp;rank #{match.rank}"
         )
         self._row("SKU", product_sku(product, match))
+        if product.get("product_id") and product.get("product_id") != product_sku(product, match):
+            self._row("Product id", product.get("product_id"))
         self._row("Image id", str(match.image_id))
         self._row("Brand", product.get("brand"))
         self._row("Category", product.get("category"))
         self._row("Price", format_price(product))
         if product.get("width") and product.get("height"):
-            self._row("Size", f"{product['width']} × {product['height']} px")
+            size = f"{product['width']} × {product['height']} px"
+            if product.get("file_size"):
+                size += f", {_file_size(product['file_size'])}"
+            self._row("Size", size)
         url = web_url(product.get("url"))
         if product.get("url"):
             self._row("URL", str(product["url"]), elide=True)
         self._row("File", str(match.path), elide=True)
-        added = product.get("added_at")
-        if isinstance(added, (int, float)) and added > 0:
-            self._row("Added", _dt.datetime.fromtimestamp(added).strftime("%Y-%m-%d %H:%M"))
-        elif added:
-            self._row("Added", str(added))
+        self._row("Added", _when(product.get("added_at")))
         extra = product.get("extra") or {}
         if isinstance(extra, dict):
             for key, value in extra.items():
@@ -279,6 +281,34 @@ class DetailsPanel(QScrollArea):
             return
         QGuiApplication.clipboard().setText(text)
         self.message.emit("info", f"Copied the {what}: {text}")
+
+
+def _when(value: Any) -> str:
+    """A timestamp (epoch seconds or ISO 8601, UTC) in local time, to the minute."""
+    if value in (None, ""):
+        return ""
+    try:
+        if isinstance(value, (int, float)):
+            moment = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+        else:
+            moment = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=_dt.timezone.utc)
+        return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+
+
+def _file_size(n: Any) -> str:
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return str(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -27,10 +27,11 @@ MAX_RESULTS = 5000
 def engine_thresholds() -> dict[str, float]:
     """The named score thresholds from ``engine.scoring`` (empty if the engine lacks them)."""
     try:
-        from engine.scoring import THRESHOLDS
+        from engine import scoring
     except Exception:  # noqa: BLE001 - the slider still works without named marks
         return {}
-    return {str(k): float(v) for k, v in dict(THRESHOLDS).items()}
+    labels = getattr(scoring, "STRENGTH_LABELS", {})
+    return {str(labels.get(k, k)): float(v) for k, v in dict(scoring.THRESHOLDS).items()}
 
 
 class FiltersPanel(QGroupBox):

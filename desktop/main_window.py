@@ -240,6 +240,7 @@ class MainWindow(QMainWindow):
         s.message.connect(self.banner.show_message)
         s.modelLoaded.connect(self._on_model_loaded)
         s.modelFailed.connect(lambda msg: self.model_label.setText("Model: not available"))
+        s.catalogFailed.connect(lambda msg: s.model is None and self.model_label.setText("Model: waiting for a catalog"))
         s.modelFailed.connect(lambda msg: self.model_label.setToolTip(msg))
         s.catalogOpened.connect(self._on_catalog_opened)
         s.catalogFailed.connect(self._on_catalog_failed)
@@ -296,8 +297,7 @@ class MainWindow(QMainWindow):
     # start-up and persistence
     # ------------------------------------------------------------------------------------------
     def start(self, catalog: str | Path | None = None, queries: list[str | Path] | None = None) -> None:
-        """Load the model and open the catalog (both off the UI thread), then run ``queries``."""
-        self.session.load_model()
+        """Open the catalog, then load the model that fits it (off the UI thread); run ``queries``."""
         directory = catalog if catalog is not None else self.settings.last_catalog()
         self.session.open_catalog(directory, create=True if catalog is not None or directory is None else False)
         if queries:
@@ -453,8 +453,7 @@ class MainWindow(QMainWindow):
         if query is None:
             self._show_result(None, None)
         elif query.error:
-            self._show_result(query, None)
-            self.results_header.setText(f"Cannot use {query.name}: {query.error}")
+            self._show_query_error(query)
         elif query.image is None:
             self.results_header.setText(f"Loading {query.name}…")
         self._update_actions()
@@ -466,17 +465,26 @@ class MainWindow(QMainWindow):
                 self.query_panel.show_query(query)
             elif query.error:
                 self.query_panel.show_query(query)
-                self._show_result(query, None)
-                self.results_header.setText(f"Cannot use {query.name}: {query.error}")
+                self._show_query_error(query)
             elif query.result is not None:
                 self.query_panel.labels.set_labels(getattr(query.result, "labels", []) or [], "no class")
+
+    def _show_query_error(self, query: Query) -> None:
+        self._show_result(query, None)
+        reason = query.error or ""
+        if query.path is not None and reason.startswith(f"{query.path}: "):
+            reason = reason[len(f"{query.path}: ") :]
+        self.results_header.setText(f"Cannot use {query.name}: {reason}")
 
     def _on_search_started(self, query: Query) -> None:
         self.results_header.setText(f"Searching {query.name}{' (region)' if query.roi else ''}…")
 
     def _on_search_failed(self, query: Query, message: str) -> None:
         if query is self.session.current:
-            self.results_header.setText(f"No results: {message}")
+            if query.error:
+                self._show_query_error(query)
+            else:
+                self.results_header.setText(f"No results: {message}")
             self.query_panel.labels.set_labels([], "—")
             if not self.session.ready:
                 self.banner.error(f"Cannot search {query.name}: {message}")

@@ -30,7 +30,7 @@ def format_price(product: dict) -> str:
 
 
 def product_sku(product: dict, match: Any = None) -> str:
-    for key in ("product_id", "sku", "id"):
+    for key in ("sku", "product_id"):
         value = product.get(key)
         if value not in (None, ""):
             return str(value)

@@ -127,6 +127,7 @@ class Session(QObject):
         self.model: Any = None
         self.model_error: str | None = None
         self.model_loading = False
+        self._model_catalog: Any = None  # the catalog self.model was chosen for
         self.catalog: Any = None
         self.catalog_info: CatalogInfo | None = None
         self.catalog_error: str | None = None
@@ -154,30 +155,44 @@ class Session(QObject):
     # ------------------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self.model is not None and self.catalog is not None
+        """A catalog is open and the model that fits it is loaded."""
+        return self.model is not None and self.catalog is not None and self._model_catalog is self.catalog
 
     def load_model(self) -> None:
-        if self.model_loading:
+        """Load the model that fits the open catalog (after the catalog is open)."""
+        catalog = self.catalog
+        if catalog is None or self.model_loading:
             return
         self.model_loading = True
         self.model_error = None
         self.runner.start(
             self.aux_pool,
-            Task(workers.load_model_job, self._model_loader),
-            on_done=self._on_model_loaded,
-            on_error=self._on_model_failed,
+            Task(workers.model_for_catalog_job, catalog, self.model, self._model_loader),
+            on_done=lambda model, c=catalog: self._on_model_loaded(c, model),
+            on_error=lambda msg, c=catalog: self._on_model_failed(c, msg),
         )
 
-    def _on_model_loaded(self, model: Any) -> None:
+    def _on_model_loaded(self, catalog: Any, model: Any) -> None:
         self.model_loading = False
+        if catalog is not self.catalog:  # the catalog changed meanwhile: choose again
+            self.load_model()
+            return
+        changed = model is not self.model
         self.model = model
-        self._catalog_version += 1
-        self.modelLoaded.emit(model)
+        self._model_catalog = catalog
+        if changed:
+            self._catalog_version += 1
+            self.modelLoaded.emit(model)
         self._run_pending()
 
-    def _on_model_failed(self, message: str) -> None:
+    def _on_model_failed(self, catalog: Any, message: str) -> None:
         self.model_loading = False
+        if catalog is not self.catalog:
+            self.load_model()
+            return
         self.model_error = message
+        self.model = None
+        self._model_catalog = None
         self.modelFailed.emit(message)
         self.message.emit("error", f"Model not available: {message}")
         if self._search_pending and self.current is not None:
@@ -210,6 +225,7 @@ class Session(QObject):
         for query in self.queries:  # results belong to the previous catalog
             query.result_key = None
         self.catalogOpened.emit(info)
+        self.load_model()
         if info.images == 0:
             self.message.emit(
                 "info", f"The catalog {info.directory} is empty: import a folder or a product feed (Ctrl+I)."
@@ -411,8 +427,8 @@ class Session(QObject):
         query.result = result
         query.result_key = key
         timings = getattr(result, "timings", None) or {}
-        seconds = timings.get("total") or timings.get("wall")
-        self.last_search_seconds = float(seconds) if seconds is not None else None
+        ms = timings.get("wall", timings.get("total"))  # milliseconds
+        self.last_search_seconds = float(ms) / 1000 if ms is not None else None
         error = getattr(result, "error", None)
         self.queryUpdated.emit(query)
         self.resultsReady.emit(query, result)
@@ -440,7 +456,7 @@ class Session(QObject):
         if self.catalog is None:
             self.message.emit("error", "Open or create a catalog before importing.")
             return False
-        if self.model is None:
+        if not self.ready:
             why = f" ({self.model_error})" if self.model_error else " yet"
             self.message.emit("error", f"Cannot import: the model is not loaded{why}.")
             return False
@@ -488,6 +504,9 @@ class Session(QObject):
 
     def remove_images(self, image_ids: list[int]) -> None:
         if self.catalog is None or not image_ids:
+            return
+        if self.importing:  # the import holds the catalog's write lock until it ends
+            self.message.emit("warning", "An import is running: remove items once it has finished.")
             return
         ids = [int(i) for i in image_ids]
         self.runner.start(

@@ -145,10 +145,19 @@ class CatalogInfo:
     catalog: Any = field(repr=False, default=None)
 
 
-def load_model_job(loader: Callable[[], Any] | None = None) -> Any:
-    if loader is None:
-        from engine.model import load_model as loader
-    return loader()
+def model_for_catalog_job(catalog: Any, current: Any = None, loader: Callable[[Any], Any] | None = None) -> Any:
+    """The model to search and extend ``catalog`` with: ``current`` when it is the catalog's own
+    (or the catalog has none yet), else the pack the catalog was built with
+    (``engine.session.load_model_for``, which refuses a catalog of mixed models)."""
+    stored = catalog.meta("model_pack")
+    if current is not None and stored in (None, current.name):
+        if all(model_id == current.model_id for model_id in catalog.model_ids()):
+            return current
+    if loader is not None:
+        return loader(catalog)
+    from engine.session import load_model_for
+
+    return load_model_for(catalog)
 
 
 def catalog_info_job(catalog: Any) -> CatalogInfo:
@@ -236,10 +245,10 @@ def search_job(
     searcher = searcher_factory()
     started = time.perf_counter()
     result = searcher.search_image(rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name)
-    wall = time.perf_counter() - started
+    wall_ms = (time.perf_counter() - started) * 1000
     timings = getattr(result, "timings", None)
-    if isinstance(timings, dict):
-        timings.setdefault("wall", wall)
+    if isinstance(timings, dict):  # engine timings are milliseconds per stage
+        timings["wall"] = wall_ms
     return result
 
 
@@ -252,6 +261,8 @@ def import_job(
 ) -> Any:
     from engine.ingest import ingest
 
+    if catalog.meta("model_pack") is None:  # remember which pack the catalog is built with
+        catalog.set_meta("model_pack", model.name)
     return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel)
 
 
