@@ -191,13 +191,14 @@ class DetailsPanel(QScrollArea):
         self.fields = {}
         match = self.match
         has = match is not None
-        for button in (self.compare_button, self.reveal_button, self.copy_sku_button, self.copy_id_button, self.copy_path_button):
+        for button in (self.compare_button, self.reveal_button, self.copy_id_button, self.copy_path_button):
             button.setEnabled(has)
         if not has:
             self.title.setText("No result selected")
             self.badge.setText("Select a result to see its product data.")
             self.preview.clear()
             self.url_button.setEnabled(False)
+            self.copy_sku_button.setEnabled(False)
             self.description.clear()
             self.description.setVisible(False)
             return
@@ -211,8 +212,9 @@ class DetailsPanel(QScrollArea):
             f"<span style='color:{color}; font-weight:600'>{label}</span>"
             f" &nbsp;score <b>{match.score:.3f}</b> &nbsp;rank #{match.rank}"
         )
-        self._row("SKU", product_sku(product, match))
-        if product.get("product_id") and product.get("product_id") != product_sku(product, match):
+        sku = product_sku(product, match)
+        self._row("SKU", sku)
+        if product.get("product_id") and product.get("product_id") != sku:
             self._row("Product id", product.get("product_id"))
         self._row("Image id", str(match.image_id))
         self._row("Brand", product.get("brand"))
@@ -237,6 +239,7 @@ class DetailsPanel(QScrollArea):
             if key not in SHOWN_KEYS and value not in (None, "", [], {}) and not isinstance(value, (dict, list)):
                 self._row(str(key).replace("_", " ").capitalize(), _short(value))
         self.url_button.setEnabled(url is not None)
+        self.copy_sku_button.setEnabled(bool(sku))
         self.url_button.setToolTip(url.toString() if url else "This product has no web address")
         description = product.get("description")
         self.description.setPlainText(str(description) if description else "")

@@ -37,7 +37,7 @@ def product_sku(product: dict, match: Any = None) -> str:
     extra = product.get("extra") or {}
     if isinstance(extra, dict) and extra.get("sku"):
         return str(extra["sku"])
-    return f"#{match.image_id}" if match is not None else ""
+    return ""
 
 
 def match_title(match: Any) -> str:
@@ -113,7 +113,8 @@ class ResultsModel(QAbstractListModel):
             lines = [
                 f"<b>{_html(match_title(match))}</b>",
                 f"#{match.rank} · score {match.score:.3f}" + (f" · {match.strength}" if match.strength else ""),
-                f"SKU {_html(product_sku(product, match))} · image #{match.image_id}",
+                (f"SKU {_html(product_sku(product, match))} · " if product_sku(product, match) else "")
+                + f"image #{match.image_id}",
             ]
             if price := format_price(product):
                 lines.append(_html(price))

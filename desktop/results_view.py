@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
@@ -137,7 +137,7 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawText(
             QRect(x, y, text_w, line_h),
             Qt.AlignmentFlag.AlignLeft,
-            fm.elidedText(f"SKU {sku}", Qt.TextElideMode.ElideMiddle, text_w),
+            fm.elidedText(f"SKU {sku}" if sku else f"image #{match.image_id}", Qt.TextElideMode.ElideMiddle, text_w),
         )
         y += line_h
         price = format_price(product)
@@ -208,28 +208,25 @@ class ResultsView(QListView):
             self.activatedMatch.emit(match)
 
     def visible_rows(self) -> list[int]:
-        """Rows whose cards intersect the viewport (what the user sees now)."""
+        """Rows whose cards intersect the viewport (what the user sees now).
+
+        Probes the viewport on a half-card grid with ``indexAt``: cost proportional to the
+        viewport, not to the number of rows, and right in batched layout mode too.
+        """
         model = self.model()
-        count = model.rowCount() if model is not None else 0
-        if count == 0:
+        if model is None or model.rowCount() == 0:
             return []
         viewport = self.viewport().rect()
-        # rows are laid out in reading order: binary-search the first one reaching the viewport
-        lo, hi = 0, count
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.visualRect(model.index(mid, 0)).bottom() < viewport.top():
-                lo = mid + 1
-            else:
-                hi = mid
-        rows = []
-        for row in range(lo, count):
-            rect = self.visualRect(model.index(row, 0))
-            if rect.top() > viewport.bottom():
-                break
-            if rect.intersects(viewport):
-                rows.append(row)
-        return rows
+        grid = self.gridSize()
+        step_x = max(8, grid.width() // 2)
+        step_y = max(8, grid.height() // 2)
+        rows: set[int] = set()
+        for y in range(viewport.top() + 2, viewport.bottom() + step_y, step_y):
+            for x in range(viewport.left() + 2, viewport.right() + step_x, step_x):
+                index = self.indexAt(QPoint(min(x, viewport.right() - 1), min(y, viewport.bottom() - 1)))
+                if index.isValid():
+                    rows.add(index.row())
+        return sorted(rows)
 
     def current_match(self) -> Any | None:
         index = self.currentIndex()

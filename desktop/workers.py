@@ -235,16 +235,22 @@ def decode_query_qimage_job(image: Any) -> DecodedQuery:
 def search_job(
     searcher_factory: Callable[[], Any],
     rgb: Any,
+    path: str | None,
     name: str,
     k: int,
     filters: dict,
     roi: tuple[int, int, int, int] | None,
 ) -> Any:
+    """Search with a file (decoded by the engine exactly as ``lookalike search`` does, so the
+    scores match the command line) or with pixels (clipboard, dropped image data)."""
     from engine.search import SearchFilters
 
     searcher = searcher_factory()
     started = time.perf_counter()
-    result = searcher.search_image(rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name)
+    if path is not None:
+        result = searcher.search_path(path, k=k, filters=SearchFilters(**filters), roi=roi)
+    else:
+        result = searcher.search_image(rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name)
     wall_ms = (time.perf_counter() - started) * 1000
     timings = getattr(result, "timings", None)
     if isinstance(timings, dict):  # engine timings are milliseconds per stage

@@ -34,12 +34,45 @@ def gui_settings(tmp_path, monkeypatch):
     return Settings()
 
 
+def luma_products(luma_dir: Path) -> dict[str, dict]:
+    """Product rows of the Luma feed keyed by image path (read with the csv module, so these
+    tests do not depend on the engine's feed parser)."""
+    import csv
+
+    by_image: dict[str, dict] = {}
+    with open(luma_dir / "products.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            amount, _, currency = (row.get("price") or "").partition(" ")
+            product = {
+                "id": row["id"], "title": row["title"], "brand": row["brand"] or None,
+                "price": float(amount) if amount else None, "currency": currency or None,
+                "category": row["product_type"] or None, "description": row["description"] or None,
+                "url": f"https://luma.example/{row['id'].lower()}.html", "group_id": row["item_group_id"],
+                "extra": {"color": row["color"]} if row.get("color") else {},
+            }  # fmt: skip
+            links = [row["image_link"], *(row.get("additional_image_link") or "").split(",")]
+            for link in filter(None, (l.strip() for l in links)):
+                by_image[str((luma_dir / link).resolve())] = product
+    return by_image
+
+
 @pytest.fixture(scope="session")
-def gui_catalog(tmp_path_factory, small_luma_catalog) -> Path:
-    """A session-wide copy of the 40-image Luma catalog for read-only GUI tests (its thumbnail
-    cache fills up across tests, the shared original stays untouched)."""
+def gui_catalog(tmp_path_factory, small_luma_catalog, luma_dir) -> Path:
+    """A session-wide copy of the 40-image Luma catalog, with the Luma product data attached,
+    for read-only GUI tests (its thumbnail cache fills up across tests; the shared original
+    stays untouched)."""
+    from engine.catalog import Catalog
+
     dst = tmp_path_factory.mktemp("gui-catalog") / "catalog"
     shutil.copytree(small_luma_catalog, dst, ignore=shutil.ignore_patterns("write.lock"))
+    products = luma_products(luma_dir)
+    with Catalog.open(dst, create=False) as cat:
+        paths = [r["path"] for r in cat.iter_records()]
+        found = {p: products[str(Path(p).resolve())] for p in paths if str(Path(p).resolve()) in products}
+        unique = {prod["id"]: prod for prod in found.values()}
+        cat.upsert_products(unique.values())
+        cat.link_images((path, prod["id"]) for path, prod in found.items())
+        assert len(found) >= 30, "most Luma test images should have product data"
     return dst
 
 
