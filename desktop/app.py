@@ -65,6 +65,28 @@ def _parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 # --------------------------------------------------------------------------------------------
+# interpreter settings for a responsive UI thread
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune_interpreter(window: Any = None) -> None:
+    """Settings that keep the UI thread responsive while worker threads run Python code.
+
+    * A 1 ms GIL switch interval (default 5 ms): the UI thread releases the GIL around most Qt
+      calls and, under contention, waits up to one interval to get it back; painting makes
+      hundreds of such calls.
+    * ``gc.freeze()`` once the model and the catalog are loaded: the long-lived objects of the
+      engine and Qt leave the collector's view, so full collections (which hold the GIL, on
+      whichever thread triggers them) stay short during imports.
+    """
+    import gc
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if window is not None:
+        window.session.modelLoaded.connect(lambda _model: gc.freeze())
+
+
+# --------------------------------------------------------------------------------------------
 # logging and the last-resort exception hook
 # --------------------------------------------------------------------------------------------
 def log_file_path() -> Path:
@@ -269,7 +291,15 @@ def main(argv: list[str] | None = None) -> int:
 
     headless = bool(args.screenshot) or args.ready_probe
     window = MainWindow(Settings(), persist=not headless)
+    tune_interpreter(window)
     install_excepthook(window.banner.error, log_path)
+    from .compat import none_refcount_defect
+
+    defect = none_refcount_defect()
+    if defect:
+        log.error(defect)
+        print(f"lookalike gui: warning: {defect}", file=sys.stderr)
+        window.banner.error(defect)
     if headless:
         window.resize(*size)
     else:

@@ -77,3 +77,67 @@ class LatencyProbe(QObject):
             p99_stall_ms=p99,
             stalls_over_50ms=sum(1 for s in stalls if s > 50.0),
         )
+
+
+class StallWatchdog:
+    """Diagnosis: a plain thread that, whenever the UI thread's heartbeat is late, records what
+    every thread is running (Python stacks). Use with a :class:`LatencyProbe` or on its own::
+
+        dog = StallWatchdog(); dog.start(); ...; dog.stop(); print(dog.report())
+    """
+
+    def __init__(self, threshold_ms: float = 40.0, depth: int = 6):
+        import collections
+        import threading
+
+        self.threshold = threshold_ms / 1000.0
+        self.depth = depth
+        self.samples: collections.Counter[str] = collections.Counter()
+        self._beat = time.perf_counter()
+        self._main = threading.get_ident()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._timer = QTimer()
+        self._timer.setInterval(5)
+        self._timer.timeout.connect(self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._beat = time.perf_counter()
+
+    def start(self) -> None:
+        import threading
+
+        self._beat = time.perf_counter()
+        self._timer.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        import sys
+        import threading
+        import traceback
+        from pathlib import Path
+
+        me = threading.get_ident()
+        names = {}
+        while not self._stop.wait(0.01):
+            if time.perf_counter() - self._beat < self.threshold:
+                continue
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                stack = traceback.extract_stack(frame)[-self.depth :][::-1]
+                where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in stack)
+                who = "UI" if ident == self._main else names.get(ident, str(ident))
+                self.samples[f"[{who}] {where}"] += 1
+
+    def report(self, top: int = 20) -> str:
+        return "\n".join(f"{n:4d}  {key}" for key, n in self.samples.most_common(top))

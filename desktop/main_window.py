@@ -41,7 +41,7 @@ from .results_view import ResultsView
 from .session import Query, SearchOptions, Session, split_dropped_paths
 from .settings import Settings
 from .thumbnails import ThumbnailLoader
-from .workers import CatalogInfo, Task
+from .workers import CatalogInfo, Task, catalog_info_job
 
 log = logging.getLogger(__name__)
 
@@ -531,6 +531,9 @@ class MainWindow(QMainWindow):
         if error and not matches:
             return f"No results: {error}"
         name = query.name + (" (region)" if query.roi else "")
+        info = self.session.catalog_info
+        if not matches and info is not None and info.images == 0:
+            return "The catalog is empty: import a folder of photos or a product feed (Ctrl+I)."
         if not matches:
             floor = self.session.options.min_score
             hint = f" above the minimum score {floor:.2f}" if floor > 0 else ""
@@ -752,6 +755,12 @@ class MainWindow(QMainWindow):
         self.stats_dialog.show()
         self.stats_dialog.raise_()
         catalog = info.catalog
+        self.session.runner.start(
+            self.session.aux_pool,
+            Task(catalog_info_job, catalog, full_stats=True),
+            on_done=lambda full: full.catalog is self.session.catalog and self.stats_dialog.set_info(full),
+            on_error=lambda msg: self.banner.warning(f"Cannot read the catalog statistics: {msg}"),
+        )
         self.session.runner.start(
             self.session.aux_pool,
             Task(lambda: list(catalog.errors(limit=200))),

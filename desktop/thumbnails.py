@@ -37,6 +37,9 @@ class _Drain(QRunnable):
         self.loader = loader
 
     def run(self) -> None:
+        from .workers import lower_thread_priority
+
+        lower_thread_priority()
         loader = self.loader
         while True:
             job = loader._next_job()

@@ -9,6 +9,8 @@ Signals are emitted from the pool thread and delivered to the UI thread (queued 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,33 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
+
+
+_thread_state = threading.local()
+BACKGROUND_NICE = 10
+
+
+def lower_thread_priority() -> None:
+    """Run the calling worker thread (and the threads it starts: onnxruntime's, the import's
+    decoders) below the UI thread, so that the UI is scheduled first on a busy machine.
+
+    Linux: a per-thread nice value (inherited by threads created later); elsewhere Qt's
+    LowPriority, which Windows and macOS honour. Done once per thread.
+    """
+    if getattr(_thread_state, "lowered", False):
+        return
+    _thread_state.lowered = True
+    try:
+        if sys.platform.startswith("linux"):
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, max(current, BACKGROUND_NICE))
+        else:
+            from PySide6.QtCore import QThread
+
+            QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+    except (OSError, AttributeError):  # not allowed or not supported: run at normal priority
+        pass
 
 
 def describe_error(exc: BaseException) -> str:
@@ -73,6 +102,7 @@ class Task(QRunnable):
             self.signals.progress.emit(int(done), int(total), str(message))
 
     def run(self) -> None:  # pool thread
+        lower_thread_priority()
         try:
             if self.wants_progress:
                 result = self.fn(*self.args, progress=self._progress, **self.kwargs)
@@ -160,12 +190,14 @@ def model_for_catalog_job(catalog: Any, current: Any = None, loader: Callable[[A
     return load_model_for(catalog)
 
 
-def catalog_info_job(catalog: Any) -> CatalogInfo:
+def catalog_info_job(catalog: Any, *, full_stats: bool = False) -> CatalogInfo:
+    """Sizes and facets (cheap); ``full_stats`` adds ``catalog.stats()``, which also brings the
+    index up to date and measures the folder (for the statistics window)."""
     return CatalogInfo(
         directory=Path(catalog.directory),
         images=catalog.count_images(),
         products=catalog.count_products(),
-        stats=dict(catalog.stats()),
+        stats=dict(catalog.stats()) if full_stats else {},
         facets=dict(catalog.facets()),
         catalog=catalog,
     )
