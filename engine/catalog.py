@@ -252,7 +252,11 @@ class Catalog:
             rows.append(row)
         if rows:
             cols = list(rows[0])
-            updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
+            # a field the feed leaves empty keeps its value (repeated ids, Shopify image-only rows)
+            empty = {"extra": "'{}'", "remote_images": "'[]'"}
+            updates = ", ".join(
+                f"{c}=COALESCE(NULLIF(excluded.{c}, {empty.get(c, 'NULL')}), products.{c})"
+                for c in cols if c != "id")
             sql = (f"INSERT INTO products ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                    f"ON CONFLICT(id) DO UPDATE SET {updates}")
             with self.transaction() as db:

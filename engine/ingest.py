@@ -43,7 +43,7 @@ class IngestReport:
     products: int = 0
     remote: int = 0                      # http(s) image links kept as metadata, not fetched
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "row N: ...") feed problems
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "line N: ...") feed problems
     cancelled: bool = False
     seconds: float = 0.0
 
@@ -160,8 +160,10 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
 
     feed_abs = os.path.abspath(feed)
     products = []
+    reader = None
     try:
-        for item in read_feed(feed, allow_outside=allow_outside):
+        reader = read_feed(feed, allow_outside=allow_outside)
+        for item in reader:
             p = item.product
             products.append({
                 "id": p.id, "title": p.title, "brand": p.brand, "price": p.price, "currency": p.currency,
@@ -176,10 +178,14 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
                 by_path[f] = _Source(f, p.id)
             if len(products) >= 1000:
                 report.products += catalog.upsert_products(products)
+    if reader is not None:
+        report.problems.extend((feed_abs, msg) for msg in reader.skipped)
                 products = []
     except FeedError as exc:
         report.failed.append((feed_abs, str(exc).removeprefix(f"{feed_abs}: ").removeprefix(f"{feed}: ")))
     report.products += catalog.upsert_products(products)
+    if reader is not None:
+        report.problems.extend((feed_abs, msg) for msg in reader.skipped)
 
 
 # ---------------------------------------------------------------------- incremental
