@@ -93,9 +93,16 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
             progress(done, total, "checking files")
         _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
         catalog.record_errors(report.failed + report.problems)
-        catalog.sync_index(save=True)
+        _save_index(catalog)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _save_index(catalog: Catalog) -> None:
+    """Bring the index up to date with what was committed and save it (loading it first: an
+    import must leave a saved index behind, not a first search that builds it)."""
+    if catalog.index() is not None:
+        catalog.sync_index(save=True)
 
 
 # ---------------------------------------------------------------------- collecting
@@ -354,7 +361,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 if len(pending) >= batch_size:
                     flush()
                     if time.monotonic() - last_save > INDEX_SAVE_SECONDS:
-                        catalog.sync_index(save=True)
+                        _save_index(catalog)
                         last_save = time.monotonic()
             if progress:
                 progress(done, total, prepared.source.path)
