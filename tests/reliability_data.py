@@ -151,10 +151,10 @@ def build_corpus(root: Path) -> Corpus:
         z.writestr("a.txt", "hello" * 100)
     broken("archive.jpg", zbuf.getvalue(), "zip")
     good_png = png_bytes(cv2.cvtColor(photo(30, 200, 150), cv2.COLOR_RGB2BGR))
-    broken("truncated.png", good_png[: len(good_png) // 2], "truncated")
+    broken("truncated.png", good_png[: len(good_png) // 2], "corrupt")
     bad_crc = bytearray(good_png)
     bad_crc[33 + 8 + 20] ^= 0xFF            # a byte inside the first IDAT's data: its CRC no longer matches
-    broken("bad_crc.png", bytes(bad_crc), "checksum")
+    broken("bad_crc.png", bytes(bad_crc), "corrupt")
     good_jpg = jpeg_bytes(photo(31, 200, 150))
     broken("header_only.jpg", good_jpg[:200], "corrupt")
     garbage = bytearray(good_jpg[:2]) + bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))
