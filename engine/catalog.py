@@ -243,8 +243,10 @@ class Catalog:
         return int(self.meta("version", "0"))
 
     # ------------------------------------------------------------------ products
-    def upsert_products(self, products: Iterable[dict]) -> int:
-        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``)."""
+    def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:
+        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``). With
+        ``merge`` an existing product keeps the values the new dicts leave empty (a feed that
+        repeats an id on later rows), and its image links are added to."""
         rows = []
         stamp = now_iso()
         for p in products:
@@ -256,7 +258,16 @@ class Catalog:
             rows.append(row)
         if rows:
             cols = list(rows[0])
-            updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
+            if merge:   # column names come from the constant list above, values stay parameters
+                updates = ", ".join(
+                    f"{c}=COALESCE(NULLIF(excluded.{c}, '{{}}'), {c})" if c == "extra" else
+                    (f"{c}=(SELECT json_group_array(value) FROM (SELECT value FROM json_each(products.{c}) "
+                     f"UNION SELECT value FROM json_each(excluded.{c})))") if c == "remote_images" else
+                    f"{c}=excluded.{c}" if c == "updated_at" else
+                    f"{c}=COALESCE(excluded.{c}, {c})"
+                    for c in cols if c != "id")
+            else:
+                updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
             sql = (f"INSERT INTO products ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                    f"ON CONFLICT(id) DO UPDATE SET {updates}")
             with self.transaction() as db:

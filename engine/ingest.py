@@ -214,6 +214,13 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
                 "gtin": p.gtin, "group_id": p.group_id, "extra": p.extra,
                 "remote_images": item.remote_images, "source": feed_abs,
             })
+            if item.repeated:
+                # a later row of an id already seen: merge it (fill gaps, add images), never let
+                # its empty fields blank the earlier row's values
+                repeated = products.pop()
+                report.products += catalog.upsert_products(products)
+                catalog.upsert_products([repeated], merge=True)
+                products = []
             report.remote += len(item.remote_images)
             report.problems.extend((feed_abs, msg) for msg in item.problems)
             for img in item.images:

@@ -167,3 +167,21 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_feed_repeating_an_id_merges_instead_of_blanking(tmp_path, model):
+    """A feed row repeating an id (duplicate GMC id) fills gaps and adds images; its empty fields
+    never blank what the first row gave."""
+    write_photos(tmp_path / "shop", 2)
+    feed = tmp_path / "shop" / "feed.csv"
+    feed.write_text(
+        "id,title,brand,price,image_link,additional_image_link\n"
+        "P1,Red mug,Acme,9.50 EUR,photo_000.jpg,https://cdn.example/p1-a.jpg\n"
+        "P1,,,,photo_001.jpg,https://cdn.example/p1-b.jpg\n", encoding="utf-8")
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = ingest(cat, model, [feed])
+        assert report.added == 2 and not report.failed
+        p = cat.product("P1")
+        assert (p["title"], p["brand"], p["price"]) == ("Red mug", "Acme", 9.5)
+        assert sorted(p["remote_images"]) == ["https://cdn.example/p1-a.jpg", "https://cdn.example/p1-b.jpg"]
+        assert {r["product_id"] for r in cat.iter_records()} == {"P1"}
