@@ -57,6 +57,7 @@ def check_rgb(arr: np.ndarray, shape: tuple[int, int] | None = None) -> None:
     assert arr.dtype == np.uint8
     assert arr.ndim == 3 and arr.shape[2] == 3
     assert arr.flags["C_CONTIGUOUS"]
+    assert arr.flags["WRITEABLE"]
     if shape is not None:
         assert arr.shape[:2] == shape
 
@@ -302,6 +303,20 @@ def test_permission_denied(tmp_path, jpeg_bytes):
         assert reason_of(excinfo) == "permission denied"
     finally:
         path.chmod(0o644)
+
+
+def test_permission_denied_reported(tmp_path, jpeg_bytes, monkeypatch):
+    """The same reason whoever runs the tests (root can read a chmod-000 file)."""
+    path = tmp_path / "secret.jpg"
+    path.write_bytes(jpeg_bytes)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(imaging, "open", denied, raising=False)
+    with pytest.raises(ImageError) as excinfo:
+        load_image(path)
+    assert reason_of(excinfo) == "permission denied"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
@@ -571,12 +586,13 @@ def test_ico_picks_an_image(cat):
     assert arr.shape[0] == arr.shape[1] and arr.shape[0] in (64, 256)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 10000), (10000, 3), (1, 5000)])
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+@pytest.mark.parametrize(
+    ("shape", "fmt"),
+    [(shape, fmt) for shape in [(1, 1), (3, 10000), (10000, 3), (1, 5000)] for fmt in ("JPEG", "PNG", "WEBP")]
+    + [((1, 1), "GIF"), ((2, 3000), "GIF"), ((1, 1), "BMP"), ((1, 1), "TIFF")],
+)
 def test_tiny_and_extreme_aspect_ratios(shape, fmt):
     h, w = shape
-    if fmt == "GIF" and max(shape) > 5000:
-        pytest.skip("big GIF is slow to write and says nothing new")
     rng = np.random.default_rng(h * 7 + w)
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     arr = decode_image_bytes(encode(rgb, fmt), min_short_side=256)
@@ -633,12 +649,20 @@ def test_exif_orientation_6_is_rotated_clockwise(tmp_path):
     assert mean_abs_diff(small[:10, -10:], np.full((10, 10, 3), (255, 0, 0), np.uint8)) < 8
 
 
-@pytest.mark.parametrize(("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("TIFF", {})])
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [
+        ("PNG", {}),
+        ("WEBP", {"lossless": True}),
+        ("TIFF", {}),
+        pytest.param("AVIF", {"quality": 100}, marks=pytest.mark.skipif(not features.check("avif"), reason="no AVIF codec")),
+    ],
+)
 def test_exif_orientation_other_formats(fmt, params, tmp_path):
     src = _asymmetric()
     blob = encode(src, fmt, exif=_exif(8), **params)
     arr = decode_image_bytes(blob)
-    assert np.array_equal(arr, cv2.rotate(src, cv2.ROTATE_90_COUNTERCLOCKWISE)), fmt
+    assert mean_abs_diff(arr, cv2.rotate(src, cv2.ROTATE_90_COUNTERCLOCKWISE)) < (3 if fmt == "AVIF" else 0.001), fmt
     path = tmp_path / "rotated.img"
     path.write_bytes(blob)
     assert image_size(path) == (60, 100)
@@ -901,7 +925,7 @@ def _decodes_or_refuses(blob: bytes) -> None:
     assert arr.shape[0] >= 1 and arr.shape[1] >= 1
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_images())
 def test_fuzz_mutated_images(blob):
     _decodes_or_refuses(blob)
