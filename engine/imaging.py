@@ -55,6 +55,13 @@ MAX_PIXELS_ENV = "LOOKALIKE_MAX_PIXELS"
 
 _AVIF_DECODABLE = features.check("avif")
 
+# OpenCV logs "[ERROR] imdecode_(...): can't read data" and PNG warnings to stderr for every
+# damaged file; each failure is reported as an ImageError instead, so keep OpenCV's own log to
+# fatal errors unless the user asked for more with OPENCV_LOG_LEVEL. (libjpeg's and libpng's
+# own "Corrupt JPEG data" / "libpng error" lines bypass this log and still appear.)
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
 #: Extensions of files this module decodes (lower case, with the dot). Used to pick image files
 #: out of folders; the decoder itself trusts the file's content, not its name.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -521,7 +528,9 @@ def _decode_pil(header: _Header, factor: int) -> np.ndarray:
     im = header.im
     try:
         if factor > 1 and header.label == "JPEG":
-            im.draft("RGB", (-(-header.width // factor), -(-header.height // factor)))
+            # draft() picks the largest scale with width // scale >= requested; asking for the
+            # floor gives exactly ``factor`` (output ceil(width / factor), as OpenCV's)
+            im.draft("RGB", (header.width // factor, header.height // factor))
         im.load()
         return _pil_to_rgb(im)
     except _Undecodable:

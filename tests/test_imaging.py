@@ -717,9 +717,10 @@ def test_reduced_decode_close_to_full_decode_then_resize(photo, factor):
     assert mean_abs_diff(arr, resized) < 2.0
 
 
-def test_reduced_decode_pillow_fallback_matches(photo, monkeypatch):
-    """When OpenCV cannot decode a JPEG, Pillow's draft mode gives the same reduced size."""
-    big = cv2.resize(photo, (1024, 1024), interpolation=cv2.INTER_AREA)
+@pytest.mark.parametrize("size", [(1024, 1024), (1274, 1580), (1081, 1343)])
+def test_reduced_decode_pillow_fallback_matches(photo, monkeypatch, size):
+    """When OpenCV cannot decode a JPEG, Pillow's draft mode gives the same reduced image."""
+    big = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
     blob = encode(big, "JPEG", quality=90)
     fast = decode_image_bytes(blob, min_short_side=256)
 
@@ -728,8 +729,22 @@ def test_reduced_decode_pillow_fallback_matches(photo, monkeypatch):
 
     monkeypatch.setattr(imaging.cv2, "imdecode", fail)
     slow = decode_image_bytes(blob, min_short_side=256)
-    assert slow.shape == fast.shape == (256, 256, 3)
-    assert mean_abs_diff(slow, fast) < 2.0
+    factor = reduced_factor(*size, 256)
+    assert factor == 4
+    assert slow.shape == fast.shape == (-(-size[1] // factor), -(-size[0] // factor), 3)
+    assert mean_abs_diff(slow, fast) < 1.0
+
+
+def test_concurrent_decoding_matches_sequential(photo, cat):
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = [encode(photo, "JPEG"), encode(cat, "PNG"), encode(cat, "GIF"), encode(photo, "WEBP"),
+             encode(Image.fromarray(photo).convert("CMYK"), "JPEG"), encode(cat, "TIFF")] * 4
+    sequential = [decode_image_bytes(b, min_short_side=128) for b in blobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda b: decode_image_bytes(b, min_short_side=128), blobs))
+    for a, b in zip(sequential, parallel):
+        assert np.array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------------
