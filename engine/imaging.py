@@ -6,7 +6,8 @@ Everything that reads image pixels in Lookalike goes through this module:
 * width and height are read from the header (Pillow opens lazily) and the image is refused
   *before* any pixel is decoded when it is above the pixel limit (decompression bombs);
 * JPEGs are decoded by OpenCV (libjpeg-turbo), at 1/2, 1/4 or 1/8 scale in the DCT domain when
-  the caller only needs a short side of ``min_short_side`` pixels (2-3x faster);
+  the caller only needs a short side of ``min_short_side`` pixels (1/4 scale took 1.6x less CPU
+  than a full decode on the Luma product photos, see ``docs/image-inputs.md``);
 * PNG, WebP, BMP, AVIF, JPEG 2000 and PNM are decoded by OpenCV with ``IMREAD_UNCHANGED`` so that
   alpha and 16-bit samples survive; GIF, TIFF, ICO and PSD by Pillow;
 * the result is always HxWx3 ``uint8`` RGB, C-contiguous: grey is expanded, 16-bit is scaled
@@ -97,31 +98,31 @@ _FILE_BYTES_SLACK = 64 * 1024 * 1024
 # EXIF orientation tag.
 _ORIENTATION = 0x0112
 
-# Formats sniffed -> (label for messages, Pillow format name, decoder).
-_CV2 = "cv2"
-_PIL = "pil"
-_FORMATS: dict[str, tuple[str, str]] = {
-    "JPEG": ("JPEG", _CV2),
-    "PNG": ("PNG", _CV2),
-    "WebP": ("WEBP", _CV2),
-    "BMP": ("BMP", _CV2),
-    "AVIF": ("AVIF", _CV2),
-    "JPEG 2000": ("JPEG2000", _CV2),
-    "PNM": ("PPM", _CV2),
-    "GIF": ("GIF", _PIL),
-    "TIFF": ("TIFF", _PIL),
-    "ICO": ("ICO", _PIL),
-    "PSD": ("PSD", _PIL),
-    "QOI": ("QOI", _PIL),
+# Sniffed format (also its name in messages) -> (Pillow format name, decoders to try in order).
+# OpenCV first where it is fastest and complete; Pillow as the fallback (and for GIF, ICO, PSD,
+# QOI; and first for TIFF, where it handles unassociated alpha, CMYK and palettes, which
+# OpenCV's libtiff RGBA path premultiplies or drops). PNG has no fallback: libpng checks every chunk CRC and refuses truncated data,
+# Pillow ignores IDAT CRCs, so libpng's verdict on a broken PNG is final.
+_CV2 = "OpenCV"
+_PIL = "Pillow"
+_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JPEG": ("JPEG", (_CV2, _PIL)),
+    "PNG": ("PNG", (_CV2,)),
+    "WebP": ("WEBP", (_CV2, _PIL)),
+    "BMP": ("BMP", (_CV2, _PIL)),
+    "AVIF": ("AVIF", (_CV2, _PIL)),
+    "JPEG 2000": ("JPEG2000", (_CV2, _PIL)),
+    "PNM": ("PPM", (_CV2, _PIL)),
+    "GIF": ("GIF", (_PIL,)),
+    "TIFF": ("TIFF", (_PIL, _CV2)),
+    "ICO": ("ICO", (_PIL,)),
+    "PSD": ("PSD", (_PIL,)),
+    "QOI": ("QOI", (_PIL,)),
 }
-# Where OpenCV's decoder is the reference implementation its verdict on a broken file is final
-# (libpng checks every chunk CRC, Pillow does not); elsewhere Pillow gets a second try.
-_NO_PIL_FALLBACK = frozenset({"PNG"})
-# Pillow decodes TIFF (alpha, CMYK, palettes); OpenCV is the fallback (48-bit RGB, odd layouts).
-_CV2_FALLBACK = frozenset({"TIFF"})
 # Formats whose decoders apply the orientation themselves: both Pillow and OpenCV (libtiff) honour
-# the TIFF Orientation tag, and Pillow's TIFF plugin even reports the rotated size. For every
-# other format the decoders are told to ignore it (or do) and this module applies it once.
+# the TIFF Orientation tag, and Pillow's TIFF plugin even reports the rotated size. Elsewhere the
+# decoders leave it alone (JPEG: IMREAD_IGNORE_ORIENTATION; IMREAD_UNCHANGED and Pillow's other
+# plugins never apply it) and this module applies it once, from Pillow's header read.
 _SELF_ORIENTING = frozenset({"TIFF"})
 
 _HEIF_BRANDS = frozenset(
@@ -267,7 +268,7 @@ def _sniff(head: bytes) -> tuple[str, str]:
             return "other", "an audio file"
     if _looks_like_text(head):
         text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n").lower()
-        if "<svg" in text[:4096] and (text.startswith("<") or text.startswith("<!--")):
+        if text.startswith("<") and "<svg" in text:
             return "unsupported", "SVG"
         if text.startswith("%!ps"):
             return "unsupported", "PostScript/EPS"
@@ -354,11 +355,11 @@ def _orientation(im: Image.Image) -> int:
 class _Header:
     """What the header says: format, size (as stored) and, read on demand, the orientation."""
 
-    __slots__ = ("label", "pil_format", "decoder", "im", "width", "height", "_orientation")
+    __slots__ = ("label", "pil_format", "decoders", "im", "width", "height", "_orientation")
 
     def __init__(self, label: str, im: Image.Image):
         self.label = label
-        self.pil_format, self.decoder = _FORMATS[label]
+        self.pil_format, self.decoders = _FORMATS[label]
         self.im = im
         self.width, self.height = im.size
         self._orientation: int | None = None
@@ -508,23 +509,22 @@ def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
 _REDUCED_BITS = {1: 0, 2: 16, 4: 32, 8: 64}  # the IMREAD_REDUCED_* bits without IMREAD_COLOR
 
 
-def _decode_cv2(buf: np.ndarray, header: _Header, factor: int) -> np.ndarray:
+def _decode_cv2(data: bytes, header: _Header, factor: int) -> np.ndarray:
+    buf = np.frombuffer(data, np.uint8)
     try:
-        if header.label == "JPEG":
+        if header.label == "JPEG":  # straight to RGB, at 1/factor scale, orientation left to us
             flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION | _REDUCED_BITS[factor]
             arr = cv2.imdecode(buf, flags)
-            if arr is None:
-                raise _Undecodable("OpenCV could not decode it")
-            return arr
-        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        else:  # keep alpha and 16-bit samples
+            arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
-        raise _Undecodable(str(err).strip().splitlines()[-1] if str(err).strip() else "cv2.error") from None
+        raise _Undecodable(str(err).strip() or "cv2.error") from None
     if arr is None:
-        raise _Undecodable("OpenCV could not decode it")
-    return _cv2_to_rgb(arr)
+        raise _Undecodable("cv2.imdecode returned None")
+    return arr if header.label == "JPEG" else _cv2_to_rgb(arr)
 
 
-def _decode_pil(header: _Header, factor: int) -> np.ndarray:
+def _decode_pil(data: bytes, header: _Header, factor: int) -> np.ndarray:
     im = header.im
     try:
         if factor > 1 and header.label == "JPEG":
@@ -533,42 +533,34 @@ def _decode_pil(header: _Header, factor: int) -> np.ndarray:
             im.draft("RGB", (header.width // factor, header.height // factor))
         im.load()
         return _pil_to_rgb(im)
-    except _Undecodable:
-        raise
-    except MemoryError:
+    except (_Undecodable, MemoryError):
         raise
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
         raise _Undecodable(f"{type(err).__name__}: {err}") from None
 
 
+_DECODE = {_CV2: _decode_cv2, _PIL: _decode_pil}
+
+
 def _decode(data: bytes, header: _Header, min_short_side: int | None, source: str) -> np.ndarray:
+    """Pixels of an image whose header passed the checks, as contiguous writable RGB uint8."""
     factor = reduced_factor(header.width, header.height, min_short_side) if header.label == "JPEG" else 1
-    first, second = (
-        (_CV2, _PIL) if header.decoder == _CV2 else (_PIL, _CV2 if header.label in _CV2_FALLBACK else None)
-    )
-    if header.label in _NO_PIL_FALLBACK:
-        second = None
-    attempts = [d for d in (first, second) if d is not None]
+    orientation = 1 if header.label in _SELF_ORIENTING else header.orientation
     rgb = None
     try:
-        for i, decoder in enumerate(attempts):
+        for decoder in header.decoders:
             try:
-                if decoder == _CV2:
-                    rgb = _decode_cv2(np.frombuffer(data, np.uint8), header, factor)
-                else:
-                    rgb = _decode_pil(header, factor)
+                rgb = _DECODE[decoder](data, header, factor)
                 break
             except _Undecodable as err:
-                log.debug("%s: %s decoder failed: %s", source, decoder, err)
-                if i == len(attempts) - 1:
-                    raise ImageError(source, f"truncated or corrupt {header.label}") from None
+                log.debug("%s: %s could not decode it: %s", source, decoder, err)
     except MemoryError:
         raise ImageError(source, "not enough memory to decode the image") from None
     finally:
         header.im.close()
-    assert rgb is not None
-    if header.label not in _SELF_ORIENTING:
-        rgb = _apply_orientation(rgb, header.orientation)
+    if rgb is None:
+        raise ImageError(source, f"truncated or corrupt {header.label}")
+    rgb = _apply_orientation(rgb, orientation)
     if not (rgb.flags.c_contiguous and rgb.flags.writeable):
         rgb = rgb.copy()  # np.asarray(PIL image) is read-only; callers may draw on the result
     return rgb

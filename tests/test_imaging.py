@@ -677,8 +677,15 @@ def test_tiff_orientation_tag_applied_once_by_either_decoder(monkeypatch, tmp_pa
     path = tmp_path / "rotated.tif"
     path.write_bytes(blob)
     assert image_size(path) == (60, 100)
-    monkeypatch.setattr(imaging, "_decode_pil", lambda *a: (_ for _ in ()).throw(imaging._Undecodable("no")))
+    used = []
+
+    def pillow_fails(*args):
+        used.append("Pillow")
+        raise imaging._Undecodable("pretend Pillow cannot")
+
+    monkeypatch.setitem(imaging._DECODE, imaging._PIL, pillow_fails)
     assert np.array_equal(decode_image_bytes(blob), expected)  # the OpenCV fallback
+    assert used == ["Pillow"]
 
 
 def test_malformed_exif_is_ignored(jpeg_bytes, photo):
