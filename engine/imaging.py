@@ -67,14 +67,25 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 #: out of folders; the decoder itself trusts the file's content, not its name.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif",
-        ".png", ".apng",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".apng",
         ".webp",
         ".gif",
-        ".bmp", ".dib",
-        ".tif", ".tiff",
-        ".jp2", ".j2k", ".jpx",
-        ".ppm", ".pgm", ".pbm", ".pnm",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
     }
     | ({".avif"} if _AVIF_DECODABLE else set())
 )
@@ -101,8 +112,8 @@ _ORIENTATION = 0x0112
 # Sniffed format (also its name in messages) -> (Pillow format name, decoders to try in order).
 # OpenCV first where it is fastest and complete; Pillow as the fallback (and for GIF, ICO, PSD,
 # QOI; and first for TIFF, where it handles unassociated alpha, CMYK and palettes, which
-# OpenCV's libtiff RGBA path premultiplies or drops). PNG has no fallback: libpng checks every chunk CRC and refuses truncated data,
-# Pillow ignores IDAT CRCs, so libpng's verdict on a broken PNG is final.
+# OpenCV's libtiff RGBA path premultiplies or drops). PNG has no fallback: libpng checks every
+# chunk CRC and refuses truncated data, Pillow ignores IDAT CRCs, so libpng's verdict is final.
 _CV2 = "OpenCV"
 _PIL = "Pillow"
 _FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -126,8 +137,20 @@ _FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
 _SELF_ORIENTING = frozenset({"TIFF"})
 
 _HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1",
-     b"mif2", b"mif3"}
+    {
+        b"heic",
+        b"heix",
+        b"hevc",
+        b"hevx",
+        b"heim",
+        b"heis",
+        b"hevm",
+        b"hevs",
+        b"mif1",
+        b"msf1",
+        b"mif2",
+        b"mif3",
+    }
 )
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
@@ -146,7 +169,7 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def reduced_factor(width: int, height: int, min_short_side: int | None) -> int:
-    """Largest JPEG DCT scale-down factor (1, 2, 4 or 8) keeping the short side >= ``min_short_side``.
+    """Largest JPEG DCT scale-down factor (1, 2, 4 or 8) keeping the short side >= min_short_side.
 
     libjpeg rounds scaled dimensions up (``ceil(n / factor)``), and so does this.
     Returns 1 (full size) when ``min_short_side`` is None or not positive.
@@ -392,7 +415,11 @@ def _read_header(fp: BinaryIO, name: str, source: str) -> _Header:
         im = _pil_open(fp, _FORMATS[name][0])
         width, height = im.size
     except Image.DecompressionBombError:  # Pillow's own check fired again inside the plugin
-        raise ImageError(source, f"image is above Pillow's {_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} megapixel limit") from None
+        raise ImageError(
+            source,
+            "image is above Pillow's "
+            f"{_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} megapixel limit",
+        ) from None
     except MemoryError:
         raise ImageError(source, f"not enough memory to read the {name} header") from None
     except Exception:  # any Pillow parse error: the header itself is damaged
@@ -544,7 +571,9 @@ _DECODE = {_CV2: _decode_cv2, _PIL: _decode_pil}
 
 def _decode(data: bytes, header: _Header, min_short_side: int | None, source: str) -> np.ndarray:
     """Pixels of an image whose header passed the checks, as contiguous writable RGB uint8."""
-    factor = reduced_factor(header.width, header.height, min_short_side) if header.label == "JPEG" else 1
+    factor = (
+        reduced_factor(header.width, header.height, min_short_side) if header.label == "JPEG" else 1
+    )
     orientation = 1 if header.label in _SELF_ORIENTING else header.orientation
     rgb = None
     try:
@@ -600,7 +629,7 @@ def load_image(
     max_pixels: int | None = None,
     min_short_side: int | None = None,
 ) -> np.ndarray:
-    """Decode an image file to an HxWx3 ``uint8`` RGB array (C-contiguous), EXIF orientation applied.
+    """Decode an image file to an HxWx3 ``uint8`` RGB array (C-contiguous, EXIF-oriented).
 
     ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, or ``$LOOKALIKE_MAX_PIXELS``): images whose
     header declares more pixels are refused before decoding.
@@ -617,7 +646,10 @@ def load_image(
     source = source if isinstance(source, str) else os.fsdecode(source)
     size = _stat_regular_file(source)
     if size > limit * _FILE_BYTES_PER_PIXEL + _FILE_BYTES_SLACK:
-        raise ImageError(source, f"file is too large ({size / 2**20:.0f} MiB) for an image within the pixel limit")
+        raise ImageError(
+            source,
+            f"file is too large ({size / 2**20:.0f} MiB) for an image within the pixel limit",
+        )
     try:
         with open(source, "rb") as f:
             head = f.read(_SNIFF_BYTES)
@@ -709,7 +741,9 @@ def _benchmark(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--min-short-side", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes per mode (median reported)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed passes per mode (median reported)"
+    )
     args = parser.parse_args(argv)
 
     files: list[str] = []
@@ -725,9 +759,14 @@ def _benchmark(argv: list[str] | None = None) -> None:
     for path in files:  # warm the OS file cache so both modes read from memory
         with open(path, "rb") as f:
             f.read()
-    print(f"{len(files)} images, OpenCV {cv2.__version__}, 1 thread, median of {args.repeat} passes; "
-          "images/s by wall clock and by CPU time (the latter is what an unloaded core gives)")
-    for label, mss in (("full decode", None), (f"min_short_side={args.min_short_side}", args.min_short_side)):
+    print(
+        f"{len(files)} images, OpenCV {cv2.__version__}, 1 thread, median of {args.repeat} passes; "
+        "images/s by wall clock and by CPU time (the latter is what an unloaded core gives)"
+    )
+    for label, mss in (
+        ("full decode", None),
+        (f"min_short_side={args.min_short_side}", args.min_short_side),
+    ):
         wall_rates, cpu_rates, failures, shapes = [], [], 0, []
         for _ in range(args.repeat):
             failures, shapes = 0, []
@@ -740,9 +779,11 @@ def _benchmark(argv: list[str] | None = None) -> None:
             wall_rates.append(len(files) / (time.perf_counter() - wall))
             cpu_rates.append(len(files) / (time.process_time() - cpu))
         mean_short = statistics.fmean(min(s) for s in shapes) if shapes else 0
-        print(f"{label:>22}: {statistics.median(wall_rates):6.1f} images/s wall, "
-              f"{statistics.median(cpu_rates):6.1f} images/CPU-s "
-              f"(mean short side {mean_short:.0f}, {failures} refused)")
+        print(
+            f"{label:>22}: {statistics.median(wall_rates):6.1f} images/s wall, "
+            f"{statistics.median(cpu_rates):6.1f} images/CPU-s "
+            f"(mean short side {mean_short:.0f}, {failures} refused)"
+        )
 
 
 if __name__ == "__main__":
