@@ -6,7 +6,7 @@ Everything that reads image pixels in Lookalike goes through this module:
 * width and height are read from the header (Pillow opens lazily) and the image is refused
   *before* any pixel is decoded when it is above the pixel limit (decompression bombs);
 * JPEGs are decoded by OpenCV (libjpeg-turbo), at 1/2, 1/4 or 1/8 scale in the DCT domain when
-  the caller only needs a short side of ``min_short_side`` pixels (1/4 scale took 1.6x less CPU
+  the caller only needs a short side of ``min_short_side`` pixels (1/4 scale took 1.4-1.6x less CPU
   than a full decode on the Luma product photos, see ``docs/image-inputs.md``);
 * PNG, WebP, BMP, AVIF, JPEG 2000 and PNM are decoded by OpenCV with ``IMREAD_UNCHANGED`` so that
   alpha and 16-bit samples survive; GIF, TIFF, ICO and PSD by Pillow;
@@ -761,7 +761,7 @@ def _benchmark(argv: list[str] | None = None) -> None:
             f.read()
     print(
         f"{len(files)} images, OpenCV {cv2.__version__}, 1 thread, median of {args.repeat} passes; "
-        "images/s by wall clock and by CPU time (the latter is what an unloaded core gives)"
+        "images/s by wall clock and per CPU-second (less affected by other processes)"
     )
     for label, mss in (
         ("full decode", None),
