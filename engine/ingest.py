@@ -91,7 +91,8 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
             progress(done, total, "checking files")
         _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
         catalog.record_errors(report.failed + report.problems)
-        catalog.sync_index(save=True)
+        if not catalog.maybe_fit_projection():       # a (re)fit rebuilds and saves the index
+            catalog.sync_index(save=True)
     report.seconds = time.perf_counter() - started
     return report
 
