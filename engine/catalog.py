@@ -559,6 +559,9 @@ class Catalog:
         return self._projection
 
     def projection_due(self) -> bool:
+        dim = self.embedding_dim
+        if dim is None or dim <= PROJECTION_DIM:
+            return False                       # nothing to gain
         n = self.count_images()
         current = self.projection()
         if current is None:

@@ -253,7 +253,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
     if not todo:
         return
     known = catalog.known_files()
-    workers = workers or max(2, min(8, os.cpu_count() or 2))
+    workers = workers or default_workers()
     last_save = time.monotonic()
     pending: list[_Prepared] = []
     touched: list[tuple[str, int, float]] = []
@@ -316,6 +316,17 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         flush()   # on cancel too: what was already decoded is kept
     catalog.touch_images(touched)
     catalog.link_images(relink)
+
+
+def default_workers() -> int:
+    """Decode threads: one per core this process may use (at least 2, at most 8). Decoding
+    (libjpeg-turbo, reduced-size) and inference (onnxruntime) both release the GIL, so the
+    threads and the inference share the cores without a process pool's copying."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores))
 
 
 def _take(it: Iterator, n: int) -> list:
