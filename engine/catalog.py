@@ -16,6 +16,7 @@ being trusted blindly. Embeddings live in the database, so the index can always 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,8 +30,11 @@ import sqlite_utils
 from filelock import FileLock, Timeout
 
 from .errors import CatalogBusyError, CatalogError, ImageError
+from .faults import fault_point
 from .index import PROJECTION_DIM, Projection, VectorIndex
 from .paths import default_catalog_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "catalog.db"
@@ -254,8 +258,10 @@ class Catalog:
         return int(self.meta("version", "0"))
 
     # ------------------------------------------------------------------ products
-    def upsert_products(self, products: Iterable[dict]) -> int:
-        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``)."""
+    def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:
+        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``). With
+        ``merge`` an existing product keeps the values the new dicts leave empty (a feed that
+        repeats an id on later rows), and its image links are added to."""
         rows = []
         stamp = now_iso()
         for p in products:
@@ -267,7 +273,16 @@ class Catalog:
             rows.append(row)
         if rows:
             cols = list(rows[0])
-            updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
+            if merge:   # column names come from the constant list above, values stay parameters
+                updates = ", ".join(
+                    f"{c}=COALESCE(NULLIF(excluded.{c}, '{{}}'), {c})" if c == "extra" else
+                    (f"{c}=(SELECT json_group_array(value) FROM (SELECT value FROM json_each(products.{c}) "
+                     f"UNION SELECT value FROM json_each(excluded.{c})))") if c == "remote_images" else
+                    f"{c}=excluded.{c}" if c == "updated_at" else
+                    f"{c}=COALESCE(excluded.{c}, {c})"
+                    for c in cols if c != "id")
+            else:
+                updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
             sql = (f"INSERT INTO products ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                    f"ON CONFLICT(id) DO UPDATE SET {updates}")
             with self.transaction() as db:
@@ -333,6 +348,7 @@ class Catalog:
                     ids.append(cur.lastrowid)
                 conn.execute("DELETE FROM removed WHERE image_id=?", (ids[-1],))
                 conn.execute("DELETE FROM ingest_errors WHERE path=?", (r["path"],))
+            fault_point("put-images-before-commit")
         return ids
 
     def link_images(self, pairs: Iterable[tuple[str, str]]) -> int:
@@ -538,10 +554,51 @@ class Catalog:
                 dim = self.embedding_dim
                 if dim is None:
                     return None
-                self._index = VectorIndex.load_or_create(self.index_path, dim, self.projection())
+                self._index = self._open_index(dim)
+                return self._index
             index = self._index
         self.sync_index(index)
         return index
+
+    def _open_index(self, dim: int) -> VectorIndex:
+        """Load the saved index and check it against the database (the cheap consistency check
+        on open): an index claiming a version the database never reached (a restored or replaced
+        database), or whose vector count differs from the image count once brought up to date
+        (a damaged or mismatched file), is rebuilt from the stored embeddings."""
+        index = VectorIndex.load_or_create(self.index_path, dim, self.projection())
+        with self._sync_lock, self._read_snapshot():
+            version = self.version
+            if index.version > version:
+                reason = f"index is at version {index.version}, the database at {version}"
+            else:
+                self._sync_locked(index, save=False)
+                count = self.count_images()
+                if len(index) == count:
+                    reason = None
+                else:
+                    reason = f"index holds {len(index)} vectors for {count} images"
+            if reason is not None:
+                log.warning("%s: %s; rebuilding it from the stored embeddings", self.index_path, reason)
+                index = VectorIndex.create(dim, ef=index.ef, M=index.M, ef_construction=index.ef_construction,
+                                           capacity=self.count_images(), projection=self.projection())
+                self._sync_locked(index, save=False)
+        if index.dirty:
+            self._save_index(index)
+        return index
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Run the block's reads on this thread's connection in one read transaction (one
+        consistent snapshot even while another process commits). Nests as a no-op."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ projection
     def projection_key(self) -> str | None:
@@ -644,11 +701,27 @@ class Catalog:
         return changed
 
     def _save_index(self, index: VectorIndex) -> None:
+        """Save the index, only while holding the write lock: a process that merely reads (a
+        search while another process imports) never writes the index files; the writer does."""
         if self.readonly:
             return
+        with self._sync_lock:
+            if self._lock_depth > 0:           # this catalog object is the writer
+                self._write_index_file(index)
+                return
+            lock = FileLock(str(self.directory / LOCK_NAME))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:                    # another process writes; it saves the index
+                return
+            try:
+                self._write_index_file(index)
+            finally:
+                lock.release()
+
+    def _write_index_file(self, index: VectorIndex) -> None:
         try:
-            with self._sync_lock:
-                index.save(self.index_path)
+            index.save(self.index_path)
         except OSError as exc:  # a stale index is recovered from the database on next open
             raise CatalogError(f"{self.index_path}: cannot save the index ({exc.strerror})") from exc
 

@@ -29,6 +29,7 @@ import hnswlib
 import numpy as np
 
 from .errors import CatalogError
+from .faults import fault_point
 
 DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 200
@@ -164,6 +165,11 @@ class VectorIndex:
             index.load_index(str(path), max_elements=int(meta.get("capacity", 0)))
         except (RuntimeError, OSError, MemoryError) as exc:
             raise CatalogError(f"{path}: index file unreadable ({exc})") from exc
+        elements = meta.get("elements")
+        if elements is not None and int(elements) != index.get_current_count():
+            # a crash between the two renames of save(): the sidecar belongs to another file
+            raise CatalogError(f"{path}: index file and {cls.meta_path(path).name} do not match "
+                               f"({index.get_current_count()} elements, sidecar says {elements})")
         self = cls(index, dim=dim, M=int(meta["M"]), ef_construction=int(meta["ef_construction"]),
                    ef=int(meta.get("ef", DEFAULT_EF)), version=int(meta.get("version", 0)),
                    projection=projection)
@@ -192,12 +198,17 @@ class VectorIndex:
         with self._lock:
             self._index.save_index(str(tmp))
             meta = self.info()
+            meta["elements"] = self._index.get_current_count()
             meta["deleted"] = sorted(self._deleted)
         # the sidecar is renamed last and names the version: if we die between the two renames the
-        # index is newer than its sidecar says, and re-applying changes to it is harmless.
+        # index is newer than its sidecar says. Re-applying changes to it is harmless, and when
+        # the element counts differ load() refuses the pair and the catalog rebuilds the index.
         meta_tmp.write_text(json.dumps(meta))
         _fsync(tmp)
+        _fsync(meta_tmp)
+        fault_point("index-save-before-rename")
         os.replace(tmp, path)
+        fault_point("index-save-between-renames")
         os.replace(meta_tmp, self.meta_path(path))
         self.dirty = False
 
@@ -238,8 +249,10 @@ class VectorIndex:
                     continue
                 try:
                     self._index.mark_deleted(i)
-                except RuntimeError:  # not in the index
-                    continue
+                except RuntimeError as exc:
+                    if "already deleted" not in str(exc):
+                        continue          # not in the index
+                    # deleted in the file but not in our list (a sidecar older than the file)
                 self._deleted.add(i)
                 self.dirty = True
                 n += 1
@@ -251,6 +264,18 @@ class VectorIndex:
             self._index.set_ef(self.ef)
 
     # ------------------------------------------------------------------ queries
+    def ids(self) -> set[int]:
+        """The labels of the live (not deleted) vectors."""
+        with self._lock:
+            return set(int(i) for i in self._index.get_ids_list()) - self._deleted
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of live ``ids`` (KeyError-free: ids must come from :meth:`ids`)."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            return np.asarray(self._index.get_items(list(map(int, ids))), dtype=np.float32)
+
     def __len__(self) -> int:
         return self._index.get_current_count() - len(self._deleted)
 
