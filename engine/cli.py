@@ -228,7 +228,10 @@ def cmd_info(args) -> int:
         print(f"model       {model.name} ({model.model_id}), execution provider {model.provider}")
         idx = stats["index"]
         if idx:
-            print(f"index       HNSW cosine, {idx['count']} vectors of {idx['dim']} dims, M={idx['M']}, "
+            dims = (f"{idx['dim']} dims" if not idx.get("projection") else
+                    f"{idx['dim']} dims stored as {idx['stored_dim']} (PCA {idx['projection']}, "
+                    f"re-ranked with full embeddings)")
+            print(f"index       HNSW cosine, {idx['count']} vectors of {dims}, M={idx['M']}, "
                   f"ef_construction={idx['ef_construction']}, ef={idx['ef']}")
         print(f"disk        {stats['disk_bytes'] / 1e6:.1f} MB")
         print(f"errors      {stats['errors']}")

@@ -93,7 +93,8 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
             progress(done, total, "checking files")
         _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
         catalog.record_errors(report.failed + report.problems)
-        _save_index(catalog)
+        if not catalog.maybe_fit_projection():       # a (re)fit rebuilds and saves the index
+            _save_index(catalog)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -315,7 +316,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
     if not todo:
         return
     known = catalog.known_files()
-    workers = workers or max(2, min(8, os.cpu_count() or 2))
+    workers = workers or default_workers()
     last_save = time.monotonic()
     pending: list[_Prepared] = []
     touched: list[tuple[str, int, float]] = []
@@ -379,6 +380,17 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         flush()   # on cancel too: what was already decoded is kept
     catalog.touch_images(touched)
     catalog.link_images(relink)
+
+
+def default_workers() -> int:
+    """Decode threads: one per core this process may use (at least 2, at most 8). Decoding
+    (libjpeg-turbo, reduced-size) and inference (onnxruntime) both release the GIL, so the
+    threads and the inference share the cores without a process pool's copying."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores))
 
 
 def _take(it: Iterator, n: int) -> list:

@@ -152,7 +152,7 @@ class Searcher:
         knn_ms = join_ms = 0.0
         while True:
             t = time.perf_counter()
-            ids, sims = index.query(emb, min(want, n))
+            ids, sims = self.catalog.nearest(emb, min(want, n))   # exact cosines, re-ranked
             knn_ms += (time.perf_counter() - t) * 1000
             ids, sims = ids[0], sims[0]
             t = time.perf_counter()
