@@ -37,6 +37,9 @@ def report_summary(report: Any) -> str:
         parts.append(f"{report.unchanged} unchanged")
     failed = len(report.failed or [])
     parts.append(f"{failed} failed")
+    problems = len(getattr(report, "problems", None) or [])
+    if problems:
+        parts.append(f"{problems} feed rows skipped")
     if getattr(report, "remote", 0):
         parts.append(f"{report.remote} remote (not downloaded)")
     text = ", ".join(parts)
@@ -157,7 +160,8 @@ class ImportDialog(QDialog):
         self.current.setText("")
         self.summary.setText(report_summary(report))
         self.summary.show()
-        failed = list(report.failed or [])
+        # files that could not be imported, then feed rows that were skipped ("row 12: no id")
+        failed = list(report.failed or []) + list(getattr(report, "problems", None) or [])
         self.failures.setRowCount(len(failed))
         for row, (path, reason) in enumerate(failed):
             for col, text in enumerate((str(path), str(reason))):
@@ -187,7 +191,8 @@ class ImportDialog(QDialog):
     def copy_errors(self) -> None:
         if self.report is None:
             return
-        lines = [f"{path}\t{reason}" for path, reason in self.report.failed or []]
+        rows = list(self.report.failed or []) + list(getattr(self.report, "problems", None) or [])
+        lines = [f"{path}\t{reason}" for path, reason in rows]
         QGuiApplication.clipboard().setText("\n".join(lines))
 
     def closeEvent(self, event) -> None:

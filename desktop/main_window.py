@@ -37,7 +37,7 @@ from .filters_panel import FiltersPanel, engine_thresholds
 from .import_dialog import ImportDialog, report_summary
 from .query_panel import QueryPanel
 from .results_model import ResultsModel
-from .results_view import ResultsView
+from .results_view import ResultDelegate, ResultsView
 from .session import Query, SearchOptions, Session, split_dropped_paths
 from .settings import Settings
 from .thumbnails import ThumbnailLoader
@@ -65,7 +65,9 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(resources.app_icon())
         self.setAcceptDrops(True)
         self.session = Session(model_loader=model_loader, parent=self)
-        self.thumbnails = ThumbnailLoader(parent=self)
+        ratio = QGuiApplication.primaryScreen().devicePixelRatio() if QGuiApplication.primaryScreen() else 1.0
+        side = round(ResultDelegate.THUMB * max(1.0, ratio))  # crisp on high-DPI screens
+        self.thumbnails = ThumbnailLoader(display_size=QSize(side, side), disk_size=max(256, side), parent=self)
         self.results_model = ResultsModel(self.thumbnails, self)
         self.shown_result: Any = None
         self.shown_query: Query | None = None
@@ -259,6 +261,8 @@ class MainWindow(QMainWindow):
 
         self.query_panel.roiChanged.connect(self._on_roi)
         self.query_panel.querySelected.connect(s.set_current)
+        self.query_panel.removeQueryRequested.connect(s.remove_query)
+        self.query_panel.clearHistoryRequested.connect(s.clear_history)
         self.filters.changed.connect(self._on_filters)
         self.results_view.selectionModel().currentChanged.connect(self._on_current_result)
         self.results_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())

@@ -80,6 +80,7 @@ class QueryPanel(QWidget):
     querySelected = Signal(object)  # a Query from the history
     roiChanged = Signal(object)
     removeQueryRequested = Signal(object)
+    clearHistoryRequested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -123,6 +124,8 @@ class QueryPanel(QWidget):
         self.history.setAccessibleName("Query history")
         self.history.setUniformItemSizes(True)
         self.history.currentItemChanged.connect(self._on_history_current)
+        self.history.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.history.customContextMenuRequested.connect(self._history_menu)
         history_layout.addWidget(self.history)
         layout.addWidget(history_box, 2)
 
@@ -181,6 +184,17 @@ class QueryPanel(QWidget):
         if result is not None and getattr(result, "labels", None):
             return f"{query.name}\n{result.labels[0].name}"
         return query.name
+
+    def _history_menu(self, pos) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        item = self.history.itemAt(pos)
+        menu = QMenu(self)
+        if item is not None:
+            query = item.data(Qt.ItemDataRole.UserRole)
+            menu.addAction("Remove from the history", lambda: self.removeQueryRequested.emit(query))
+        menu.addAction("Clear the history", self.clearHistoryRequested.emit)
+        menu.popup(self.history.viewport().mapToGlobal(pos))
 
     def _on_history_current(self, current: QListWidgetItem | None, _previous: Any) -> None:
         if self._updating or current is None:

@@ -194,3 +194,21 @@ def test_uncaught_exceptions_are_logged_and_shown_not_fatal(qtbot, window, tmp_p
         assert "boom in a slot" in caplog.text
     finally:
         sys.excepthook, __import__("threading").excepthook = saved
+
+
+def test_results_of_a_superseded_query_are_dropped(qtbot, window, catalog_images):
+    shown = []
+    window.session.resultsReady.connect(lambda query, result: shown.append(query.path))
+    first, second = catalog_images[16], catalog_images[26]
+    window.open_images([str(first)])
+    window.open_images([str(second)])  # before the first one's search has finished
+    qtbot.waitUntil(lambda: window.is_idle() and window.shown_query.path == second, timeout=WAIT_MS)
+    window.session.set_options(min_score=0.1)
+    window.session.set_options(min_score=0.2)
+    window.session.set_options(min_score=0.0)
+    wait_idle(qtbot, window)
+    qtbot.wait(300)  # anything still in flight would arrive now
+    assert first not in shown
+    assert Path(shown_matches(window)[0].path) == second
+    assert all(m.score >= 0.0 for m in shown_matches(window))
+    assert window.session.options.min_score == 0.0
