@@ -158,6 +158,11 @@ class ScanResult:
 
 
 # ---------------------------------------------------------------------- scoring (one switch)
+def embedding_verifier(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, str]:
+    """A verifier that uses the embedding score only (synthetic catalogs, tests, benchmarks)."""
+    return embedding_pair_scores(catalog, pairs, cosine), "embedding"
+
+
 def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, str]:
     """Scores in [0, 1] for image-id ``pairs`` [m, 2], the same score search shows.
 
@@ -306,14 +311,17 @@ def references(catalog: Catalog) -> set[int]:
 
 # ---------------------------------------------------------------------- grouping policy
 def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float] | None = None,
-                preferred: Iterable[int] = ()) -> list[tuple[int, list[tuple[int, float]]]]:
+                preferred: Iterable[int] = (), apart: Iterable[tuple[int, int]] = ()
+                ) -> list[tuple[int, list[tuple[int, float]]]]:
     """Star groups from verified pairs (every pair given is an accepted edge).
 
     Returns [(representative, [(member, score against the representative), ...]), ...]. Each image
     is in at most one group and every member is directly linked to its representative.
     Representatives are chosen greedily: a ``preferred`` image first, then the image with the
     most links to images not yet grouped, then the largest ``area``, then the smallest id (the
-    oldest). Deterministic for a given input."""
+    oldest). Two images of a pair in ``apart`` (the user said "not a duplicate") never share a
+    group: the better-scoring one joins, the other stays free for another group. Deterministic
+    for a given input."""
     import heapq
 
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -322,6 +330,12 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
         return []
     area = area or {}
     preferred = set(int(i) for i in preferred)
+    apart_keys = {_key(int(a), int(b)) for a, b in apart}
+    if apart_keys:                          # a pair kept apart is no link at all
+        linked = np.array([_key(a, b) not in apart_keys for a, b in pairs.tolist()], bool)
+        pairs, scores = pairs[linked], scores[linked]
+        if len(pairs) == 0:
+            return []
     nodes, inverse = np.unique(pairs, return_inverse=True)
     inverse = inverse.reshape(-1, 2)
     # adjacency in CSR form: both directions of every edge
@@ -355,6 +369,13 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
             continue                        # every image it matches is already in a group
         members = [(j, w_l[e]) for e in range(starts_l[i], starts_l[i + 1])
                    if not grouped[(j := dst_l[e])]]
+        if apart_keys:
+            members.sort(key=lambda m: (-m[1], node_l[m[0]]))
+            accepted: list[tuple[int, float]] = []
+            for j, sc in members:
+                if not any(_key(node_l[j], node_l[o]) in apart_keys for o, _ in accepted):
+                    accepted.append((j, sc))
+            members = accepted
         grouped[i] = True
         for j, _ in members:
             grouped[j] = True
@@ -403,7 +424,7 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
     for ids, vecs in catalog.iter_embeddings(batch=QUERY_BATCH, since_version=since_version):
         _check(cancel)
         kk = min(k + 1, n_index)                          # +1: an image finds itself
-        labels, sims = index.query(vecs, kk)
+        labels, sims = _query(index, vecs, kk)
         rows = np.arange(len(ids))
         while True:
             a = np.repeat(ids[rows], labels.shape[1])
@@ -419,8 +440,11 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
             if deep.size == 0:
                 break
             rows = rows[deep]
-            kk = min(kk * 4, MAX_K, n_index)
-            labels, sims = index.query(vecs[rows], kk)
+            wider = min(kk * 4, MAX_K, n_index)
+            labels, sims = _query(index, vecs[rows], wider)
+            if labels.shape[1] <= kk:                      # the graph cannot give more
+                break
+            kk = labels.shape[1]
         done += len(ids)
         if progress:
             progress(done, total, "finding neighbours")
@@ -428,6 +452,18 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
         return np.zeros((0, 2), np.int64), np.zeros(0), 0
     pairs, cos = _unique_pairs(np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s))
     return pairs, cos, done
+
+
+def _query(index, vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """index.query, asking for fewer neighbours when hnswlib cannot return k for every query (it
+    raises when part of the graph is unreachable, e.g. a tight clump of hundreds of copies)."""
+    while True:
+        try:
+            return index.query(vecs, k)
+        except RuntimeError:
+            if k <= 1:
+                return np.zeros((len(vecs), 0), np.int64), np.zeros((len(vecs), 0), np.float32)
+            k //= 2
 
 
 def _hash_pairs(catalog: Catalog, since_version: int) -> np.ndarray:
@@ -531,7 +567,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     if progress:
         progress(0, 1, "grouping")
     area = _areas(catalog, np.unique(pairs)) if len(pairs) else {}
-    stars = group_pairs(pairs, scores, area=area, preferred=references(catalog))
+    stars = group_pairs(pairs, scores, area=area, preferred=references(catalog), apart=ignored.tolist())
     confirmed_keys = set(_pair_keys(pairs[is_confirmed]).tolist()) if is_confirmed.any() else set()
     stars.sort(key=lambda g: (-len(g[1]), g[0]))
     groups = []
