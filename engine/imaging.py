@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, features
+from PIL import Image, PngImagePlugin, features
 
 from engine.errors import ImageError
 
@@ -96,7 +96,7 @@ _PIL = "pil"
 _FORMATS: dict[str, tuple[str, str]] = {
     "JPEG": ("JPEG", _CV2),
     "PNG": ("PNG", _CV2),
-    "WEBP": ("WEBP", _CV2),
+    "WebP": ("WEBP", _CV2),
     "BMP": ("BMP", _CV2),
     "AVIF": ("AVIF", _CV2),
     "JPEG 2000": ("JPEG2000", _CV2),
@@ -112,6 +112,10 @@ _FORMATS: dict[str, tuple[str, str]] = {
 _NO_PIL_FALLBACK = frozenset({"PNG"})
 # Pillow decodes TIFF (alpha, CMYK, palettes); OpenCV is the fallback (48-bit RGB, odd layouts).
 _CV2_FALLBACK = frozenset({"TIFF"})
+# Formats whose decoders apply the orientation themselves: both Pillow and OpenCV (libtiff) honour
+# the TIFF Orientation tag, and Pillow's TIFF plugin even reports the rotated size. For every
+# other format the decoders are told to ignore it (or do) and this module applies it once.
+_SELF_ORIENTING = frozenset({"TIFF"})
 
 _HEIF_BRANDS = frozenset(
     {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1",
@@ -151,20 +155,30 @@ def reduced_factor(width: int, height: int, min_short_side: int | None) -> int:
 def _resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is None:
         raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-        if not raw:
-            return DEFAULT_MAX_PIXELS
         try:
-            value = int(raw.replace("_", ""))
+            value = int(raw.replace("_", "")) if raw else DEFAULT_MAX_PIXELS
         except ValueError:
             value = 0
         if value <= 0:
             log.warning("ignoring %s=%r (not a positive integer)", MAX_PIXELS_ENV, raw)
-            return DEFAULT_MAX_PIXELS
-        return value
-    max_pixels = int(max_pixels)
-    if max_pixels <= 0:
-        raise ValueError(f"max_pixels must be positive, not {max_pixels}")
-    return max_pixels
+            value = DEFAULT_MAX_PIXELS
+    else:
+        value = int(max_pixels)
+        if value <= 0:
+            raise ValueError(f"max_pixels must be positive, not {value}")
+    _sync_pil_limit(value)
+    return value
+
+
+def _sync_pil_limit(max_pixels: int) -> None:
+    """Make sure Pillow's own bomb check never refuses what this module's limit allows.
+
+    Only ever raises ``PIL.Image.MAX_IMAGE_PIXELS`` (to the caller's explicit, larger limit);
+    images above it are refused here, from the header, before Pillow decodes anything.
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def _check_min_short_side(min_short_side: int | None) -> int | None:
@@ -213,7 +227,7 @@ def _sniff(head: bytes) -> tuple[str, str]:
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "image", "GIF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image", "WEBP"
+        return "image", "WebP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "image", "TIFF"
     if head[:2] == b"BM" and len(head) >= 26:
@@ -315,22 +329,38 @@ def _pil_open(fp: BinaryIO, pil_format: str) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1-8) from the lazily opened image, without decoding pixels."""
     try:
-        value = im.getexif().get(_ORIENTATION, 1)
+        if isinstance(im, PngImagePlugin.PngImageFile):
+            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after
+            # the pixel data (a decompression bomb would be decoded right here); the base
+            # implementation only reads what the header already gave (eXIf before IDAT, XMP).
+            exif = Image.Image.getexif(im)
+        else:
+            exif = im.getexif()
+        value = exif.get(_ORIENTATION, 1)
     except Exception:  # malformed EXIF must not make an image unusable
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 class _Header:
-    __slots__ = ("label", "pil_format", "decoder", "im", "width", "height", "orientation")
+    """What the header says: format, size (as stored) and, read on demand, the orientation."""
+
+    __slots__ = ("label", "pil_format", "decoder", "im", "width", "height", "_orientation")
 
     def __init__(self, label: str, im: Image.Image):
         self.label = label
         self.pil_format, self.decoder = _FORMATS[label]
         self.im = im
         self.width, self.height = im.size
-        self.orientation = _orientation(im)
+        self._orientation: int | None = None
+
+    @property
+    def orientation(self) -> int:
+        if self._orientation is None:
+            self._orientation = _orientation(self.im)
+        return self._orientation
 
 
 def _sniff_or_raise(head: bytes, source: str) -> str:
@@ -527,7 +557,8 @@ def _decode(data: bytes, header: _Header, min_short_side: int | None, source: st
     finally:
         header.im.close()
     assert rgb is not None
-    rgb = _apply_orientation(rgb, header.orientation)
+    if header.label not in _SELF_ORIENTING:
+        rgb = _apply_orientation(rgb, header.orientation)
     return np.ascontiguousarray(rgb)
 
 
@@ -614,7 +645,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             header.im.close()
     except OSError as err:
         raise ImageError(source, _os_reason(err)) from None
-    if header.orientation in (5, 6, 7, 8):
+    if header.label not in _SELF_ORIENTING and header.orientation in (5, 6, 7, 8):
         return header.height, header.width
     return header.width, header.height
 
