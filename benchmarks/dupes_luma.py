@@ -87,6 +87,10 @@ def pair_classes(catalog: Catalog) -> tuple[set, callable]:
         (sa, va, ta), (sb, vb, tb) = key[a], key[b]
         return sa == sb and va == vb and ta != tb
 
+    def same_style(a: int, b: int) -> bool:
+        return key[a][0] == key[b][0]
+
+    colour_variant.same_style = same_style
     return truth_pairs(catalog), colour_variant
 
 
@@ -101,7 +105,10 @@ def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict
         tp = len(pred & truth)
         variants = sum(1 for a, b in pred - truth if colour_variant(a, b))
         rest = len(pred) - variants
+        other_views = sum(1 for a, b in pred - truth if not colour_variant(a, b)
+                          and colour_variant.same_style(a, b))
         return {"predicted": len(pred), "true": tp, "colour_variant_pairs": variants,
+                "same_style_other_view_pairs": other_views,
                 "precision_strict": round(tp / len(pred), 4) if pred else 1.0,
                 "precision_excl_variants": round(tp / rest, 4) if rest else 1.0,
                 "recall": round(tp / len(truth), 4)}
