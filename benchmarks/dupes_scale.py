@@ -99,22 +99,26 @@ def build(directory: Path, n: int) -> None:
     np.save(directory / "synthetic-source.npy", source)
 
 
-def scan(directory: Path, k: int) -> dict:
+def scan(directory: Path, k: int, ef: int) -> dict:
     started = time.perf_counter()
+    cpu = time.process_time()
     with Catalog.open(directory, create=False) as catalog:
-        result = duplicates.scan(catalog, k=k, verifier=duplicates.embedding_verifier)
+        result = duplicates.scan(catalog, k=k, ef=ef, verifier=duplicates.embedding_verifier)
+        cpu = time.process_time() - cpu
         wall = time.perf_counter() - started
         source = np.load(directory / "synthetic-source.npy")
-        ids = np.array([r[0] for r in catalog.db.conn.execute("SELECT id FROM images ORDER BY path")])
+        ids = np.array([r[0] for r in catalog.db.conn.execute(
+            "SELECT id FROM images WHERE path NOT LIKE '/synthetic/new-%' ORDER BY path")])
     # truth: a copy and its original (and copies of one original) belong together
     root = np.where(source >= 0, source, np.arange(len(source)))
     root_of = dict(zip(ids.tolist(), root.tolist()))
     planted = int((source >= 0).sum())
-    grouped_right = sum(root_of[m.image_id] == root_of[g.representative.image_id]
+    grouped_right = sum(root_of.get(m.image_id, -1) == root_of.get(g.representative.image_id, -2)
                         for g in result.groups for m in g.members)
     members = sum(len(g.members) for g in result.groups)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"images": result.images, "k": k, "scan_seconds": round(result.seconds, 2),
+    return {"images": result.images, "k": k, "ef": ef, "scan_seconds": round(result.seconds, 2),
+            "cpu_seconds": round(cpu, 1), "load_average": round(os.getloadavg()[0], 1),
             "wall_seconds_incl_open": round(wall, 2),
             "stages": {s: round(v, 2) for s, v in result.timings.items()},
             "candidates": result.candidates, "verified": result.verified, "groups": len(result.groups),
@@ -156,13 +160,14 @@ def main() -> int:
     ap.add_argument("--catalog", required=True, type=Path)
     ap.add_argument("-n", type=int, default=100_000)
     ap.add_argument("-k", type=int, default=duplicates.DEFAULT_K)
+    ap.add_argument("--ef", type=int, default=duplicates.SEARCH_EF)
     args = ap.parse_args()
     if args.action == "build":
         build(args.catalog, args.n)
     elif args.action == "new":
         print(json.dumps(add_new(args.catalog, args.n)))
     else:
-        print(json.dumps(scan(args.catalog, args.k)))
+        print(json.dumps(scan(args.catalog, args.k, args.ef)))
     return 0
 
 

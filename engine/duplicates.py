@@ -47,6 +47,7 @@ DEFAULT_K = 20              # neighbours per image in the candidate graph
 CANDIDATE_FLOOR = 0.5       # loosest embedding cosine a candidate pair may have
 EXPAND_ABOVE = 0.97         # re-query an image with a larger k while its k-th neighbour is this close
 MAX_K = 1024
+SEARCH_EF = 64            # HNSW search breadth for the graph (copies are close: a narrow search finds them)
 QUERY_BATCH = 2000
 VERIFY_BATCH = 4096
 HASH_CLIQUE_MAX = 200       # byte-identical images: all pairs up to this many, a star beyond
@@ -412,7 +413,7 @@ def _check(cancel: CancelToken | None) -> None:
 
 
 def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floor: float,
-                    expand_above: float, progress: Progress | None, cancel: CancelToken | None
+                    expand_above: float, ef: int | None, progress: Progress | None, cancel: CancelToken | None
                     ) -> tuple[np.ndarray, np.ndarray, int]:
     conn = catalog.db.conn
     total = conn.execute("SELECT count(*) FROM images WHERE version > ?", (since_version,)).fetchone()[0]
@@ -424,7 +425,7 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
     for ids, vecs in catalog.iter_embeddings(batch=QUERY_BATCH, since_version=since_version):
         _check(cancel)
         kk = min(k + 1, n_index)                          # +1: an image finds itself
-        labels, sims = _query(index, vecs, kk)
+        labels, sims = _query(index, vecs, kk, ef)
         rows = np.arange(len(ids))
         while True:
             a = np.repeat(ids[rows], labels.shape[1])
@@ -441,7 +442,7 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
                 break
             rows = rows[deep]
             wider = min(kk * 4, MAX_K, n_index)
-            labels, sims = _query(index, vecs[rows], wider)
+            labels, sims = _query(index, vecs[rows], wider, ef)
             if labels.shape[1] <= kk:                      # the graph cannot give more
                 break
             kk = labels.shape[1]
@@ -454,12 +455,12 @@ def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floo
     return pairs, cos, done
 
 
-def _query(index, vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _query(index, vecs: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """index.query, asking for fewer neighbours when hnswlib cannot return k for every query (it
     raises when part of the graph is unreachable, e.g. a tight clump of hundreds of copies)."""
     while True:
         try:
-            return index.query(vecs, k)
+            return index.query(vecs, k, ef=ef)
         except RuntimeError:
             if k <= 1:
                 return np.zeros((len(vecs), 0), np.int64), np.zeros((len(vecs), 0), np.float32)
@@ -482,7 +483,8 @@ def _hash_pairs(catalog: Catalog, since_version: int) -> np.ndarray:
 
 
 def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_K,
-         floor: float = CANDIDATE_FLOOR, expand_above: float = EXPAND_ABOVE, only_new: bool = False,
+         floor: float = CANDIDATE_FLOOR, expand_above: float = EXPAND_ABOVE, ef: int | None = SEARCH_EF,
+         only_new: bool = False,
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
          with_records: bool = True) -> ScanResult:
@@ -519,7 +521,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     # 1. candidates: kNN graph + byte-identical files + confirmed pairs
     t = time.perf_counter()
     pairs, cosine, result.queried = _knn_candidates(
-        catalog, index, since_version=since, k=k, floor=floor, expand_above=expand_above,
+        catalog, index, since_version=since, k=k, floor=floor, expand_above=expand_above, ef=ef,
         progress=progress, cancel=cancel)
     same = _hash_pairs(catalog, since)
     confirmed = _decided_pairs(catalog, CONFIRMED)
