@@ -178,9 +178,9 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
 
 
 def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
-    """``scoring.embedding_score`` of each pair's stored embeddings. The index holds the stored
-    float32 vectors, so the cosine the kNN query measured is exact and is reused; the rest
-    (confirmed pairs the graph did not reach) are read from the database."""
+    """``scoring.embedding_score`` of each pair's stored embeddings. Where the kNN query measured
+    the cosine on full vectors it is exact and reused; the rest (NaN: a projected index, confirmed
+    pairs the graph did not reach) are computed from the embeddings stored in the database."""
     cosine = np.array(cosine, dtype=np.float64, copy=True)
     todo = np.nonzero(np.isnan(cosine))[0]
     if todo.size:
@@ -523,6 +523,10 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     pairs, cosine, result.queried = _knn_candidates(
         catalog, index, since_version=since, k=k, floor=floor, expand_above=expand_above, ef=ef,
         progress=progress, cancel=cancel)
+    if getattr(index, "projection", None) is not None:
+        # a projected index (large catalogs) ranks by approximate similarities: good enough to
+        # pick candidates, but scores are computed from the stored full embeddings
+        cosine = np.full(len(pairs), np.nan)
     same = _hash_pairs(catalog, since)
     confirmed = _decided_pairs(catalog, CONFIRMED)
     ignored = _decided_pairs(catalog, NOT_DUPLICATE)

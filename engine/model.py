@@ -11,7 +11,8 @@ classifier with a pooled-embedding output can be dropped in without code changes
       "file": "model.onnx",                    # relative to the manifest's folder
       "sha256": "…",                           # checked before the file is used
       "input": {"name": "input", "size": 224, "resize_short_side": 256,
-                "interpolation": "bicubic", "crop": "center",
+                "interpolation": "bicubic", "downscale_interpolation": "area",
+                "crop": "center",
                 "colour_order": "RGB", "layout": "NCHW",
                 "mean": [127, 127, 127], "std": [128, 128, 128]},
       "outputs": {"logits": "logits", "embedding": "embedding"},
@@ -21,8 +22,12 @@ classifier with a pooled-embedding output can be dropped in without code changes
     }
 
 Preprocessing (``Model.preprocess``): RGB ``uint8`` ``[H, W, 3]`` in; the shorter side is resized
-to ``resize_short_side`` with the named interpolation (OpenCV), the centre ``size``x``size`` square
-is cut out, then ``(x - mean) / std`` per channel, as float32 in the manifest's layout.
+to ``resize_short_side`` (OpenCV; ``downscale_interpolation`` when shrinking, default
+``interpolation``; ``interpolation`` when enlarging), the centre ``size``x``size`` square is cut
+out, then ``(x - mean) / std`` per channel, as float32 in the manifest's layout. The shipped packs
+shrink with ``area`` (an anti-aliased box filter): product photos are often 5x larger than the
+input, and without anti-aliasing the embedding depends on how the JPEG was decoded (full or
+reduced size) -- see docs/models.md for the measurements.
 
 Thread safety: a :class:`Model` is immutable after :func:`load_model` returns, and
 ``onnxruntime.InferenceSession.run`` is thread-safe, so one ``Model`` may be shared by any number of
@@ -259,7 +264,9 @@ class Model:
         self.input_size: int = int(inp["size"])
         self.resize_short_side: int = int(inp.get("resize_short_side", self.input_size))
         self.interpolation: str = inp.get("interpolation", "bilinear")
+        self.downscale_interpolation: str = inp.get("downscale_interpolation", self.interpolation)
         self._cv_interp = _INTERPOLATIONS[self.interpolation]
+        self._cv_interp_down = _INTERPOLATIONS[self.downscale_interpolation]
         self.crop: str = inp.get("crop", "center")
         self.colour_order: str = inp.get("colour_order", "RGB")
         self.layout: str = inp.get("layout", "NCHW")
@@ -314,7 +321,8 @@ class Model:
         else:
             nh, nw = max(s, int(round(h * s / w))), s
         if (nh, nw) != (h, w):
-            img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=self._cv_interp)
+            interp = self._cv_interp_down if nh * nw < h * w else self._cv_interp
+            img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
         c = self.input_size
         top = int(round((nh - c) / 2.0))
         left = int(round((nw - c) / 2.0))
@@ -403,10 +411,11 @@ def _check_manifest(manifest: dict, path: Path) -> None:
     short = manifest["input"].get("resize_short_side", size)
     if not isinstance(size, int) or size < 1 or not isinstance(short, int) or short < size:
         raise ModelError(f"{path}: model manifest needs 1 <= input.size <= input.resize_short_side")
-    interp = manifest["input"].get("interpolation", "bilinear")
-    if interp not in _INTERPOLATIONS:
-        raise ModelError(f"{path}: unknown interpolation {interp!r} in model manifest "
-                         f"(one of {', '.join(sorted(_INTERPOLATIONS))})")
+    for key in ("interpolation", "downscale_interpolation"):
+        interp = manifest["input"].get(key, "bilinear")
+        if interp not in _INTERPOLATIONS:
+            raise ModelError(f"{path}: unknown input.{key} {interp!r} in model manifest "
+                             f"(one of {', '.join(sorted(_INTERPOLATIONS))})")
     if manifest["input"].get("crop", "center") not in ("center", "centre"):
         raise ModelError(f"{path}: only crop 'center' is supported")
     if manifest["input"].get("colour_order", "RGB") not in ("RGB", "BGR"):
@@ -472,6 +481,9 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads if threads else default_threads()
     options.inter_op_num_threads = 1
+    # Idle intra-op threads would otherwise spin between operators, taking CPU from the decode
+    # threads that run beside inference (ingest cost 28 -> 20 CPU ms/image, docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only; a missing CUDA library is not the user's business
     if providers is None:
         providers = _default_providers(ort)

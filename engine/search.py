@@ -14,6 +14,7 @@ from . import scoring
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
+from .ingest import content_hash
 
 DEFAULT_K = 10
 MIN_CANDIDATES = 50
@@ -107,18 +108,22 @@ class Searcher:
         try:
             # a region is cut from the full-resolution image; a whole image may decode reduced
             rgb = load_image(path, min_short_side=None if roi else self.model.resize_short_side)
+            digest = _file_hash(path)
         except ImageError as exc:
             return QueryResult(query=name, error=exc.reason)
         decode_ms = (time.perf_counter() - t0) * 1000
-        result = self.search_image(rgb, k=k, filters=filters, roi=roi, name=name)
+        result = self.search_image(rgb, k=k, filters=filters, roi=roi, name=name,
+                                   same_file_hash=None if roi else digest)
         result.timings = {"decode": decode_ms, **result.timings}
         return result
 
     def search_image(self, rgb: np.ndarray, *, k: int = DEFAULT_K,
                      filters: SearchFilters | None = None,
                      roi: tuple[int, int, int, int] | None = None,
-                     name: str = "<image>") -> QueryResult:
-        """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels."""
+                     name: str = "<image>", same_file_hash: str | None = None) -> QueryResult:
+        """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels.
+        ``same_file_hash``: the content hash of the query file; catalog images with exactly these
+        bytes rank first among equal scores (near-identical re-encodes can tie at 1.0)."""
         timings: dict[str, float] = {}
         try:
             if roi is not None:
@@ -128,7 +133,7 @@ class Searcher:
             timings["model"] = (time.perf_counter() - t) * 1000
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
             t = time.perf_counter()
-            matches = self._matches(emb[0], k, filters or SearchFilters(), timings)
+            matches = self._matches(emb[0], k, filters or SearchFilters(), timings, same_file_hash)
             timings["total"] = sum(timings.values())
             return QueryResult(query=name, labels=labels, results=matches, timings=timings)
         except LookalikeError as exc:
@@ -136,7 +141,7 @@ class Searcher:
 
     # ------------------------------------------------------------------ internals
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
-                 timings: dict[str, float]) -> list[Match]:
+                 timings: dict[str, float], same_file_hash: str | None = None) -> list[Match]:
         t = time.perf_counter()
         index = self.catalog.index()
         timings["index_sync"] = (time.perf_counter() - t) * 1000
@@ -147,7 +152,7 @@ class Searcher:
         knn_ms = join_ms = 0.0
         while True:
             t = time.perf_counter()
-            ids, sims = index.query(emb, min(want, n))
+            ids, sims = self.catalog.nearest(emb, min(want, n))   # exact cosines, re-ranked
             knn_ms += (time.perf_counter() - t) * 1000
             ids, sims = ids[0], sims[0]
             t = time.perf_counter()
@@ -169,10 +174,18 @@ class Searcher:
             want *= 4
         timings["knn"] = knn_ms
         timings["join"] = join_ms
-        kept.sort(key=lambda x: -x[0])
+        kept.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score))
                 for i, (score, image_id, rec) in enumerate(kept[:k])]
+
+
+def _file_hash(path) -> str | None:
+    try:
+        with open(path, "rb") as fh:        # just decoded: in the page cache
+            return content_hash(fh.read())
+    except OSError:
+        return None
 
 
 def crop_roi(rgb: np.ndarray, roi: Sequence[float]) -> np.ndarray:

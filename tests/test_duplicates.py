@@ -184,6 +184,21 @@ def test_scan_keeps_hundreds_of_copies_of_one_image_together(tmp_path):
     cat.close()
 
 
+def test_projected_index_scores_are_exact_cosines(tmp_path):
+    # large catalogs index PCA-projected vectors; the scores must still be the exact cosines
+    rng = np.random.default_rng(11)
+    base = spread(rng, 60)
+    cat = make_catalog(tmp_path / "c", np.concatenate([base, [near(rng, base[i], 0.95) for i in range(3)]]))
+    cat.fit_projection(dim=16)
+    assert cat.index().projection is not None
+    result = scan(cat, k=10)
+    assert len(result.groups) == 3
+    for g in result.groups:
+        a, b = cat.embeddings([g.representative.image_id, g.members[0].image_id])
+        assert g.members[0].score == pytest.approx(float(a @ b), abs=1e-5)
+    cat.close()
+
+
 def test_byte_identical_files_are_grouped_with_score_one(tmp_path):
     rng = np.random.default_rng(3)
     vecs = spread(rng, 10)
