@@ -251,3 +251,27 @@ def test_default_threads_respects_the_environment(monkeypatch):
     assert model_mod.default_threads() == 3
     monkeypatch.setenv("LOOKALIKE_THREADS", "many")
     assert model_mod.default_threads() >= 1
+
+
+def test_manifest_size_must_match_the_graph(pack_copy):
+    manifest = json.loads((pack_copy / "model.json").read_text())
+    manifest["input"]["size"] = 192
+    (pack_copy / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="manifest says size 192"):
+        load_model(pack_copy)
+
+
+def test_fixed_batch_export_is_chunked_and_padded(pack_copy, fp32):
+    onnx = pytest.importorskip("onnx")
+    path = pack_copy / "model.onnx"
+    graph = onnx.load(str(path))
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # batch fixed at 2
+    onnx.save(graph, str(path))
+    _rewrite_manifest(pack_copy, sha256=model_mod.file_sha256(path))
+    m = load_model(pack_copy, providers=["CPUExecutionProvider"], batch_size=32)
+    assert m.batch_size == 2
+    photos = [skdata.coffee(), skdata.chelsea(), skdata.rocket()]  # 2 + 1 padded
+    p, e = m.run(photos)
+    p_ref, e_ref = fp32.run(photos)
+    np.testing.assert_allclose(e, e_ref, atol=1e-5)
+    np.testing.assert_allclose(p, p_ref, atol=1e-5)
