@@ -62,6 +62,12 @@ def test_both_packs_load_with_their_manifest_values(name):
     assert len(set(m.labels)) == 1000  # every class name is distinct
 
 
+def test_default_pack_is_used_without_a_name(monkeypatch):
+    monkeypatch.delenv("LOOKALIKE_MODEL", raising=False)
+    assert resolve_pack() == MODELS_DIR / model_mod.DEFAULT_PACK / "model.json"
+    assert load_model(providers=["CPUExecutionProvider"]).name == model_mod.DEFAULT_PACK
+
+
 def test_pack_can_be_named_by_folder_or_manifest(pack_copy):
     a = load_model(pack_copy, providers=["CPUExecutionProvider"])
     b = load_model(pack_copy / "model.json", providers=["CPUExecutionProvider"])
