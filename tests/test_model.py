@@ -238,7 +238,7 @@ def test_real_photos_are_classified_sensibly(fp32):
 def test_int8_pack_agrees_with_fp32_on_real_photos(fp32):
     int8 = load_model(INT8, providers=["CPUExecutionProvider"])
     photos = [skdata.coffee(), skdata.chelsea(), skdata.rocket(), skdata.astronaut()]
-    p32, e32 = fp32.run(photos)
+    _, e32 = fp32.run(photos)
     p8, e8 = int8.run(photos)
     assert int8.top_labels(p8[0], 1)[0][0] == "espresso"
     assert int8.top_labels(p8[1], 1)[0][0] in CATS
