@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 #: Folder holding the packs that ship with Lookalike (``<repo>/models``).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The pack :func:`load_model` uses when none is named (see docs/models.md for why).
-DEFAULT_PACK = "efficientnet-lite0"
+DEFAULT_PACK = "efficientnet-lite0-int8"
 #: Environment variable naming another default pack (a name under MODELS_DIR, a folder or a manifest).
 ENV_MODEL = "LOOKALIKE_MODEL"
 #: Environment variable overriding the number of intra-op threads.

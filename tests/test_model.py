@@ -62,6 +62,12 @@ def test_both_packs_load_with_their_manifest_values(name):
     assert len(set(m.labels)) == 1000  # every class name is distinct
 
 
+def test_default_pack_is_used_without_a_name(monkeypatch):
+    monkeypatch.delenv("LOOKALIKE_MODEL", raising=False)
+    assert resolve_pack() == MODELS_DIR / model_mod.DEFAULT_PACK / "model.json"
+    assert load_model(providers=["CPUExecutionProvider"]).name == model_mod.DEFAULT_PACK
+
+
 def test_pack_can_be_named_by_folder_or_manifest(pack_copy):
     a = load_model(pack_copy, providers=["CPUExecutionProvider"])
     b = load_model(pack_copy / "model.json", providers=["CPUExecutionProvider"])
@@ -232,7 +238,7 @@ def test_real_photos_are_classified_sensibly(fp32):
 def test_int8_pack_agrees_with_fp32_on_real_photos(fp32):
     int8 = load_model(INT8, providers=["CPUExecutionProvider"])
     photos = [skdata.coffee(), skdata.chelsea(), skdata.rocket(), skdata.astronaut()]
-    p32, e32 = fp32.run(photos)
+    _, e32 = fp32.run(photos)
     p8, e8 = int8.run(photos)
     assert int8.top_labels(p8[0], 1)[0][0] == "espresso"
     assert int8.top_labels(p8[1], 1)[0][0] in CATS
