@@ -39,6 +39,7 @@ from engine.errors import ImageError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
     "UNSUPPORTED_IMAGE_EXTENSIONS",
     "decode_image_bytes",
     "image_size",

@@ -279,9 +279,10 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._index.get_current_count() - len(self._deleted)
 
-    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, vectors: np.ndarray, k: int, *, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids [N,k'], cosine similarities [N,k']) with k' = min(k, len(self)). With a
-        projection the similarities are those of the projected vectors (approximate)."""
+        projection the similarities are those of the projected vectors (approximate). ``ef``
+        overrides the search breadth for this call only (at least k)."""
         vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
         if self.projection is not None:
             vectors = self.projection.apply(vectors)
@@ -289,8 +290,9 @@ class VectorIndex:
         if k <= 0:
             return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
         with self._lock:
-            if self._index.ef < k:
-                self._index.set_ef(k)
+            want = max(k, int(ef)) if ef is not None else max(k, self.ef)
+            if self._index.ef != want:
+                self._index.set_ef(want)
             try:
                 labels, dist = self._index.knn_query(vectors, k=k)
             finally:

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 #: Folder holding the packs that ship with Lookalike (``<repo>/models``).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The pack :func:`load_model` uses when none is named (see docs/models.md for why).
-DEFAULT_PACK = "efficientnet-lite0"
+DEFAULT_PACK = "efficientnet-lite0-int8"
 #: Environment variable naming another default pack (a name under MODELS_DIR, a folder or a manifest).
 ENV_MODEL = "LOOKALIKE_MODEL"
 #: Environment variable overriding the number of intra-op threads.
@@ -248,13 +248,15 @@ class Model:
     """
 
     def __init__(self, manifest_path: Path, manifest: dict, session, labels: list[str],
-                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE):
+                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE, fixed_batch: bool = False):
         self.manifest_path = manifest_path
         self.manifest = manifest
         self.session = session
         self.labels = labels
         self.sha256 = sha256
+        #: Images per onnxruntime call; ``run``/``run_tensor`` accept any number and chunk.
         self.batch_size = batch_size
+        self._fixed_batch = fixed_batch  # the graph takes exactly batch_size images per call
         self.name: str = manifest["name"]
         self.version: str = str(manifest.get("version", ""))
         #: Identifies model *and* weights: embeddings from different ids must not be mixed.
@@ -344,10 +346,13 @@ class Model:
         outputs = [self.logits_name, self.embedding_name]
         for start in range(0, n, self.batch_size):
             chunk = np.ascontiguousarray(batch[start:start + self.batch_size])
+            m = chunk.shape[0]
+            if self._fixed_batch and m < self.batch_size:
+                pad = np.zeros((self.batch_size - m, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
             logits, emb = self.session.run(outputs, {self.input_name: chunk})
-            stop = start + chunk.shape[0]
-            probs[start:stop] = _softmax(logits)
-            embs[start:stop] = _l2_normalise(emb)
+            probs[start:start + m] = _softmax(logits[:m])
+            embs[start:start + m] = _l2_normalise(emb[:m])
         return probs, embs
 
     def run(self, batch_rgb: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -497,6 +502,16 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     if manifest["input"]["name"] not in inputs:
         raise ModelError(f"{onnx_path}: the model has no input named "
                          f"{manifest['input']['name']!r} (it has {', '.join(inputs)})")
+    in_shape = inputs[manifest["input"]["name"]].shape
+    size = manifest["input"]["size"]
+    if len(in_shape) != 4:
+        raise ModelError(f"{onnx_path}: input has shape {in_shape}, expected 4 dimensions")
+    spatial = in_shape[2:] if manifest["input"].get("layout", "NCHW") == "NCHW" else in_shape[1:3]
+    if any(isinstance(d, int) and d != size for d in spatial):
+        raise ModelError(f"{onnx_path}: input is {in_shape} but the manifest says size {size}")
+    fixed_batch = isinstance(in_shape[0], int) and in_shape[0] > 0
+    if fixed_batch:
+        batch_size = in_shape[0]  # a fixed-batch export takes exactly that many images per call
     outputs = {o.name: o for o in session.get_outputs()}
     for role in ("logits", "embedding"):
         name = manifest["outputs"][role]
@@ -509,6 +524,6 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
             raise ModelError(f"{onnx_path}: {role} output has shape {shape}, expected [N, {want}]")
     # With verify=False the manifest's hash stands in for the file's (the caller vouches for it).
     model = Model(manifest_path, manifest, session, labels, expected,
-                  batch_size=max(1, int(batch_size)))
+                  batch_size=max(1, int(batch_size)), fixed_batch=fixed_batch)
     log.info("loaded %s from %s on %s", model.model_id, onnx_path, model.provider)
     return model

@@ -620,10 +620,14 @@ def test_gif_real_photo(cat):
     assert mean_abs_diff(arr, cat) < 12  # 256-colour quantisation
 
 
-def test_ico_picks_an_image(cat):
+def test_ico_picks_the_largest_image(cat):
     arr = decode_image_bytes(encode(cat[:256, :256], "ICO", sizes=[(64, 64), (256, 256)]))
-    check_rgb(arr)
-    assert arr.shape[0] == arr.shape[1] and arr.shape[0] in (64, 256)
+    check_rgb(arr, (256, 256))
+    assert mean_abs_diff(arr, cat[:256, :256]) < 1
+
+
+def test_qoi(cat):
+    assert np.array_equal(decode_image_bytes(encode(cat, "QOI")), cat)
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,12 @@ def test_both_packs_load_with_their_manifest_values(name):
     assert len(set(m.labels)) == 1000  # every class name is distinct
 
 
+def test_default_pack_is_used_without_a_name(monkeypatch):
+    monkeypatch.delenv("LOOKALIKE_MODEL", raising=False)
+    assert resolve_pack() == MODELS_DIR / model_mod.DEFAULT_PACK / "model.json"
+    assert load_model(providers=["CPUExecutionProvider"]).name == model_mod.DEFAULT_PACK
+
+
 def test_pack_can_be_named_by_folder_or_manifest(pack_copy):
     a = load_model(pack_copy, providers=["CPUExecutionProvider"])
     b = load_model(pack_copy / "model.json", providers=["CPUExecutionProvider"])
@@ -232,7 +238,7 @@ def test_real_photos_are_classified_sensibly(fp32):
 def test_int8_pack_agrees_with_fp32_on_real_photos(fp32):
     int8 = load_model(INT8, providers=["CPUExecutionProvider"])
     photos = [skdata.coffee(), skdata.chelsea(), skdata.rocket(), skdata.astronaut()]
-    p32, e32 = fp32.run(photos)
+    _, e32 = fp32.run(photos)
     p8, e8 = int8.run(photos)
     assert int8.top_labels(p8[0], 1)[0][0] == "espresso"
     assert int8.top_labels(p8[1], 1)[0][0] in CATS
@@ -251,3 +257,27 @@ def test_default_threads_respects_the_environment(monkeypatch):
     assert model_mod.default_threads() == 3
     monkeypatch.setenv("LOOKALIKE_THREADS", "many")
     assert model_mod.default_threads() >= 1
+
+
+def test_manifest_size_must_match_the_graph(pack_copy):
+    manifest = json.loads((pack_copy / "model.json").read_text())
+    manifest["input"]["size"] = 192
+    (pack_copy / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="manifest says size 192"):
+        load_model(pack_copy)
+
+
+def test_fixed_batch_export_is_chunked_and_padded(pack_copy, fp32):
+    onnx = pytest.importorskip("onnx")
+    path = pack_copy / "model.onnx"
+    graph = onnx.load(str(path))
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # batch fixed at 2
+    onnx.save(graph, str(path))
+    _rewrite_manifest(pack_copy, sha256=model_mod.file_sha256(path))
+    m = load_model(pack_copy, providers=["CPUExecutionProvider"], batch_size=32)
+    assert m.batch_size == 2
+    photos = [skdata.coffee(), skdata.chelsea(), skdata.rocket()]  # 2 + 1 padded
+    p, e = m.run(photos)
+    p_ref, e_ref = fp32.run(photos)
+    np.testing.assert_allclose(e, e_ref, atol=1e-5)
+    np.testing.assert_allclose(p, p_ref, atol=1e-5)
