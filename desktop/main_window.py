@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self.import_dialog = ImportDialog(self)
         self.stats_dialog = CatalogStatsDialog(self)
         self.shortcuts_dialog: QDialog | None = None
+        self.duplicates_window: QWidget | None = None
 
     def _action(
         self, text: str, slot, shortcut=None, icon: str | None = None, tip: str | None = None
@@ -228,6 +229,13 @@ class MainWindow(QMainWindow):
             "import",
             "Import a product feed (CSV)",
         )
+        self.act_duplicates = A(
+            "Find &duplicates…",
+            self.open_duplicates,
+            "Ctrl+D",
+            "compare",
+            "Scan the catalog for groups of copies (duplicate listings)",
+        )
         self.act_stats = A(
             "Catalog &statistics",
             self.show_stats,
@@ -288,6 +296,7 @@ class MainWindow(QMainWindow):
         catalog_menu.addAction(self.act_import_folder)
         catalog_menu.addAction(self.act_import_feed)
         catalog_menu.addSeparator()
+        catalog_menu.addAction(self.act_duplicates)
         catalog_menu.addAction(self.act_stats)
         catalog_menu.addAction(self.act_remove)
         search_menu = bar.addMenu("&Search")
@@ -441,6 +450,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
+        self._close_duplicates()
         self.compare_view.stop()
         self.import_dialog.hide()
         self.thumbnails.shutdown()
@@ -536,6 +546,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _on_catalog_opened(self, info: CatalogInfo) -> None:
+        self._close_duplicates()  # it showed the previous catalog
         self.thumbnails.set_catalog(info.catalog)
         self.results_model.clear()
         self.shown_result = None
@@ -898,6 +909,34 @@ class MainWindow(QMainWindow):
         self.statusBar().clearMessage()
         self._update_actions()
 
+    def open_duplicates(self) -> QWidget | None:
+        """The Duplicates view (desktop.duplicates_view) on the open catalog, in its own window."""
+        catalog = self.session.catalog
+        if catalog is None:
+            self.banner.info("Open a catalog first.")
+            return None
+        window = self.duplicates_window
+        if window is None or getattr(window, "catalog", None) is not catalog:
+            self._close_duplicates()
+            from .duplicates_view import DuplicatesView
+
+            window = DuplicatesView(catalog, self)  # shares the open catalog (thread-safe)
+            window.setWindowFlag(Qt.WindowType.Window)
+            window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
+            window.resize(1200, 780)
+            window.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            self.duplicates_window = window
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
+    def _close_duplicates(self) -> None:
+        if self.duplicates_window is not None:
+            self.duplicates_window.close()  # cancels its scan, waits for its threads
+            self.duplicates_window.deleteLater()
+            self.duplicates_window = None
+
     def show_stats(self) -> None:
         info = self.session.catalog_info
         if info is None:
@@ -937,6 +976,7 @@ class MainWindow(QMainWindow):
         self.act_import_folder.setEnabled(has_catalog and not self.session.importing)
         self.act_import_feed.setEnabled(has_catalog and not self.session.importing)
         self.act_stats.setEnabled(has_catalog)
+        self.act_duplicates.setEnabled(has_catalog)
         self.act_reveal.setEnabled(has_current)
         self.act_open_url.setEnabled(has_current)
 

@@ -169,3 +169,17 @@ def test_closing_the_window_during_an_import_cancels_it_cleanly(
     with Catalog.open(catalog_dir, create=False) as cat:
         assert cat.count_images() == len(cat.index() or [])
         assert cat.count_images() < 717
+
+
+def test_duplicates_view_opens_on_the_open_catalog(qtbot, make_window, gui_catalog, tmp_path):
+    window = make_window(gui_catalog)
+    view = window.open_duplicates()
+    assert view is not None and view.isVisible()
+    assert view.catalog is window.session.catalog
+    assert window.open_duplicates() is view  # one window per catalog
+    with qtbot.waitSignal(view.scanFinished, timeout=WAIT_MS):
+        view.start_scan()
+    # switching catalogs closes it (it belonged to the previous one)
+    with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
+        window.new_catalog(str(tmp_path / "other"))
+    assert window.duplicates_window is None
