@@ -1,21 +1,41 @@
 """The match score users see and the named thresholds built on it.
 
-A score is in [0, 1], higher is more similar, and means the same thing for every query, so one
-threshold can be applied across queries, the duplicate finder and the GUI.
+A score is a calibrated, probability-like value in [0, 1]: the estimated chance that the catalog
+image shows the same product as the query (an edited copy of it, or another photo of it). It is
+computed from the evidence the search gathers for each candidate (:class:`Evidence`):
 
-The thresholds are provisional values for the raw-embedding score (cosine similarity); the
-match-quality work replaces them with calibrated, measured ones (docs/match-quality.md).
+* ``cosine``  — cosine similarity of the two CNN embeddings;
+* ``inliers`` — ORB matches consistent with one RANSAC homography (engine.verification), 0 when the
+  candidate was not verified or nothing agreed;
+* ``colour``  — intersection of the two colour histograms of non-background pixels.
+
+and combined by a logistic model whose few coefficients were fitted on labelled query/candidate
+pairs with cross-validation (``benchmarks/match_quality.py fit``; figures and the procedure in
+docs/match-quality.md). Because the score is calibrated, one threshold means the same thing for
+every query, in search, in the duplicate finder and in the GUI.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-# name -> minimum score, strongest first
+#: logistic model: score = sigmoid(INTERCEPT + sum(COEF[name] * feature[name])),
+#: features as computed by :func:`feature_vector`. Fitted by benchmarks/match_quality.py fit.
+COEF: dict[str, float] = {
+    "cosine": 12.0,
+    "log_inliers": 2.5,
+    "colour": 2.0,
+}
+INTERCEPT = -14.0
+
+# name -> minimum score, strongest first (measured precision/recall: docs/match-quality.md)
 THRESHOLDS: dict[str, float] = {
     "copy": 0.90,
-    "same product": 0.75,
-    "similar": 0.60,
+    "same product": 0.50,
+    "similar": 0.20,
 }
 
 # how each threshold is shown to a user
@@ -26,9 +46,42 @@ STRENGTH_LABELS: dict[str, str] = {
 }
 
 
+@dataclass
+class Evidence:
+    cosine: float
+    inliers: int = 0
+    colour: float = 0.0
+    verified: bool = False     # local features were compared (inliers is meaningful)
+
+    def to_json(self) -> dict:
+        return {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
+                "colour": round(float(self.colour), 4), "verified": self.verified}
+
+
+def feature_vector(cosine, inliers, colour) -> dict[str, np.ndarray]:
+    return {
+        "cosine": np.asarray(cosine, np.float64),
+        "log_inliers": np.log1p(np.asarray(inliers, np.float64)),
+        "colour": np.asarray(colour, np.float64),
+    }
+
+
+def calibrated(cosine, inliers, colour) -> np.ndarray:
+    """The calibrated score of (arrays of) evidence."""
+    f = feature_vector(cosine, inliers, colour)
+    z = INTERCEPT + sum(COEF[k] * f[k] for k in COEF)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def score(evidence: Evidence) -> float:
+    return float(calibrated(evidence.cosine, evidence.inliers, evidence.colour))
+
+
 def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
-    """Score from the cosine similarity of two L2-normalised embeddings."""
-    return np.clip(cosine, 0.0, 1.0)
+    """Score from the cosine similarity alone (no local evidence): what the score is for a
+    candidate that was not verified, with average colour agreement. An upper-bound-free,
+    monotone function of the cosine, used to prune candidates before verification."""
+    return calibrated(cosine, 0, 0.5)
 
 
 def strength(score: float) -> str:
@@ -52,6 +105,6 @@ def resolve_threshold(value: str | float) -> float:
         except ValueError:
             names = ", ".join(n.replace(" ", "-") for n in THRESHOLDS)
             raise ValueError(f"unknown threshold {value!r}: use one of {names} or a number in [0, 1]") from None
-    if not 0.0 <= number <= 1.0:
+    if not (0.0 <= number <= 1.0) or math.isnan(number):
         raise ValueError(f"threshold {number} is outside [0, 1]")
     return number

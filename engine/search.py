@@ -10,13 +10,17 @@ from typing import Sequence
 
 import numpy as np
 
-from . import scoring
+from . import scoring, verification
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
 
 DEFAULT_K = 10
 MIN_CANDIDATES = 50
+#: candidates (best by embedding cosine) whose local features are geometrically verified
+VERIFY_TOP = 20
+#: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
+STRONG_INLIERS = 25
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Match:
     score: float
     product: dict = field(default_factory=dict)
     strength: str = ""
+    evidence: scoring.Evidence | None = None    # what the score was computed from
 
     def to_json(self) -> dict:
         p = self.product
@@ -70,6 +75,7 @@ class Match:
             "strength": self.strength, "image_id": self.image_id,
             "product_id": p.get("product_id"), "title": p.get("title"), "brand": p.get("brand"),
             "price": price, "category": p.get("category"), "url": p.get("url"),
+            "evidence": self.evidence.to_json() if self.evidence is not None else None,
         }
 
 
@@ -128,7 +134,7 @@ class Searcher:
             timings["model"] = (time.perf_counter() - t) * 1000
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
             t = time.perf_counter()
-            matches = self._matches(emb[0], k, filters or SearchFilters(), timings)
+            matches = self._matches(emb[0], k, filters or SearchFilters(), timings, rgb)
             timings["total"] = sum(timings.values())
             return QueryResult(query=name, labels=labels, results=matches, timings=timings)
         except LookalikeError as exc:
@@ -136,7 +142,9 @@ class Searcher:
 
     # ------------------------------------------------------------------ internals
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
-                 timings: dict[str, float]) -> list[Match]:
+                 timings: dict[str, float], rgb: np.ndarray | None = None) -> list[Match]:
+        """kNN candidates -> filters -> geometric verification of the best ones -> calibrated
+        score -> ranked matches. ``rgb`` (the query image) enables verification."""
         t = time.perf_counter()
         index = self.catalog.index()
         timings["index_sync"] = (time.perf_counter() - t) * 1000
@@ -145,6 +153,8 @@ class Searcher:
         n = len(index)
         want = max(k * 4, MIN_CANDIDATES)
         knn_ms = join_ms = 0.0
+        # the best score a candidate that is not verified can reach (perfect colour agreement)
+        best_unverified = lambda cos: float(scoring.calibrated(cos, 0, 1.0))  # noqa: E731
         while True:
             t = time.perf_counter()
             ids, sims = index.query(emb, min(want, n))
@@ -153,26 +163,67 @@ class Searcher:
             t = time.perf_counter()
             records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
             join_ms += (time.perf_counter() - t) * 1000
-            kept = []
-            for image_id, sim in zip(ids.tolist(), sims.tolist()):
-                rec = records.get(image_id)
-                if rec is None or not filters.accepts(rec):
-                    continue
-                score = float(scoring.embedding_score(sim))
-                if score < filters.min_score:
-                    continue
-                kept.append((score, image_id, rec))
+            kept = [(image_id, sim, records[image_id]) for image_id, sim in zip(ids.tolist(), sims.tolist())
+                    if image_id in records and filters.accepts(records[image_id])]
             # enough survivors, or the candidates already cover the whole index: done
-            if len(kept) >= k or len(ids) >= n or (sims.size and
-                                                   scoring.embedding_score(sims[-1]) < filters.min_score):
+            if (len(kept) >= max(k, VERIFY_TOP) or len(ids) >= n
+                    or (sims.size and best_unverified(sims[-1]) < filters.min_score
+                        and len(kept) >= min(k, VERIFY_TOP))):
                 break
             want *= 4
         timings["knn"] = knn_ms
         timings["join"] = join_ms
-        kept.sort(key=lambda x: -x[0])
+        evidence = self._evidence(rgb, kept, timings)
+        t = time.perf_counter()
+        scored = []
+        for (image_id, _, rec), ev in zip(kept, evidence):
+            score = scoring.score(ev)
+            if score >= filters.min_score:
+                scored.append((score, image_id, rec, ev))
+        scored.sort(key=lambda x: -x[0])
+        timings["score"] = (time.perf_counter() - t) * 1000
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
-                      strength=scoring.strength(score))
-                for i, (score, image_id, rec) in enumerate(kept[:k])]
+                      strength=scoring.strength(score), evidence=ev)
+                for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
+
+    def _evidence(self, rgb: np.ndarray | None, kept: list, timings: dict[str, float]) -> list[scoring.Evidence]:
+        """Colour agreement for every candidate, and RANSAC-verified ORB inliers for the
+        VERIFY_TOP best by cosine (with the mirrored query too when the plain one finds no
+        strong copy)."""
+        evidence = [scoring.Evidence(cosine=float(sim)) for _, sim, _ in kept]
+        if rgb is None or not kept:
+            return evidence
+        t = time.perf_counter()
+        query = verification.extract(rgb)
+        timings["features"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        stored = verification.features_for(self.catalog, [image_id for image_id, _, _ in kept],
+                                           paths={image_id: rec["path"] for image_id, _, rec in kept})
+        timings["load_features"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        order = sorted(range(len(kept)), key=lambda i: -kept[i][1])[:VERIFY_TOP]
+        for i, (image_id, _, _) in enumerate(kept):
+            f = stored.get(image_id)
+            if f is not None:
+                evidence[i].colour = verification.colour_similarity(query.colour, f.colour)
+        best = 0
+        for i in order:
+            f = stored.get(kept[i][0])
+            if f is None:
+                continue
+            evidence[i].inliers = verification.inliers(query, f)
+            evidence[i].verified = True
+            best = max(best, evidence[i].inliers)
+        timings["verify"] = (time.perf_counter() - t) * 1000
+        if best < STRONG_INLIERS:
+            t = time.perf_counter()
+            flipped = verification.extract(verification.mirrored(rgb))
+            for i in order:
+                f = stored.get(kept[i][0])
+                if f is not None:
+                    evidence[i].inliers = max(evidence[i].inliers, verification.inliers(flipped, f))
+            timings["verify_mirror"] = (time.perf_counter() - t) * 1000
+        return evidence
 
 
 def crop_roi(rgb: np.ndarray, roi: Sequence[float]) -> np.ndarray:
