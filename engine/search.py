@@ -21,6 +21,10 @@ MIN_CANDIDATES = 50
 VERIFY_TOP = 20
 #: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
 STRONG_INLIERS = 25
+#: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
+MIRROR_TOP = 8
+#: nearest images of each turned query (90/180/270 degrees) added and verified; 0 disables
+ROTATED_TOP = 5
 
 
 @dataclass
@@ -100,9 +104,10 @@ class Searcher:
     """Searches one catalog with one model. Thread-safe: the model session and the index are
     shared, SQLite connections are per thread."""
 
-    def __init__(self, catalog: Catalog, model):
+    def __init__(self, catalog: Catalog, model, *, verify: bool = True):
         self.catalog = catalog
         self.model = model
+        self.verify = verify     # False: embedding similarity only (no local features)
 
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
@@ -130,21 +135,44 @@ class Searcher:
             if roi is not None:
                 rgb = crop_roi(rgb, roi)
             t = time.perf_counter()
-            probs, emb = self.model.run([rgb])
+            # a padded copy (a uniform coloured frame) is also searched by its content; a plain
+            # white studio background is the photo itself and is only trimmed for verification
+            box = verification.content_box(rgb) if self.verify else None
+            content = rgb if box is None else np.ascontiguousarray(rgb[box[0][1]:box[0][3], box[0][0]:box[0][2]])
+            timings["trim"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
             timings["model"] = (time.perf_counter() - t) * 1000
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
-            t = time.perf_counter()
-            matches = self._matches(emb[0], k, filters or SearchFilters(), timings, rgb)
+            matches = self._matches(emb, k, filters or SearchFilters(), timings, content)
             timings["total"] = sum(timings.values())
             return QueryResult(query=name, labels=labels, results=matches, timings=timings)
         except LookalikeError as exc:
             return QueryResult(query=name, error=str(exc), timings=timings)
 
     # ------------------------------------------------------------------ internals
+    def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
+                    timings: dict[str, float]) -> list[tuple[int, float, dict]]:
+        """(image id, cosine, record) of the nearest images that pass the filters, best first.
+        Several query embeddings (views of one query): each image's best cosine counts."""
+        ids, sims = index.query(embs, min(want, len(index)))
+        best: dict[int, float] = {}
+        for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
+            for i, s in zip(row_ids, row_sims):
+                if s > best.get(i, -2.0):
+                    best[i] = s
+        order = sorted(best, key=lambda i: -best[i])
+        t = time.perf_counter()
+        records = {r["image_id"]: r for r in self.catalog.image_records(order)}
+        timings["join"] = timings.get("join", 0.0) + (time.perf_counter() - t) * 1000
+        return [(i, best[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
+
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
                  timings: dict[str, float], rgb: np.ndarray | None = None) -> list[Match]:
-        """kNN candidates -> filters -> geometric verification of the best ones -> calibrated
-        score -> ranked matches. ``rgb`` (the query image) enables verification."""
+        """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
+        then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches.
+        ``emb``: the query's embedding(s) [D] or [M, D]; ``rgb`` (the query image) enables
+        verification; without it only the embedding counts."""
         t = time.perf_counter()
         index = self.catalog.index()
         timings["index_sync"] = (time.perf_counter() - t) * 1000
@@ -152,77 +180,107 @@ class Searcher:
             return []
         n = len(index)
         want = max(k * 4, MIN_CANDIDATES)
-        knn_ms = join_ms = 0.0
-        # the best score a candidate that is not verified can reach (perfect colour agreement)
-        best_unverified = lambda cos: float(scoring.calibrated(cos, 0, 1.0))  # noqa: E731
+        # the best score a candidate that is not verified can reach
+        best_unverified = lambda cos: float(scoring.calibrated(cos, 0, 1.0, 0.0))  # noqa: E731
+        knn_ms = 0.0
         while True:
             t = time.perf_counter()
-            ids, sims = index.query(emb, min(want, n))
+            kept = self._candidates(index, emb, want, filters, timings)
             knn_ms += (time.perf_counter() - t) * 1000
-            ids, sims = ids[0], sims[0]
-            t = time.perf_counter()
-            records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
-            join_ms += (time.perf_counter() - t) * 1000
-            kept = [(image_id, sim, records[image_id]) for image_id, sim in zip(ids.tolist(), sims.tolist())
-                    if image_id in records and filters.accepts(records[image_id])]
+            last = kept[-1][1] if kept else 1.0
             # enough survivors, or the candidates already cover the whole index: done
-            if (len(kept) >= max(k, VERIFY_TOP) or len(ids) >= n
-                    or (sims.size and best_unverified(sims[-1]) < filters.min_score
-                        and len(kept) >= min(k, VERIFY_TOP))):
+            if (len(kept) >= max(k, VERIFY_TOP) or want >= n
+                    or (best_unverified(last) < filters.min_score and len(kept) >= min(k, VERIFY_TOP))):
                 break
             want *= 4
-        timings["knn"] = knn_ms
-        timings["join"] = join_ms
-        evidence = self._evidence(rgb, kept, timings)
+        timings["knn"] = knn_ms - timings.get("join", 0.0)
+        evidence = self._verify(rgb, index, kept, filters, timings) if rgb is not None and self.verify else \
+            {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
         t = time.perf_counter()
+        records = {image_id: rec for image_id, _, rec in kept}
+        scoring.set_margins(evidence.values())
         scored = []
-        for (image_id, _, rec), ev in zip(kept, evidence):
+        for image_id, ev in evidence.items():
             score = scoring.score(ev)
             if score >= filters.min_score:
-                scored.append((score, image_id, rec, ev))
+                scored.append((score, image_id, records[image_id], ev))
         scored.sort(key=lambda x: -x[0])
         timings["score"] = (time.perf_counter() - t) * 1000
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
                 for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
 
-    def _evidence(self, rgb: np.ndarray | None, kept: list, timings: dict[str, float]) -> list[scoring.Evidence]:
-        """Colour agreement for every candidate, and RANSAC-verified ORB inliers for the
-        VERIFY_TOP best by cosine (with the mirrored query too when the plain one finds no
-        strong copy)."""
-        evidence = [scoring.Evidence(cosine=float(sim)) for _, sim, _ in kept]
-        if rgb is None or not kept:
-            return evidence
+    def _verify(self, rgb: np.ndarray, index, kept: list, filters: SearchFilters,
+                timings: dict[str, float]) -> dict[int, scoring.Evidence]:
+        """Evidence for every candidate: colour agreement for all; RANSAC-verified ORB inliers
+        and aligned pixel agreement for the VERIFY_TOP best by cosine. While no candidate is a
+        confirmed copy (STRONG_INLIERS), the mirrored query is verified against the best
+        MIRROR_TOP, then the query turned by 90/180/270 degrees is embedded and its nearest
+        ROTATED_TOP images are added and verified (copies may be turned)."""
+        evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
+        paths = {image_id: rec["path"] for image_id, _, rec in kept}
         t = time.perf_counter()
-        query = verification.extract(rgb)
+        query = verification.extract(rgb, keep_image=True)
         timings["features"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        stored = verification.features_for(self.catalog, [image_id for image_id, _, _ in kept],
-                                           paths={image_id: rec["path"] for image_id, _, rec in kept})
+        stored = verification.features_for(self.catalog, list(evidence), paths=paths)
         timings["load_features"] = (time.perf_counter() - t) * 1000
+
+        def check(qf, ids, transform) -> int:
+            best = 0
+            for image_id in ids:
+                f = stored.get(image_id)
+                ev = evidence[image_id]
+                if f is None:
+                    continue
+                ev.verified = True
+                v = verification.verify(qf, f)
+                if v.inliers > ev.inliers:
+                    ev.inliers = v.inliers
+                    al = verification.aligned_similarity(qf, f, v.homography)
+                    ev.aligned, ev.unchanged = al.ncc, al.unchanged
+                    ev.transform = transform
+                best = max(best, ev.inliers)
+            return best
+
         t = time.perf_counter()
-        order = sorted(range(len(kept)), key=lambda i: -kept[i][1])[:VERIFY_TOP]
-        for i, (image_id, _, _) in enumerate(kept):
-            f = stored.get(image_id)
-            if f is not None:
-                evidence[i].colour = verification.colour_similarity(query.colour, f.colour)
-        best = 0
-        for i in order:
-            f = stored.get(kept[i][0])
-            if f is None:
-                continue
-            evidence[i].inliers = verification.inliers(query, f)
-            evidence[i].verified = True
-            best = max(best, evidence[i].inliers)
+        for image_id, f in stored.items():
+            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
+        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        best = check(query, order, "")
         timings["verify"] = (time.perf_counter() - t) * 1000
+        if best >= STRONG_INLIERS:
+            return evidence
+        t = time.perf_counter()
+        flipped = verification.extract(verification.mirrored(rgb), keep_image=True)
+        best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
+        timings["verify_mirror"] = (time.perf_counter() - t) * 1000
+        if best >= STRONG_INLIERS or ROTATED_TOP <= 0:
+            return evidence
+        t = time.perf_counter()
+        _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
+        timings["model_rotated"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        new: list[int] = []
+        for r, e in zip((1, 2, 3), embs):
+            for image_id, sim, rec in self._candidates(index, e, ROTATED_TOP, filters, timings):
+                if image_id not in evidence:
+                    evidence[image_id] = scoring.Evidence(cosine=float(sim))
+                    paths[image_id] = rec["path"]
+                    kept.append((image_id, sim, rec))
+                    new.append(image_id)
+                elif sim > evidence[image_id].cosine and image_id not in order:
+                    evidence[image_id].cosine = float(sim)
+                if image_id not in new and image_id not in order:
+                    new.append(image_id)
+        stored.update(verification.features_for(self.catalog, [i for i in new if i not in stored], paths=paths))
+        for image_id in new:
+            if image_id in stored:
+                evidence[image_id].colour = verification.colour_similarity(query.colour, stored[image_id].colour)
+        best = check(query, new, "turned")
         if best < STRONG_INLIERS:
-            t = time.perf_counter()
-            flipped = verification.extract(verification.mirrored(rgb))
-            for i in order:
-                f = stored.get(kept[i][0])
-                if f is not None:
-                    evidence[i].inliers = max(evidence[i].inliers, verification.inliers(flipped, f))
-            timings["verify_mirror"] = (time.perf_counter() - t) * 1000
+            check(flipped, new, "turned, mirrored")
+        timings["verify_rotated"] = (time.perf_counter() - t) * 1000
         return evidence
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 #: bump when extraction changes so stored features are recomputed
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 #: images are resized so their longer side is this many pixels before detection
 FEATURE_SIDE = 384
 #: keypoints kept per image (strongest first)
@@ -55,66 +55,116 @@ def _orb() -> cv2.ORB:
 COLOUR_BINS = 4
 #: pixels brighter than this in every channel are background (studio white), not product colour
 WHITE_LEVEL = 235
+#: the stored thumbnail is the feature-scale image shrunk by this factor (48 px long side)
+THUMB_FACTOR = 8
+#: aligned comparison needs the warped query to cover this share of the candidate thumbnail
+MIN_OVERLAP = 0.15
 
 
 @dataclass
 class Features:
-    """Keypoint positions (float32 [N, 2], FEATURE_SIDE scale), ORB descriptors (uint8 [N, 32])
-    and a colour histogram of the non-white pixels (float32 [COLOUR_BINS**3], sums to 1, or
-    all zeros for an all-white image)."""
+    """Keypoint positions (float32 [N, 2], in the pixels of the image resized to FEATURE_SIDE),
+    ORB descriptors (uint8 [N, 32]), the size (h, w) of that resized image and a small RGB
+    thumbnail of it (1/THUMB_FACTOR) for colour and aligned-pixel comparison. A query's features
+    also keep the resized image itself (``image``); stored features do not."""
     points: np.ndarray
     descriptors: np.ndarray
-    colour: np.ndarray
+    size: tuple[int, int]
+    thumb: np.ndarray
+    image: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
 
+    @property
+    def colour(self) -> np.ndarray:
+        c = getattr(self, "_colour", None)
+        if c is None:
+            c = self._colour = colour_histogram(self.thumb)
+        return c
 
-_NO_COLOUR = np.zeros(COLOUR_BINS ** 3, np.float32)
-EMPTY = Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), _NO_COLOUR)
 
-
-def _at_feature_scale(img: np.ndarray) -> np.ndarray:
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = img.shape[:2]
+    if (h, w) == size:
+        return img
+    down = size[0] * size[1] < h * w
+    return cv2.resize(np.ascontiguousarray(img), (size[1], size[0]),
+                      interpolation=cv2.INTER_AREA if down else cv2.INTER_LINEAR)
+
+
+def _feature_size(h: int, w: int) -> tuple[int, int]:
     scale = FEATURE_SIDE / max(h, w)
-    if abs(scale - 1.0) > 1e-3:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        img = cv2.resize(np.ascontiguousarray(img), size,
-                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return img
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _thumb_size(size: tuple[int, int]) -> tuple[int, int]:
+    return max(1, round(size[0] / THUMB_FACTOR)), max(1, round(size[1] / THUMB_FACTOR))
 
 
 def colour_histogram(rgb: np.ndarray) -> np.ndarray:
-    """Normalised joint RGB histogram of the pixels that are not background white."""
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    small = rgb[::2, ::2].reshape(-1, 3)
-    keep = small[(small < WHITE_LEVEL).any(axis=1)]
+    """Normalised joint RGB histogram of the pixels that are not background white
+    (all zeros for an all-white image)."""
+    px = rgb.reshape(-1, 3)
+    keep = px[(px < WHITE_LEVEL).any(axis=1)]
     if keep.shape[0] == 0:
-        return _NO_COLOUR.copy()
+        return np.zeros(COLOUR_BINS ** 3, np.float32)
     q = (keep.astype(np.uint16) * COLOUR_BINS) >> 8
     codes = (q[:, 0] * COLOUR_BINS + q[:, 1]) * COLOUR_BINS + q[:, 2]
     hist = np.bincount(codes, minlength=COLOUR_BINS ** 3).astype(np.float32)
     return hist / hist.sum()
 
 
-def extract(rgb: np.ndarray) -> Features:
-    """ORB features and colour histogram of an RGB (or grey) uint8 image (~10 ms)."""
-    img = _at_feature_scale(rgb)
-    colour = colour_histogram(img)
-    grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    if min(grey.shape[:2]) < 16:
-        return Features(EMPTY.points, EMPTY.descriptors, colour)
-    kps, desc = _orb().detectAndCompute(grey, None)
-    if desc is None or not kps:
-        return Features(EMPTY.points, EMPTY.descriptors, colour)
-    pts = np.array([k.pt for k in kps], np.float32)
-    return Features(pts, desc, colour)
-
-
 def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Histogram intersection in [0, 1] (0 when either image has no non-white pixel)."""
     return float(np.minimum(a, b).sum())
+
+
+def extract(rgb: np.ndarray, *, keep_image: bool = False) -> Features:
+    """ORB features and thumbnail of an RGB (or grey) uint8 image (~10 ms)."""
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    size = _feature_size(*rgb.shape[:2])
+    img = _resize(rgb, size)
+    thumb = _resize(img, _thumb_size(size))
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    kps, desc = (None, None) if min(size) < 16 else _orb().detectAndCompute(grey, None)
+    if desc is None or not kps:
+        pts, desc = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    else:
+        pts = np.array([k.pt for k in kps], np.float32)
+    return Features(pts, desc, size, thumb, img if keep_image else None)
+
+
+#: a border counts as padding when its pixels stay within this distance of its colour
+BORDER_TOLERANCE = 24
+#: ... and when trimming it removes at least this share of the image
+MIN_BORDER_SHARE = 0.04
+
+
+def content_box(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], bool] | None:
+    """The box (x0, y0, x1, y1) inside a uniform border (padding, a frame, or a plain studio
+    background), and whether that border is coloured (not near-white). None when the image has
+    no uniform border worth trimming. Used to search padded copies by their content."""
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 16:
+        return None
+    frame = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
+    colour = np.median(frame, axis=0)
+    if (np.abs(frame - colour).max(axis=1) <= BORDER_TOLERANCE).mean() < 0.9:
+        return None
+    step = max(1, min(rgb.shape[:2]) // 256)          # a coarse grid is precise enough
+    small = rgb[::step, ::step].astype(np.int16)
+    differs = np.abs(small - colour).max(axis=2) > BORDER_TOLERANCE
+    rows = np.nonzero(differs.sum(axis=1) >= 2)[0]
+    cols = np.nonzero(differs.sum(axis=0) >= 2)[0]
+    if rows.size == 0 or cols.size == 0:
+        return None
+    h, w = rgb.shape[:2]
+    y0, y1 = max(0, (rows[0] - 1) * step), min(h, (rows[-1] + 2) * step)
+    x0, x1 = max(0, (cols[0] - 1) * step), min(w, (cols[-1] + 2) * step)
+    if (y1 - y0) < 16 or (x1 - x0) < 16 or (y1 - y0) * (x1 - x0) > (1 - MIN_BORDER_SHARE) * h * w:
+        return None
+    return (int(x0), int(y0), int(x1), int(y1)), bool((colour < WHITE_LEVEL).any())
 
 
 def mirrored(rgb: np.ndarray) -> np.ndarray:
@@ -123,22 +173,24 @@ def mirrored(rgb: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- storage
 def pack(f: Features) -> tuple[bytes, bytes]:
-    """(keypoints blob, descriptors blob): the colour histogram (float16) followed by the
-    positions (float16 pairs); descriptors raw."""
-    head = np.ascontiguousarray(f.colour, np.float16).tobytes()
-    return (head + np.ascontiguousarray(f.points, np.float16).tobytes(),
+    """(keypoints blob, descriptors blob). Keypoints blob: uint16 header (h, w, thumb h, thumb w),
+    the thumbnail (RGB uint8), then the positions as float16 pairs. Descriptors raw (32 bytes each)."""
+    th, tw = f.thumb.shape[:2]
+    head = np.array([f.size[0], f.size[1], th, tw], np.uint16).tobytes()
+    return (head + np.ascontiguousarray(f.thumb, np.uint8).tobytes()
+            + np.ascontiguousarray(f.points, np.float16).tobytes(),
             np.ascontiguousarray(f.descriptors, np.uint8).tobytes())
 
 
 def unpack(keypoints: bytes, descriptors: bytes) -> Features:
-    raw = np.frombuffer(keypoints, np.float16)
-    n_colour = COLOUR_BINS ** 3
-    colour = raw[:n_colour].astype(np.float32)
-    pts = raw[n_colour:].reshape(-1, 2).astype(np.float32)
+    h, w, th, tw = (int(v) for v in np.frombuffer(keypoints[:8], np.uint16))
+    n_thumb = th * tw * 3
+    thumb = np.frombuffer(keypoints[8:8 + n_thumb], np.uint8).reshape(th, tw, 3)
+    pts = np.frombuffer(keypoints[8 + n_thumb:], np.float16).reshape(-1, 2).astype(np.float32)
     desc = np.frombuffer(descriptors, np.uint8).reshape(-1, 32)
-    if pts.shape[0] != desc.shape[0] or colour.shape[0] != n_colour:
-        return EMPTY
-    return Features(pts, desc, colour)
+    if pts.shape[0] != desc.shape[0]:
+        raise ValueError("corrupt local features: keypoint and descriptor counts differ")
+    return Features(pts, desc, (h, w), thumb)
 
 
 # ---------------------------------------------------------------------- matching
@@ -152,38 +204,92 @@ def _matcher() -> cv2.BFMatcher:
     return m
 
 
-def inliers(query: Features, candidate: Features) -> int:
-    """Number of ratio-test matches consistent with one RANSAC homography (0 when none)."""
+@dataclass
+class Verification:
+    inliers: int = 0
+    homography: np.ndarray | None = None     # query feature pixels -> candidate feature pixels
+
+
+def verify(query: Features, candidate: Features) -> Verification:
+    """Ratio-test ORB matches, then a RANSAC (USAC) homography: its inlier count and matrix."""
     if len(query) < MIN_MATCHES or len(candidate) < MIN_MATCHES:
-        return 0
+        return Verification()
     pairs = _matcher().knnMatch(query.descriptors, candidate.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < MIN_MATCHES:
-        return 0
-    # one candidate keypoint matched by many query keypoints is not evidence: keep the best
     best: dict[int, cv2.DMatch] = {}
-    for m in good:
-        b = best.get(m.trainIdx)
-        if b is None or m.distance < b.distance:
-            best[m.trainIdx] = m
+    for p in pairs:
+        # ratio test; and one candidate keypoint matched by many query keypoints counts once
+        if len(p) == 2 and p[0].distance < RATIO * p[1].distance:
+            b = best.get(p[0].trainIdx)
+            if b is None or p[0].distance < b.distance:
+                best[p[0].trainIdx] = p[0]
     good = list(best.values())
     if len(good) < MIN_MATCHES:
-        return 0
+        return Verification()
     src = query.points[[m.queryIdx for m in good]]
     dst = candidate.points[[m.trainIdx for m in good]]
     H, mask = cv2.findHomography(src, dst, cv2.USAC_DEFAULT, RANSAC_PX, maxIters=1000, confidence=0.995)
-    if H is None or mask is None:
-        return 0
-    if not _plausible(H):
-        return 0
-    return int(mask.sum())
+    if H is None or mask is None or not _plausible(H):
+        return Verification()
+    return Verification(int(mask.sum()), H)
+
+
+def inliers(query: Features, candidate: Features) -> int:
+    """Number of ratio-test matches consistent with one RANSAC homography (0 when none)."""
+    return verify(query, candidate).inliers
 
 
 def _plausible(H: np.ndarray) -> bool:
     """Reject degenerate homographies (collapsed or wildly stretched)."""
-    a = H[:2, :2] / H[2, 2] if abs(H[2, 2]) > 1e-9 else H[:2, :2]
+    if abs(H[2, 2]) < 1e-9:
+        return False
+    a = H[:2, :2] / H[2, 2]
     det = float(np.linalg.det(a))
     return 1e-3 < abs(det) < 1e3 and abs(float(H[2, 0])) < 0.01 and abs(float(H[2, 1])) < 0.01
+
+
+#: a pixel's colour is "unchanged" when no channel moved by more than this
+UNCHANGED_TOLERANCE = 28
+
+
+@dataclass
+class Alignment:
+    ncc: float = 0.0          # normalised cross-correlation of the aligned RGB thumbnails
+    unchanged: float = 0.0    # share of the candidate's product pixels whose colour the query keeps
+
+
+def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> Alignment:
+    """Pixel agreement of the query warped onto the candidate by ``H``, over the candidate's
+    non-background pixels that the query covers: the normalised cross-correlation of the RGB
+    values (all channels pooled, so colour changes count; high for an edited copy, lower for a
+    recoloured variant of the same photo), and the share of pixels whose colour is unchanged
+    (near 1 for a copy that kept its colours, near 0 for a globally recoloured copy, in between
+    for a variant where only the product was recoloured). Zeros when the overlap is too small."""
+    ct = candidate.thumb
+    th, tw = ct.shape[:2]
+    src = query.image if query.image is not None else query.thumb
+    sh, sw = src.shape[:2]
+    # query thumbnail pixels -> query feature pixels -> candidate feature pixels -> candidate thumb
+    to_cand = np.diag([tw / candidate.size[1], th / candidate.size[0], 1.0])
+    q_small = _resize(src, _thumb_size((sh, sw))) if query.image is not None else src
+    qh, qw = q_small.shape[:2]
+    from_q = np.diag([query.size[1] / qw, query.size[0] / qh, 1.0])
+    M = to_cand @ H @ from_q
+    warped = cv2.warpPerspective(q_small, M, (tw, th), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    valid = cv2.warpPerspective(np.full((qh, qw), 255, np.uint8), M, (tw, th), flags=cv2.INTER_NEAREST,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    if valid.mean() < MIN_OVERLAP:
+        return Alignment()
+    # compare the product, not the studio background both share
+    fg = valid & (ct < WHITE_LEVEL).any(axis=2)
+    region = fg if fg.sum() >= 0.05 * fg.size else valid
+    a = warped[region].astype(np.float32)
+    b = ct[region].astype(np.float32)
+    unchanged = float((np.abs(a - b).max(axis=1) <= UNCHANGED_TOLERANCE).mean())
+    a = a.ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return Alignment(float((a * b).sum() / den) if den > 1e-6 else 0.0, unchanged)
 
 
 # ---------------------------------------------------------------------- catalog access
@@ -193,7 +299,12 @@ def features_for(catalog, image_ids, *, paths: dict[int, str] | None = None,
     with an older FEATURES_VERSION) are decoded and their features computed and stored, once
     (``paths`` saves the lookup of their files); images that cannot be read are left out."""
     blobs = catalog.local_feature_blobs(image_ids, FEATURES_VERSION)
-    out = {i: unpack(*b) for i, b in blobs.items()}
+    out = {}
+    for i, b in blobs.items():
+        try:
+            out[i] = unpack(*b)
+        except ValueError:          # damaged row: recomputed below
+            pass
     missing = [int(i) for i in image_ids if int(i) not in out]
     if missing and compute_missing:
         if paths is None or any(i not in paths for i in missing):
@@ -246,30 +357,38 @@ def backfill(catalog, *, progress=None, cancel=None, batch: int = 64) -> int:
 
 
 def pair_scores(catalog, pairs) -> np.ndarray:
-    """The calibrated score (engine.scoring) of each (image_id, image_id) pair of catalog images,
-    the same score a search for one with the other in the catalog gives a verified candidate:
-    embedding cosine + ORB/RANSAC inliers (best of plain and mirrored is not available without
-    decoding, so mirrored pairs rely on cosine and colour) + colour agreement, all from stored
-    data. Pairs naming a missing image score 0."""
+    """The calibrated score (engine.scoring) of each (image_id, image_id) pair of catalog images:
+    the score a search with the first image gives the second when no other catalog image competes
+    (embedding cosine, ORB/RANSAC inliers, aligned pixel agreement and colour, all from stored
+    data: nothing is decoded, except the features of images indexed before local features
+    existed, computed once). Mirrored and turned pairs rely on cosine and colour (the stored
+    descriptors are of the unmirrored image). Pairs naming a missing image score 0."""
     from . import scoring
 
     pairs = [(int(a), int(b)) for a, b in pairs]
+    out = np.zeros(len(pairs), np.float64)
     if not pairs:
-        return np.zeros(0, np.float64)
+        return out
     ids = sorted({i for p in pairs for i in p})
     existing = {r["image_id"] for r in catalog.image_records(ids)}
     ids = [i for i in ids if i in existing]
     if not ids:
-        return np.zeros(len(pairs), np.float64)
+        return out
     embs = dict(zip(ids, catalog.embeddings(ids)))
     feats = features_for(catalog, ids)
-    out = np.zeros(len(pairs), np.float64)
     for n, (a, b) in enumerate(pairs):
         if a not in embs or b not in embs:
             continue
-        cos = float(np.dot(embs[a], embs[b]))
+        ev = scoring.Evidence(cosine=float(np.dot(embs[a], embs[b])))
         fa, fb = feats.get(a), feats.get(b)
-        inl = inliers(fa, fb) if fa is not None and fb is not None else 0
-        col = colour_similarity(fa.colour, fb.colour) if fa is not None and fb is not None else 0.0
-        out[n] = float(scoring.calibrated(cos, inl, col))
+        if fa is not None and fb is not None:
+            ev.colour = colour_similarity(fa.colour, fb.colour)
+            ev.verified = True
+            v = verify(fa, fb)
+            if v.homography is not None:
+                ev.inliers = v.inliers
+                al = aligned_similarity(fa, fb, v.homography)
+                ev.aligned, ev.unchanged = al.ncc, al.unchanged
+        scoring.set_margins([ev])
+        out[n] = scoring.score(ev)
     return out
