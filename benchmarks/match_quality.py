@@ -40,7 +40,6 @@ CONFIGS = {
 }
 POOL_K = 30
 K = 10
-FEATURES = ("cosine", "log_inliers", "aligned", "colour")
 
 
 # ---------------------------------------------------------------------- running
@@ -128,20 +127,26 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in open(path)]
 
 
-def design(rows: list[dict], features=FEATURES) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Feature matrix, labels and (query number, result number) for every pooled pair."""
-    X, y, where = [], [], []
-    for qi, r in enumerate(rows):
-        rel = set(r["relevant"])
-        for ri, ((path, _), ev) in enumerate(zip(r["results"], r["evidence"])):
-            f = scoring.feature_vector(ev["cosine"], ev["inliers"], ev["colour"], ev.get("aligned", 0.0))
-            X.append([float(f[n]) for n in features])
-            y.append(path in rel)
-            where.append((qi, ri))
-    return np.asarray(X), np.asarray(y, float), where
+def evidence_of(r: dict) -> list[scoring.Evidence]:
+    evs = [scoring.Evidence(cosine=e["cosine"], inliers=e["inliers"], colour=e["colour"],
+                            aligned=e.get("aligned", 0.0), unchanged=e.get("unchanged", 0.0))
+           for e in r["evidence"]]
+    scoring.set_margins(evs)
+    return evs
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, float]:
+def features(ev: scoring.Evidence) -> dict[str, float]:
+    f = scoring.feature_vector(ev.cosine, ev.inliers, ev.colour, ev.aligned, ev.unchanged, ev.margin)
+    return {k: float(v) for k, v in f.items()}
+
+
+def regime(ev: scoring.Evidence) -> str:
+    return "verified" if ev.inliers >= scoring.MARGIN_MIN_INLIERS else "visual"
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (on standardised features), coefficients returned
+    for the raw features."""
     from scipy.optimize import minimize
 
     mu, sd = X.mean(0), X.std(0) + 1e-9
@@ -164,12 +169,32 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.nda
     return coef, float(w[0] - np.sum(coef * mu))
 
 
-def rescored(rows: list[dict], coef, intercept, features=FEATURES) -> list[Ranking]:
+def fit_models(rows: list[dict], spec: dict[str, tuple[str, ...]]) -> dict:
+    data: dict[str, tuple[list, list]] = {name: ([], []) for name in spec}
+    for r in rows:
+        rel = set(r["relevant"])
+        for (path, _), ev in zip(r["results"], evidence_of(r)):
+            g = regime(ev) if len(spec) > 1 else next(iter(spec))
+            f = features(ev)
+            data[g][0].append([f[n] for n in spec[g]])
+            data[g][1].append(path in rel)
+    models = {}
+    for g, (X, y) in data.items():
+        coef, b = fit_logistic(np.asarray(X), np.asarray(y, float))
+        models[g] = {"intercept": round(b, 3), "coef": {n: round(float(c), 3) for n, c in zip(spec[g], coef)}}
+    return models
+
+
+def rescored(rows: list[dict], models: dict) -> list[Ranking]:
     out = []
     for r in rows:
-        X, _, _ = design([r], features)
-        scores = 1 / (1 + np.exp(-(X @ coef + intercept))) if len(X) else np.zeros(0)
-        res = sorted(zip([p for p, _ in r["results"]], scores.tolist()), key=lambda x: -x[1])
+        res = []
+        for (path, _), ev in zip(r["results"], evidence_of(r)):
+            m = models[regime(ev)] if len(models) > 1 else next(iter(models.values()))
+            f = features(ev)
+            z = m["intercept"] + sum(c * f[n] for n, c in m["coef"].items())
+            res.append((path, float(1 / (1 + np.exp(-z)))))
+        res.sort(key=lambda x: -x[1])
         out.append(Ranking(r["query"], frozenset(r["relevant"]), res[:K]))
     return out
 
@@ -181,54 +206,89 @@ def by_cosine(rows: list[dict]) -> list[Ranking]:
 
 
 def threshold_for_precision(rankings, precision: float) -> float:
-    scores, correct, _ = evaluation.pool(rankings, K)
-    order = np.argsort(-scores)
+    return pick_threshold(rankings, "precision", precision)
+
+
+def pick_threshold(rankings, kind: str, target: float | None) -> float:
+    """The lowest pooled score threshold with precision >= target ("precision"), the one with
+    the best F1 ("f1"), or the highest one with recall >= target ("recall")."""
+    scores, correct, n_pos = evaluation.pool(rankings, K)
+    order = np.argsort(-scores, kind="stable")
     s, c = scores[order], correct[order]
-    prec = np.cumsum(c) / np.arange(1, len(c) + 1)
-    ok = np.nonzero(prec >= precision)[0]
-    return float(s[ok[-1]]) if len(ok) else 1.0
+    tp = np.cumsum(c)
+    prec = tp / np.arange(1, len(c) + 1)
+    rec = tp / max(n_pos, 1)
+    if kind == "precision":
+        ok = np.nonzero(prec >= target)[0]
+        return float(s[ok[-1]]) if len(ok) else 1.0
+    if kind == "recall":
+        ok = np.nonzero(rec >= target)[0]
+        return float(s[ok[0]]) if len(ok) else 0.0
+    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+    return float(s[int(np.argmax(f1))])
+
+
+SPECS = {
+    "embedding only (cosine)": {"all": ("cosine",)},
+    "cosine + colour": {"all": ("cosine", "colour")},
+    "+ inliers": {"all": ("cosine", "colour", "log_inliers")},
+    "+ aligned": {"all": ("cosine", "colour", "log_inliers", "aligned")},
+    "gated, + margin, unchanged": {
+        "verified": ("log_inliers", "aligned", "margin", "colour", "unchanged", "cosine"),
+        "visual": ("cosine", "colour", "log_inliers")},
+    "gated +best, no unchanged": {
+        "verified": ("log_inliers", "aligned", "margin", "best", "colour", "cosine"),
+        "visual": ("cosine", "colour")},
+    "gated +best": {
+        "verified": ("log_inliers", "aligned", "margin", "best", "colour", "unchanged", "partial", "cosine"),
+        "visual": ("cosine", "colour")},
+}
+FINAL = "gated +best"
+# "copy": precision >= 0.99 on the copies pool; "same product": the best F1 on the views pool;
+# "similar": half of the views' relevant items recalled (a wide net)
+TARGETS = {"copy": ("copies", "precision", 0.99), "same product": ("views", "f1", None),
+           "similar": ("views", "recall", 0.5)}
 
 
 def cmd_fit(args) -> int:
     d = Path(args.details)
     sets = {name: load(d / f"{name}-{args.config}.jsonl") for name in ("copies", "views")}
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     folds = {name: rng.permutation(len(rows)) % 2 for name, rows in sets.items()}
-    subsets = {"cosine": ("cosine",), "+inliers": ("cosine", "log_inliers"),
-               "+aligned": ("cosine", "log_inliers", "aligned"), "+colour": FEATURES}
-    report = {}
-    for label, feats in subsets.items():
+    print(f"2-fold cross-validation (queries split at random, seed {args.seed}): fit on one half of "
+          f"both sets, thresholds picked on that half, figures on the other half; mean of both folds")
+    for label, spec in SPECS.items():
+        per = {name: [] for name in sets}
         for fold in (0, 1):
             train = [r for name, rows in sets.items() for r, f in zip(rows, folds[name]) if f != fold]
-            X, y, _ = design(train, feats)
-            coef, b = fit_logistic(X, y)
+            models = fit_models(train, spec)
+            th = {}
+            for tname, (set_name, kind, target) in TARGETS.items():
+                tr = [r for r, f in zip(sets[set_name], folds[set_name]) if f != fold]
+                th[tname] = pick_threshold(rescored(tr, models), kind, target)
             for name, rows in sets.items():
                 test = [r for r, f in zip(rows, folds[name]) if f == fold]
-                train_set = [r for r, f in zip(rows, folds[name]) if f != fold]
-                rk = rescored(test, coef, b, feats)
-                s = evaluation.summarise(rk, K, thresholds={})
-                # thresholds picked on the training half, measured on the test half
-                t_copy = threshold_for_precision(rescored(train_set, coef, b, feats), 0.99) \
-                    if name == "copies" else None
-                if t_copy is not None:
-                    p, rcl, _ = evaluation.precision_recall_at(rk, t_copy, K)
-                    s["copy@train"] = {"threshold": t_copy, "precision": p, "recall": rcl}
-                report.setdefault(label, {}).setdefault(name, []).append(s)
-    for label, per_set in report.items():
-        for name, folds_s in per_set.items():
-            m = {k: np.mean([s[k] for s in folds_s]) for k in ("R@1", "R@5", "mAP", "micro-AP")}
-            line = f"{label:10} {name:7} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items())
-            if "copy@train" in folds_s[0]:
-                line += "  copy-thr P/R " + " | ".join(
-                    f"{s['copy@train']['threshold']:.3f}: {s['copy@train']['precision']:.3f}/{s['copy@train']['recall']:.3f}"
-                    for s in folds_s)
+                per[name].append(evaluation.summarise(rescored(test, models), K, thresholds=th))
+        for name, ss in per.items():
+            m = {k: np.mean([s[k] for s in ss]) for k in ("R@1", "R@5", "mAP", "micro-AP")}
+            line = f"{label:28} {name:7} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items())
+            for tname in ("copy", "same product"):
+                p = np.nanmean([s["thresholds"][tname]["precision"] for s in ss])
+                rc = np.mean([s["thresholds"][tname]["recall"] for s in ss])
+                line += f"  {tname}: P {p:.3f} R {rc:.3f}"
             print(line)
-    base = {name: evaluation.summarise(by_cosine(rows), K, thresholds={}) for name, rows in sets.items()}
-    for name, s in base.items():
-        print(f"cosine-rank {name:7} R@1 {s['R@1']:.3f}  R@5 {s['R@5']:.3f}  mAP {s['mAP']:.3f}  micro-AP {s['micro-AP']:.3f}")
-    X, y, _ = design([r for rows in sets.values() for r in rows])
-    coef, b = fit_logistic(X, y)
-    print("final COEF", json.dumps(dict(zip(FEATURES, np.round(coef, 3).tolist()))), "INTERCEPT", round(b, 3))
+    for name, rows in sets.items():
+        s = evaluation.summarise(by_cosine(rows), K, thresholds={})
+        print(f"{'rank by cosine (no fit)':28} {name:7} R@1 {s['R@1']:.3f}  R@5 {s['R@5']:.3f}  "
+              f"mAP {s['mAP']:.3f}  micro-AP {s['micro-AP']:.3f}")
+    models = fit_models([r for rows in sets.values() for r in rows], SPECS[FINAL])
+    print("\nfinal fit on all queries (engine/scoring.py MODELS):")
+    print(json.dumps(models, indent=1))
+    th = {t: round(pick_threshold(rescored(sets[s], models), kind, target), 3)
+          for t, (s, kind, target) in TARGETS.items()}
+    print("thresholds at the target precisions (all queries):", json.dumps(th))
+    for name, rows in sets.items():
+        print(f"in-sample {name}:", evaluation.format_summary(evaluation.summarise(rescored(rows, models), K, th)))
     return 0
 
 
@@ -249,6 +309,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("fit")
     p.add_argument("--details", required=True)
     p.add_argument("--config", default="full")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_fit)
     args = ap.parse_args(argv)
     return args.fn(args)

@@ -265,9 +265,15 @@ def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None 
 
 def run_queries(searcher, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
                 progress=None) -> list[Ranking]:
+    from .search import SearchFilters
+
     out = []
     for n, q in enumerate(queries, 1):
-        result = searcher.search_path(q.query, k=k + 1)
+        # a query in the gallery is left out of its own search (before scoring, so it does not
+        # compete with the other candidates either)
+        own = searcher.catalog.image_by_path(q.query)
+        filters = SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
+        result = searcher.search_path(q.query, k=k, filters=filters)
         if result.error:
             raise LookalikeError(f"{q.query}: {result.error}")
         kept = [m for m in result.results if os.path.normpath(m.path) != q.query][:k]

@@ -7,10 +7,14 @@ computed from the evidence the search gathers for each candidate (:class:`Eviden
 * ``cosine``  — cosine similarity of the two CNN embeddings;
 * ``inliers`` — ORB matches consistent with one RANSAC homography (engine.verification), 0 when the
   candidate was not verified or nothing agreed;
-* ``colour``  — intersection of the two colour histograms of non-background pixels.
+* ``colour``  — intersection of the two colour histograms of non-background pixels;
+* ``aligned``, ``unchanged`` — after warping the query onto the candidate with that homography:
+  correlation of their pixels, and the share of product pixels whose colour is kept;
+* ``margin``  — ``aligned`` minus the best ``aligned`` of the query's other verified candidates
+  (tells an edited copy's original from a recoloured variant of the same photograph).
 
-and combined by a logistic model whose few coefficients were fitted on labelled query/candidate
-pairs with cross-validation (``benchmarks/match_quality.py fit``; figures and the procedure in
+and combined by two small logistic models (verified / not verified) whose few coefficients were
+fitted on labelled query/candidate pairs with cross-validation (``benchmarks/match_quality.py fit``; figures and the procedure in
 docs/match-quality.md). Because the score is calibrated, one threshold means the same thing for
 every query, in search, in the duplicate finder and in the GUI.
 """
@@ -22,21 +26,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: logistic model: score = sigmoid(INTERCEPT + sum(COEF[name] * feature[name])),
-#: features as computed by :func:`feature_vector`. Fitted by benchmarks/match_quality.py fit.
-COEF: dict[str, float] = {
-    "cosine": 12.0,
-    "log_inliers": 2.5,
-    "colour": 2.0,
-    "aligned": 2.0,
+#: Two logistic models, one per regime, fitted by ``benchmarks/match_quality.py fit``:
+#: a candidate with at least MARGIN_MIN_INLIERS verified inliers is scored by the "verified"
+#: model (is it *this* photo, or a recoloured variant of it?), any other by the "visual" model
+#: (embedding and colour: the same product photographed again?). Each is
+#: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
+MODELS: dict[str, dict] = {
+    "verified": {"intercept": -7.095, "coef": {
+        "log_inliers": 0.568, "aligned": 2.416, "margin": 0.674, "best": 3.476, "colour": 1.306,
+        "unchanged": 2.22, "partial": -1.745, "cosine": -1.153}},
+    "visual": {"intercept": -12.353, "coef": {"cosine": 5.031, "colour": 7.223}},
 }
-INTERCEPT = -14.0
 
-# name -> minimum score, strongest first (measured precision/recall: docs/match-quality.md)
+# name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
+# precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
-    "copy": 0.90,
-    "same product": 0.50,
-    "similar": 0.20,
+    "copy": 0.89,            # precision >= 0.99 on the Luma edited copies
+    "same product": 0.084,   # best F1 on the Luma "other view" queries
+    "similar": 0.031,        # half of the Luma other views recalled
 }
 
 # how each threshold is shown to a user
@@ -83,31 +90,43 @@ def set_margins(evidence) -> None:
             e.margin = e.aligned - max((o.aligned for o in strong if o is not e), default=0.0)
 
 
-def feature_vector(cosine, inliers, colour, aligned) -> dict[str, np.ndarray]:
+def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> dict[str, np.ndarray]:
     return {
         "cosine": np.asarray(cosine, np.float64),
         "log_inliers": np.log1p(np.asarray(inliers, np.float64)),
         "colour": np.asarray(colour, np.float64),
         "aligned": np.asarray(aligned, np.float64),
+        "unchanged": np.asarray(unchanged, np.float64),
+        # some colours kept, others changed: the signature of a variant recoloured in places
+        "partial": 4.0 * np.asarray(unchanged, np.float64) * (1.0 - np.asarray(unchanged, np.float64)),
+        "margin": np.asarray(margin, np.float64),
+        # the verified candidate the query agrees with best (a copy has one original)
+        "best": (np.asarray(margin, np.float64) > 0).astype(np.float64),
     }
 
 
-def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0) -> np.ndarray:
-    """The calibrated score of (arrays of) evidence."""
-    f = feature_vector(cosine, inliers, colour, aligned)
-    z = INTERCEPT + sum(COEF[k] * f[k] for k in COEF)
+def _logistic(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
+    z = model["intercept"] + sum(c * f[name] for name, c in model["coef"].items())
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
+def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> np.ndarray:
+    """The calibrated score of (arrays of) evidence."""
+    f = feature_vector(cosine, inliers, colour, aligned, unchanged, margin)
+    verified = np.asarray(inliers) >= MARGIN_MIN_INLIERS
+    return np.where(verified, _logistic(MODELS["verified"], f), _logistic(MODELS["visual"], f))
+
+
 def score(evidence: Evidence) -> float:
-    return float(calibrated(evidence.cosine, evidence.inliers, evidence.colour, evidence.aligned))
+    e = evidence
+    return float(calibrated(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin))
 
 
 def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
     """Score from the cosine similarity alone (no local evidence): what the score is for a
     candidate that was not verified, with average colour agreement. An upper-bound-free,
     monotone function of the cosine, used to prune candidates before verification."""
-    return calibrated(cosine, 0, 0.5, 0.0)
+    return calibrated(cosine, 0, 0.5)
 
 
 def strength(score: float) -> str:

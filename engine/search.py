@@ -24,7 +24,11 @@ STRONG_INLIERS = 25
 #: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
 MIRROR_TOP = 8
 #: nearest images of each turned query (90/180/270 degrees) added and verified; 0 disables
-ROTATED_TOP = 5
+ROTATED_TOP = 4
+#: the turned queries are tried only when no candidate is closer than this (cosine)
+ROTATION_MAX_COSINE = 0.8
+#: candidates verified before stopping early at a confirmed copy
+VERIFY_MIN = 8
 
 
 @dataclass
@@ -34,11 +38,14 @@ class SearchFilters:
     price_min: float | None = None
     price_max: float | None = None
     min_score: float = 0.0
+    exclude_ids: frozenset[int] = frozenset()   # catalog images never to return (e.g. the query itself)
 
     def active(self) -> bool:
         return any(v is not None for v in (self.category, self.brand, self.price_min, self.price_max))
 
     def accepts(self, record: dict) -> bool:
+        if self.exclude_ids and record.get("image_id") in self.exclude_ids:
+            return False
         if self.category:
             cat = record.get("category") or ""
             if not (cat == self.category or cat.startswith(self.category + " >")):
@@ -180,8 +187,9 @@ class Searcher:
             return []
         n = len(index)
         want = max(k * 4, MIN_CANDIDATES)
-        # the best score a candidate that is not verified can reach
-        best_unverified = lambda cos: float(scoring.calibrated(cos, 0, 1.0, 0.0))  # noqa: E731
+        # the best score a candidate without a confirmed copy's evidence can reach
+        best_unverified = lambda cos: float(  # noqa: E731
+            scoring.calibrated(cos, scoring.MARGIN_MIN_INLIERS - 1, 1.0))
         knn_ms = 0.0
         while True:
             t = time.perf_counter()
@@ -237,9 +245,10 @@ class Searcher:
                 v = verification.verify(qf, f)
                 if v.inliers > ev.inliers:
                     ev.inliers = v.inliers
-                    al = verification.aligned_similarity(qf, f, v.homography)
-                    ev.aligned, ev.unchanged = al.ncc, al.unchanged
                     ev.transform = transform
+                    if v.inliers >= scoring.MARGIN_MIN_INLIERS:     # only used for verified copies
+                        al = verification.aligned_similarity(qf, f, v.homography)
+                        ev.aligned, ev.unchanged = al.ncc, al.unchanged
                 best = max(best, ev.inliers)
             return best
 
@@ -247,7 +256,11 @@ class Searcher:
         for image_id, f in stored.items():
             evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
         order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
-        best = check(query, order, "")
+        # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
+        # candidates that could compete with it, embed as close and are among them too
+        best = check(query, order[:VERIFY_MIN], "")
+        if best < STRONG_INLIERS:
+            best = max(best, check(query, order[VERIFY_MIN:], ""))
         timings["verify"] = (time.perf_counter() - t) * 1000
         if best >= STRONG_INLIERS:
             return evidence
@@ -255,7 +268,8 @@ class Searcher:
         flipped = verification.extract(verification.mirrored(rgb), keep_image=True)
         best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
         timings["verify_mirror"] = (time.perf_counter() - t) * 1000
-        if best >= STRONG_INLIERS or ROTATED_TOP <= 0:
+        # a turned copy embeds far from everything; a query with a close neighbour is not one
+        if best >= STRONG_INLIERS or ROTATED_TOP <= 0 or (kept and kept[0][1] >= ROTATION_MAX_COSINE):
             return evidence
         t = time.perf_counter()
         _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])

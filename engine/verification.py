@@ -249,6 +249,7 @@ def _plausible(H: np.ndarray) -> bool:
 
 #: a pixel's colour is "unchanged" when no channel moved by more than this
 UNCHANGED_TOLERANCE = 28
+_KERNEL3 = np.ones((3, 3), np.uint8)
 
 
 @dataclass
@@ -266,11 +267,9 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> A
     for a variant where only the product was recoloured). Zeros when the overlap is too small."""
     ct = candidate.thumb
     th, tw = ct.shape[:2]
-    src = query.image if query.image is not None else query.thumb
-    sh, sw = src.shape[:2]
     # query thumbnail pixels -> query feature pixels -> candidate feature pixels -> candidate thumb
     to_cand = np.diag([tw / candidate.size[1], th / candidate.size[0], 1.0])
-    q_small = _resize(src, _thumb_size((sh, sw))) if query.image is not None else src
+    q_small = query.thumb
     qh, qw = q_small.shape[:2]
     from_q = np.diag([query.size[1] / qw, query.size[0] / qh, 1.0])
     M = to_cand @ H @ from_q
@@ -280,11 +279,18 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> A
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     if valid.mean() < MIN_OVERLAP:
         return Alignment()
+    # a pixel of misalignment must not count as a change: compare slightly blurred thumbnails,
+    # away from the warped image's edge
+    valid = cv2.erode(valid.astype(np.uint8), _KERNEL3) > 0
+    warped = cv2.GaussianBlur(warped, (3, 3), 0)
+    blurred = cv2.GaussianBlur(ct, (3, 3), 0)
     # compare the product, not the studio background both share
     fg = valid & (ct < WHITE_LEVEL).any(axis=2)
     region = fg if fg.sum() >= 0.05 * fg.size else valid
+    if not region.any():
+        return Alignment()
     a = warped[region].astype(np.float32)
-    b = ct[region].astype(np.float32)
+    b = blurred[region].astype(np.float32)
     unchanged = float((np.abs(a - b).max(axis=1) <= UNCHANGED_TOLERANCE).mean())
     a = a.ravel() - a.mean()
     b = b.ravel() - b.mean()
