@@ -169,11 +169,25 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndar
     return coef, float(w[0] - np.sum(coef * mu))
 
 
+def same_item(query: str, path: str) -> bool:
+    """Luma names: <style>-<colour>[-0]_<view>.jpg. Another view of the query's own style-colour
+    is the same product although the views set lists only main views as relevant: such pairs
+    are left out of the calibration fit (they are neither right nor wrong answers to learn from);
+    the reported metrics still count them wrong, as the eval files define."""
+    key = lambda p: Path(p).stem.split("_")[0]  # noqa: E731
+    return key(query) == key(path)
+
+
+EXCLUDE_SAME_ITEM = True
+
+
 def fit_models(rows: list[dict], spec: dict[str, tuple[str, ...]]) -> dict:
     data: dict[str, tuple[list, list]] = {name: ([], []) for name in spec}
     for r in rows:
         rel = set(r["relevant"])
         for (path, _), ev in zip(r["results"], evidence_of(r)):
+            if EXCLUDE_SAME_ITEM and path not in rel and same_item(r["query"], path):
+                continue
             g = regime(ev) if len(spec) > 1 else next(iter(spec))
             f = features(ev)
             data[g][0].append([f[n] for n in spec[g]])
@@ -251,6 +265,8 @@ TARGETS = {"copy": ("copies", "precision", 0.99), "same product": ("views", "f1"
 
 
 def cmd_fit(args) -> int:
+    global EXCLUDE_SAME_ITEM
+    EXCLUDE_SAME_ITEM = not args.keep_same_item
     d = Path(args.details)
     sets = {name: load(d / f"{name}-{args.config}.jsonl") for name in ("copies", "views")}
     rng = np.random.default_rng(args.seed)
@@ -310,6 +326,8 @@ def main(argv=None) -> int:
     p.add_argument("--details", required=True)
     p.add_argument("--config", default="full")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-same-item", action="store_true",
+                   help="fit on other views of the query's own style-colour as wrong answers too")
     p.set_defaults(fn=cmd_fit)
     args = ap.parse_args(argv)
     return args.fn(args)

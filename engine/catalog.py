@@ -16,6 +16,7 @@ being trusted blindly. Embeddings live in the database, so the index can always 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,8 +30,11 @@ import sqlite_utils
 from filelock import FileLock, Timeout
 
 from .errors import CatalogBusyError, CatalogError, ImageError
-from .index import VectorIndex
+from .faults import fault_point
+from .index import PROJECTION_DIM, Projection, VectorIndex
 from .paths import default_catalog_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_NAME = "catalog.db"
@@ -71,7 +75,21 @@ CREATE TABLE IF NOT EXISTS local_features (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
     version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS projection (
+    id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
+    fitted_on INTEGER NOT NULL, fitted_at TEXT NOT NULL
+);
 """
+
+#: A catalog this large gets a PCA projection for its index (below it, full dims cost little RAM:
+#: 10k x 5 KB = 50 MB). See docs/benchmarks.md.
+PROJECTION_MIN_IMAGES = 10_000
+#: Refit (and rebuild the index) when the catalog has grown this many times since the last fit.
+PROJECTION_REFIT_GROWTH = 4
+#: Embeddings sampled to fit the projection.
+PROJECTION_SAMPLE = 50_000
+#: Candidates fetched from a projected index and re-ranked with the stored embeddings, at least.
+RERANK_SHORTLIST = 100
 
 
 def now_iso() -> str:
@@ -107,6 +125,7 @@ class Catalog:
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._sync_lock = threading.RLock()     # one thread applies database changes to the index
+        self._projection: Projection | None = None
         self._closed = False
         self._init_db()
 
@@ -243,8 +262,10 @@ class Catalog:
         return int(self.meta("version", "0"))
 
     # ------------------------------------------------------------------ products
-    def upsert_products(self, products: Iterable[dict]) -> int:
-        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``)."""
+    def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:
+        """Insert or update products (dicts with PRODUCT_COLUMNS keys plus ``extra``). With
+        ``merge`` an existing product keeps the values the new dicts leave empty (a feed that
+        repeats an id on later rows), and its image links are added to."""
         rows = []
         stamp = now_iso()
         for p in products:
@@ -256,7 +277,16 @@ class Catalog:
             rows.append(row)
         if rows:
             cols = list(rows[0])
-            updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
+            if merge:   # column names come from the constant list above, values stay parameters
+                updates = ", ".join(
+                    f"{c}=COALESCE(NULLIF(excluded.{c}, '{{}}'), {c})" if c == "extra" else
+                    (f"{c}=(SELECT json_group_array(value) FROM (SELECT value FROM json_each(products.{c}) "
+                     f"UNION SELECT value FROM json_each(excluded.{c})))") if c == "remote_images" else
+                    f"{c}=excluded.{c}" if c == "updated_at" else
+                    f"{c}=COALESCE(excluded.{c}, {c})"
+                    for c in cols if c != "id")
+            else:
+                updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id")
             sql = (f"INSERT INTO products ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                    f"ON CONFLICT(id) DO UPDATE SET {updates}")
             with self.transaction() as db:
@@ -329,6 +359,7 @@ class Catalog:
                                  (ids[-1], *r["local_features"]))
                 else:       # features of the old content are stale
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
+            fault_point("put-images-before-commit")
         return ids
 
     # ------------------------------------------------------------------ local features
@@ -553,14 +584,130 @@ class Catalog:
         """The HNSW index, loaded on first use and brought up to date with the database.
         None while the catalog holds no images."""
         with self._index_lock:
+            key = self.projection_key()
+            if self._index is not None and (self._index.projection.key if self._index.projection
+                                            else None) != key:
+                self._index = None          # another process refitted the projection
             if self._index is None:
                 dim = self.embedding_dim
                 if dim is None:
                     return None
-                self._index = VectorIndex.load_or_create(self.index_path, dim)
+                self._index = self._open_index(dim)
+                return self._index
             index = self._index
         self.sync_index(index)
         return index
+
+    def _open_index(self, dim: int) -> VectorIndex:
+        """Load the saved index and check it against the database (the cheap consistency check
+        on open): an index claiming a version the database never reached (a restored or replaced
+        database), or whose vector count differs from the image count once brought up to date
+        (a damaged or mismatched file), is rebuilt from the stored embeddings."""
+        index = VectorIndex.load_or_create(self.index_path, dim, self.projection())
+        with self._sync_lock, self._read_snapshot():
+            version = self.version
+            if index.version > version:
+                reason = f"index is at version {index.version}, the database at {version}"
+            else:
+                self._sync_locked(index, save=False)
+                count = self.count_images()
+                if len(index) == count:
+                    reason = None
+                else:
+                    reason = f"index holds {len(index)} vectors for {count} images"
+            if reason is not None:
+                log.warning("%s: %s; rebuilding it from the stored embeddings", self.index_path, reason)
+                index = VectorIndex.create(dim, ef=index.ef, M=index.M, ef_construction=index.ef_construction,
+                                           capacity=self.count_images(), projection=self.projection())
+                self._sync_locked(index, save=False)
+        if index.dirty:
+            self._save_index(index)
+        return index
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Run the block's reads on this thread's connection in one read transaction (one
+        consistent snapshot even while another process commits). Nests as a no-op."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ projection
+    def projection_key(self) -> str | None:
+        row = self.db.conn.execute("SELECT key FROM projection WHERE id=1").fetchone()
+        return row[0] if row else None
+
+    def projection(self) -> Projection | None:
+        """The catalog's PCA projection for its index, or None (full dims)."""
+        key = self.projection_key()
+        if key is None:
+            return None
+        if self._projection is None or self._projection.key != key:
+            row = self.db.conn.execute("SELECT data FROM projection WHERE id=1").fetchone()
+            self._projection = Projection.from_bytes(row[0])
+        return self._projection
+
+    def projection_due(self) -> bool:
+        dim = self.embedding_dim
+        if dim is None or dim <= PROJECTION_DIM:
+            return False                       # nothing to gain
+        n = self.count_images()
+        current = self.projection()
+        if current is None:
+            return n >= PROJECTION_MIN_IMAGES
+        return n >= PROJECTION_REFIT_GROWTH * current.fitted_on
+
+    def fit_projection(self, *, dim: int = PROJECTION_DIM, sample: int = PROJECTION_SAMPLE,
+                       seed: int = 0, **index_params) -> Projection:
+        """Fit a PCA projection on a sample of the stored embeddings, store it and rebuild the
+        index with it (minutes for a million images: done rarely, see :meth:`projection_due`)."""
+        with self.writer():
+            ids = np.array([r[0] for r in self.db.conn.execute("SELECT id FROM images")], np.int64)
+            if len(ids) < 2:
+                raise CatalogError(f"{self.directory}: too few images to fit a projection")
+            rng = np.random.default_rng(seed)
+            pick = np.sort(rng.choice(ids, size=min(sample, len(ids)), replace=False))
+            projection = Projection.fit(self.embeddings(pick.tolist()), dim, fitted_on=len(ids))
+            with self.transaction(bump=False) as db:
+                db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
+                                (projection.key, projection.to_bytes(), projection.fitted_on, now_iso()))
+            self._projection = projection
+            self.rebuild_index(**index_params)
+        return projection
+
+    def maybe_fit_projection(self) -> Projection | None:
+        """Fit (or refit) the projection when the catalog has outgrown the current one."""
+        if self.readonly or not self.projection_due():
+            return None
+        return self.fit_projection()
+
+    def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest images of each query embedding: (ids [N,k'], cosines [N,k']).
+        With a projected index, a shortlist of ``max(shortlist, RERANK_SHORTLIST, k)``
+        candidates is re-ranked with the stored full-precision embeddings, so the cosines are
+        exact."""
+        index = self.index()
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if index is None or len(index) == 0:
+            return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
+        if index.projection is None:
+            return index.query(vectors, k)
+        ids, _ = index.query(vectors, max(k, shortlist or 0, RERANK_SHORTLIST))
+        k = min(k, ids.shape[1])
+        out_ids = np.empty((len(vectors), k), np.int64)
+        out_sims = np.empty((len(vectors), k), np.float32)
+        for row, (cand, q) in enumerate(zip(ids, vectors)):
+            sims = self.embeddings(cand.tolist()) @ q
+            order = np.argsort(-sims, kind="stable")[:k]
+            out_ids[row], out_sims[row] = cand[order], sims[order]
+        return out_ids, out_sims
 
     def sync_index(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
         """Apply database changes newer than the index's version. Returns the number applied."""
@@ -592,11 +739,27 @@ class Catalog:
         return changed
 
     def _save_index(self, index: VectorIndex) -> None:
+        """Save the index, only while holding the write lock: a process that merely reads (a
+        search while another process imports) never writes the index files; the writer does."""
         if self.readonly:
             return
+        with self._sync_lock:
+            if self._lock_depth > 0:           # this catalog object is the writer
+                self._write_index_file(index)
+                return
+            lock = FileLock(str(self.directory / LOCK_NAME))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:                    # another process writes; it saves the index
+                return
+            try:
+                self._write_index_file(index)
+            finally:
+                lock.release()
+
+    def _write_index_file(self, index: VectorIndex) -> None:
         try:
-            with self._sync_lock:
-                index.save(self.index_path)
+            index.save(self.index_path)
         except OSError as exc:  # a stale index is recovered from the database on next open
             raise CatalogError(f"{self.index_path}: cannot save the index ({exc.strerror})") from exc
 
@@ -605,7 +768,8 @@ class Catalog:
         dim = self.embedding_dim
         if dim is None:
             raise CatalogError(f"{self.directory}: catalog is empty, nothing to index")
-        index = VectorIndex.create(dim, **params)
+        index = VectorIndex.create(dim, projection=self.projection(),
+                                   capacity=max(self.count_images(), 1), **params)
         for ids, vecs in self.iter_embeddings():
             index.add(ids, vecs)
         index.version = self.version

@@ -123,9 +123,9 @@ def cmd_index(args) -> int:
             return 130
         bar.close()
         for path, reason in report.failed:
-            print(f"error: {path}: {reason}", file=sys.stderr)
+            print(one_line(f"error: {path}: {reason}"), file=sys.stderr)
         for feed, problem in report.problems:
-            print(f"warning: {feed}: {problem}", file=sys.stderr)
+            print(one_line(f"warning: {feed}: {problem}"), file=sys.stderr)
         print(report.summary() + f" ({report.images_per_second:.0f} images/s)")
         print(f"catalog now holds {catalog.count_images()} images of {catalog.count_products()} products")
         return 1 if report.failed else 0
@@ -195,6 +195,15 @@ def _print_result(result) -> None:
     print(f"  {t.get('total', 0) + t.get('decode', 0):.0f} ms")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters (a newline in a file name) escaped."""
+    return str(text).translate(_CONTROL)
+
+
 def _clip(text, n: int) -> str:
     text = "" if text is None else str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -219,7 +228,10 @@ def cmd_info(args) -> int:
         print(f"model       {model.name} ({model.model_id}), execution provider {model.provider}")
         idx = stats["index"]
         if idx:
-            print(f"index       HNSW cosine, {idx['count']} vectors of {idx['dim']} dims, M={idx['M']}, "
+            dims = (f"{idx['dim']} dims" if not idx.get("projection") else
+                    f"{idx['dim']} dims stored as {idx['stored_dim']} (PCA {idx['projection']}, "
+                    f"re-ranked with full embeddings)")
+            print(f"index       HNSW cosine, {idx['count']} vectors of {dims}, M={idx['M']}, "
                   f"ef_construction={idx['ef_construction']}, ef={idx['ef']}")
         print(f"disk        {stats['disk_bytes'] / 1e6:.1f} MB")
         print(f"errors      {stats['errors']}")
@@ -276,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except LookalikeError as exc:
-        print(f"lookalike: error: {exc}", file=sys.stderr)
+        print(one_line(f"lookalike: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)
@@ -284,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback reaches a user
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"lookalike: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for details)",
-              file=sys.stderr)
+        print(one_line(f"lookalike: internal error: {type(exc).__name__}: {exc} "
+                       f"(set {DEBUG_ENV}=1 for details)"), file=sys.stderr)
         return 3
 
 

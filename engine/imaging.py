@@ -6,7 +6,8 @@ Everything that reads image pixels in Lookalike goes through this module:
 * width and height are read from the header (Pillow opens lazily) and the image is refused
   *before* any pixel is decoded when it is above the pixel limit (decompression bombs);
 * JPEGs are decoded by OpenCV (libjpeg-turbo), at 1/2, 1/4 or 1/8 scale in the DCT domain when
-  the caller only needs a short side of ``min_short_side`` pixels (2-3x faster);
+  the caller only needs a short side of ``min_short_side`` pixels (1/4 scale took 1.4-1.6x less CPU
+  than a full decode on the Luma product photos, see ``docs/image-inputs.md``);
 * PNG, WebP, BMP, AVIF, JPEG 2000 and PNM are decoded by OpenCV with ``IMREAD_UNCHANGED`` so that
   alpha and 16-bit samples survive; GIF, TIFF, ICO and PSD by Pillow;
 * the result is always HxWx3 ``uint8`` RGB, C-contiguous: grey is expanded, 16-bit is scaled
@@ -26,22 +27,25 @@ import logging
 import os
 import stat
 import struct
+import zlib
 from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, features
+from PIL import Image, PngImagePlugin, features
 
 from engine.errors import ImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
     "UNSUPPORTED_IMAGE_EXTENSIONS",
     "decode_image_bytes",
     "image_size",
     "is_image_path",
     "load_image",
+    "max_file_bytes",
     "reduced_factor",
 ]
 
@@ -55,18 +59,36 @@ MAX_PIXELS_ENV = "LOOKALIKE_MAX_PIXELS"
 
 _AVIF_DECODABLE = features.check("avif")
 
+# OpenCV logs "[ERROR] imdecode_(...): can't read data" and PNG warnings to stderr for every
+# damaged file; each failure is reported as an ImageError instead, so keep OpenCV's own log to
+# fatal errors unless the user asked for more with OPENCV_LOG_LEVEL. (libjpeg's and libpng's
+# own "Corrupt JPEG data" / "libpng error" lines bypass this log and still appear.)
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
 #: Extensions of files this module decodes (lower case, with the dot). Used to pick image files
 #: out of folders; the decoder itself trusts the file's content, not its name.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif",
-        ".png", ".apng",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".apng",
         ".webp",
         ".gif",
-        ".bmp", ".dib",
-        ".tif", ".tiff",
-        ".jp2", ".j2k", ".jpx",
-        ".ppm", ".pgm", ".pbm", ".pnm",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
     }
     | ({".avif"} if _AVIF_DECODABLE else set())
 )
@@ -90,32 +112,48 @@ _FILE_BYTES_SLACK = 64 * 1024 * 1024
 # EXIF orientation tag.
 _ORIENTATION = 0x0112
 
-# Formats sniffed -> (label for messages, Pillow format name, decoder).
-_CV2 = "cv2"
-_PIL = "pil"
-_FORMATS: dict[str, tuple[str, str]] = {
-    "JPEG": ("JPEG", _CV2),
-    "PNG": ("PNG", _CV2),
-    "WEBP": ("WEBP", _CV2),
-    "BMP": ("BMP", _CV2),
-    "AVIF": ("AVIF", _CV2),
-    "JPEG 2000": ("JPEG2000", _CV2),
-    "PNM": ("PPM", _CV2),
-    "GIF": ("GIF", _PIL),
-    "TIFF": ("TIFF", _PIL),
-    "ICO": ("ICO", _PIL),
-    "PSD": ("PSD", _PIL),
-    "QOI": ("QOI", _PIL),
+# Sniffed format (also its name in messages) -> (Pillow format name, decoders to try in order).
+# OpenCV first where it is fastest and complete; Pillow as the fallback (and for GIF, ICO, PSD,
+# QOI; and first for TIFF, where it handles unassociated alpha, CMYK and palettes, which
+# OpenCV's libtiff RGBA path premultiplies or drops). PNG has no fallback: libpng checks every
+# chunk CRC and refuses truncated data, Pillow ignores IDAT CRCs, so libpng's verdict is final.
+_CV2 = "OpenCV"
+_PIL = "Pillow"
+_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JPEG": ("JPEG", (_CV2, _PIL)),
+    "PNG": ("PNG", (_CV2,)),
+    "WebP": ("WEBP", (_CV2, _PIL)),
+    "BMP": ("BMP", (_CV2, _PIL)),
+    "AVIF": ("AVIF", (_CV2, _PIL)),
+    "JPEG 2000": ("JPEG2000", (_CV2, _PIL)),
+    "PNM": ("PPM", (_CV2, _PIL)),
+    "GIF": ("GIF", (_PIL,)),
+    "TIFF": ("TIFF", (_PIL, _CV2)),
+    "ICO": ("ICO", (_PIL,)),
+    "PSD": ("PSD", (_PIL,)),
+    "QOI": ("QOI", (_PIL,)),
 }
-# Where OpenCV's decoder is the reference implementation its verdict on a broken file is final
-# (libpng checks every chunk CRC, Pillow does not); elsewhere Pillow gets a second try.
-_NO_PIL_FALLBACK = frozenset({"PNG"})
-# Pillow decodes TIFF (alpha, CMYK, palettes); OpenCV is the fallback (48-bit RGB, odd layouts).
-_CV2_FALLBACK = frozenset({"TIFF"})
+# Formats whose decoders apply the orientation themselves: both Pillow and OpenCV (libtiff) honour
+# the TIFF Orientation tag, and Pillow's TIFF plugin even reports the rotated size. Elsewhere the
+# decoders leave it alone (JPEG: IMREAD_IGNORE_ORIENTATION; IMREAD_UNCHANGED and Pillow's other
+# plugins never apply it) and this module applies it once, from Pillow's header read.
+_SELF_ORIENTING = frozenset({"TIFF"})
 
 _HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1",
-     b"mif2", b"mif3"}
+    {
+        b"heic",
+        b"heix",
+        b"hevc",
+        b"hevx",
+        b"heim",
+        b"heis",
+        b"hevm",
+        b"hevs",
+        b"mif1",
+        b"msf1",
+        b"mif2",
+        b"mif3",
+    }
 )
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
@@ -134,7 +172,7 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def reduced_factor(width: int, height: int, min_short_side: int | None) -> int:
-    """Largest JPEG DCT scale-down factor (1, 2, 4 or 8) keeping the short side >= ``min_short_side``.
+    """Largest JPEG DCT scale-down factor (1, 2, 4 or 8) keeping the short side >= min_short_side.
 
     libjpeg rounds scaled dimensions up (``ceil(n / factor)``), and so does this.
     Returns 1 (full size) when ``min_short_side`` is None or not positive.
@@ -151,20 +189,35 @@ def reduced_factor(width: int, height: int, min_short_side: int | None) -> int:
 def _resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is None:
         raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-        if not raw:
-            return DEFAULT_MAX_PIXELS
         try:
-            value = int(raw.replace("_", ""))
+            value = int(raw.replace("_", "")) if raw else DEFAULT_MAX_PIXELS
         except ValueError:
             value = 0
         if value <= 0:
             log.warning("ignoring %s=%r (not a positive integer)", MAX_PIXELS_ENV, raw)
-            return DEFAULT_MAX_PIXELS
-        return value
-    max_pixels = int(max_pixels)
-    if max_pixels <= 0:
-        raise ValueError(f"max_pixels must be positive, not {max_pixels}")
-    return max_pixels
+            value = DEFAULT_MAX_PIXELS
+    else:
+        value = int(max_pixels)
+        if value <= 0:
+            raise ValueError(f"max_pixels must be positive, not {value}")
+    _sync_pil_limit(value)
+    return value
+
+
+def _sync_pil_limit(max_pixels: int) -> None:
+    """Make sure Pillow's own bomb check never refuses what this module's limit allows.
+
+    Only ever raises ``PIL.Image.MAX_IMAGE_PIXELS`` (to the caller's explicit, larger limit);
+    images above it are refused here, from the header, before Pillow decodes anything.
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def max_file_bytes(max_pixels: int | None = None) -> int:
+    """Largest file size accepted as an image within the pixel limit (see :func:`load_image`)."""
+    return _resolve_max_pixels(max_pixels) * _FILE_BYTES_PER_PIXEL + _FILE_BYTES_SLACK
 
 
 def _check_min_short_side(min_short_side: int | None) -> int | None:
@@ -213,7 +266,7 @@ def _sniff(head: bytes) -> tuple[str, str]:
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "image", "GIF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image", "WEBP"
+        return "image", "WebP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "image", "TIFF"
     if head[:2] == b"BM" and len(head) >= 26:
@@ -246,7 +299,7 @@ def _sniff(head: bytes) -> tuple[str, str]:
             return "other", "an audio file"
     if _looks_like_text(head):
         text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n").lower()
-        if "<svg" in text[:4096] and (text.startswith("<") or text.startswith("<!--")):
+        if text.startswith("<") and "<svg" in text:
             return "unsupported", "SVG"
         if text.startswith("%!ps"):
             return "unsupported", "PostScript/EPS"
@@ -315,22 +368,38 @@ def _pil_open(fp: BinaryIO, pil_format: str) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1-8) from the lazily opened image, without decoding pixels."""
     try:
-        value = im.getexif().get(_ORIENTATION, 1)
+        if isinstance(im, PngImagePlugin.PngImageFile):
+            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after
+            # the pixel data (a decompression bomb would be decoded right here); the base
+            # implementation only reads what the header already gave (eXIf before IDAT, XMP).
+            exif = Image.Image.getexif(im)
+        else:
+            exif = im.getexif()
+        value = exif.get(_ORIENTATION, 1)
     except Exception:  # malformed EXIF must not make an image unusable
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 class _Header:
-    __slots__ = ("label", "pil_format", "decoder", "im", "width", "height", "orientation")
+    """What the header says: format, size (as stored) and, read on demand, the orientation."""
+
+    __slots__ = ("label", "pil_format", "decoders", "im", "width", "height", "_orientation")
 
     def __init__(self, label: str, im: Image.Image):
         self.label = label
-        self.pil_format, self.decoder = _FORMATS[label]
+        self.pil_format, self.decoders = _FORMATS[label]
         self.im = im
         self.width, self.height = im.size
-        self.orientation = _orientation(im)
+        self._orientation: int | None = None
+
+    @property
+    def orientation(self) -> int:
+        if self._orientation is None:
+            self._orientation = _orientation(self.im)
+        return self._orientation
 
 
 def _sniff_or_raise(head: bytes, source: str) -> str:
@@ -354,7 +423,11 @@ def _read_header(fp: BinaryIO, name: str, source: str) -> _Header:
         im = _pil_open(fp, _FORMATS[name][0])
         width, height = im.size
     except Image.DecompressionBombError:  # Pillow's own check fired again inside the plugin
-        raise ImageError(source, f"image is above Pillow's {_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} megapixel limit") from None
+        raise ImageError(
+            source,
+            "image is above Pillow's "
+            f"{_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} megapixel limit",
+        ) from None
     except MemoryError:
         raise ImageError(source, f"not enough memory to read the {name} header") from None
     except Exception:  # any Pillow parse error: the header itself is damaged
@@ -387,14 +460,15 @@ def _megapixels(pixels: int) -> str:
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == np.uint16 or arr.dtype == np.dtype(">u2"):
-        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if arr.dtype.kind == "f":
-        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    kind, size = arr.dtype.kind, arr.dtype.itemsize
+    if kind in "iu" and size == 1:  # int8
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    if kind in "iu":  # 16-bit (any byte order), and 32-bit integers holding 16-bit data
+        return ((np.clip(arr, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if kind == "f":  # float TIFF/PFM/HDR: 0..1 if it fits, else 0..255; no tone mapping
+        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         scale = 255.0 if arr.size and float(arr.max()) <= 1.0 else 1.0
         return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
-    if arr.dtype.kind in "iu":  # 32-bit integer samples: treat as 16-bit range
-        return ((np.clip(arr, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8)
     raise _Undecodable(f"unsupported sample type {arr.dtype}")
 
 
@@ -470,65 +544,86 @@ def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
 _REDUCED_BITS = {1: 0, 2: 16, 4: 32, 8: 64}  # the IMREAD_REDUCED_* bits without IMREAD_COLOR
 
 
-def _decode_cv2(buf: np.ndarray, header: _Header, factor: int) -> np.ndarray:
+def _decode_cv2(data: bytes, header: _Header, factor: int) -> np.ndarray:
+    buf = np.frombuffer(data, np.uint8)
     try:
-        if header.label == "JPEG":
+        if header.label == "JPEG":  # straight to RGB, at 1/factor scale, orientation left to us
             flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION | _REDUCED_BITS[factor]
             arr = cv2.imdecode(buf, flags)
-            if arr is None:
-                raise _Undecodable("OpenCV could not decode it")
-            return arr
-        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        else:  # keep alpha and 16-bit samples
+            arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
-        raise _Undecodable(str(err).strip().splitlines()[-1] if str(err).strip() else "cv2.error") from None
+        raise _Undecodable(str(err).strip() or "cv2.error") from None
     if arr is None:
-        raise _Undecodable("OpenCV could not decode it")
-    return _cv2_to_rgb(arr)
+        raise _Undecodable("cv2.imdecode returned None")
+    return arr if header.label == "JPEG" else _cv2_to_rgb(arr)
 
 
-def _decode_pil(header: _Header, factor: int) -> np.ndarray:
+def _decode_pil(data: bytes, header: _Header, factor: int) -> np.ndarray:
     im = header.im
     try:
         if factor > 1 and header.label == "JPEG":
-            im.draft("RGB", (-(-header.width // factor), -(-header.height // factor)))
+            # draft() picks the largest scale with width // scale >= requested; asking for the
+            # floor gives exactly ``factor`` (output ceil(width / factor), as OpenCV's)
+            im.draft("RGB", (header.width // factor, header.height // factor))
         im.load()
         return _pil_to_rgb(im)
-    except _Undecodable:
-        raise
-    except MemoryError:
+    except (_Undecodable, MemoryError):
         raise
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
         raise _Undecodable(f"{type(err).__name__}: {err}") from None
 
 
+def _png_damaged(data: bytes) -> bool:
+    """True if a PNG's chunk structure is broken (a chunk cut short, a bad CRC, no IEND).
+
+    Checked before libpng sees the file: libpng prints its own "libpng error" lines (naming no
+    file) on stderr for such files. zlib.crc32 runs at about 1 GB/s: ~1% of a PNG decode."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 8 + length
+        if length > 0x7FFFFFFF or end + 4 > n:
+            return True
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(data[pos + 4 : end]) != crc:
+            return True
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return False
+        pos = end + 4
+    return True
+
+
+_DECODE = {_CV2: _decode_cv2, _PIL: _decode_pil}
+
+
 def _decode(data: bytes, header: _Header, min_short_side: int | None, source: str) -> np.ndarray:
-    factor = reduced_factor(header.width, header.height, min_short_side) if header.label == "JPEG" else 1
-    first, second = (
-        (_CV2, _PIL) if header.decoder == _CV2 else (_PIL, _CV2 if header.label in _CV2_FALLBACK else None)
+    """Pixels of an image whose header passed the checks, as contiguous writable RGB uint8."""
+    if header.label == "PNG" and _png_damaged(data):
+        header.im.close()
+        raise ImageError(source, "truncated or corrupt PNG")
+    factor = (
+        reduced_factor(header.width, header.height, min_short_side) if header.label == "JPEG" else 1
     )
-    if header.label in _NO_PIL_FALLBACK:
-        second = None
-    attempts = [d for d in (first, second) if d is not None]
+    orientation = 1 if header.label in _SELF_ORIENTING else header.orientation
     rgb = None
     try:
-        for i, decoder in enumerate(attempts):
+        for decoder in header.decoders:
             try:
-                if decoder == _CV2:
-                    rgb = _decode_cv2(np.frombuffer(data, np.uint8), header, factor)
-                else:
-                    rgb = _decode_pil(header, factor)
+                rgb = _DECODE[decoder](data, header, factor)
                 break
             except _Undecodable as err:
-                log.debug("%s: %s decoder failed: %s", source, decoder, err)
-                if i == len(attempts) - 1:
-                    raise ImageError(source, f"truncated or corrupt {header.label}") from None
+                log.debug("%s: %s could not decode it: %s", source, decoder, err)
     except MemoryError:
         raise ImageError(source, "not enough memory to decode the image") from None
     finally:
         header.im.close()
-    assert rgb is not None
-    rgb = _apply_orientation(rgb, header.orientation)
-    return np.ascontiguousarray(rgb)
+    if rgb is None:
+        raise ImageError(source, f"truncated or corrupt {header.label}")
+    rgb = _apply_orientation(rgb, orientation)
+    if not (rgb.flags.c_contiguous and rgb.flags.writeable):
+        rgb = rgb.copy()  # np.asarray(PIL image) is read-only; callers may draw on the result
+    return rgb
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,7 +660,7 @@ def load_image(
     max_pixels: int | None = None,
     min_short_side: int | None = None,
 ) -> np.ndarray:
-    """Decode an image file to an HxWx3 ``uint8`` RGB array (C-contiguous), EXIF orientation applied.
+    """Decode an image file to an HxWx3 ``uint8`` RGB array (C-contiguous, EXIF-oriented).
 
     ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, or ``$LOOKALIKE_MAX_PIXELS``): images whose
     header declares more pixels are refused before decoding.
@@ -581,13 +676,14 @@ def load_image(
     source = os.fspath(path)
     source = source if isinstance(source, str) else os.fsdecode(source)
     size = _stat_regular_file(source)
-    if size > limit * _FILE_BYTES_PER_PIXEL + _FILE_BYTES_SLACK:
+    if size > max_file_bytes(limit):
         raise ImageError(source, f"file is too large ({size / 2**20:.0f} MiB) for an image within the pixel limit")
     try:
         with open(source, "rb") as f:
             head = f.read(_SNIFF_BYTES)
             name = _sniff_or_raise(head, source)  # before reading a large non-image whole
-            data = head + f.read()
+            f.seek(0)
+            data = f.read()
     except OSError as err:
         raise ImageError(source, _os_reason(err)) from None
     header = _read_header(io.BytesIO(data), name, source)
@@ -614,7 +710,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             header.im.close()
     except OSError as err:
         raise ImageError(source, _os_reason(err)) from None
-    if header.orientation in (5, 6, 7, 8):
+    if header.label not in _SELF_ORIENTING and header.orientation in (5, 6, 7, 8):
         return header.height, header.width
     return header.width, header.height
 
@@ -656,3 +752,67 @@ def _os_reason(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return f"cannot read file ({err.strerror.lower()})"
     return "cannot read file"
+
+
+# --------------------------------------------------------------------------------------------
+# Throughput check: python -m engine.imaging FOLDER_OR_FILES... [--min-short-side N]
+
+
+def _benchmark(argv: list[str] | None = None) -> None:
+    import argparse
+    import statistics
+    import time
+
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.imaging",
+        description="Decode images single-threaded and print images/s, full size and reduced.",
+    )
+    parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    parser.add_argument("--min-short-side", type=int, default=256)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed passes per mode (median reported)"
+    )
+    args = parser.parse_args(argv)
+
+    files: list[str] = []
+    for p in args.paths:
+        if os.path.isdir(p):
+            for root, _dirs, names in os.walk(p):
+                files.extend(os.path.join(root, n) for n in sorted(names) if is_image_path(n))
+        else:
+            files.append(p)
+    if not files:
+        parser.error("no image files found")
+    cv2.setNumThreads(1)  # one decode per thread: the figure a worker thread gets
+    for path in files:  # warm the OS file cache so both modes read from memory
+        with open(path, "rb") as f:
+            f.read()
+    print(
+        f"{len(files)} images, OpenCV {cv2.__version__}, 1 thread, median of {args.repeat} passes; "
+        "images/s by wall clock and per CPU-second (less affected by other processes)"
+    )
+    for label, mss in (
+        ("full decode", None),
+        (f"min_short_side={args.min_short_side}", args.min_short_side),
+    ):
+        wall_rates, cpu_rates, failures, shapes = [], [], 0, []
+        for _ in range(args.repeat):
+            failures, shapes = 0, []
+            wall, cpu = time.perf_counter(), time.process_time()
+            for path in files:
+                try:
+                    shapes.append(load_image(path, min_short_side=mss).shape[:2])
+                except ImageError:
+                    failures += 1
+            wall_rates.append(len(files) / (time.perf_counter() - wall))
+            cpu_rates.append(len(files) / (time.process_time() - cpu))
+        mean_short = statistics.fmean(min(s) for s in shapes) if shapes else 0
+        print(
+            f"{label:>22}: {statistics.median(wall_rates):6.1f} images/s wall, "
+            f"{statistics.median(cpu_rates):6.1f} images/CPU-s "
+            f"(mean short side {mean_short:.0f}, {failures} refused)"
+        )
+
+
+if __name__ == "__main__":
+    _benchmark()

@@ -24,7 +24,9 @@ import numpy as np
 from . import verification
 from .catalog import Catalog
 from .errors import FeedError, ImageError
-from .imaging import decode_image_bytes, image_size, is_image_path
+from .faults import fault_point
+from .imaging import (UNSUPPORTED_IMAGE_EXTENSIONS, decode_image_bytes, image_size, is_image_path,
+                      max_file_bytes)
 
 BATCH_SIZE = 32
 INDEX_SAVE_SECONDS = 30.0
@@ -44,7 +46,7 @@ class IngestReport:
     products: int = 0
     remote: int = 0                      # http(s) image links kept as metadata, not fetched
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "row N: ...") feed problems
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "line N: ...") feed problems
     cancelled: bool = False
     seconds: float = 0.0
 
@@ -92,9 +94,17 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
             progress(done, total, "checking files")
         _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
         catalog.record_errors(report.failed + report.problems)
-        catalog.sync_index(save=True)
+        if not catalog.maybe_fit_projection():       # a (re)fit rebuilds and saves the index
+            _save_index(catalog)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _save_index(catalog: Catalog) -> None:
+    """Bring the index up to date with what was committed and save it (loading it first: an
+    import must leave a saved index behind, not a first search that builds it)."""
+    if catalog.index() is not None:
+        catalog.sync_index(save=True)
 
 
 # ---------------------------------------------------------------------- collecting
@@ -102,8 +112,11 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
     by_path: dict[str, _Source] = {}
     for raw in paths:
         p = Path(raw).expanduser()
+        if not _storable(str(p)):
+            report.failed.append((printable_path(os.path.abspath(p)), _BAD_NAME))
+            continue
         if p.is_symlink() and not p.exists():
-            report.failed.append((os.path.abspath(p), "broken symbolic link"))
+            report.failed.append((os.path.abspath(p), _dangling_reason(p)))
             continue
         if p.is_dir():
             for f in _walk(p, report):
@@ -145,14 +158,47 @@ def _walk(root: Path, report: IngestReport) -> Iterator[str]:
         seen.add(key)
         dirnames.sort()
         for name in sorted(filenames):
-            if not is_image_path(name):
+            ext = os.path.splitext(name)[1].lower()
+            if not is_image_path(name) and ext not in UNSUPPORTED_IMAGE_EXTENSIONS:
                 continue
             full = os.path.abspath(os.path.join(dirpath, name))
-            if os.path.islink(full) and not os.path.exists(full):
-                report.failed.append((full, "broken symbolic link"))
+            if not _storable(full):
+                report.failed.append((printable_path(full), _BAD_NAME))
                 continue
+            if os.path.islink(full) and not os.path.exists(full):
+                report.failed.append((full, _dangling_reason(full)))
+                continue
+            # HEIC, SVG, ... are yielded too: reported as unsupported, never skipped silently
             yield full
         # directories named like images are folders: os.walk already descends into them
+
+
+_BAD_NAME = "file name is not valid UTF-8; rename the file to index it"
+
+
+def _storable(path: str) -> bool:
+    """False for names with bytes that are not UTF-8 (they cannot be stored or shown as text)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str) -> str:
+    """A path fit for one line of text: undecodable bytes as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _dangling_reason(path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return "broken symbolic link"
 
 
 def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], report: IngestReport,
@@ -161,8 +207,10 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
 
     feed_abs = os.path.abspath(feed)
     products = []
+    reader = None
     try:
-        for item in read_feed(feed, allow_outside=allow_outside):
+        reader = read_feed(feed, allow_outside=allow_outside)
+        for item in reader:
             p = item.product
             products.append({
                 "id": p.id, "title": p.title, "brand": p.brand, "price": p.price, "currency": p.currency,
@@ -170,6 +218,13 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
                 "gtin": p.gtin, "group_id": p.group_id, "extra": p.extra,
                 "remote_images": item.remote_images, "source": feed_abs,
             })
+            if item.repeated:
+                # a later row of an id already seen: merge it (fill gaps, add images), never let
+                # its empty fields blank the earlier row's values
+                repeated = products.pop()
+                report.products += catalog.upsert_products(products)
+                catalog.upsert_products([repeated], merge=True)
+                products = []
             report.remote += len(item.remote_images)
             report.problems.extend((feed_abs, msg) for msg in item.problems)
             for img in item.images:
@@ -181,6 +236,8 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
     except FeedError as exc:
         report.failed.append((feed_abs, str(exc).removeprefix(f"{feed_abs}: ").removeprefix(f"{feed}: ")))
     report.products += catalog.upsert_products(products)
+    if reader is not None:
+        report.problems.extend((feed_abs, msg) for msg in reader.skipped)
 
 
 # ---------------------------------------------------------------------- incremental
@@ -225,14 +282,19 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
     try:
         if os.path.isdir(path):
             raise ImageError(path, "is a folder, not an image")
+        # the header first: a non-image, an empty or truncated file or an unsupported format is
+        # refused from its first bytes, before the file is read whole
+        w, h = image_size(path)
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
+            if st.st_size > max_file_bytes():
+                raise ImageError(path, f"file is too large ({st.st_size / 2**20:.0f} MiB) for an "
+                                       "image within the pixel limit")
             data = fh.read()
         digest = content_hash(data)
         k = known.get(path)
         if k is not None and k[2] == digest and k[3] == model.model_id:
             return _Prepared(source, "same-content", digest, st.st_size, st.st_mtime)
-        w, h = image_size(path)
         rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
                          st.st_mtime, w, h, model.preprocess(rgb),
@@ -248,6 +310,8 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
         return _Prepared(source, "failed", reason=f"cannot read ({exc.strerror or exc})")
     except MemoryError:
         return _Prepared(source, "failed", reason="not enough memory to decode")
+    except Exception as exc:   # one odd file must never stop the run
+        return _Prepared(source, "failed", reason=f"unexpected error ({type(exc).__name__}: {exc})")
 
 
 def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestReport,
@@ -256,7 +320,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
     if not todo:
         return
     known = catalog.known_files()
-    workers = workers or max(2, min(8, os.cpu_count() or 2))
+    workers = workers or default_workers()
     last_save = time.monotonic()
     pending: list[_Prepared] = []
     touched: list[tuple[str, int, float]] = []
@@ -282,6 +346,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 report.updated += 1
         catalog.put_images(rows)
         pending = []
+        fault_point("ingest-batch-committed")
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-decode") as pool:
         # bounded read-ahead: at most a few batches of decoded images in memory at once
@@ -313,13 +378,24 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 if len(pending) >= batch_size:
                     flush()
                     if time.monotonic() - last_save > INDEX_SAVE_SECONDS:
-                        catalog.sync_index(save=True)
+                        _save_index(catalog)
                         last_save = time.monotonic()
             if progress:
                 progress(done, total, prepared.source.path)
         flush()   # on cancel too: what was already decoded is kept
     catalog.touch_images(touched)
     catalog.link_images(relink)
+
+
+def default_workers() -> int:
+    """Decode threads: one per core this process may use (at least 2, at most 8). Decoding
+    (libjpeg-turbo, reduced-size) and inference (onnxruntime) both release the GIL, so the
+    threads and the inference share the cores without a process pool's copying."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores))
 
 
 def _take(it: Iterator, n: int) -> list:

@@ -11,7 +11,8 @@ classifier with a pooled-embedding output can be dropped in without code changes
       "file": "model.onnx",                    # relative to the manifest's folder
       "sha256": "…",                           # checked before the file is used
       "input": {"name": "input", "size": 224, "resize_short_side": 256,
-                "interpolation": "bicubic", "crop": "center",
+                "interpolation": "bicubic", "downscale_interpolation": "area",
+                "crop": "center",
                 "colour_order": "RGB", "layout": "NCHW",
                 "mean": [127, 127, 127], "std": [128, 128, 128]},
       "outputs": {"logits": "logits", "embedding": "embedding"},
@@ -21,8 +22,12 @@ classifier with a pooled-embedding output can be dropped in without code changes
     }
 
 Preprocessing (``Model.preprocess``): RGB ``uint8`` ``[H, W, 3]`` in; the shorter side is resized
-to ``resize_short_side`` with the named interpolation (OpenCV), the centre ``size``x``size`` square
-is cut out, then ``(x - mean) / std`` per channel, as float32 in the manifest's layout.
+to ``resize_short_side`` (OpenCV; ``downscale_interpolation`` when shrinking, default
+``interpolation``; ``interpolation`` when enlarging), the centre ``size``x``size`` square is cut
+out, then ``(x - mean) / std`` per channel, as float32 in the manifest's layout. The shipped packs
+shrink with ``area`` (an anti-aliased box filter): product photos are often 5x larger than the
+input, and without anti-aliasing the embedding depends on how the JPEG was decoded (full or
+reduced size) -- see docs/models.md for the measurements.
 
 Thread safety: a :class:`Model` is immutable after :func:`load_model` returns, and
 ``onnxruntime.InferenceSession.run`` is thread-safe, so one ``Model`` may be shared by any number of
@@ -243,13 +248,15 @@ class Model:
     """
 
     def __init__(self, manifest_path: Path, manifest: dict, session, labels: list[str],
-                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE):
+                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE, fixed_batch: bool = False):
         self.manifest_path = manifest_path
         self.manifest = manifest
         self.session = session
         self.labels = labels
         self.sha256 = sha256
+        #: Images per onnxruntime call; ``run``/``run_tensor`` accept any number and chunk.
         self.batch_size = batch_size
+        self._fixed_batch = fixed_batch  # the graph takes exactly batch_size images per call
         self.name: str = manifest["name"]
         self.version: str = str(manifest.get("version", ""))
         #: Identifies model *and* weights: embeddings from different ids must not be mixed.
@@ -259,7 +266,9 @@ class Model:
         self.input_size: int = int(inp["size"])
         self.resize_short_side: int = int(inp.get("resize_short_side", self.input_size))
         self.interpolation: str = inp.get("interpolation", "bilinear")
+        self.downscale_interpolation: str = inp.get("downscale_interpolation", self.interpolation)
         self._cv_interp = _INTERPOLATIONS[self.interpolation]
+        self._cv_interp_down = _INTERPOLATIONS[self.downscale_interpolation]
         self.crop: str = inp.get("crop", "center")
         self.colour_order: str = inp.get("colour_order", "RGB")
         self.layout: str = inp.get("layout", "NCHW")
@@ -314,7 +323,8 @@ class Model:
         else:
             nh, nw = max(s, int(round(h * s / w))), s
         if (nh, nw) != (h, w):
-            img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=self._cv_interp)
+            interp = self._cv_interp_down if nh * nw < h * w else self._cv_interp
+            img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
         c = self.input_size
         top = int(round((nh - c) / 2.0))
         left = int(round((nw - c) / 2.0))
@@ -336,10 +346,13 @@ class Model:
         outputs = [self.logits_name, self.embedding_name]
         for start in range(0, n, self.batch_size):
             chunk = np.ascontiguousarray(batch[start:start + self.batch_size])
+            m = chunk.shape[0]
+            if self._fixed_batch and m < self.batch_size:
+                pad = np.zeros((self.batch_size - m, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
             logits, emb = self.session.run(outputs, {self.input_name: chunk})
-            stop = start + chunk.shape[0]
-            probs[start:stop] = _softmax(logits)
-            embs[start:stop] = _l2_normalise(emb)
+            probs[start:start + m] = _softmax(logits[:m])
+            embs[start:start + m] = _l2_normalise(emb[:m])
         return probs, embs
 
     def run(self, batch_rgb: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -403,10 +416,11 @@ def _check_manifest(manifest: dict, path: Path) -> None:
     short = manifest["input"].get("resize_short_side", size)
     if not isinstance(size, int) or size < 1 or not isinstance(short, int) or short < size:
         raise ModelError(f"{path}: model manifest needs 1 <= input.size <= input.resize_short_side")
-    interp = manifest["input"].get("interpolation", "bilinear")
-    if interp not in _INTERPOLATIONS:
-        raise ModelError(f"{path}: unknown interpolation {interp!r} in model manifest "
-                         f"(one of {', '.join(sorted(_INTERPOLATIONS))})")
+    for key in ("interpolation", "downscale_interpolation"):
+        interp = manifest["input"].get(key, "bilinear")
+        if interp not in _INTERPOLATIONS:
+            raise ModelError(f"{path}: unknown input.{key} {interp!r} in model manifest "
+                             f"(one of {', '.join(sorted(_INTERPOLATIONS))})")
     if manifest["input"].get("crop", "center") not in ("center", "centre"):
         raise ModelError(f"{path}: only crop 'center' is supported")
     if manifest["input"].get("colour_order", "RGB") not in ("RGB", "BGR"):
@@ -472,6 +486,9 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads if threads else default_threads()
     options.inter_op_num_threads = 1
+    # Idle intra-op threads would otherwise spin between operators, taking CPU from the decode
+    # threads that run beside inference (ingest cost 28 -> 20 CPU ms/image, docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only; a missing CUDA library is not the user's business
     if providers is None:
         providers = _default_providers(ort)
@@ -485,6 +502,16 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     if manifest["input"]["name"] not in inputs:
         raise ModelError(f"{onnx_path}: the model has no input named "
                          f"{manifest['input']['name']!r} (it has {', '.join(inputs)})")
+    in_shape = inputs[manifest["input"]["name"]].shape
+    size = manifest["input"]["size"]
+    if len(in_shape) != 4:
+        raise ModelError(f"{onnx_path}: input has shape {in_shape}, expected 4 dimensions")
+    spatial = in_shape[2:] if manifest["input"].get("layout", "NCHW") == "NCHW" else in_shape[1:3]
+    if any(isinstance(d, int) and d != size for d in spatial):
+        raise ModelError(f"{onnx_path}: input is {in_shape} but the manifest says size {size}")
+    fixed_batch = isinstance(in_shape[0], int) and in_shape[0] > 0
+    if fixed_batch:
+        batch_size = in_shape[0]  # a fixed-batch export takes exactly that many images per call
     outputs = {o.name: o for o in session.get_outputs()}
     for role in ("logits", "embedding"):
         name = manifest["outputs"][role]
@@ -497,6 +524,6 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
             raise ModelError(f"{onnx_path}: {role} output has shape {shape}, expected [N, {want}]")
     # With verify=False the manifest's hash stands in for the file's (the caller vouches for it).
     model = Model(manifest_path, manifest, session, labels, expected,
-                  batch_size=max(1, int(batch_size)))
+                  batch_size=max(1, int(batch_size)), fixed_batch=fixed_batch)
     log.info("loaded %s from %s on %s", model.model_id, onnx_path, model.provider)
     return model

@@ -32,18 +32,18 @@ import numpy as np
 #: (embedding and colour: the same product photographed again?). Each is
 #: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
 MODELS: dict[str, dict] = {
-    "verified": {"intercept": -7.095, "coef": {
-        "log_inliers": 0.568, "aligned": 2.416, "margin": 0.674, "best": 3.476, "colour": 1.306,
-        "unchanged": 2.22, "partial": -1.745, "cosine": -1.153}},
-    "visual": {"intercept": -12.353, "coef": {"cosine": 5.031, "colour": 7.223}},
+    "verified": {"intercept": -8.815, "coef": {
+        "log_inliers": 0.65, "aligned": 3.53, "margin": 0.954, "best": 3.531, "colour": 1.496,
+        "unchanged": 1.513, "partial": -1.983, "cosine": -0.539}},
+    "visual": {"intercept": -12.851, "coef": {"cosine": 5.689, "colour": 7.045}},
 }
 
 # name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
 # precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
-    "copy": 0.89,            # precision >= 0.99 on the Luma edited copies
-    "same product": 0.084,   # best F1 on the Luma "other view" queries
-    "similar": 0.031,        # half of the Luma other views recalled
+    "copy": 0.914,           # precision >= 0.99 on the Luma edited copies
+    "same product": 0.086,   # best F1 on the Luma "other view" queries
+    "similar": 0.027,        # half of the Luma other views recalled
 }
 
 # how each threshold is shown to a user
@@ -63,13 +63,14 @@ class Evidence:
     unchanged: float = 0.0     # share of product pixels whose colour the query kept (after alignment)
     margin: float = 0.0        # aligned minus the best aligned of the other verified candidates
     verified: bool = False     # local features were compared (inliers is meaningful)
+    identical: bool = False    # the same file (bytes), or pixel-identical after alignment: score 1
     transform: str = ""        # "", "mirrored", "rotated 90", ...: how the query matched
 
     def to_json(self) -> dict:
         return {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
                 "colour": round(float(self.colour), 4), "aligned": round(float(self.aligned), 4),
                 "unchanged": round(float(self.unchanged), 4), "margin": round(float(self.margin), 4),
-                "verified": self.verified, "transform": self.transform}
+                "verified": self.verified, "transform": self.transform, "identical": self.identical}
 
 
 #: a candidate counts as a geometric competitor of the others from this many inliers on
@@ -117,16 +118,22 @@ def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin
     return np.where(verified, _logistic(MODELS["verified"], f), _logistic(MODELS["visual"], f))
 
 
+#: cosine from which a candidate whose aligned pixels all agree counts as the identical image
+IDENTICAL_COSINE = 0.999
+
+
 def score(evidence: Evidence) -> float:
     e = evidence
+    if e.identical or (e.cosine >= IDENTICAL_COSINE and e.aligned >= 0.99 and e.unchanged >= 0.99):
+        return 1.0
     return float(calibrated(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin))
 
 
 def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
-    """Score from the cosine similarity alone (no local evidence): what the score is for a
-    candidate that was not verified, with average colour agreement. An upper-bound-free,
-    monotone function of the cosine, used to prune candidates before verification."""
-    return calibrated(cosine, 0, 0.5)
+    """The cosine similarity clipped to [0, 1]: the only score there is for images whose pixels
+    cannot be read (synthetic catalogs, files gone). Not on the calibrated scale; search and
+    :func:`engine.verification.pair_scores` use :func:`calibrated` wherever pixels exist."""
+    return np.clip(cosine, 0.0, 1.0)
 
 
 def strength(score: float) -> str:

@@ -14,6 +14,7 @@ from . import scoring, verification
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
+from .ingest import content_hash
 
 DEFAULT_K = 10
 MIN_CANDIDATES = 50
@@ -125,18 +126,22 @@ class Searcher:
         try:
             # a region is cut from the full-resolution image; a whole image may decode reduced
             rgb = load_image(path, min_short_side=None if roi else self.model.resize_short_side)
+            digest = _file_hash(path)
         except ImageError as exc:
             return QueryResult(query=name, error=exc.reason)
         decode_ms = (time.perf_counter() - t0) * 1000
-        result = self.search_image(rgb, k=k, filters=filters, roi=roi, name=name)
+        result = self.search_image(rgb, k=k, filters=filters, roi=roi, name=name,
+                                   same_file_hash=None if roi else digest)
         result.timings = {"decode": decode_ms, **result.timings}
         return result
 
     def search_image(self, rgb: np.ndarray, *, k: int = DEFAULT_K,
                      filters: SearchFilters | None = None,
                      roi: tuple[int, int, int, int] | None = None,
-                     name: str = "<image>") -> QueryResult:
-        """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels."""
+                     name: str = "<image>", same_file_hash: str | None = None) -> QueryResult:
+        """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels.
+        ``same_file_hash``: the content hash of the query file; catalog images with exactly these
+        bytes rank first among equal scores (near-identical re-encodes can tie at 1.0)."""
         timings: dict[str, float] = {}
         try:
             if roi is not None:
@@ -151,7 +156,7 @@ class Searcher:
             probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
             timings["model"] = (time.perf_counter() - t) * 1000
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
-            matches = self._matches(emb, k, filters or SearchFilters(), timings, content)
+            matches = self._matches(emb, k, filters or SearchFilters(), timings, content, same_file_hash)
             timings["total"] = sum(timings.values())
             return QueryResult(query=name, labels=labels, results=matches, timings=timings)
         except LookalikeError as exc:
@@ -162,7 +167,7 @@ class Searcher:
                     timings: dict[str, float]) -> list[tuple[int, float, dict]]:
         """(image id, cosine, record) of the nearest images that pass the filters, best first.
         Several query embeddings (views of one query): each image's best cosine counts."""
-        ids, sims = index.query(embs, min(want, len(index)))
+        ids, sims = self.catalog.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
         best: dict[int, float] = {}
         for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
             for i, s in zip(row_ids, row_sims):
@@ -175,11 +180,13 @@ class Searcher:
         return [(i, best[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
 
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
-                 timings: dict[str, float], rgb: np.ndarray | None = None) -> list[Match]:
+                 timings: dict[str, float], rgb: np.ndarray | None = None,
+                 same_file_hash: str | None = None) -> list[Match]:
         """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
         then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches.
         ``emb``: the query's embedding(s) [D] or [M, D]; ``rgb`` (the query image) enables
-        verification; without it only the embedding counts."""
+        verification; without it only the embedding counts. ``same_file_hash``: catalog images
+        with exactly the query file's bytes rank first among equal scores."""
         t = time.perf_counter()
         index = self.catalog.index()
         timings["index_sync"] = (time.perf_counter() - t) * 1000
@@ -207,12 +214,15 @@ class Searcher:
         t = time.perf_counter()
         records = {image_id: rec for image_id, _, rec in kept}
         scoring.set_margins(evidence.values())
+        if same_file_hash:
+            for image_id, ev in evidence.items():
+                ev.identical = records[image_id].get("content_hash") == same_file_hash
         scored = []
         for image_id, ev in evidence.items():
             score = scoring.score(ev)
             if score >= filters.min_score:
                 scored.append((score, image_id, records[image_id], ev))
-        scored.sort(key=lambda x: -x[0])
+        scored.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
         timings["score"] = (time.perf_counter() - t) * 1000
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
@@ -296,6 +306,14 @@ class Searcher:
             check(flipped, new, "turned, mirrored")
         timings["verify_rotated"] = (time.perf_counter() - t) * 1000
         return evidence
+
+
+def _file_hash(path) -> str | None:
+    try:
+        with open(path, "rb") as fh:        # just decoded: in the page cache
+            return content_hash(fh.read())
+    except OSError:
+        return None
 
 
 def crop_roi(rgb: np.ndarray, roi: Sequence[float]) -> np.ndarray:

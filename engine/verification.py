@@ -368,7 +368,9 @@ def pair_scores(catalog, pairs) -> np.ndarray:
     (embedding cosine, ORB/RANSAC inliers, aligned pixel agreement and colour, all from stored
     data: nothing is decoded, except the features of images indexed before local features
     existed, computed once). Mirrored and turned pairs rely on cosine and colour (the stored
-    descriptors are of the unmirrored image). Pairs naming a missing image score 0."""
+    descriptors are of the unmirrored image). Pairs naming a missing image score 0; pairs of
+    two images without local features (files unreadable, or blank images without a keypoint)
+    get :func:`scoring.embedding_score`."""
     from . import scoring
 
     pairs = [(int(a), int(b)) for a, b in pairs]
@@ -387,6 +389,10 @@ def pair_scores(catalog, pairs) -> np.ndarray:
             continue
         ev = scoring.Evidence(cosine=float(np.dot(embs[a], embs[b])))
         fa, fb = feats.get(a), feats.get(b)
+        if (fa is None or not len(fa)) and (fb is None or not len(fb)):
+            # no pixels to be had (or blank ones): the embedding is all there is
+            out[n] = float(scoring.embedding_score(ev.cosine))
+            continue
         if fa is not None and fb is not None:
             ev.colour = colour_similarity(fa.colour, fb.colour)
             ev.verified = True

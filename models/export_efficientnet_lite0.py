@@ -92,7 +92,8 @@ def write_manifest(out: Path, *, name: str, description: str, precision: str, ex
             "name": "input",
             "size": IMAGE_SIZE,
             "resize_short_side": RESIZE_SHORT_SIDE,
-            "interpolation": "bicubic",
+            "interpolation": "bicubic",  # when enlarging
+            "downscale_interpolation": "area",  # when shrinking: anti-aliased, see docs/models.md
             "crop": "center",
             "colour_order": "RGB",
             "layout": "NCHW",

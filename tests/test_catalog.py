@@ -141,3 +141,11 @@ def test_not_a_catalog(tmp_path):
         Catalog.open(tmp_path)
     with pytest.raises(CatalogError, match="no catalog here"):
         Catalog.open(tmp_path / "nothing", create=False)
+
+
+def test_repeated_product_rows_do_not_blank_fields(tmp_path):
+    with Catalog.open(tmp_path) as cat:
+        cat.upsert_products([{"id": "P", "title": "Mug", "price": 3.0, "extra": {"a": "1"}}])
+        cat.upsert_products([{"id": "P", "title": None, "brand": "Acme", "extra": {}}], merge=True)
+        p = cat.product("P")
+        assert (p["title"], p["brand"], p["price"], p["extra"]) == ("Mug", "Acme", 3.0, {"a": "1"})

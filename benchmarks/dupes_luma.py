@@ -1,0 +1,158 @@
+"""Duplicate-finder quality on Luma: plant the 300 edited copies of eval/copies.csv into a catalog
+of the 637 gallery images (eval/copies_gallery.txt), scan, and measure pair precision and recall.
+
+    python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--threshold copy] [--sweep]
+
+The catalog is built on first use (about a minute on 2 cores) and reused afterwards.
+
+Pairs: the truth is the 300 (copy, original) pairs. A reported group asserts that its images are
+copies of each other, so every pair of images inside a group is a predicted pair ("group pairs");
+the representative-member pairs alone are reported too ("star pairs"). precision = predicted pairs
+that are true / predicted pairs; recall = true pairs that end up inside one group / 300.
+
+The Luma gallery itself holds recoloured copies: the colour variants of one style and view
+(msh10-blue_main, msh10-green_main) are the same photo with the garment recoloured, and "colour
+change" is one of the planted edits. Pairs whose two images come from colour variants of one
+style and view are therefore counted apart ("colour variants"): "strict" precision counts them as
+false, "excluding colour variants" leaves them out of precision.
+
+The candidate pairs are verified once; the sweep regroups the same scores at each threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import duplicates, scoring  # noqa: E402
+from engine.catalog import Catalog  # noqa: E402
+
+LUMA = Path(os.environ.get("LOOKALIKE_LUMA", ROOT.parent / "shared" / "datasets" / "luma"))
+
+
+def build(catalog_dir: Path) -> Catalog:
+    catalog = Catalog.open(catalog_dir)
+    if catalog.count_images() == 0:
+        from engine.ingest import ingest
+        from engine.session import load_model_for
+
+        files = [LUMA / p.strip() for p in (LUMA / "eval" / "copies_gallery.txt").read_text().split()]
+        files += [LUMA / r["query"] for r in _positives()]
+        report = ingest(catalog, load_model_for(catalog), files)
+        print(report.summary(), file=sys.stderr)
+    return catalog
+
+
+def _positives() -> list[dict]:
+    with open(LUMA / "eval" / "copies.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["relevant"]]
+
+
+def truth_pairs(catalog: Catalog) -> set[tuple[int, int]]:
+    out = set()
+    for r in _positives():
+        a = catalog.image_by_path(os.path.abspath(LUMA / r["query"]))["id"]
+        b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
+        out.add((min(a, b), max(a, b)))
+    return out
+
+
+def _source_key(path: str, copy_of: dict[str, str]) -> tuple[str, str, str]:
+    """(style, view, stem) of the gallery image an image is, or is a copy of."""
+    path = copy_of.get(path, path)
+    stem = Path(path).stem
+    style = stem if stem.startswith("luma-") else stem.split("-", 1)[0]
+    view = stem.split("_", 1)[1] if "_" in stem else ""
+    return style, view, stem
+
+
+def pair_classes(catalog: Catalog) -> tuple[set, callable]:
+    """(truth pairs, colour_variant(a, b))."""
+    copy_of = {os.path.abspath(LUMA / r["query"]): os.path.abspath(LUMA / r["relevant"]) for r in _positives()}
+    paths = {r[0]: r[1] for r in catalog.db.conn.execute("SELECT id, path FROM images")}
+    key = {i: _source_key(p, copy_of) for i, p in paths.items()}
+
+    def colour_variant(a: int, b: int) -> bool:
+        (sa, va, ta), (sb, vb, tb) = key[a], key[b]
+        return sa == sb and va == vb and ta != tb
+
+    def same_style(a: int, b: int) -> bool:
+        return key[a][0] == key[b][0]
+
+    colour_variant.same_style = same_style
+    return truth_pairs(catalog), colour_variant
+
+
+def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict:
+    group_pairs, star_pairs = set(), set()
+    for rep, members in groups:
+        ids = sorted([rep] + [m for m, _ in members])
+        group_pairs.update(combinations(ids, 2))
+        star_pairs.update((min(rep, m), max(rep, m)) for m, _ in members)
+
+    def pr(pred: set) -> dict:
+        tp = len(pred & truth)
+        variants = sum(1 for a, b in pred - truth if colour_variant(a, b))
+        rest = len(pred) - variants
+        other_views = sum(1 for a, b in pred - truth if not colour_variant(a, b)
+                          and colour_variant.same_style(a, b))
+        return {"predicted": len(pred), "true": tp, "colour_variant_pairs": variants,
+                "same_style_other_view_pairs": other_views,
+                "precision_strict": round(tp / len(pred), 4) if pred else 1.0,
+                "precision_excl_variants": round(tp / rest, 4) if rest else 1.0,
+                "recall": round(tp / len(truth), 4)}
+
+    return {"groups": len(groups), "group_pairs": pr(group_pairs), "star_pairs": pr(star_pairs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--catalog", default="/tmp/lookalike-dupes-luma")
+    ap.add_argument("-k", type=int, default=duplicates.DEFAULT_K)
+    ap.add_argument("--thresholds", default="copy,0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.98",
+                    help="comma-separated thresholds to report (names or numbers)")
+    args = ap.parse_args()
+    catalog = build(Path(args.catalog))
+    truth, colour_variant = pair_classes(catalog)
+    recorded: dict = {}
+
+    def recording(cat, pairs, cosine):
+        scores, name = duplicates.verify_pairs(cat, pairs, cosine)
+        recorded.setdefault("pairs", []).append(pairs.copy())
+        recorded.setdefault("scores", []).append(np.asarray(scores, float))
+        recorded["name"] = name
+        return scores, name
+
+    t = time.perf_counter()
+    result = duplicates.scan(catalog, threshold=1.0, k=args.k, verifier=recording, with_records=False)
+    seconds = time.perf_counter() - t
+    pairs = np.concatenate(recorded["pairs"]) if recorded else np.zeros((0, 2), np.int64)
+    scores = np.concatenate(recorded["scores"]) if recorded else np.zeros(0)
+    found = {tuple(p) for p in pairs.tolist()}
+    area = duplicates._areas(catalog, np.unique(pairs))
+    print(json.dumps({"scoring": recorded.get("name"), "images": result.images, "k": args.k,
+                      "candidate_pairs": result.candidates, "scan_seconds": round(seconds, 1),
+                      "verify_seconds": round(result.timings.get("verify", 0), 1),
+                      "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),
+                      "colour_variant_candidates": sum(colour_variant(a, b) for a, b in found - truth)}))
+    for text in args.thresholds.split(","):
+        th = scoring.resolve_threshold(text)
+        keep = scores >= th
+        groups = duplicates.group_pairs(pairs[keep], scores[keep], area=area)
+        print(json.dumps({"threshold": text, "value": th, **evaluate(groups, truth, colour_variant)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,620 @@
+"""The Duplicates view: scan the whole catalog for groups of copies, review and export them.
+
+Left: the groups (a virtualised table; 10,000 groups are fine). Right: the images of the selected
+group as thumbnails with their product data, the representative and the selected copy side by
+side, and the actions "Not a duplicate" (N), "Confirm" (C), "Set as reference" (R). Decisions are
+written to the catalog at once (engine.duplicates) and are respected by every later scan, in the
+GUI and the CLI. The scan runs on a worker thread with a progress bar and can be cancelled; the
+UI thread only touches Qt objects and the finished result.
+
+Usable on its own: ``DuplicatesView(catalog_or_folder)``, or ``python -m desktop.duplicates_view
+--catalog DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFileDialog,
+                               QHBoxLayout, QHeaderView, QLabel, QListView, QProgressBar,
+                               QPushButton, QSizePolicy, QSplitter, QTableView, QVBoxLayout,
+                               QWidget)
+
+from engine import duplicates, scoring
+from engine.catalog import Catalog
+from engine.errors import LookalikeError
+
+from .duplicates_model import GroupsModel, MemberRole, MembersModel, member_details
+
+THRESHOLD_CHOICES = [(f"{name} (≥ {value:.2f})", name) for name, value in scoring.THRESHOLDS.items()]
+
+
+# ---------------------------------------------------------------------- background jobs
+class JobSignals(QObject):
+    progress = Signal(int, int, str)
+    done = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class Job(QRunnable):
+    """Runs ``fn(progress=..., cancel=...)`` (or ``fn()``) on a pool thread and reports through
+    :attr:`signals` (queued to the UI thread). A ``LookalikeError`` becomes its one-line message;
+    anything else becomes a short internal-error line (the traceback goes to stderr)."""
+
+    def __init__(self, fn: Callable[..., Any], *, with_progress: bool = False):
+        super().__init__()
+        self.fn = fn
+        self.with_progress = with_progress
+        self.cancel = threading.Event()
+        self.signals = JobSignals()
+
+    def run(self) -> None:
+        try:
+            if self.with_progress:
+                result = self.fn(progress=self.signals.progress.emit, cancel=self.cancel)
+            else:
+                result = self.fn()
+        except duplicates.ScanCancelled:
+            self.signals.cancelled.emit()
+        except LookalikeError as exc:
+            self.signals.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown as one line, never a crash
+            traceback.print_exc()
+            self.signals.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            self.signals.done.emit(result)
+
+
+# ---------------------------------------------------------------------- thumbnails
+class _ThumbSignals(QObject):
+    loaded = Signal(int, int, object)      # generation, image id, QImage or None
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, cache: "ThumbnailCache", generation: int, catalog: Catalog, image_id: int):
+        super().__init__()
+        self.cache, self.generation, self.catalog, self.image_id = cache, generation, catalog, image_id
+
+    def run(self) -> None:
+        image = None
+        try:
+            image = QImage(str(self.catalog.thumbnail(self.image_id, self.cache.disk_size)))
+            if image.isNull():
+                image = None
+        except Exception:  # noqa: BLE001 - an unreadable image is drawn as a placeholder
+            image = None
+        self.cache._signals.loaded.emit(self.generation, self.image_id, image)
+
+
+class ThumbnailCache(QObject):
+    """Thumbnails decoded off the UI thread (``catalog.thumbnail``), kept in a small LRU cache.
+    Same interface as the main window's loader: ``get(id) -> QImage | None`` and ``ready(id)``."""
+
+    ready = Signal(int)
+
+    def __init__(self, catalog: Catalog | None = None, *, disk_size: int = 256, cache_items: int = 600,
+                 threads: int = 2, parent: QObject | None = None):
+        super().__init__(parent)
+        self.disk_size = disk_size
+        self.cache_items = cache_items
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads)
+        self._signals = _ThumbSignals()
+        self._signals.loaded.connect(self._on_loaded)
+        self._cache: OrderedDict[int, QImage] = OrderedDict()
+        self._failed: set[int] = set()
+        self._pending: set[int] = set()
+        self._generation = 0
+        self._catalog = catalog
+
+    def set_catalog(self, catalog: Catalog | None) -> None:
+        self._generation += 1
+        self._catalog = catalog
+        self._cache.clear()
+        self._failed.clear()
+        self._pending.clear()
+
+    def get(self, image_id: int) -> QImage | None:
+        image = self._cache.get(image_id)
+        if image is not None:
+            self._cache.move_to_end(image_id)
+            return image
+        if image_id not in self._failed and image_id not in self._pending and self._catalog is not None:
+            self._pending.add(image_id)
+            self._pool.start(_ThumbJob(self, self._generation, self._catalog, image_id))
+        return None
+
+    def has_failed(self, image_id: int) -> bool:
+        return image_id in self._failed
+
+    def wait_idle(self, msecs: int = 5000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def _on_loaded(self, generation: int, image_id: int, image: QImage | None) -> None:
+        if generation != self._generation:
+            return
+        self._pending.discard(image_id)
+        if image is None:
+            self._failed.add(image_id)
+        else:
+            self._cache[image_id] = image
+            while len(self._cache) > self.cache_items:
+                self._cache.popitem(last=False)
+        self.ready.emit(image_id)
+
+
+# ---------------------------------------------------------------------- compare
+class _ImagePane(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(120, 120)
+        self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.caption = QLabel(wordWrap=True)
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.image, 1)
+        layout.addWidget(self.caption)
+        self._source: QImage | None = None
+
+    def set_image(self, image: QImage | None, missing: str = "") -> None:
+        self._source = image
+        if image is None:
+            self.image.setPixmap(QPixmap())
+            self.image.setText(missing)
+        else:
+            self.image.setText("")
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._source is not None and self.image.width() > 0 and self.image.height() > 0:
+            self.image.setPixmap(QPixmap.fromImage(self._source).scaled(
+                self.image.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation))
+
+
+class PairCompare(QWidget):
+    """The representative and one copy side by side, with their product data and the score."""
+
+    def __init__(self, images: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.images = images
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.left, self.right = _ImagePane(), _ImagePane()
+        layout.addWidget(self.left)
+        layout.addWidget(self.right)
+        self.pair: tuple[duplicates.Member, duplicates.Member] | None = None
+        images.ready.connect(self._on_ready)
+
+    def show_pair(self, representative: duplicates.Member | None, copy: duplicates.Member | None) -> None:
+        self.pair = (representative, copy) if representative is not None and copy is not None else None
+        if self.pair is None:
+            for pane in (self.left, self.right):
+                pane.set_image(None)
+                pane.caption.setText("")
+            return
+        score = "" if copy.score is None else f"score {copy.score:.3f}" + (" · confirmed" if copy.confirmed else "")
+        self.left.caption.setText("Representative\n" + member_details(representative))
+        self.right.caption.setText(f"Copy · {score}\n" + member_details(copy))
+        self._render()
+
+    def _render(self) -> None:
+        if self.pair is None:
+            return
+        for pane, member in zip((self.left, self.right), self.pair):
+            image = self.images.get(member.image_id)
+            missing = "cannot read this image" if self.images.has_failed(member.image_id) else "loading…"
+            pane.set_image(image, missing)
+
+    def _on_ready(self, image_id: int) -> None:
+        if self.pair is not None and image_id in (self.pair[0].image_id, self.pair[1].image_id):
+            self._render()
+
+
+# ---------------------------------------------------------------------- the view
+class DuplicatesView(QWidget):
+    """Find, review and export duplicate groups of one catalog."""
+
+    scanFinished = Signal(object)       # engine.duplicates.ScanResult
+    message = Signal(str)
+
+    def __init__(self, catalog: Catalog | str | os.PathLike, parent=None, *, threshold: str = "copy"):
+        super().__init__(parent)
+        self._owns_catalog = not isinstance(catalog, Catalog)
+        self.catalog = Catalog.open(catalog, create=False) if self._owns_catalog else catalog
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.job: Job | None = None
+        self.result: duplicates.ScanResult | None = None
+        self.thumbnails = ThumbnailCache(self.catalog, disk_size=256, parent=self)
+        self.large_images = ThumbnailCache(self.catalog, disk_size=768, cache_items=40, parent=self)
+
+        # toolbar
+        self.threshold_box = QComboBox()
+        for text, name in THRESHOLD_CHOICES:
+            self.threshold_box.addItem(text, name)
+        self.threshold_box.setCurrentIndex(max(0, self.threshold_box.findData(threshold)))
+        self.threshold_box.setToolTip("Minimum score for two images to count as duplicates")
+        self.new_only_box = QCheckBox("New images only")
+        self.new_only_box.setToolTip("Check only the images imported since the last scan")
+        self.scan_button = QPushButton("Scan")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress.setFormat("%p% %v/%m")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Threshold:"))
+        bar.addWidget(self.threshold_box)
+        bar.addWidget(self.new_only_box)
+        bar.addWidget(self.scan_button)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.progress, 1)
+        bar.addStretch(0)
+        bar.addWidget(self.export_button)
+
+        # groups
+        self.groups_model = GroupsModel(self)
+        self.groups_view = QTableView()
+        self.groups_view.setModel(self.groups_model)
+        self.groups_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.groups_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.groups_view.verticalHeader().setVisible(False)
+        # fixed row heights and no content-based column sizing: painting stays O(visible rows)
+        self.groups_view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.groups_view.verticalHeader().setDefaultSectionSize(22)
+        header = self.groups_view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.groups_view.setColumnWidth(0, 60)
+        self.groups_view.setColumnWidth(2, 60)
+        self.groups_view.setColumnWidth(3, 90)
+        self.groups_view.selectionModel().currentRowChanged.connect(self._on_group_changed)
+
+        # members + compare + actions
+        self.members_model = MembersModel(self.thumbnails, QSize(150, 150), self)
+        self.members_view = QListView()
+        self.members_view.setModel(self.members_model)
+        self.members_view.setViewMode(QListView.ViewMode.IconMode)
+        self.members_view.setIconSize(QSize(150, 150))
+        self.members_view.setGridSize(QSize(190, 215))
+        self.members_view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.members_view.setMovement(QListView.Movement.Static)
+        self.members_view.setUniformItemSizes(True)
+        self.members_view.setWordWrap(True)
+        self.members_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.members_view.selectionModel().currentRowChanged.connect(self._on_member_changed)
+        self.members_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
+        self.compare = PairCompare(self.large_images)
+        self.not_dup_button = QPushButton("Not a duplicate (N)")
+        self.not_dup_button.setToolTip("The selected images are not copies of the representative: "
+                                       "never report these pairs again")
+        self.confirm_button = QPushButton("Confirm (C)")
+        self.confirm_button.setToolTip("The selected images are copies of the representative")
+        self.reference_button = QPushButton("Set as reference (R)")
+        self.reference_button.setToolTip("Make the selected image this group's representative "
+                                         "(remembered for later scans)")
+        actions = QHBoxLayout()
+        for b in (self.not_dup_button, self.confirm_button, self.reference_button):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.members_view)
+        right.addWidget(self.compare)
+        right.setSizes([260, 400])
+        right_box = QWidget()
+        right_layout = QVBoxLayout(right_box)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(right, 1)
+        right_layout.addLayout(actions)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.groups_view)
+        split.addWidget(right_box)
+        split.setSizes([360, 740])
+
+        self.status = QLabel("Scan the catalog to find groups of copies.")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.status)
+
+        self.scan_button.clicked.connect(self.start_scan)
+        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        self.not_dup_button.clicked.connect(self.mark_not_duplicate)
+        self.confirm_button.clicked.connect(self.confirm)
+        self.reference_button.clicked.connect(self.set_reference)
+        for key, slot in (("N", self.mark_not_duplicate), ("C", self.confirm), ("R", self.set_reference)):
+            QShortcut(QKeySequence(key), self, activated=slot,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._update_actions()
+
+    # -- scanning ------------------------------------------------------------------------------
+    @property
+    def scanning(self) -> bool:
+        return self.job is not None
+
+    def threshold(self) -> float:
+        return scoring.resolve_threshold(self.threshold_box.currentData())
+
+    def start_scan(self) -> None:
+        if self.job is not None:
+            return
+        threshold, only_new, catalog = self.threshold(), self.new_only_box.isChecked(), self.catalog
+        job = Job(lambda progress, cancel: duplicates.scan(
+            catalog, threshold=threshold, only_new=only_new, progress=progress, cancel=cancel),
+            with_progress=True)
+        job.signals.progress.connect(self._on_progress)
+        job.signals.done.connect(self._on_scanned)
+        job.signals.failed.connect(self._on_scan_failed)
+        job.signals.cancelled.connect(self._on_scan_cancelled)
+        self.job = job
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.scan_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._set_status("Scanning…")
+        self.pool.start(job)
+
+    def cancel_scan(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+            self.cancel_button.setEnabled(False)
+            self._set_status("Cancelling…")
+
+    def _on_progress(self, done: int, total: int, stage: str) -> None:
+        if self.job is None:
+            return
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+        self.progress.setFormat(f"{stage} %v/%m")
+
+    def _scan_ended(self) -> None:
+        self.job = None
+        self.progress.setVisible(False)
+        self.scan_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_scanned(self, result: duplicates.ScanResult) -> None:
+        self._scan_ended()
+        self.show_result(result)
+        self.scanFinished.emit(result)
+
+    def _on_scan_failed(self, message: str) -> None:
+        self._scan_ended()
+        self._set_status(f"Scan failed: {message}")
+
+    def _on_scan_cancelled(self) -> None:
+        self._scan_ended()
+        self._set_status("Scan cancelled; the previous results are kept." if self.result
+                         else "Scan cancelled.")
+
+    def show_result(self, result: duplicates.ScanResult) -> None:
+        self.result = result
+        self.groups_model.set_groups(result.groups)
+        self.export_button.setEnabled(bool(result.groups))
+        self._set_status(result.summary())
+        if result.groups:
+            self.groups_view.selectRow(0)
+        else:
+            self._show_group(None)
+
+    # -- selection -----------------------------------------------------------------------------
+    def current_group(self) -> duplicates.DuplicateGroup | None:
+        return self.groups_model.group(self.groups_view.currentIndex().row())
+
+    def select_group(self, row: int) -> None:
+        self.groups_view.selectRow(row)
+
+    def _on_group_changed(self, current, _previous) -> None:
+        self._show_group(self.groups_model.group(current.row()))
+
+    def _show_group(self, group: duplicates.DuplicateGroup | None, select_row: int = 1) -> None:
+        self.members_model.set_group(group)
+        if group is not None and self.members_model.rowCount():
+            row = min(select_row, self.members_model.rowCount() - 1)
+            self.members_view.setCurrentIndex(self.members_model.index(row))
+        else:
+            self.compare.show_pair(None, None)
+        self._update_actions()
+
+    def _on_member_changed(self, current, _previous) -> None:
+        group = self.members_model.group()
+        member = self.members_model.member(current.row())
+        if group is None or member is None:
+            self.compare.show_pair(None, None)
+        elif member.image_id == group.representative.image_id:
+            self.compare.show_pair(group.representative, group.members[0] if group.members else None)
+        else:
+            self.compare.show_pair(group.representative, member)
+        self._update_actions()
+
+    def selected_members(self) -> list[duplicates.Member]:
+        """The selected copies (the representative is never one of them)."""
+        rows = sorted({i.row() for i in self.members_view.selectionModel().selectedIndexes()})
+        if not rows and self.members_view.currentIndex().isValid():
+            rows = [self.members_view.currentIndex().row()]
+        return [m for r in rows if r > 0 and (m := self.members_model.member(r)) is not None]
+
+    def _update_actions(self) -> None:
+        copies = bool(self.selected_members())
+        self.not_dup_button.setEnabled(copies)
+        self.confirm_button.setEnabled(copies)
+        self.reference_button.setEnabled(len(self.selected_members()) == 1)
+
+    # -- decisions -----------------------------------------------------------------------------
+    def mark_not_duplicate(self) -> None:
+        """The selected copies are not duplicates of the representative: remembered in the
+        catalog, taken out of the group (a group left with one image disappears)."""
+        group, chosen = self.current_group(), self.selected_members()
+        if group is None or not chosen:
+            return
+        rep = group.representative.image_id
+        if not self._decide(lambda: duplicates.mark_pairs(
+                self.catalog, [(rep, m.image_id) for m in chosen], duplicates.NOT_DUPLICATE,
+                [m.score for m in chosen])):
+            return
+        gone = {m.image_id for m in chosen}
+        group.members = [m for m in group.members if m.image_id not in gone]
+        row = self.groups_view.currentIndex().row()
+        if group.members:
+            self.groups_model.replace_group(row, group)
+            self._show_group(group)
+        else:
+            self.groups_model.remove_group(row)
+            if self.groups_model.rowCount():
+                self.groups_view.selectRow(min(row, self.groups_model.rowCount() - 1))
+            else:
+                self._show_group(None)
+        self._set_status(f"{len(chosen)} image(s) marked as not a duplicate; they will not be reported again.")
+
+    def confirm(self) -> None:
+        group, chosen = self.current_group(), self.selected_members()
+        if group is None or not chosen:
+            return
+        rep = group.representative.image_id
+        if not self._decide(lambda: duplicates.mark_pairs(
+                self.catalog, [(rep, m.image_id) for m in chosen], duplicates.CONFIRMED,
+                [m.score for m in chosen])):
+            return
+        for m in chosen:
+            m.confirmed = True
+        row = self.groups_view.currentIndex().row()
+        self.groups_model.replace_group(row, group)
+        current = self.members_view.currentIndex().row()
+        self._show_group(group, select_row=max(current, 1))
+        self._set_status(f"{len(chosen)} image(s) confirmed as duplicates.")
+
+    def set_reference(self) -> None:
+        """Make the selected image the representative; the others are scored against it on a worker
+        thread, and those below the threshold leave the group."""
+        group, chosen = self.current_group(), self.selected_members()
+        if group is None or len(chosen) != 1 or self.job is not None:
+            return
+        new_rep = chosen[0].image_id
+        old_rep = group.representative.image_id
+        if not self._decide(lambda: (duplicates.set_reference(self.catalog, old_rep, False),
+                                     duplicates.set_reference(self.catalog, new_rep, True))):
+            return
+        threshold = self.result.threshold if self.result is not None else self.threshold()
+        catalog = self.catalog
+        job = Job(lambda: duplicates.rescore_group(catalog, group, new_rep))
+        job.signals.done.connect(lambda g: self._on_recentred(group.group_id, g, threshold))
+        job.signals.failed.connect(lambda msg: self._set_status(f"Cannot re-score the group: {msg}"))
+        self.job = job
+        self.scan_button.setEnabled(False)
+        self._set_status("Scoring the group against its new reference…")
+        job.signals.done.connect(lambda _: self._job_ended())
+        job.signals.failed.connect(lambda _: self._job_ended())
+        self.pool.start(job)
+
+    def _job_ended(self) -> None:
+        self.job = None
+        self.scan_button.setEnabled(True)
+
+    def _on_recentred(self, group_id: int, group: duplicates.DuplicateGroup, threshold: float) -> None:
+        row = self.groups_model.row_of(group_id)
+        if row < 0:
+            return
+        kept = [m for m in group.members if m.confirmed or (m.score or 0.0) >= threshold]
+        dropped = len(group.members) - len(kept)
+        group.members = kept
+        text = f"{os.path.basename(group.representative.path)} is now the reference of group {group_id}."
+        if dropped:
+            text += (f" {dropped} image(s) do not match it above {threshold:.2f} and left the group "
+                     "(scan again to regroup them).")
+        if kept:
+            self.groups_model.replace_group(row, group)
+            if self.groups_view.currentIndex().row() == row:
+                self._show_group(group)
+        else:
+            self.groups_model.remove_group(row)
+            self._show_group(self.current_group())
+        self._set_status(text)
+
+    def _decide(self, fn: Callable[[], Any]) -> bool:
+        try:
+            fn()
+        except LookalikeError as exc:
+            self._set_status(f"Cannot record the decision: {exc}")
+            return False
+        return True
+
+    # -- export --------------------------------------------------------------------------------
+    def export_csv(self, path: str | os.PathLike | None = None) -> int:
+        """Write the groups shown (decisions applied) as CSV; asks for a file when ``path`` is None."""
+        groups = self.groups_model.groups()
+        if not groups:
+            return 0
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export duplicate groups", "duplicates.csv",
+                                                  "CSV files (*.csv)")
+            if not path:
+                return 0
+        try:
+            n = duplicates.export_csv(groups, path)
+        except OSError as exc:
+            self._set_status(f"Cannot write {path}: {exc.strerror or exc}")
+            return 0
+        self._set_status(f"Wrote {n} rows ({len(groups)} groups) to {path}")
+        return n
+
+    # -- misc ----------------------------------------------------------------------------------
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.message.emit(text)
+
+    def shutdown(self, msecs: int = 5000) -> None:
+        """Cancel a running scan and wait for the worker threads (call before closing)."""
+        if self.job is not None:
+            self.job.cancel.set()
+        self.pool.waitForDone(msecs)
+        self.thumbnails.wait_idle(msecs)
+        self.large_images.wait_idle(msecs)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        if self._owns_catalog:
+            self.catalog.close()
+        super().closeEvent(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lookalike-duplicates", description="The Duplicates view on its own.")
+    ap.add_argument("--catalog", metavar="DIR", default=None)
+    args, qt_args = ap.parse_known_args(argv)
+    from engine.paths import default_catalog_dir
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    try:
+        view = DuplicatesView(Path(args.catalog) if args.catalog else default_catalog_dir())
+    except LookalikeError as exc:
+        print(f"lookalike: error: {exc}", file=sys.stderr)
+        return 2
+    view.setWindowTitle(f"Duplicates — {view.catalog.directory}")
+    view.resize(1200, 780)
+    view.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

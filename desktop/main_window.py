@@ -1,0 +1,849 @@
+"""The main window: query panel and filters (left), results grid / compare view (centre),
+details (right), a message banner and a status bar. It wires widgets to the :class:`Session`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QTextBrowser,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import resources
+from .banner import MessageBanner
+from .catalog_dialog import CatalogStatsDialog
+from .compare_view import CompareView
+from .details_panel import DetailsPanel
+from .export import export_results_csv
+from .filters_panel import FiltersPanel, engine_thresholds
+from .import_dialog import ImportDialog, report_summary
+from .query_panel import QueryPanel
+from .results_model import ResultsModel
+from .results_view import ResultDelegate, ResultsView
+from .session import Query, SearchOptions, Session, split_dropped_paths
+from .settings import Settings
+from .thumbnails import ThumbnailLoader
+from .workers import CatalogInfo, Task, catalog_info_job
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
+FEED_FILTER = "Product feeds (*.csv *.tsv *.txt);;All files (*)"
+MIN_SIZE = QSize(1280, 860)
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
+class MainWindow(QMainWindow):
+    resultsShown = Signal(object)  # the QueryResult now in the grid
+
+    def __init__(self, settings: Settings | None = None, *, model_loader=None, persist: bool = True, parent=None):
+        super().__init__(parent)
+        self.settings = settings or Settings()
+        self.persist = persist  # screenshots and benchmarks leave the user's settings alone
+        self.setWindowTitle("Lookalike")
+        self.setWindowIcon(resources.app_icon())
+        self.setAcceptDrops(True)
+        self.session = Session(model_loader=model_loader, parent=self)
+        ratio = QGuiApplication.primaryScreen().devicePixelRatio() if QGuiApplication.primaryScreen() else 1.0
+        side = round(ResultDelegate.THUMB * max(1.0, ratio))  # crisp on high-DPI screens
+        self.thumbnails = ThumbnailLoader(display_size=QSize(side, side), disk_size=max(256, side), parent=self)
+        self.results_model = ResultsModel(self.thumbnails, self)
+        self.shown_result: Any = None
+        self.shown_query: Query | None = None
+        self._build_widgets()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect()
+        self._set_tab_order()
+        self.filters.set_values(k=self.settings.result_count(), min_score=self.settings.min_score())
+        self.session.options = SearchOptions(**self.filters.options())
+        self._update_actions()
+        self.resize(MIN_SIZE)
+
+    # ------------------------------------------------------------------------------------------
+    # construction
+    # ------------------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.query_panel = QueryPanel()
+        self.filters = FiltersPanel()
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.query_panel)
+        left.addWidget(self.filters)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 0)
+        left.setChildrenCollapsible(False)
+        self.left_splitter = left
+
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(4, 4, 4, 4)
+        centre_layout.setSpacing(4)
+        self.banner = MessageBanner()
+        centre_layout.addWidget(self.banner)
+        self.stack = QStackedWidget()
+        results_page = QWidget()
+        results_layout = QVBoxLayout(results_page)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.setSpacing(4)
+        header = QHBoxLayout()
+        self.results_header = QLabel("Drop, paste or open a product photo to find its matches.")
+        self.results_header.setTextFormat(Qt.TextFormat.PlainText)
+        self.results_header.setWordWrap(True)
+        header.addWidget(self.results_header, 1)
+        self.legend = QLabel(
+            "<span style='color:#c62828'>■</span> likely copy &nbsp; "
+            "<span style='color:#e65100'>■</span> same product &nbsp; "
+            "<span style='color:#1565c0'>■</span> similar"
+        )
+        header.addWidget(self.legend)
+        results_layout.addLayout(header)
+        self.results_view = ResultsView()
+        self.results_view.setModel(self.results_model)
+        results_layout.addWidget(self.results_view, 1)
+        self.stack.addWidget(results_page)
+        self.compare_view = CompareView(self.session.aux_pool, self.session.runner)
+        self.stack.addWidget(self.compare_view)
+        centre_layout.addWidget(self.stack, 1)
+
+        self.details = DetailsPanel()
+
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(left)
+        main.addWidget(centre)
+        main.addWidget(self.details)
+        main.setStretchFactor(0, 0)
+        main.setStretchFactor(1, 1)
+        main.setStretchFactor(2, 0)
+        main.setSizes([330, 640, 310])
+        main.setChildrenCollapsible(False)
+        self.main_splitter = main
+        self.setCentralWidget(main)
+
+        self.import_dialog = ImportDialog(self)
+        self.stats_dialog = CatalogStatsDialog(self)
+        self.shortcuts_dialog: QDialog | None = None
+
+    def _action(self, text: str, slot, shortcut=None, icon: str | None = None, tip: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if icon:
+            action.setIcon(resources.icon(icon))
+        if shortcut is not None:
+            if isinstance(shortcut, (list, tuple)):
+                action.setShortcuts([QKeySequence(s) for s in shortcut])
+            else:
+                action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})" if shortcut else tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_actions(self) -> None:
+        A = self._action
+        self.act_open = A("&Open image…", self.open_images, QKeySequence.StandardKey.Open, "open", "Open query images")
+        self.act_paste = A("&Paste image", self.paste, QKeySequence.StandardKey.Paste, "paste", "Search with the image on the clipboard")
+        self.act_export = A("&Export results…", self.export_results, "Ctrl+E", "export", "Export the results to CSV")
+        self.act_quit = A("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_new_catalog = A("&New catalog…", self.new_catalog, None, "catalog", "Create an empty catalog in a folder")
+        self.act_open_catalog = A("&Open catalog…", self.choose_catalog, "Ctrl+Shift+O", "catalog", "Open a catalog folder")
+        self.act_import_folder = A("Import &folder…", self.import_folder, "Ctrl+I", "import", "Import a folder of product images")
+        self.act_import_feed = A("Import product &feed…", self.import_feed, "Ctrl+Shift+I", "import", "Import a product feed (CSV)")
+        self.act_stats = A("Catalog &statistics", self.show_stats, None, "stats", "Catalog size, facets and import errors")
+        self.act_remove = A("&Remove selected from catalog…", self.remove_selected, None, "remove", "Remove the selected results from the catalog")
+        self.act_remove.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.results_view.addAction(self.act_remove)
+        self.removeAction(self.act_remove)
+        self.act_next = A("&Next result", lambda: self.step_result(1), ["N", "Ctrl+Right"])
+        self.act_prev = A("&Previous result", lambda: self.step_result(-1), ["P", "Ctrl+Left"])
+        self.act_compare = A("&Compare with query", self.toggle_compare, "C", "compare", "Compare the selected result with the query")
+        self.act_next_query = A("Ne&xt query", lambda: self.session.step_query(-1), "Alt+Down")
+        self.act_prev_query = A("Pre&vious query", lambda: self.session.step_query(1), "Alt+Up")
+        self.act_clear_roi = A("Search &whole image", self.query_panel.view.clear_roi, "Ctrl+Backspace", "clear-region", "Clear the region of interest")
+        self.act_research = A("Search &again", lambda: self.session.search_current(force=True), "F5")
+        self.act_focus_filters = A("&Filters", lambda: self.filters.category.setFocus(), "Ctrl+F")
+        self.act_reveal = A("Show in &folder", self.details.reveal_in_folder, "Ctrl+Shift+R", "folder")
+        self.act_open_url = A("Open product &page", self.details.open_product_url, "Ctrl+Shift+U", "link")
+        self.act_shortcuts = A("&Keyboard shortcuts", self.show_shortcuts, "F1")
+
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for a in (self.act_open, self.act_paste, None, self.act_export, None, self.act_quit):
+            file_menu.addSeparator() if a is None else file_menu.addAction(a)
+        catalog_menu = bar.addMenu("&Catalog")
+        catalog_menu.addAction(self.act_new_catalog)
+        catalog_menu.addAction(self.act_open_catalog)
+        self.recent_menu = catalog_menu.addMenu("&Recent catalogs")
+        catalog_menu.addSeparator()
+        catalog_menu.addAction(self.act_import_folder)
+        catalog_menu.addAction(self.act_import_feed)
+        catalog_menu.addSeparator()
+        catalog_menu.addAction(self.act_stats)
+        catalog_menu.addAction(self.act_remove)
+        search_menu = bar.addMenu("&Search")
+        for a in (
+            self.act_next, self.act_prev, self.act_compare, None, self.act_next_query, self.act_prev_query,
+            None, self.act_clear_roi, self.act_research, self.act_focus_filters, None, self.act_reveal, self.act_open_url,
+        ):  # fmt: skip
+            search_menu.addSeparator() if a is None else search_menu.addAction(a)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.act_shortcuts)
+        about = QAction("&About Lookalike", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+        self._fill_recent_menu()
+
+        tools = QToolBar("Main")
+        tools.setObjectName("main-toolbar")
+        tools.setIconSize(QSize(20, 20))
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for a in (self.act_open, self.act_paste, None, self.act_open_catalog, self.act_import_folder, self.act_stats, None, self.act_compare, self.act_export):
+            tools.addSeparator() if a is None else tools.addAction(a)
+        self.addToolBar(tools)
+        self.toolbar = tools
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.import_bar = QProgressBar()
+        self.import_bar.setMaximumWidth(160)
+        self.import_bar.setMaximumHeight(14)
+        self.import_bar.setTextVisible(False)
+        self.import_bar.hide()
+        self.search_label = QLabel("")
+        self.catalog_label = QLabel("Catalog: opening…")
+        self.model_label = QLabel("Model: loading…")
+        for widget in (self.import_bar, self.search_label, self.catalog_label, self.model_label):
+            status.addPermanentWidget(widget)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.message.connect(self.banner.show_message)
+        s.modelLoaded.connect(self._on_model_loaded)
+        s.modelFailed.connect(lambda msg: self.model_label.setText("Model: not available"))
+        s.catalogFailed.connect(lambda msg: s.model is None and self.model_label.setText("Model: waiting for a catalog"))
+        s.modelFailed.connect(lambda msg: self.model_label.setToolTip(msg))
+        s.catalogOpened.connect(self._on_catalog_opened)
+        s.catalogFailed.connect(self._on_catalog_failed)
+        s.catalogChanged.connect(self._on_catalog_changed)
+        s.historyChanged.connect(lambda: self.query_panel.set_history(s.queries, s.current))
+        s.queryUpdated.connect(self._on_query_updated)
+        s.currentQueryChanged.connect(self._on_current_query)
+        s.searchStarted.connect(self._on_search_started)
+        s.resultsReady.connect(self._on_results)
+        s.searchFailed.connect(self._on_search_failed)
+        s.importStarted.connect(self._on_import_started)
+        s.importProgress.connect(self._on_import_progress)
+        s.importFinished.connect(self._on_import_finished)
+        s.importFailed.connect(self._on_import_failed)
+        s.imagesRemoved.connect(self._on_images_removed)
+
+        self.query_panel.roiChanged.connect(self._on_roi)
+        self.query_panel.querySelected.connect(s.set_current)
+        self.query_panel.removeQueryRequested.connect(s.remove_query)
+        self.query_panel.clearHistoryRequested.connect(s.clear_history)
+        self.filters.changed.connect(self._on_filters)
+        self.results_view.selectionModel().currentChanged.connect(self._on_current_result)
+        self.results_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
+        self.results_view.activatedMatch.connect(lambda _m: self.show_compare())
+        self.thumbnails.ready.connect(self._on_thumbnail)
+        self.details.compareRequested.connect(lambda _m: self.show_compare())
+        self.details.message.connect(self.banner.show_message)
+        self.compare_view.closeRequested.connect(self.show_results)
+        self.compare_view.message.connect(self.banner.show_message)
+        self.import_dialog.cancelRequested.connect(s.cancel_import)
+
+    def _set_tab_order(self) -> None:
+        chain = [
+            self.query_panel.view,
+            self.query_panel.clear_roi_button,
+            self.query_panel.history,
+            self.filters.category,
+            self.filters.brand,
+            self.filters.price_min,
+            self.filters.price_max,
+            self.filters.min_score,
+            self.filters.count,
+            self.filters.reset_button,
+            self.results_view,
+            self.details.compare_button,
+            self.details.reveal_button,
+            self.details.url_button,
+            self.details.copy_sku_button,
+            self.details.copy_id_button,
+            self.details.copy_path_button,
+        ]
+        for a, b in zip(chain, chain[1:]):
+            QWidget.setTabOrder(a, b)
+
+    # ------------------------------------------------------------------------------------------
+    # start-up and persistence
+    # ------------------------------------------------------------------------------------------
+    def start(self, catalog: str | Path | None = None, queries: list[str | Path] | None = None) -> None:
+        """Open the catalog, then load the model that fits it (off the UI thread); run ``queries``."""
+        directory = catalog if catalog is not None else self.settings.last_catalog()
+        self.session.open_catalog(directory, create=True if catalog is not None or directory is None else False)
+        if queries:
+            self.add_paths([Path(q) for q in queries])
+
+    def restore_state(self) -> None:
+        geometry = self.settings.window_blob("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        for name, splitter in (("main_splitter", self.main_splitter), ("left_splitter", self.left_splitter)):
+            blob = self.settings.window_blob(name)
+            if blob is not None:
+                splitter.restoreState(blob)
+        state = self.settings.window_blob("state")
+        if state is not None:
+            self.restoreState(state)
+
+    def save_state(self) -> None:
+        if not self.persist:
+            return
+        self.settings.set_window_blob("geometry", self.saveGeometry())
+        self.settings.set_window_blob("state", self.saveState())
+        self.settings.set_window_blob("main_splitter", self.main_splitter.saveState())
+        self.settings.set_window_blob("left_splitter", self.left_splitter.saveState())
+        self.settings.set_result_count(self.session.options.k)
+        self.settings.set_min_score(self.session.options.min_score)
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self.compare_view.stop()
+        self.import_dialog.hide()
+        self.thumbnails.shutdown()
+        self.session.shutdown()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------------------------------
+    # queries: drop, paste, open
+    # ------------------------------------------------------------------------------------------
+    def add_paths(self, paths: list[Path]) -> None:
+        """Image files become queries; folders and feeds are imported into the catalog."""
+        images, imports = split_dropped_paths(paths)
+        if images:
+            self.session.add_query_files(images)
+        if imports:
+            self.start_import(imports)
+
+    def open_images(self, paths: list[str] | None = None) -> None:
+        if paths is None:
+            paths, _ = QFileDialog.getOpenFileNames(self, "Open query images", self.settings.last_dir("query"), IMAGE_FILTER)
+            if not paths:
+                return
+            self.settings.set_last_dir("query", Path(paths[0]).parent)
+        self.session.add_query_files([Path(p) for p in paths])
+
+    def paste(self) -> bool:
+        """Search with the clipboard: an image (screenshot), image files, or a path as text."""
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasImage():
+            image = QImage(mime.imageData())
+            if not image.isNull():
+                self.session.add_query_qimage(image)
+                return True
+        if mime is not None and mime.hasUrls():
+            files = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+            if files:
+                self.add_paths(files)
+                return True
+        if mime is not None and mime.hasText():
+            text = mime.text().strip().strip('"')
+            if text and "\n" not in text and len(text) < 4096 and Path(text).is_file():
+                self.add_paths([Path(text)])
+                return True
+        self.banner.warning("The clipboard holds no image: copy an image or take a screenshot, then paste.")
+        return False
+
+    def dragEnterEvent(self, event) -> None:
+        mime = event.mimeData()
+        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        mime = event.mimeData()
+        files = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        if files:
+            self.add_paths(files)
+        elif mime.hasImage():
+            image = QImage(mime.imageData())
+            if image.isNull():
+                self.banner.warning("The dropped data is not an image.")
+            else:
+                self.session.add_query_qimage(image, name=time.strftime("Dropped image %H:%M:%S"))
+        else:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.activateWindow()
+
+    # ------------------------------------------------------------------------------------------
+    # session -> widgets
+    # ------------------------------------------------------------------------------------------
+    def _on_model_loaded(self, model: Any) -> None:
+        name = getattr(model, "name", "model")
+        provider = getattr(model, "provider", "?")
+        self.model_label.setText(f"Model: {name} · {provider}")
+        self.model_label.setToolTip(f"{getattr(model, 'model_id', name)} on {provider}")
+        thresholds = engine_thresholds()
+        if thresholds:
+            self.filters.set_thresholds(thresholds)
+        self._update_actions()
+
+    def _on_catalog_opened(self, info: CatalogInfo) -> None:
+        self.thumbnails.set_catalog(info.catalog)
+        self.results_model.clear()
+        self.shown_result = None
+        self.details.show_match(None)
+        self.show_results()
+        self.filters.set_facets(info.facets)
+        self._show_catalog(info)
+        recent = str(info.directory)
+        if self.persist:
+            self.settings.add_recent_catalog(recent)
+        self._fill_recent_menu(extra=recent)
+        self.setWindowTitle(f"Lookalike — {info.directory.name or info.directory}")
+        self._update_actions()
+
+    def _on_catalog_failed(self, message: str) -> None:
+        self.catalog_label.setText("Catalog: none")
+        self.catalog_label.setToolTip(message)
+        self._update_actions()
+
+    def _on_catalog_changed(self, info: CatalogInfo) -> None:
+        self.filters.set_facets(info.facets)
+        self._show_catalog(info)
+        if self.stats_dialog.isVisible():
+            self.show_stats()
+
+    def _show_catalog(self, info: CatalogInfo) -> None:
+        self.catalog_label.setText(
+            f"Catalog: {info.directory.name or info.directory} · {_plural(info.images, 'image')}, "
+            f"{_plural(info.products, 'product')}"
+        )
+        self.catalog_label.setToolTip(str(info.directory))
+
+    def _on_current_query(self, query: Query | None) -> None:
+        self.query_panel.show_query(query)
+        self.query_panel.select_in_history(query)
+        if query is None:
+            self._show_result(None, None)
+        elif query.error:
+            self._show_query_error(query)
+        elif query.image is None:
+            self.results_header.setText(f"Loading {query.name}…")
+        self._update_actions()
+
+    def _on_query_updated(self, query: Query) -> None:
+        self.query_panel.update_query(query)
+        if query is self.session.current:
+            if query.display is not None and not self.query_panel.view.has_image():
+                self.query_panel.show_query(query)
+            elif query.error:
+                self.query_panel.show_query(query)
+                self._show_query_error(query)
+            elif query.result is not None:
+                self.query_panel.labels.set_labels(getattr(query.result, "labels", []) or [], "no class")
+
+    def _show_query_error(self, query: Query) -> None:
+        self._show_result(query, None)
+        reason = query.error or ""
+        if query.path is not None and reason.startswith(f"{query.path}: "):
+            reason = reason[len(f"{query.path}: ") :]
+        self.results_header.setText(f"Cannot use {query.name}: {reason}")
+
+    def _on_search_started(self, query: Query) -> None:
+        self.results_header.setText(f"Searching {query.name}{' (region)' if query.roi else ''}…")
+
+    def _on_search_failed(self, query: Query, message: str) -> None:
+        if query is self.session.current:
+            if query.error:
+                self._show_query_error(query)
+            else:
+                self.results_header.setText(f"No results: {message}")
+            self.query_panel.labels.set_labels([], "—")
+            if not self.session.ready:
+                self.banner.error(f"Cannot search {query.name}: {message}")
+
+    def _on_results(self, query: Query, result: Any) -> None:
+        if query is not self.session.current:
+            return
+        self._show_result(query, result)
+        self.query_panel.labels.set_labels(getattr(result, "labels", []) or [], "no class")
+        self.query_panel.show_roi(query)
+        seconds = self.session.last_search_seconds
+        if seconds is not None:
+            self.search_label.setText(f"Last search {seconds * 1000:.0f} ms at {time.strftime('%H:%M:%S')}")
+
+    def _show_result(self, query: Query | None, result: Any) -> None:
+        previous = self.results_view.current_match()
+        matches = list(getattr(result, "results", None) or []) if result is not None else []
+        self.shown_query, self.shown_result = query, result
+        self.results_model.set_matches(matches)
+        if matches:
+            # keep the same product selected across re-searches, else select the best match
+            row = 0
+            if previous is not None:
+                row = next((i for i, m in enumerate(matches) if m.image_id == previous.image_id), 0)
+            index = self.results_model.index(row, 0)
+            self.results_view.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            )
+            self.results_view.scrollTo(index)
+        else:
+            self.details.show_match(None)
+            if self.stack.currentWidget() is self.compare_view:
+                self.show_results()
+        self.results_header.setText(self._header_text(query, result, matches))
+        self._update_actions()
+        self.resultsShown.emit(result)
+
+    def _header_text(self, query: Query | None, result: Any, matches: list[Any]) -> str:
+        if query is None:
+            return "Drop, paste or open a product photo to find its matches."
+        if result is None:
+            return ""
+        error = getattr(result, "error", None)
+        if error and not matches:
+            return f"No results: {error}"
+        name = query.name + (" (region)" if query.roi else "")
+        info = self.session.catalog_info
+        if not matches and info is not None and info.images == 0:
+            return "The catalog is empty: import a folder of photos or a product feed (Ctrl+I)."
+        if not matches:
+            floor = self.session.options.min_score
+            hint = f" above the minimum score {floor:.2f}" if floor > 0 else ""
+            filtered = any(v for k, v in self.session.options.filters().items() if k != "min_score")
+            return f"No match for {name}{hint}{' with these filters' if filtered else ''}."
+        counts: dict[str, int] = {}
+        for m in matches:
+            counts[m.strength or ""] = counts.get(m.strength or "", 0) + 1
+        parts = []
+        for key, word in (("likely copy", "likely cop"), ("same product", "same product"), ("similar", "similar")):
+            n = counts.get(key, 0)
+            if n:
+                parts.append(f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}")
+        text = f"{_plural(len(matches), 'result')} for {name}"
+        return text + (": " + ", ".join(parts) if parts else "")
+
+    def _on_current_result(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        match = self.results_model.match_at(current.row()) if current.isValid() else None
+        thumb = self.thumbnails.get(int(match.image_id)) if match is not None else None
+        self.details.show_match(match, thumb)
+        if match is not None and self.session.catalog is not None:
+            catalog = self.session.catalog
+            self.session.runner.start(
+                self.session.aux_pool,
+                Task(catalog.image_record, int(match.image_id)),
+                on_done=lambda record, m=match: self.details.set_record(m, record),
+            )
+        if match is not None and self.stack.currentWidget() is self.compare_view:
+            self.compare_view.show_pair(self.shown_query, match)
+        self._update_actions()
+
+    def _on_thumbnail(self, image_id: int) -> None:
+        match = self.details.match
+        if match is not None and int(match.image_id) == image_id:
+            self.details.set_thumbnail(image_id, self.thumbnails.get(image_id))
+
+    def _on_roi(self, roi: Any) -> None:
+        self.session.set_roi(roi)
+        self.query_panel.show_roi(self.session.current)
+
+    def _on_filters(self, options: dict) -> None:
+        self.session.set_options(**options)
+        if self.persist:
+            self.settings.set_result_count(options["k"])
+            self.settings.set_min_score(options["min_score"])
+
+    # ------------------------------------------------------------------------------------------
+    # results actions
+    # ------------------------------------------------------------------------------------------
+    def step_result(self, delta: int) -> None:
+        self.results_view.step(delta)
+
+    def show_compare(self) -> bool:
+        match = self.results_view.current_match()
+        if match is None or self.shown_query is None or self.shown_query.image is None:
+            self.banner.info("Select a result to compare it with the query.")
+            return False
+        self.stack.setCurrentWidget(self.compare_view)
+        self.compare_view.show_pair(self.shown_query, match)
+        self.compare_view.setFocus()
+        return True
+
+    def show_results(self) -> None:
+        self.compare_view.stop()
+        self.stack.setCurrentIndex(0)
+        self.results_view.setFocus()
+
+    def toggle_compare(self) -> None:
+        if self.stack.currentWidget() is self.compare_view:
+            self.show_results()
+        else:
+            self.show_compare()
+
+    def export_results(self, path: str | Path | None = None) -> Path | None:
+        matches = self.results_model.matches()
+        if not matches:
+            self.banner.info("There are no results to export.")
+            return None
+        query_name = self.shown_query.name if self.shown_query else ""
+        if path is None:
+            suggested = Path(self.settings.last_dir("export")) / f"{Path(query_name).stem or 'results'}-matches.csv"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export results", str(suggested), "CSV files (*.csv)")
+            if not chosen:
+                return None
+            path = chosen
+            self.settings.set_last_dir("export", Path(chosen).parent)
+        path = Path(path)
+        try:
+            count = export_results_csv(path, str(self.shown_query.path or query_name) if self.shown_query else "", matches)
+        except OSError as exc:
+            self.banner.error(f"{path}: cannot write ({exc.strerror or exc})")
+            return None
+        self.banner.info(f"Exported {_plural(count, 'result')} to {path}")
+        return path
+
+    def remove_selected(self, *, confirm: bool = True) -> None:
+        matches = self.results_view.selected_matches()
+        if not matches:
+            self.banner.info("Select the results to remove from the catalog.")
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Remove from catalog",
+                f"Remove {_plural(len(matches), 'image')} from the catalog {self.session.catalog_info.directory}?\n"
+                "The image files themselves are not deleted.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.session.remove_images([int(m.image_id) for m in matches])
+
+    def _on_images_removed(self, ids: list[int]) -> None:
+        self.thumbnails.forget(ids)
+        self.results_model.remove_image_ids(set(ids))
+        if self.results_model.rowCount() == 0:
+            self.details.show_match(None)
+
+    # ------------------------------------------------------------------------------------------
+    # catalogs and imports
+    # ------------------------------------------------------------------------------------------
+    def _fill_recent_menu(self, extra: str | None = None) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_catalogs()
+        if extra and extra not in recent:
+            recent.insert(0, extra)
+        for directory in recent:
+            action = self.recent_menu.addAction(directory)
+            action.triggered.connect(lambda _c=False, d=directory: self.open_recent(d))
+        if recent:
+            self.recent_menu.addSeparator()
+            clear = self.recent_menu.addAction("Clear the list")
+            clear.triggered.connect(self._clear_recent)
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_catalogs()
+        self._fill_recent_menu()
+
+    def open_recent(self, directory: str) -> None:
+        if not Path(directory).is_dir():
+            self.banner.warning(f"{directory}: the folder no longer exists; removed from the recent catalogs.")
+            self.settings.remove_recent_catalog(directory)
+            self._fill_recent_menu()
+            return
+        self.session.open_catalog(directory, create=False)
+
+    def new_catalog(self, directory: str | None = None) -> None:
+        if directory is None:
+            directory = QFileDialog.getExistingDirectory(self, "Folder for the new catalog", self.settings.last_dir("catalog"))
+            if not directory:
+                return
+        self.settings.set_last_dir("catalog", Path(directory).parent)
+        self.session.open_catalog(directory, create=True)
+
+    def choose_catalog(self, directory: str | None = None) -> None:
+        if directory is None:
+            directory = QFileDialog.getExistingDirectory(self, "Open a catalog folder", self.settings.last_dir("catalog"))
+            if not directory:
+                return
+        self.settings.set_last_dir("catalog", Path(directory).parent)
+        self.session.open_catalog(directory, create=False)
+
+    def import_folder(self, directory: str | None = None) -> None:
+        if directory is None:
+            directory = QFileDialog.getExistingDirectory(self, "Import a folder of images", self.settings.last_dir("import"))
+            if not directory:
+                return
+            self.settings.set_last_dir("import", directory)
+        self.start_import([Path(directory)])
+
+    def import_feed(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import a product feed", self.settings.last_dir("import"), FEED_FILTER)
+            if not path:
+                return
+            self.settings.set_last_dir("import", Path(path).parent)
+        self.start_import([Path(path)])
+
+    def start_import(self, paths: list[Path]) -> bool:
+        return self.session.start_import(paths)
+
+    def _on_import_started(self, paths: list[str]) -> None:
+        info = self.session.catalog_info
+        self.import_dialog.start(paths, info.directory if info else "")
+        self.import_bar.setRange(0, 0)
+        self.import_bar.show()
+        self.statusBar().showMessage("Importing…")
+        self._update_actions()
+
+    def _on_import_progress(self, done: int, total: int, message: str) -> None:
+        self.import_dialog.set_progress(done, total, message)
+        if total > 0:
+            if self.import_bar.maximum() != total:
+                self.import_bar.setRange(0, total)
+            self.import_bar.setValue(done)
+            self.import_bar.setToolTip(f"Importing: {done} of {total}")
+
+    def _on_import_finished(self, report: Any) -> None:
+        self.import_dialog.finish(report)
+        self.import_bar.hide()
+        self.statusBar().clearMessage()
+        level = "warning" if report.failed or report.cancelled else "info"
+        self.banner.show_message(level, report_summary(report) + (" (see the import window for the failures)" if report.failed else ""))
+        self.thumbnails.set_catalog(self.session.catalog)  # updated images get new thumbnails
+        self._update_actions()
+
+    def _on_import_failed(self, message: str) -> None:
+        self.import_dialog.fail(message)
+        self.import_bar.hide()
+        self.statusBar().clearMessage()
+        self._update_actions()
+
+    def show_stats(self) -> None:
+        info = self.session.catalog_info
+        if info is None:
+            self.banner.info("No catalog is open.")
+            return
+        self.stats_dialog.set_info(info)
+        self.stats_dialog.show()
+        self.stats_dialog.raise_()
+        catalog = info.catalog
+        self.session.runner.start(
+            self.session.aux_pool,
+            Task(catalog_info_job, catalog, full_stats=True),
+            on_done=lambda full: full.catalog is self.session.catalog and self.stats_dialog.set_info(full),
+            on_error=lambda msg: self.banner.warning(f"Cannot read the catalog statistics: {msg}"),
+        )
+        self.session.runner.start(
+            self.session.aux_pool,
+            Task(lambda: list(catalog.errors(limit=200))),
+            on_done=self.stats_dialog.set_errors,
+            on_error=lambda msg: self.banner.warning(f"Cannot read the import errors: {msg}"),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def _update_actions(self) -> None:
+        has_results = self.results_model.rowCount() > 0
+        has_current = self.results_view.currentIndex().isValid()
+        has_catalog = self.session.catalog is not None
+        self.act_export.setEnabled(has_results)
+        self.act_compare.setEnabled(has_current)
+        self.act_next.setEnabled(has_results)
+        self.act_prev.setEnabled(has_results)
+        self.act_remove.setEnabled(has_catalog and bool(self.results_view.selectionModel().hasSelection()))
+        self.act_import_folder.setEnabled(has_catalog and not self.session.importing)
+        self.act_import_feed.setEnabled(has_catalog and not self.session.importing)
+        self.act_stats.setEnabled(has_catalog)
+        self.act_reveal.setEnabled(has_current)
+        self.act_open_url.setEnabled(has_current)
+
+    def show_shortcuts(self) -> None:
+        if self.shortcuts_dialog is None:
+            dialog = QDialog(self)
+            dialog.setWindowTitle("Keyboard shortcuts")
+            layout = QVBoxLayout(dialog)
+            text = QTextBrowser()
+            rows = []
+            for action in self.actions():
+                keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
+                if keys:
+                    rows.append(f"<tr><td><b>{keys}</b></td><td>{action.text().replace('&', '')}</td></tr>")
+            rows.append("<tr><td><b>Del</b></td><td>Remove the selected results from the catalog</td></tr>")
+            rows.append("<tr><td><b>Esc</b></td><td>Clear the region / leave the compare view</td></tr>")
+            rows.append("<tr><td><b>+ − 0 1</b></td><td>Compare view: zoom in, out, fit, actual pixels</td></tr>")
+            text.setHtml("<table cellpadding='3'>" + "".join(rows) + "</table>")
+            layout.addWidget(text)
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            buttons.rejected.connect(dialog.hide)
+            layout.addWidget(buttons)
+            dialog.resize(460, 520)
+            self.shortcuts_dialog = dialog
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+
+    def show_about(self) -> None:
+        from engine import __version__
+
+        model = self.session.model
+        self.banner.info(
+            f"Lookalike {__version__}: visual product matching. "
+            + (f"Model {model.name} on {model.provider}." if model is not None else "")
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # for the screenshot command and tests
+    # ------------------------------------------------------------------------------------------
+    def request_visible_thumbnails(self) -> list[int]:
+        """Ask for the thumbnails of the visible results; returns their image ids."""
+        ids = []
+        for row in self.results_view.visible_rows():
+            match = self.results_model.match_at(row)
+            if match is not None:
+                ids.append(int(match.image_id))
+                self.thumbnails.get(int(match.image_id))
+        return ids
+
+    def visible_thumbnails_settled(self) -> bool:
+        return all(self.thumbnails.is_settled(i) for i in self.request_visible_thumbnails())
+
+    def is_idle(self) -> bool:
+        """No search running and the shown result belongs to the current query."""
+        s = self.session
+        query = s.current
+        if query is None or s.searching or query.loading:
+            return False
+        if query.error:
+            return True
+        return self.shown_query is query and self.shown_result is not None
+

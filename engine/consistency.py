@@ -1,0 +1,508 @@
+"""`lookalike check [--repair]`: verify a catalog (database, index, embeddings, files, thumbnails)
+and repair what can be repaired.
+
+What is checked (each check gives one line: ok, note or problem):
+
+* the SQLite file: ``PRAGMA quick_check`` (``integrity_check`` with ``--full``), foreign keys,
+  the catalog version against the versions stamped on rows;
+* embeddings: one size, one model, finite and unit length;
+* tombstones (``removed``) that name images still present;
+* the saved index: readable, its version against the database (behind is normal after a crash or
+  while another process imports: it is brought up to date on next use; ahead is a problem), then,
+  brought up to date in memory, exactly the database's image ids, with vectors equal to the
+  stored embeddings;
+* image files: present, same size and modification time as when indexed;
+* the thumbnail cache: no orphan, empty or damaged thumbnails, no leftover temporary files.
+
+Repairs (``--repair``, under the catalog's write lock): rebuild the index from the stored
+embeddings, re-embed images whose stored embedding is damaged or whose file changed (needs the
+model), forget vanished files (only with ``--forget-missing``), drop orphan tombstones,
+thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged.
+
+Exit status: 0 healthy (or everything found was repaired), 1 problems remain, 2 the catalog
+cannot be opened or is busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import INDEX_NAME, THUMBNAIL_DIR, Catalog
+from .errors import CatalogError, LookalikeError
+from .index import VectorIndex
+
+OK, NOTE, PROBLEM = "ok", "note", "problem"
+EXAMPLES = 5
+_THUMB_RE = re.compile(r"^([0-9a-f]{32})-\d+\.jpg$")
+_TMP_RE = re.compile(r"\.tmp$")
+
+
+@dataclass
+class Finding:
+    check: str                   # short id: "sqlite", "index", "files-missing", ...
+    status: str                  # ok | note | problem
+    message: str                 # one line
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+    repair: str | None = None    # what --repair does about it (None: nothing automatic)
+    repaired: bool = False
+
+
+@dataclass
+class CheckReport:
+    catalog: str
+    images: int = 0
+    version: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)      # repairs done
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == PROBLEM and not f.repaired]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def add(self, check: str, status: str, message: str, *, count: int = 0, examples=(),
+            repair: str | None = None) -> Finding:
+        f = Finding(check, status, message, count, [str(e) for e in list(examples)[:EXAMPLES]], repair)
+        self.findings.append(f)
+        return f
+
+    def find(self, check: str) -> Finding | None:
+        return next((f for f in self.findings if f.check == check and f.status != OK), None)
+
+    def to_json(self) -> dict:
+        return {"catalog": self.catalog, "images": self.images, "version": self.version,
+                "healthy": self.healthy, "findings": [asdict(f) for f in self.findings],
+                "actions": self.actions, "seconds": round(self.seconds, 3)}
+
+    def text(self) -> str:
+        lines = [f"catalog {self.catalog} ({self.images} images, version {self.version})"]
+        for f in self.findings:
+            tag = {OK: "ok     ", NOTE: "note   ", PROBLEM: "FIXED  " if f.repaired else "PROBLEM"}[f.status]
+            line = f"{tag} {f.message}"
+            if f.examples and f.status != OK:
+                line += " (e.g. " + ", ".join(f.examples[:3]) + ")"
+            if f.status == PROBLEM and not f.repaired and f.repair:
+                line += f"; --repair: {f.repair}"
+            lines.append(line.replace("\n", "\\n"))
+        for a in self.actions:
+            lines.append(f"repaired {a}")
+        if self.healthy:
+            lines.append(f"healthy ({self.seconds:.1f} s)")
+        else:
+            fixable = sum(1 for f in self.problems if f.repair)
+            lines.append(f"{len(self.problems)} problem(s) found ({fixable} repairable with "
+                         f"`lookalike check --repair`) in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- checking
+def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -> CheckReport:
+    """Verify ``catalog`` without changing anything."""
+    t0 = time.perf_counter()
+    report = CheckReport(str(catalog.directory))
+    _check_sqlite(catalog, report, full)
+    conn = catalog.db.conn
+    report.images = catalog.count_images()
+    report.version = catalog.version
+    _check_versions(catalog, report)
+    _check_embeddings(catalog, report)
+    _check_index(catalog, report)
+    if files:
+        _check_files(catalog, report)
+    _check_thumbnails(catalog, report, {r[0] for r in conn.execute("SELECT content_hash FROM images")})
+    _check_temp_files(catalog, report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> None:
+    conn = catalog.db.conn
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]   # constant pragma name
+    except Exception as exc:  # sqlite3.DatabaseError: the file is not a database any more
+        report.add("sqlite", PROBLEM, f"database unreadable ({exc})")
+        return
+    if rows == ["ok"]:
+        report.add("sqlite", OK, f"database integrity ({pragma})")
+    else:
+        report.add("sqlite", PROBLEM, f"database damaged: {len(rows)} errors from {pragma}",
+                   count=len(rows), examples=rows,
+                   repair="REINDEX (rebuilds SQLite's indexes); restore a backup if that is not enough")
+    fk = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if fk:
+        report.add("foreign-keys", PROBLEM, f"{len(fk)} images link to products that do not exist",
+                   count=len(fk), examples=[f"image {r[1]}" for r in fk],
+                   repair="unlink them from the missing products")
+
+
+def _check_versions(catalog: Catalog, report: CheckReport) -> None:
+    conn = catalog.db.conn
+    top = max(conn.execute("SELECT coalesce(max(version), 0) FROM images").fetchone()[0],
+              conn.execute("SELECT coalesce(max(version), 0) FROM removed").fetchone()[0])
+    if top > report.version:
+        report.add("version", PROBLEM, f"rows are stamped with version {top}, above the catalog's "
+                   f"{report.version}", repair="raise the catalog version")
+    ghosts = [r[0] for r in conn.execute(
+        "SELECT r.image_id FROM removed r JOIN images i ON i.id = r.image_id")]
+    if ghosts:
+        report.add("tombstones", PROBLEM, f"{len(ghosts)} images are marked removed but still present",
+                   count=len(ghosts), examples=ghosts, repair="drop the stale removal marks, rebuild the index")
+
+
+def _check_embeddings(catalog: Catalog, report: CheckReport) -> None:
+    conn = catalog.db.conn
+    if report.images == 0:
+        report.add("embeddings", OK, "no images yet")
+        return
+    sizes = conn.execute("SELECT length(embedding), count(*) FROM images GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    dim = sizes[0][0] // 4
+    models = catalog.model_ids()
+    if len(models) > 1:
+        report.add("models", PROBLEM, f"embeddings of {len(models)} models are mixed: "
+                   + ", ".join(f"{m} ({n})" for m, n in models.items()),
+                   count=len(models), repair=None)
+    bad: list[int] = []
+    if len(sizes) > 1:
+        bad += [r[0] for r in conn.execute("SELECT id FROM images WHERE length(embedding) != ?", (dim * 4,))]
+    for ids, vecs in _iter_embeddings_of_size(catalog, dim):
+        norms = np.linalg.norm(vecs, axis=1)
+        broken = ~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)
+        bad += ids[broken].tolist()
+    if bad:
+        paths = [r[0] for r in conn.execute(
+            f"SELECT path FROM images WHERE id IN ({','.join('?' * min(len(bad), EXAMPLES))})",
+            bad[:EXAMPLES])]
+        report.add("embeddings", PROBLEM, f"{len(bad)} stored embeddings are damaged (wrong size, "
+                   "not finite or not unit length)", count=len(bad), examples=paths,
+                   repair="re-embed those images from their files")
+    else:
+        model = next(iter(models)) if models else "?"
+        report.add("embeddings", OK, f"{report.images} embeddings of {dim} dims, model {model}")
+
+
+def _iter_embeddings_of_size(catalog: Catalog, dim: int, batch: int = 5000):
+    conn = catalog.db.conn
+    last = -1
+    while True:
+        rows = conn.execute("SELECT id, embedding FROM images WHERE id > ? AND length(embedding) = ? "
+                            "ORDER BY id LIMIT ?", (last, dim * 4, batch)).fetchall()
+        if not rows:
+            return
+        ids = np.array([r[0] for r in rows], np.int64)
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
+        yield ids, vecs
+        last = rows[-1][0]
+
+
+def _check_index(catalog: Catalog, report: CheckReport) -> None:
+    path = catalog.directory / INDEX_NAME
+    dim = catalog.embedding_dim
+    if dim is None:
+        if path.exists():
+            report.add("index", NOTE, "index file present but the catalog holds no images")
+        else:
+            report.add("index", OK, "no images, no index")
+        return
+    if not path.exists() or not VectorIndex.meta_path(path).exists():
+        report.add("index-file", NOTE, "no saved index (it is built from the stored embeddings on "
+                   "next use)", repair="build and save it")
+        index = VectorIndex.create(dim, capacity=report.images)
+        index.version = -1                       # (reported above, not as "behind")
+    else:
+        try:
+            index = VectorIndex.load(path, dim)
+        except CatalogError as exc:
+            report.add("index-file", PROBLEM, f"saved index unusable: {exc}",
+                       repair="rebuild it from the stored embeddings")
+            index = VectorIndex.create(dim, capacity=report.images)
+            index.version = -1
+    with catalog._sync_lock, catalog._read_snapshot():
+        version = catalog.version
+        if index.version > version:
+            report.add("index-version", PROBLEM, f"saved index is at version {index.version}, ahead of "
+                       f"the database ({version}): it belongs to another state of the catalog",
+                       repair="rebuild it from the stored embeddings")
+            return
+        if 0 <= index.version < version:
+            report.add("index-version", NOTE, f"saved index is at version {index.version}, the database at "
+                       f"{version} (an interrupted or running import; it is brought up to date on next "
+                       "use)", repair="bring it up to date and save it")
+        catalog._sync_locked(index, save=False)
+        db_ids = {r[0] for r in catalog.db.conn.execute("SELECT id FROM images")}
+        idx_ids = index.ids()
+        missing, extra = sorted(db_ids - idx_ids), sorted(idx_ids - db_ids)
+        if missing or extra:
+            report.add("index-ids", PROBLEM, f"index and database disagree: {len(missing)} images not in "
+                       f"the index, {len(extra)} index entries with no image",
+                       count=len(missing) + len(extra), examples=[*missing, *extra],
+                       repair="rebuild the index from the stored embeddings")
+            return
+        differ = 0
+        for ids, vecs in _iter_embeddings_of_size(catalog, dim):
+            ids = [i for i in ids.tolist() if i in idx_ids]
+            if ids:
+                got = index.vectors(ids)
+                want = catalog.embeddings(ids)
+                differ += int((np.abs(got - want).max(axis=1) > 1e-4).sum())
+        if differ:
+            report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings",
+                       count=differ, repair="rebuild the index from the stored embeddings")
+            return
+    report.add("index", OK, f"index: {len(index)} vectors = {len(db_ids)} images, same ids and vectors")
+
+
+def _check_files(catalog: Catalog, report: CheckReport) -> None:
+    missing, changed = [], []
+    for image_id, path, size, mtime in catalog.db.conn.execute(
+            "SELECT id, path, file_size, mtime FROM images ORDER BY id"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            missing.append((image_id, path))
+            continue
+        if size is not None and (st.st_size != size or mtime is None or abs(st.st_mtime - mtime) > 1e-6):
+            changed.append((image_id, path))
+    if missing:
+        report.add("files-missing", PROBLEM, f"{len(missing)} image files are gone from disk",
+                   count=len(missing), examples=[p for _, p in missing],
+                   repair="with --forget-missing: forget them")
+    if changed:
+        report.add("files-changed", PROBLEM, f"{len(changed)} image files changed since they were indexed",
+                   count=len(changed), examples=[p for _, p in changed], repair="re-index them")
+    if not missing and not changed:
+        report.add("files", OK, f"{report.images} image files present and unchanged")
+
+
+def _thumbnail_files(catalog: Catalog):
+    root = catalog.directory / THUMBNAIL_DIR
+    if root.is_dir():
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                yield Path(dirpath) / name
+
+
+def _check_thumbnails(catalog: Catalog, report: CheckReport, hashes: set[str]) -> None:
+    orphan, damaged, total = [], [], 0
+    for p in _thumbnail_files(catalog):
+        total += 1
+        m = _THUMB_RE.match(p.name)
+        if m is None:
+            (orphan if _TMP_RE.search(p.name) else damaged).append(p)
+            continue
+        if m.group(1) not in hashes:
+            orphan.append(p)
+            continue
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(3)
+        except OSError:
+            head = b""
+        if head != b"\xff\xd8\xff":
+            damaged.append(p)
+    if orphan or damaged:
+        report.add("thumbnails", PROBLEM, f"thumbnail cache: {len(orphan)} orphan or leftover and "
+                   f"{len(damaged)} damaged files of {total}", count=len(orphan) + len(damaged),
+                   examples=[p.name for p in (orphan + damaged)], repair="delete them (they are re-made on use)")
+    else:
+        report.add("thumbnails", OK, f"thumbnail cache: {total} files, all in use")
+
+
+def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
+    tmp = sorted(p.name for p in catalog.directory.iterdir() if p.is_file() and _TMP_RE.search(p.name))
+    if tmp:
+        report.add("temp-files", NOTE, f"{len(tmp)} temporary files left by an interrupted save",
+                   count=len(tmp), examples=tmp, repair="delete them")
+
+
+# ---------------------------------------------------------------------- repairing
+def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool = False,
+                   model=None, progress=None) -> CheckReport:
+    """Check, repair what can be repaired, check again. Holds the write lock throughout (raises
+    CatalogBusyError when another process writes). Returns the second report, with the repairs
+    done in ``actions`` and the findings of the first check that were fixed marked ``repaired``."""
+    t0 = time.perf_counter()
+    with catalog.writer():
+        before = check_catalog(catalog, full=full)
+        actions: list[str] = []
+        rebuild = False
+        conn = catalog.db.conn
+        if before.find("sqlite"):
+            conn.execute("REINDEX")
+            actions.append("REINDEX of the database")
+        if before.find("foreign-keys"):
+            with catalog.transaction() as db:
+                db.conn.execute("UPDATE images SET product_id=NULL, version=? WHERE product_id IS NOT NULL "
+                                "AND product_id NOT IN (SELECT id FROM products)", (catalog.current_version,))
+            actions.append("unlinked images from missing products")
+        if before.find("version"):
+            with catalog.transaction(bump=False) as db:
+                top = max(db.conn.execute("SELECT coalesce(max(version),0) FROM images").fetchone()[0],
+                          db.conn.execute("SELECT coalesce(max(version),0) FROM removed").fetchone()[0])
+                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(top + 1),))
+            actions.append("raised the catalog version")
+            rebuild = True
+        if before.find("tombstones"):
+            with catalog.transaction() as db:
+                n = db.conn.execute("DELETE FROM removed WHERE image_id IN (SELECT id FROM images)").rowcount
+            actions.append(f"dropped {n} stale removal marks")
+            rebuild = True
+        missing = before.find("files-missing")
+        if missing and forget_missing:
+            n = catalog.remove_missing()
+            actions.append(f"forgot {n} images whose files are gone")
+        reembed: list[tuple[str, str | None]] = []     # (path, product id to keep)
+        if before.find("embeddings"):
+            reembed += _drop_damaged_embeddings(catalog, actions)
+            rebuild = True
+        if before.find("files-changed"):
+            reembed += [(p, None) for _, p, _s, _m in _changed_files(catalog)]
+        if rebuild or any(before.find(c) for c in ("index-file", "index-version", "index-ids",
+                                                    "index-vectors", "index")):
+            if catalog.count_images():
+                catalog.rebuild_index()
+                actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
+            elif catalog.index_path.exists():
+                for p in (catalog.index_path, VectorIndex.meta_path(catalog.index_path)):
+                    p.unlink(missing_ok=True)
+                actions.append("deleted the index of an empty catalog")
+        if reembed:
+            _reembed(catalog, reembed, model, actions, progress)
+        if catalog.index() is not None:          # leave a saved index that is up to date
+            catalog.sync_index(save=True)
+        if before.find("thumbnails"):
+            actions.append(_clean_thumbnails(catalog, {r[0] for r in conn.execute("SELECT content_hash FROM images")}))
+        if before.find("temp-files"):
+            n = 0
+            for p in catalog.directory.iterdir():
+                if p.is_file() and _TMP_RE.search(p.name):
+                    p.unlink(missing_ok=True)
+                    n += 1
+            actions.append(f"deleted {n} leftover temporary files")
+        after = check_catalog(catalog, full=full)
+    remaining = {f.check for f in after.findings if f.status == PROBLEM}
+    fixed = [f for f in before.findings if f.status == PROBLEM and f.check not in remaining]
+    for f in fixed:
+        f.repaired = True
+    after.findings = fixed + after.findings
+    after.actions = actions
+    after.seconds = time.perf_counter() - t0
+    return after
+
+
+def _changed_files(catalog: Catalog):
+    out = []
+    for image_id, path, size, mtime in catalog.db.conn.execute("SELECT id, path, file_size, mtime FROM images"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if size is not None and (st.st_size != size or mtime is None or abs(st.st_mtime - mtime) > 1e-6):
+            out.append((image_id, path, size, mtime))
+    return out
+
+
+def _drop_damaged_embeddings(catalog: Catalog, actions: list[str]) -> list[tuple[str, str | None]]:
+    """Forget images whose stored embedding is damaged; returns (path, product id) to re-embed."""
+    conn = catalog.db.conn
+    sizes = conn.execute("SELECT length(embedding), count(*) FROM images GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    dim = sizes[0][0] // 4
+    bad = [r[0] for r in conn.execute("SELECT id FROM images WHERE length(embedding) != ?", (dim * 4,))]
+    for ids, vecs in _iter_embeddings_of_size(catalog, dim):
+        norms = np.linalg.norm(vecs, axis=1)
+        bad += ids[~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)].tolist()
+    records = catalog.image_records(bad)
+    catalog.remove_images(bad)
+    actions.append(f"dropped {len(bad)} damaged embeddings")
+    return [(r["path"], r["product_id"]) for r in records]
+
+
+def _reembed(catalog: Catalog, items: list[tuple[str, str | None]], model, actions: list[str],
+             progress) -> None:
+    from .ingest import ingest
+    from .session import load_model_for
+
+    present = [p for p, _ in items if os.path.isfile(p)]
+    links = [(p, pid) for p, pid in items if pid and os.path.isfile(p)]
+    if not present:
+        return
+    try:
+        model = model or load_model_for(catalog)
+    except LookalikeError as exc:
+        actions.append(f"could not re-embed {len(present)} images: {exc}")
+        return
+    result = ingest(catalog, model, present, progress=progress)
+    catalog.link_images(links)
+    text = (f"re-indexed {len(present)} files: {result.added + result.updated} re-embedded, "
+            f"{result.unchanged} with unchanged content")
+    if result.failed:
+        text += f", {len(result.failed)} failed ({result.failed[0][0]}: {result.failed[0][1]})"
+    actions.append(text)
+
+
+def _clean_thumbnails(catalog: Catalog, hashes: set[str]) -> str:
+    n = 0
+    for p in list(_thumbnail_files(catalog)):
+        m = _THUMB_RE.match(p.name)
+        keep = m is not None and m.group(1) in hashes
+        if keep:
+            try:
+                with open(p, "rb") as fh:
+                    keep = fh.read(3) == b"\xff\xd8\xff"
+            except OSError:
+                keep = False
+        if not keep:
+            p.unlink(missing_ok=True)
+            n += 1
+    return f"deleted {n} orphan, leftover or damaged thumbnails"
+
+
+# ---------------------------------------------------------------------- CLI
+def register_cli(sub) -> None:
+    p = sub.add_parser("check", help="verify the catalog (database, index, files) and optionally repair it")
+    p.add_argument("--catalog", metavar="DIR", default=None,
+                   help="catalog folder (default: $LOOKALIKE_CATALOG or the user data folder)")
+    p.add_argument("--model", metavar="PACK", default=None,
+                   help="model pack used to re-embed images during a repair (default: the catalog's own)")
+    p.add_argument("--repair", action="store_true",
+                   help="repair what can be repaired (rebuild the index, re-embed changed files, ...)")
+    p.add_argument("--forget-missing", action="store_true",
+                   help="with --repair: forget images whose files are gone from disk")
+    p.add_argument("--full", action="store_true", help="SQLite integrity_check instead of quick_check (slower)")
+    p.add_argument("--no-files", action="store_true", help="do not stat the image files")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object")
+    p.set_defaults(handler=cmd_check)
+
+
+def cmd_check(args) -> int:
+    if args.forget_missing and not args.repair:
+        raise LookalikeError("lookalike check: --forget-missing needs --repair")
+    with Catalog.open(args.catalog, create=False, readonly=not args.repair) as catalog:
+        if args.repair:
+            model = None
+            if args.model:
+                from .session import load_model_for
+
+                model = load_model_for(catalog, args.model)
+            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full, model=model)
+        else:
+            report = check_catalog(catalog, full=args.full, files=not args.no_files)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print(report.text())
+    sys.stdout.flush()
+    return 0 if report.healthy else 1

@@ -1,0 +1,812 @@
+"""`lookalike dupes`: groups of near-duplicate images in a whole catalog.
+
+How a scan works (never all pairs: memory and time grow with the catalog, not its square)
+
+1. **Candidates** come from the k-nearest-neighbour graph of the HNSW index: every image's stored
+   embedding is queried in batches (hnswlib answers many queries at once on all cores) for its
+   ``k`` nearest neighbours, and a pair is kept when its embedding cosine is at least a loose
+   ``floor``. When even the k-th neighbour of an image is nearly identical (``expand_above``) the
+   image is queried again with a larger k, so a photo with hundreds of copies keeps them all.
+   Images with the same content hash (byte-identical files) are always candidates.
+2. **Verification**: every candidate pair is scored by :func:`verify_pairs`, the same calibrated
+   score search uses, and kept when it reaches the threshold (the "copy" threshold by default).
+   Pairs the user marked "not a duplicate" are dropped before verification; pairs marked
+   "confirmed duplicate" are always kept.
+3. **Grouping** (the policy; see docs/duplicates.md): groups are *stars*, not connected
+   components. The representative of a group is chosen first and every member is a verified copy
+   of the representative itself, so a chain A~B~C never pulls A and C together through B unless
+   both are copies of the same representative. Representatives are picked greedily in this order:
+   a user-chosen reference first, then the image with the most verified copies not yet in a group,
+   then the largest (pixels), then the oldest (first added). Each image belongs to at most one
+   group; each member carries its score against the representative.
+
+Decisions ("not a duplicate", "confirmed duplicate") and user-chosen references are stored in the
+catalog database, keyed by the images' content hashes, so they survive re-imports, moves and
+renames and are never confused by a reused image id. The tables are created on first use by this
+module (``CREATE TABLE IF NOT EXISTS``); the core schema does not depend on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from . import scoring
+from .catalog import Catalog, now_iso
+from .errors import CatalogError, LookalikeError
+
+Progress = Callable[[int, int, str], None]
+
+DEFAULT_K = 20              # neighbours per image in the candidate graph
+CANDIDATE_FLOOR = 0.5       # loosest embedding cosine a candidate pair may have
+EXPAND_ABOVE = 0.97         # re-query an image with a larger k while its k-th neighbour is this close
+MAX_K = 1024
+SEARCH_EF = 64            # HNSW search breadth for the graph (copies are close: a narrow search finds them)
+QUERY_BATCH = 2000
+VERIFY_BATCH = 4096
+HASH_CLIQUE_MAX = 200       # byte-identical images: all pairs up to this many, a star beyond
+
+NOT_DUPLICATE = "not_duplicate"
+CONFIRMED = "confirmed"
+DECISIONS = (NOT_DUPLICATE, CONFIRMED)
+SCANNED_VERSION_KEY = "dupes.scanned_version"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pair_decisions (
+    a TEXT NOT NULL, b TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('not_duplicate', 'confirmed')),
+    at TEXT NOT NULL, a_id INTEGER, b_id INTEGER, score REAL,
+    PRIMARY KEY (a, b), CHECK (a <= b)
+);
+CREATE TABLE IF NOT EXISTS dupe_references (
+    content_hash TEXT PRIMARY KEY, image_id INTEGER, at TEXT NOT NULL
+);
+"""
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class ScanCancelled(LookalikeError):
+    """The scan was cancelled; nothing was changed."""
+
+    def __init__(self) -> None:
+        super().__init__("duplicate scan cancelled")
+
+
+# ---------------------------------------------------------------------- results
+@dataclass
+class Member:
+    image_id: int
+    score: float | None = None          # against the representative; None for the representative
+    confirmed: bool = False              # the user confirmed this pair
+    record: dict = field(default_factory=dict)   # path, product_id, title, ... (catalog.image_record)
+
+    @property
+    def path(self) -> str:
+        return self.record.get("path", "")
+
+    def to_json(self) -> dict:
+        r = self.record
+        return {"image_id": self.image_id, "path": r.get("path"), "product_id": r.get("product_id"),
+                "title": r.get("title"), "brand": r.get("brand"), "price": r.get("price"),
+                "currency": r.get("currency"), "width": r.get("width"), "height": r.get("height"),
+                "score": None if self.score is None else round(float(self.score), 4),
+                "confirmed": self.confirmed}
+
+
+@dataclass
+class DuplicateGroup:
+    group_id: int
+    representative: Member
+    members: list[Member]               # the copies, best score first (the representative excluded)
+
+    @property
+    def size(self) -> int:
+        return 1 + len(self.members)
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [self.representative.image_id] + [m.image_id for m in self.members]
+
+    @property
+    def min_score(self) -> float:
+        return min((m.score for m in self.members if m.score is not None), default=1.0)
+
+    def to_json(self) -> dict:
+        return {"group_id": self.group_id, "size": self.size,
+                "representative": self.representative.to_json(),
+                "members": [m.to_json() for m in self.members]}
+
+
+@dataclass
+class ScanResult:
+    groups: list[DuplicateGroup]
+    threshold: float
+    scoring: str                        # which scorer verified the pairs
+    images: int = 0                     # images in the catalog
+    queried: int = 0                    # images whose neighbours were searched (fewer with only_new)
+    candidates: int = 0                 # candidate pairs from the kNN graph and content hashes
+    verified: int = 0                   # pairs at or above the threshold (plus confirmed ones)
+    ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
+    only_new: bool = False
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds
+
+    @property
+    def duplicates(self) -> int:
+        return sum(len(g.members) for g in self.groups)
+
+    def summary(self) -> str:
+        scope = f"{self.queried} new images checked" if self.only_new else f"{self.images} images scanned"
+        return (f"{len(self.groups)} groups, {self.duplicates} copies ({scope}, {self.candidates} candidate "
+                f"pairs, {self.verified} at or above {self.threshold:.2f} by {self.scoring} score, "
+                f"{self.ignored} ignored) in {self.seconds:.1f} s")
+
+    def to_json(self) -> dict:
+        return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
+                "queried": self.queried, "candidates": self.candidates, "verified": self.verified,
+                "ignored": self.ignored, "only_new": self.only_new,
+                "seconds": round(self.seconds, 3),
+                "groups": [g.to_json() for g in self.groups]}
+
+
+# ---------------------------------------------------------------------- scoring (one switch)
+def embedding_verifier(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, str]:
+    """A verifier that uses the embedding score only (synthetic catalogs, tests, benchmarks)."""
+    return embedding_pair_scores(catalog, pairs, cosine), "embedding"
+
+
+def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, str]:
+    """Scores in [0, 1] for image-id ``pairs`` [m, 2], the same score search shows.
+
+    ``cosine`` holds each pair's embedding cosine where the kNN graph already measured it (NaN
+    elsewhere). Uses the match-quality verifier (stored embeddings + local features) when the
+    engine has it, else the embedding score. Returns (scores, name of the scorer)."""
+    try:
+        from .verification import pair_scores
+    except ImportError:
+        return embedding_pair_scores(catalog, pairs, cosine), "embedding"
+    return np.asarray(pair_scores(catalog, [(int(a), int(b)) for a, b in pairs]), np.float64), "verified"
+
+
+def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """``scoring.embedding_score`` of each pair's stored embeddings. Where the kNN query measured
+    the cosine on full vectors it is exact and reused; the rest (NaN: a projected index, confirmed
+    pairs the graph did not reach) are computed from the embeddings stored in the database."""
+    cosine = np.array(cosine, dtype=np.float64, copy=True)
+    todo = np.nonzero(np.isnan(cosine))[0]
+    if todo.size:
+        ids = np.unique(pairs[todo])
+        vecs = catalog.embeddings(ids.tolist())
+        pos = {int(i): n for n, i in enumerate(ids)}
+        a = vecs[[pos[int(x)] for x in pairs[todo, 0]]]
+        b = vecs[[pos[int(x)] for x in pairs[todo, 1]]]
+        cosine[todo] = np.einsum("ij,ij->i", a, b)
+    return np.asarray(scoring.embedding_score(cosine), np.float64)
+
+
+# ---------------------------------------------------------------------- decisions
+_schema_ready: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def ensure_schema(catalog: Catalog) -> None:
+    """Create the decision tables in this catalog if they are not there yet."""
+    key = str(catalog.db_path)
+    with _schema_lock:
+        if key in _schema_ready:
+            return
+        catalog.db.conn.executescript(_SCHEMA)
+        _schema_ready.add(key)
+
+
+def _hashes(catalog: Catalog, image_ids: Iterable[int]) -> dict[int, str]:
+    ids = [int(i) for i in image_ids]
+    out: dict[int, str] = {}
+    conn = catalog.db.conn
+    for n in range(0, len(ids), 500):
+        chunk = ids[n:n + 500]
+        out.update(conn.execute(
+            f"SELECT id, content_hash FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    missing = [i for i in ids if i not in out]
+    if missing:
+        raise CatalogError(f"{catalog.directory}: no image with id {missing[0]}")
+    return out
+
+
+def mark_pairs(catalog: Catalog, pairs: Iterable[tuple[int, int]], decision: str,
+               scores: Sequence[float | None] | None = None) -> int:
+    """Remember ``decision`` ("not_duplicate" or "confirmed") for image-id pairs. A later decision on
+    the same pair replaces the earlier one."""
+    if decision not in DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}: use one of {', '.join(DECISIONS)}")
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    for a, b in pairs:
+        if a == b:
+            raise LookalikeError(f"image {a} cannot be a duplicate of itself")
+    if not pairs:
+        return 0
+    scores = list(scores) if scores is not None else [None] * len(pairs)
+    ensure_schema(catalog)
+    hashes = _hashes(catalog, {i for p in pairs for i in p})
+    stamp = now_iso()
+    rows = []
+    for (a, b), score in zip(pairs, scores):
+        (ha, ia), (hb, ib) = sorted([(hashes[a], a), (hashes[b], b)])
+        rows.append((ha, hb, decision, stamp, ia, ib, None if score is None else float(score)))
+    with catalog.transaction(bump=False) as db:
+        db.conn.executemany("INSERT OR REPLACE INTO pair_decisions (a, b, decision, at, a_id, b_id, score) "
+                            "VALUES (?,?,?,?,?,?,?)", rows)
+    return len(rows)
+
+
+def forget_pairs(catalog: Catalog, pairs: Iterable[tuple[int, int]]) -> int:
+    """Drop any decision on these image-id pairs."""
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    if not pairs:
+        return 0
+    ensure_schema(catalog)
+    hashes = _hashes(catalog, {i for p in pairs for i in p})
+    keys = [tuple(sorted((hashes[a], hashes[b]))) for a, b in pairs]
+    with catalog.transaction(bump=False) as db:
+        return sum(db.conn.execute("DELETE FROM pair_decisions WHERE a=? AND b=?", k).rowcount for k in keys)
+
+
+def decisions(catalog: Catalog) -> list[dict]:
+    """Every stored decision, with the images it applies to now (ids and paths; None when no image
+    in the catalog has that content any more)."""
+    ensure_schema(catalog)
+    conn = catalog.db.conn
+    out = []
+    for a, b, decision, at, a_id, b_id, score in conn.execute(
+            "SELECT a, b, decision, at, a_id, b_id, score FROM pair_decisions ORDER BY at, a, b"):
+        row = {"decision": decision, "at": at, "score": score, "hash_a": a, "hash_b": b}
+        for side, digest, last_id in (("a", a, a_id), ("b", b, b_id)):
+            found = conn.execute("SELECT id, path FROM images WHERE content_hash=? ORDER BY id=? DESC, id "
+                                 "LIMIT 1", (digest, last_id)).fetchone()
+            row[f"{side}_id"], row[f"{side}_path"] = found if found else (None, None)
+        out.append(row)
+    return out
+
+
+def _decided_pairs(catalog: Catalog, decision: str) -> np.ndarray:
+    """The image-id pairs [m, 2] (lo, hi) a decision currently applies to."""
+    ensure_schema(catalog)
+    conn = catalog.db.conn
+    rows = conn.execute(
+        "SELECT ia.id, ib.id FROM pair_decisions d JOIN images ia ON ia.content_hash = d.a "
+        "JOIN images ib ON ib.content_hash = d.b WHERE d.decision=? AND ia.id != ib.id",
+        (decision,)).fetchall()
+    if not rows:
+        return np.zeros((0, 2), np.int64)
+    arr = np.array(rows, np.int64)
+    return np.unique(np.sort(arr, axis=1), axis=0)
+
+
+def set_reference(catalog: Catalog, image_id: int, reference: bool = True) -> None:
+    """Make an image the preferred representative of any group it is in (or stop it being one)."""
+    ensure_schema(catalog)
+    digest = _hashes(catalog, [image_id])[int(image_id)]
+    with catalog.transaction(bump=False) as db:
+        if reference:
+            db.conn.execute("INSERT OR REPLACE INTO dupe_references VALUES (?, ?, ?)",
+                            (digest, int(image_id), now_iso()))
+        else:
+            db.conn.execute("DELETE FROM dupe_references WHERE content_hash=?", (digest,))
+
+
+def references(catalog: Catalog) -> set[int]:
+    """Image ids the user chose as representatives."""
+    ensure_schema(catalog)
+    return {r[0] for r in catalog.db.conn.execute(
+        "SELECT i.id FROM dupe_references r JOIN images i ON i.content_hash = r.content_hash")}
+
+
+# ---------------------------------------------------------------------- grouping policy
+def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float] | None = None,
+                preferred: Iterable[int] = (), apart: Iterable[tuple[int, int]] = ()
+                ) -> list[tuple[int, list[tuple[int, float]]]]:
+    """Star groups from verified pairs (every pair given is an accepted edge).
+
+    Returns [(representative, [(member, score against the representative), ...]), ...]. Each image
+    is in at most one group and every member is directly linked to its representative.
+    Representatives are chosen greedily: a ``preferred`` image first, then the image with the
+    most links to images not yet grouped, then the largest ``area``, then the smallest id (the
+    oldest). Two images of a pair in ``apart`` (the user said "not a duplicate") never share a
+    group: the better-scoring one joins, the other stays free for another group. Deterministic
+    for a given input."""
+    import heapq
+
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    scores = np.asarray(scores, np.float64)
+    if len(pairs) == 0:
+        return []
+    area = area or {}
+    preferred = set(int(i) for i in preferred)
+    apart_keys = {_key(int(a), int(b)) for a, b in apart}
+    if apart_keys:                          # a pair kept apart is no link at all
+        linked = np.array([_key(a, b) not in apart_keys for a, b in pairs.tolist()], bool)
+        pairs, scores = pairs[linked], scores[linked]
+        if len(pairs) == 0:
+            return []
+    nodes, inverse = np.unique(pairs, return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    # adjacency in CSR form: both directions of every edge
+    src = np.concatenate([inverse[:, 0], inverse[:, 1]])
+    dst = np.concatenate([inverse[:, 1], inverse[:, 0]])
+    w = np.concatenate([scores, scores])
+    order = np.lexsort((dst, src))
+    src, dst, w = src[order], dst[order], w[order]
+    starts = np.searchsorted(src, np.arange(len(nodes) + 1))
+    dst_l, w_l, starts_l = dst.tolist(), w.tolist(), starts.tolist()
+    node_l = nodes.tolist()
+    grouped = [False] * len(nodes)
+    free = [starts_l[i + 1] - starts_l[i] for i in range(len(nodes))]   # links to ungrouped images
+
+    def key(i: int) -> tuple:
+        node = node_l[i]
+        return (0 if node in preferred else 1, -free[i], -area.get(node, 0.0), node)
+
+    heap = [key(i) + (i,) for i in range(len(nodes))]
+    heapq.heapify(heap)
+    groups: list[tuple[int, list[tuple[int, float]]]] = []
+    while heap:
+        entry = heapq.heappop(heap)
+        i = entry[-1]
+        if grouped[i]:
+            continue
+        if entry[:-1] != key(i):            # stale: its neighbours were grouped since it was pushed
+            heapq.heappush(heap, key(i) + (i,))
+            continue
+        if free[i] == 0:
+            continue                        # every image it matches is already in a group
+        members = [(j, w_l[e]) for e in range(starts_l[i], starts_l[i + 1])
+                   if not grouped[(j := dst_l[e])]]
+        if apart_keys:
+            members.sort(key=lambda m: (-m[1], node_l[m[0]]))
+            accepted: list[tuple[int, float]] = []
+            for j, sc in members:
+                if not any(_key(node_l[j], node_l[o]) in apart_keys for o, _ in accepted):
+                    accepted.append((j, sc))
+            members = accepted
+        grouped[i] = True
+        for j, _ in members:
+            grouped[j] = True
+        touched = {i} | {j for j, _ in members}
+        for t in touched:                   # their other neighbours lose a free link
+            for e in range(starts_l[t], starts_l[t + 1]):
+                free[dst_l[e]] -= 1
+        members.sort(key=lambda m: (-m[1], node_l[m[0]]))
+        groups.append((node_l[i], [(node_l[j], s) for j, s in members]))
+    return groups
+
+
+# ---------------------------------------------------------------------- the scan
+def _pair_keys(pairs: np.ndarray) -> np.ndarray:
+    """One int64 per (lo, hi) pair, for set operations."""
+    return (pairs[:, 0].astype(np.int64) << 32) | pairs[:, 1].astype(np.int64)
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pairs = np.stack([lo, hi], axis=1).astype(np.int64)
+    if len(pairs) == 0:
+        return pairs.reshape(0, 2), s.astype(np.float64)
+    if pairs.max() < 2 ** 31:
+        _, first = np.unique(_pair_keys(pairs), return_index=True)
+    else:
+        _, first = np.unique(pairs, axis=0, return_index=True)
+    return pairs[first], s[first].astype(np.float64)
+
+
+def _check(cancel: CancelToken | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ScanCancelled()
+
+
+def _knn_candidates(catalog: Catalog, index, *, since_version: int, k: int, floor: float,
+                    expand_above: float, ef: int | None, progress: Progress | None, cancel: CancelToken | None
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    conn = catalog.db.conn
+    total = conn.execute("SELECT count(*) FROM images WHERE version > ?", (since_version,)).fetchone()[0]
+    n_index = len(index)
+    parts_a, parts_b, parts_s = [], [], []
+    done = 0
+    if progress:
+        progress(0, total, "finding neighbours")
+    for ids, vecs in catalog.iter_embeddings(batch=QUERY_BATCH, since_version=since_version):
+        _check(cancel)
+        kk = min(k + 1, n_index)                          # +1: an image finds itself
+        labels, sims = _query(index, vecs, kk, ef)
+        rows = np.arange(len(ids))
+        while True:
+            a = np.repeat(ids[rows], labels.shape[1])
+            b, s = labels.ravel(), sims.ravel()
+            keep = (s >= floor) & (a != b)
+            parts_a.append(a[keep])
+            parts_b.append(b[keep])
+            parts_s.append(s[keep])
+            # images whose k-th neighbour is still a near-identical copy: look further
+            if labels.shape[1] == 0 or kk >= min(MAX_K, n_index):
+                break
+            deep = np.nonzero(sims[:, -1] >= expand_above)[0]
+            if deep.size == 0:
+                break
+            rows = rows[deep]
+            wider = min(kk * 4, MAX_K, n_index)
+            labels, sims = _query(index, vecs[rows], wider, ef)
+            if labels.shape[1] <= kk:                      # the graph cannot give more
+                break
+            kk = labels.shape[1]
+        done += len(ids)
+        if progress:
+            progress(done, total, "finding neighbours")
+    if not parts_a:
+        return np.zeros((0, 2), np.int64), np.zeros(0), 0
+    pairs, cos = _unique_pairs(np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s))
+    return pairs, cos, done
+
+
+def _query(index, vecs: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """index.query, asking for fewer neighbours when hnswlib cannot return k for every query (it
+    raises when part of the graph is unreachable, e.g. a tight clump of hundreds of copies)."""
+    while True:
+        try:
+            return index.query(vecs, k, ef=ef)
+        except RuntimeError:
+            if k <= 1:
+                return np.zeros((len(vecs), 0), np.int64), np.zeros((len(vecs), 0), np.float32)
+            k //= 2
+
+
+def _hash_pairs(catalog: Catalog, since_version: int) -> np.ndarray:
+    """Pairs of byte-identical images (all pairs of a small set, a star around the oldest beyond)."""
+    conn = catalog.db.conn
+    out = []
+    for (ids_text,) in conn.execute(
+            "SELECT group_concat(id) FROM images GROUP BY content_hash HAVING count(*) > 1 "
+            "AND max(version) > ?", (since_version,)):
+        ids = sorted(int(i) for i in ids_text.split(","))
+        if len(ids) <= HASH_CLIQUE_MAX:
+            out += [(a, b) for n, a in enumerate(ids) for b in ids[n + 1:]]
+        else:
+            out += [(ids[0], b) for b in ids[1:]]
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
+def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_K,
+         floor: float = CANDIDATE_FLOOR, expand_above: float = EXPAND_ABOVE, ef: int | None = SEARCH_EF,
+         only_new: bool = False,
+         progress: Progress | None = None, cancel: CancelToken | None = None,
+         verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
+         with_records: bool = True) -> ScanResult:
+    """Find the groups of near-duplicate images in ``catalog``.
+
+    ``only_new`` checks only the images added or changed since the last completed scan against the
+    whole catalog (a full scan the first time). Progress is reported as (done, total, stage);
+    ``cancel.is_set()`` stops the scan with :class:`ScanCancelled`. Thread: any but the UI thread.
+    """
+    started = time.perf_counter()
+    threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise LookalikeError(f"threshold {threshold} is outside [0, 1]")
+    verifier = verifier or verify_pairs
+    ensure_schema(catalog)
+    timings: dict[str, float] = {}
+    catalog_version = catalog.version
+    since = -1
+    if only_new:
+        last = catalog.meta(SCANNED_VERSION_KEY)
+        since = int(last) if last is not None else -1
+    images = catalog.count_images()
+    result = ScanResult(groups=[], threshold=threshold, scoring="", images=images, only_new=since >= 0)
+
+    t = time.perf_counter()
+    index = catalog.index()
+    timings["index"] = time.perf_counter() - t
+    if index is None or len(index) < 2:
+        result.scoring = "none"
+        result.seconds = time.perf_counter() - started
+        _remember_scan(catalog, catalog_version)
+        return result
+
+    # 1. candidates: kNN graph + byte-identical files + confirmed pairs
+    t = time.perf_counter()
+    pairs, cosine, result.queried = _knn_candidates(
+        catalog, index, since_version=since, k=k, floor=floor, expand_above=expand_above, ef=ef,
+        progress=progress, cancel=cancel)
+    if getattr(index, "projection", None) is not None:
+        # a projected index (large catalogs) ranks by approximate similarities: good enough to
+        # pick candidates, but scores are computed from the stored full embeddings
+        cosine = np.full(len(pairs), np.nan)
+    same = _hash_pairs(catalog, since)
+    confirmed = _decided_pairs(catalog, CONFIRMED)
+    ignored = _decided_pairs(catalog, NOT_DUPLICATE)
+    extra = np.concatenate([same, confirmed]) if len(confirmed) else same
+    if len(extra):
+        all_pairs = np.concatenate([pairs, extra])
+        all_cos = np.concatenate([cosine, np.where(np.arange(len(extra)) < len(same), 1.0, np.nan)])
+        pairs, cosine = _unique_pairs(all_pairs[:, 0], all_pairs[:, 1], all_cos)
+    timings["candidates"] = time.perf_counter() - t
+    _check(cancel)
+
+    # 2. user decisions, then verification
+    keys = _pair_keys(pairs) if len(pairs) else np.zeros(0, np.int64)
+    if len(ignored):
+        drop = np.isin(keys, _pair_keys(ignored))
+        result.ignored = int(drop.sum())
+        pairs, cosine, keys = pairs[~drop], cosine[~drop], keys[~drop]
+    result.candidates = len(pairs) + result.ignored
+    is_confirmed = np.isin(keys, _pair_keys(confirmed)) if len(confirmed) else np.zeros(len(pairs), bool)
+    identical = np.isin(keys, _pair_keys(same)) if len(same) else np.zeros(len(pairs), bool)
+
+    t = time.perf_counter()
+    scores = np.ones(len(pairs), np.float64)
+    todo = np.nonzero(~identical)[0]
+    names = set()
+    for n in range(0, len(todo), VERIFY_BATCH):
+        _check(cancel)
+        sel = todo[n:n + VERIFY_BATCH]
+        s, name = verifier(catalog, pairs[sel], cosine[sel])
+        scores[sel] = s
+        names.add(name)
+        if progress:
+            progress(min(n + VERIFY_BATCH, len(todo)), len(todo), "verifying pairs")
+    result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
+    timings["verify"] = time.perf_counter() - t
+
+    keep = (scores >= threshold) | is_confirmed
+    pairs, scores, is_confirmed = pairs[keep], scores[keep], is_confirmed[keep]
+    result.verified = len(pairs)
+    _check(cancel)
+
+    # 3. grouping
+    t = time.perf_counter()
+    if progress:
+        progress(0, 1, "grouping")
+    area = _areas(catalog, np.unique(pairs)) if len(pairs) else {}
+    stars = group_pairs(pairs, scores, area=area, preferred=references(catalog), apart=ignored.tolist())
+    confirmed_keys = set(_pair_keys(pairs[is_confirmed]).tolist()) if is_confirmed.any() else set()
+    stars.sort(key=lambda g: (-len(g[1]), g[0]))
+    groups = []
+    for gid, (rep, members) in enumerate(stars, start=1):
+        groups.append(DuplicateGroup(
+            group_id=gid, representative=Member(rep),
+            members=[Member(m, s, confirmed=_key(rep, m) in confirmed_keys) for m, s in members]))
+    if with_records:
+        attach_records(catalog, groups)
+    result.groups = groups
+    timings["grouping"] = time.perf_counter() - t
+    if progress:
+        progress(1, 1, "grouping")
+    result.timings = timings
+    result.seconds = time.perf_counter() - started
+    _remember_scan(catalog, catalog_version)
+    return result
+
+
+def _key(a: int, b: int) -> int:
+    lo, hi = (a, b) if a < b else (b, a)
+    return (lo << 32) | hi
+
+
+def _remember_scan(catalog: Catalog, version: int) -> None:
+    if not catalog.readonly:
+        catalog.set_meta(SCANNED_VERSION_KEY, str(version))
+
+
+def _areas(catalog: Catalog, ids: np.ndarray) -> dict[int, float]:
+    conn = catalog.db.conn
+    out: dict[int, float] = {}
+    ids = ids.tolist()
+    for n in range(0, len(ids), 500):
+        chunk = ids[n:n + 500]
+        for i, w, h in conn.execute(
+                f"SELECT id, width, height FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            out[i] = float((w or 0) * (h or 0))
+    return out
+
+
+def attach_records(catalog: Catalog, groups: Sequence[DuplicateGroup]) -> None:
+    """Fill each member's ``record`` (path and product data) from the catalog."""
+    ids = [i for g in groups for i in g.image_ids]
+    records = {r["image_id"]: r for r in catalog.image_records(ids)}
+    for g in groups:
+        for m in [g.representative, *g.members]:
+            m.record = records.get(m.image_id, {"image_id": m.image_id, "path": ""})
+
+
+def rescore_group(catalog: Catalog, group: DuplicateGroup, representative: int,
+                  verifier=None) -> DuplicateGroup:
+    """The group re-centred on another of its images (the user's "set as reference"), every other
+    image scored afresh against the new representative. Nothing is dropped: members that no longer
+    reach the threshold are for the caller to show or remove."""
+    verifier = verifier or verify_pairs
+    everyone = {m.image_id: m for m in [group.representative, *group.members]}
+    if representative not in everyone:
+        raise LookalikeError(f"image {representative} is not in group {group.group_id}")
+    others = [i for i in everyone if i != representative]
+    pairs = np.array([(min(representative, i), max(representative, i)) for i in others], np.int64).reshape(-1, 2)
+    scores, _ = verifier(catalog, pairs, np.full(len(pairs), np.nan)) if len(pairs) else (np.zeros(0), "")
+    rep = everyone[representative]
+    members = [Member(i, float(s), everyone[i].confirmed, everyone[i].record) for i, s in zip(others, scores)]
+    members.sort(key=lambda m: (-(m.score or 0.0), m.image_id))
+    return DuplicateGroup(group.group_id, Member(rep.image_id, None, False, rep.record), members)
+
+
+# ---------------------------------------------------------------------- export
+CSV_FIELDS = ("group_id", "path", "product_id", "title", "score", "representative", "role", "image_id",
+              "representative_product_id", "brand", "price", "currency", "width", "height", "confirmed")
+
+
+def csv_rows(groups: Iterable[DuplicateGroup]) -> Iterable[list]:
+    for g in groups:
+        rep = g.representative
+        for m in [rep, *g.members]:
+            r = m.record
+            yield [g.group_id, r.get("path"), r.get("product_id"), r.get("title"),
+                   None if m.score is None else round(float(m.score), 4), rep.record.get("path"),
+                   "representative" if m is rep else "copy", m.image_id, rep.record.get("product_id"),
+                   r.get("brand"), r.get("price"), r.get("currency"), r.get("width"), r.get("height"),
+                   m.confirmed if m is not rep else None]
+
+
+def write_groups_csv(groups: Iterable[DuplicateGroup], out: IO[str]) -> int:
+    """One row per image (representative first), spreadsheet-safe cells. Returns the row count."""
+    from .export import write_csv
+
+    return write_csv(out, CSV_FIELDS, csv_rows(groups))
+
+
+def export_csv(groups: Iterable[DuplicateGroup], path) -> int:
+    from .export import open_output
+
+    with open_output(path) as out:
+        return write_groups_csv(groups, out)
+
+
+# ---------------------------------------------------------------------- CLI
+def register_cli(sub) -> None:
+    p = sub.add_parser(
+        "dupes", help="find groups of near-duplicate images in the catalog",
+        description="Find groups of near-duplicate images in the whole catalog (kNN graph + verified "
+                    "scores; every member is a verified copy of its group's representative). "
+                    "With --not-duplicate/--confirm/--reference/--forget it records a decision instead.")
+    p.add_argument("--catalog", metavar="DIR", default=None,
+                   help="catalog folder (default: $LOOKALIKE_CATALOG or the user data folder)")
+    p.add_argument("--threshold", default="copy", metavar="NAME|VALUE",
+                   help="minimum score of a duplicate: copy (default), same-product, similar or a number in [0,1]")
+    p.add_argument("--csv", metavar="FILE", help="write the groups as CSV (one row per image; - for stdout)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--new", action="store_true", dest="only_new",
+                   help="check only the images added since the last scan against the catalog")
+    p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per image in the graph (default {DEFAULT_K})")
+    p.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="show at most N groups in the text output (default 50; 0 = all)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
+    g.add_argument("--not-duplicate", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
+                   help="never report this pair again")
+    g.add_argument("--confirm", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
+                   help="record this pair as a confirmed duplicate (always grouped)")
+    g.add_argument("--forget", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
+                   help="drop the decision on this pair")
+    g.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                   help="prefer this image as its group's representative")
+    g.add_argument("--no-reference", action="append", default=[], metavar="IMAGE",
+                   help="stop preferring this image as representative")
+    g.add_argument("--decisions", action="store_true", help="list the recorded decisions and exit")
+    p.set_defaults(handler=cmd_dupes)
+
+
+def resolve_image(catalog: Catalog, text: str) -> int:
+    """An image id from a path (as indexed) or a number."""
+    import os
+
+    if text.isdigit() and catalog.image_record(int(text)) is not None:
+        return int(text)
+    row = catalog.image_by_path(os.path.abspath(os.path.expanduser(text)))
+    if row is None:
+        raise LookalikeError(f"{text}: not an image of catalog {catalog.directory}")
+    return int(row["id"])
+
+
+def cmd_dupes(args) -> int:
+    from .cli import open_catalog
+
+    try:
+        threshold = scoring.resolve_threshold(args.threshold)
+    except ValueError as exc:
+        raise LookalikeError(str(exc)) from None
+    with open_catalog(args, create=False) as catalog:
+        if args.decisions:
+            return _print_decisions(catalog, args.json)
+        changes = 0
+        for decision, items in ((NOT_DUPLICATE, args.not_duplicate), (CONFIRMED, args.confirm)):
+            if items:
+                changes += mark_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
+                                                for a, b in items], decision)
+        if args.forget:
+            changes += forget_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
+                                              for a, b in args.forget])
+        for text in args.reference:
+            set_reference(catalog, resolve_image(catalog, text), True)
+            changes += 1
+        for text in args.no_reference:
+            set_reference(catalog, resolve_image(catalog, text), False)
+            changes += 1
+        if args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference:
+            print(f"recorded {changes} decision(s) in {catalog.directory}", file=sys.stderr)
+            return 0
+
+        bar = None
+        if not args.quiet and not args.json:
+            from tqdm import tqdm
+
+            bar = tqdm(total=0, unit="", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+        def progress(done: int, total: int, message: str) -> None:
+            if bar is None:
+                return
+            if bar.total != total or bar.desc != message:
+                bar.reset(total=total)
+                bar.set_description_str(message, refresh=False)
+            bar.n = done
+            bar.update(0)
+
+        try:
+            result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        if args.csv:
+            n = export_csv(result.groups, args.csv)
+            if args.csv != "-":
+                print(f"wrote {n} rows ({len(result.groups)} groups) to {args.csv}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(result.to_json(), ensure_ascii=False))
+        elif args.csv != "-":
+            _print_groups(result, args.limit)
+        return 0
+
+
+def _print_groups(result: ScanResult, limit: int) -> None:
+    from tabulate import tabulate
+
+    shown = result.groups if limit <= 0 else result.groups[:limit]
+    for g in shown:
+        rep = g.representative
+        print(f"\ngroup {g.group_id}: {g.size} images, representative {rep.path}"
+              + (f" (product {rep.record.get('product_id')})" if rep.record.get("product_id") else ""))
+        rows = [[f"{m.score:.3f}" + (" ✓" if m.confirmed else ""), m.record.get("product_id") or "",
+                 _clip(m.record.get("title"), 40), m.path] for m in g.members]
+        print(tabulate(rows, headers=["score", "product", "title", "image"], tablefmt="simple"))
+    if len(shown) < len(result.groups):
+        print(f"\n… {len(result.groups) - len(shown)} more groups (use --limit 0, --csv or --json)")
+    print("\n" + result.summary())
+
+
+def _print_decisions(catalog: Catalog, as_json: bool) -> int:
+    rows = decisions(catalog)
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    from tabulate import tabulate
+
+    print(tabulate([[r["decision"], r["at"], r["a_path"] or f"(gone: {r['hash_a'][:12]})",
+                     r["b_path"] or f"(gone: {r['hash_b'][:12]})"] for r in rows],
+                   headers=["decision", "at", "image", "image"], tablefmt="simple"))
+    return 0
+
+
+def _clip(text, n: int) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"

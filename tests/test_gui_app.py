@@ -1,0 +1,115 @@
+"""Desktop app: the `lookalike gui` entry point (screenshot mode), settings that persist, the
+event-loop latency probe."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QTimer
+
+from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_gui(args: list[str], tmp_path: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               LOOKALIKE_LOG_DIR=str(tmp_path / "logs"), PYTHONPATH=str(ROOT))  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "gui", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_screenshot_command_saves_the_window_with_results(tmp_path, gui_catalog, catalog_images):
+    out = tmp_path / "shot.png"
+    proc = run_gui(["--catalog", str(gui_catalog), "--query", str(catalog_images[3]), "--screenshot", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    image = np.asarray(Image.open(out).convert("RGB"))
+    h, w = image.shape[:2]
+    assert w >= 1280 and h >= 860
+    assert image.std() > 30  # not blank: photos, text, frames
+    # the results grid (centre of the window) holds photos: many distinct colours
+    centre = image[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3].reshape(-1, 3)
+    assert len(np.unique(centre // 8, axis=0)) > 500
+
+
+def test_screenshot_command_fails_cleanly(tmp_path, gui_catalog):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00" * 100)
+    proc = run_gui(["--catalog", str(gui_catalog), "--query", str(bad), "--screenshot", str(tmp_path / "x.png"), "--timeout", "60"], tmp_path)
+    assert proc.returncode == 1
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("lookalike gui:")]
+    assert len(lines) == 1 and "bad.jpg" in lines[0], proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+    proc = run_gui(["--screenshot", str(tmp_path / "y.png"), "--query", str(tmp_path / "missing.jpg")], tmp_path, timeout=60)
+    assert proc.returncode == 2 and "missing.jpg: no such file" in proc.stderr
+
+
+def test_settings_and_window_state_persist(qtbot, make_window, gui_catalog, gui_settings):
+    window = make_window(gui_catalog)
+    window.resize(1400, 900)
+    window.filters.count.setValue(25)
+    window.filters.set_min_score(0.42)
+    window.filters.flush()
+    window.main_splitter.setSizes([300, 800, 300])
+    splitter_state = window.main_splitter.saveState()
+    geometry = window.saveGeometry()
+    window.close()
+
+    from desktop.main_window import MainWindow
+    from desktop.settings import Settings
+
+    stored = Settings()
+    assert stored.window_blob("geometry") == geometry
+    assert stored.window_blob("main_splitter") == splitter_state
+    again = MainWindow(stored)
+    qtbot.addWidget(again)
+    again.restore_state()  # (the offscreen screen is 800x800, so Qt clamps the restored size)
+    again.show()
+    assert again.filters.count.value() == 25
+    assert again.filters.min_score.value() == 42
+    assert again.session.options.k == 25 and again.session.options.min_score == pytest.approx(0.42)
+    assert stored.last_catalog() == str(gui_catalog)
+    assert str(gui_catalog) in [a.text() for a in again.recent_menu.actions()]
+    again.close()
+
+
+def test_latency_probe_measures_stalls(qtbot):
+    from desktop.latency import LatencyProbe
+
+    probe = LatencyProbe()
+    probe.start()
+    QTimer.singleShot(100, lambda: time.sleep(0.12))  # a 120 ms stall on the UI thread
+    qtbot.wait(400)
+    summary = probe.stop()
+    assert summary.max_stall_ms >= 100
+    assert summary.stalls_over_50ms >= 1
+    assert summary.ticks > 10
+    assert "max stall" in str(summary)
+
+
+def test_searching_keeps_the_ui_responsive(qtbot, window, catalog_images):
+    from desktop.latency import LatencyProbe
+
+    probe = LatencyProbe()
+    probe.start()
+    drop_files(window, catalog_images[:3])
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(window.visible_thumbnails_settled, timeout=WAIT_MS)
+    summary = probe.stop()
+    # decoding, inference and thumbnails all run on worker threads; the UI thread only lays
+    # out and paints. Generous bound: shared CI machines have hiccups of their own.
+    assert summary.max_stall_ms < 250, str(summary)

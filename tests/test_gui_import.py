@@ -1,0 +1,143 @@
+"""Desktop app: importing folders with progress, cancel and an error summary; catalogs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import shutil
+from pathlib import Path
+
+from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
+
+
+def test_import_a_folder_with_progress_and_an_error_summary(qtbot, make_window, tmp_path, luma_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in luma_images[5:17]:
+        shutil.copy(src, folder / src.name)
+    (folder / "notes.jpg").write_text("not a photo")
+    window = make_window(tmp_path / "new-catalog")
+    assert "0 images" in window.catalog_label.text()
+    assert "empty" in window.banner.text()
+
+    progress: list[tuple[int, int]] = []
+    window.session.importProgress.connect(lambda done, total, _msg: progress.append((done, total)))
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        assert window.start_import([folder])
+        assert window.import_dialog.isVisible() and window.import_dialog.running
+        assert not window.act_import_folder.isEnabled()  # one import at a time
+    report = finished.args[0]
+    assert report.added == 12 and len(report.failed) == 1 and not report.cancelled
+
+    assert progress and progress[-1] == (13, 13)
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+    dialog = window.import_dialog
+    assert not dialog.running and dialog.close_button.isVisible() and not dialog.cancel_button.isVisible()
+    assert dialog.summary.text().startswith("12 added")
+    assert "1 failed" in dialog.summary.text()
+    assert dialog.failures.rowCount() == 1
+    assert dialog.failures.item(0, 0).text().endswith("notes.jpg")
+    assert dialog.failures.item(0, 1).text()  # the reason, in words
+    assert window.banner.level == "warning" and "1 failed" in window.banner.text()
+    qtbot.waitUntil(lambda: "12 images" in window.catalog_label.text(), timeout=WAIT_MS)
+
+    # the new images are searchable right away
+    drop_files(window, [folder / luma_images[9].name])
+    wait_idle(qtbot, window)
+    assert Path(window.results_model.matches()[0].path).name == luma_images[9].name
+
+    # statistics list the import error
+    window.show_stats()
+    qtbot.waitUntil(lambda: window.stats_dialog.errors.rowCount() == 1, timeout=WAIT_MS)
+    assert window.stats_dialog.values["Images"] == "12"
+
+
+def test_cancelled_import_leaves_a_consistent_catalog(qtbot, make_window, tmp_path, luma_dir):
+    from engine.catalog import Catalog
+
+    catalog_dir = tmp_path / "cancelled"
+    window = make_window(catalog_dir)
+    cancel_after = 5
+
+    def cancel_early(done: int, total: int, _msg: str) -> None:
+        if done >= cancel_after and window.import_dialog.cancel_button.isEnabled():
+            window.import_dialog.cancel_button.click()
+
+    window.session.importProgress.connect(cancel_early)
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        window.start_import([luma_dir / "images"])  # 717 photos: cancelled long before the end
+    report = finished.args[0]
+    assert report.cancelled
+    assert 0 < report.added < 717
+    assert window.import_dialog.heading.text() == "Import cancelled"
+    assert window.import_dialog.summary.text().startswith("Cancelled:")
+    qtbot.waitUntil(lambda: window.session.catalog_info.images == report.added, timeout=WAIT_MS)
+
+    # what was imported is searchable, and the database and the index agree
+    some = Path(next(iter(window.session.catalog.iter_records()))["path"])
+    drop_files(window, [some])
+    wait_idle(qtbot, window)
+    assert Path(window.results_model.matches()[0].path) == some
+    window.close()
+    with Catalog.open(catalog_dir, create=False) as cat:
+        index = cat.index()
+        assert cat.count_images() == report.added == len(index)
+        ids = [r["image_id"] for r in cat.iter_records()]
+        found, _ = index.query(cat.embeddings(ids[:3]), 1)
+        assert found[:, 0].tolist() == ids[:3]
+
+
+def test_dropping_a_folder_imports_it(qtbot, make_window, tmp_path, luma_images):
+    folder = tmp_path / "drop-me"
+    folder.mkdir()
+    for src in luma_images[40:43]:
+        shutil.copy(src, folder / src.name)
+    window = make_window(tmp_path / "catalog")
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        drop_files(window, [folder])
+    assert finished.args[0].added == 3
+    assert window.session.current is None  # a folder is not a query
+
+
+def test_open_catalogs_and_the_recent_menu(qtbot, make_window, tmp_path, gui_catalog, gui_settings, luma_images):
+    window = make_window(gui_catalog)
+    assert str(gui_catalog) in gui_settings.recent_catalogs()
+    recent = [a.text() for a in window.recent_menu.actions()]
+    assert str(gui_catalog) in recent
+
+    # a folder that is not a catalog: a clear message, the open catalog stays
+    not_a_catalog = tmp_path / "just-a-folder"
+    not_a_catalog.mkdir()
+    with qtbot.waitSignal(window.session.catalogFailed, timeout=WAIT_MS):
+        window.choose_catalog(str(not_a_catalog))
+    assert window.banner.level == "error" and "no catalog here" in window.banner.text()
+    assert window.session.catalog is not None and window.session.catalog.directory == gui_catalog
+
+    # create a new one: it becomes the open catalog and heads the recent list
+    fresh = tmp_path / "fresh"
+    with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
+        window.new_catalog(str(fresh))
+    assert window.session.catalog.directory == fresh
+    qtbot.waitUntil(lambda: window.session.ready, timeout=WAIT_MS)
+    assert gui_settings.recent_catalogs()[:2] == [str(fresh), str(gui_catalog)]
+    assert "fresh · 0 images" in window.catalog_label.text()
+
+    # a recent catalog that has vanished is dropped from the list with a message
+    shutil.rmtree(fresh)
+    window.open_recent(str(fresh))
+    assert "no longer exists" in window.banner.text()
+    assert str(fresh) not in gui_settings.recent_catalogs()
+
+    # searching an empty catalog says so (and still shows the predicted class)
+    empty = tmp_path / "empty"
+    with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
+        window.new_catalog(str(empty))
+    qtbot.waitUntil(lambda: window.session.ready, timeout=WAIT_MS)
+    drop_files(window, [luma_images[0]])
+    wait_idle(qtbot, window)
+    assert window.results_model.rowCount() == 0
+    assert "catalog is empty" in window.results_header.text()
+    assert len(window.query_panel.labels.texts()) == 3

@@ -1,0 +1,106 @@
+import os
+import shutil
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from engine.catalog import Catalog
+from engine.ingest import ingest
+
+
+def _write(path, rgb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    _write(folder / "coffee.jpg", skdata.coffee())
+    _write(folder / "cat.png", skdata.chelsea())
+    _write(folder / "nested" / "deeper" / "astronaut.jpg", skdata.astronaut())
+    (folder / "notes.txt").write_text("not an image and not named like one: ignored")
+    (folder / "broken.jpg").write_bytes(b"this is text, not a JPEG")
+    return folder
+
+
+def test_folder_ingest_reports_bad_files_and_goes_on(tmp_path, model, photo_folder):
+    with Catalog.open(tmp_path / "cat") as cat:
+        seen = []
+        report = ingest(cat, model, [photo_folder], progress=lambda d, t, m: seen.append((d, t)))
+        assert report.added == 3
+        assert [os.path.basename(p) for p, _ in report.failed] == ["broken.jpg"]
+        assert "not an image" in report.failed[0][1]
+        assert seen[-1] == (4, 4)
+        assert cat.count_images() == 3
+        assert [e["path"] for e in cat.errors()] == [str(photo_folder / "broken.jpg")]
+        rec = {os.path.basename(r["path"]): r for r in cat.iter_records()}
+        assert rec["coffee.jpg"]["width"] == 600 and rec["coffee.jpg"]["height"] == 400
+        assert rec["coffee.jpg"]["labels"][0][0] in {"espresso", "cup", "coffee mug"}
+
+
+def test_reindex_is_incremental(tmp_path, model, photo_folder):
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [photo_folder])
+        again = ingest(cat, model, [photo_folder])
+        assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+        # same bytes, new mtime: recognised by content hash, not re-embedded
+        os.utime(photo_folder / "cat.png", (time.time() + 5, time.time() + 5))
+        # changed content: re-embedded in place (same image id)
+        before = {r["path"]: r["image_id"] for r in cat.iter_records()}
+        _write(photo_folder / "coffee.jpg", np.ascontiguousarray(skdata.coffee()[:, ::-1]))
+        third = ingest(cat, model, [photo_folder])
+        assert (third.added, third.updated, third.unchanged) == (0, 1, 2)
+        after = {r["path"]: r["image_id"] for r in cat.iter_records()}
+        assert before == after
+        assert len(cat.index()) == 3
+        # a vanished file is forgotten on request
+        (photo_folder / "cat.png").unlink()
+        assert cat.remove_missing() == 1
+        assert cat.count_images() == 2 and len(cat.index()) == 2
+
+
+def test_cancel_keeps_a_consistent_catalog(tmp_path, model, luma_images):
+    cancel = threading.Event()
+
+    def progress(done, total, message):
+        if done >= 20:
+            cancel.set()
+
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = ingest(cat, model, luma_images[:120], progress=progress, cancel=cancel, batch_size=8)
+        assert report.cancelled
+        n = cat.count_images()
+        assert 0 < n < 120 and n == report.added
+        assert len(cat.index()) == n
+        rest = ingest(cat, model, luma_images[:120], batch_size=8)
+        assert rest.added == 120 - n and rest.unchanged == n
+        assert cat.count_images() == 120 == len(cat.index())
+
+
+def test_symlink_loops_and_broken_links(tmp_path, model):
+    folder = tmp_path / "photos"
+    _write(folder / "a" / "coffee.jpg", skdata.coffee())
+    os.symlink(folder, folder / "a" / "loop")
+    os.symlink(folder / "missing.jpg", folder / "dangling.jpg")
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = ingest(cat, model, [folder])
+        assert report.added == 1
+        reasons = dict(report.failed)
+        assert reasons[str(folder / "dangling.jpg")] == "broken symbolic link"
+        assert any("loop" in r for r in reasons.values())
+
+
+def test_same_image_in_two_places_gets_two_entries(tmp_path, model, photo_folder):
+    shutil.copy(photo_folder / "coffee.jpg", photo_folder / "coffee-copy.jpg")
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [photo_folder])
+        paths = [r["path"] for r in cat.iter_records()]
+        assert str(photo_folder / "coffee-copy.jpg") in paths and len(paths) == 4
