@@ -102,7 +102,9 @@ def cmd_latency(args) -> int:
             try:
                 per_stage: dict[str, list[float]] = {}
                 for q in queries:
-                    t = searcher.search_path(q.query).timings
+                    own = catalog.image_by_path(q.query)       # as in lookalike eval: not itself
+                    f = search.SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
+                    t = searcher.search_path(q.query, filters=f).timings
                     t.pop("total", None)
                     t["total"] = sum(t.values())
                     for k, v in t.items():
@@ -250,9 +252,6 @@ SPECS = {
     "gated, + margin, unchanged": {
         "verified": ("log_inliers", "aligned", "margin", "colour", "unchanged", "cosine"),
         "visual": ("cosine", "colour", "log_inliers")},
-    "gated +best, no unchanged": {
-        "verified": ("log_inliers", "aligned", "margin", "best", "colour", "cosine"),
-        "visual": ("cosine", "colour")},
     "gated +best": {
         "verified": ("log_inliers", "aligned", "margin", "best", "colour", "unchanged", "partial", "cosine"),
         "visual": ("cosine", "colour")},
@@ -308,6 +307,25 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_table(args) -> int:
+    """Figures per configuration, every one scored with the shipped engine/scoring.py (raw
+    cosine for the embedding-only configuration: no verification, no colour)."""
+    d = Path(args.details)
+    print("| set | configuration | R@1 | R@5 | mAP | micro-AP | copy P / R | same product P / R |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path in sorted(d.glob("*.jsonl")):
+        set_name, config = path.stem.split("-", 1)
+        rows = load(path)
+        rk = by_cosine(rows) if config == "embedding" else rescored(rows, scoring.MODELS)
+        s = evaluation.summarise(rk, K)
+        t = s["thresholds"]
+        f = lambda x: "n/a" if x != x else f"{x:.3f}"  # noqa: E731
+        pr = lambda n: "-" if config == "embedding" else f"{f(t[n]['precision'])} / {f(t[n]['recall'])}"  # noqa: E731
+        print(f"| {set_name} | {config} | {f(s['R@1'])} | {f(s['R@5'])} | {f(s['mAP'])} | {f(s['micro-AP'])} | "
+              f"{pr('copy')} | {pr('same product')} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -322,6 +340,9 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=4, help="use every n-th query")
     p.add_argument("--model", default=None)
     p.set_defaults(fn=cmd_latency)
+    p = sub.add_parser("table")
+    p.add_argument("--details", required=True)
+    p.set_defaults(fn=cmd_table)
     p = sub.add_parser("fit")
     p.add_argument("--details", required=True)
     p.add_argument("--config", default="full")
