@@ -37,17 +37,23 @@ def fit_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     scale = max_side / max(h, w)
     if scale >= 1.0:
         return np.ascontiguousarray(rgb)
-    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
 
 
 def _gray(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), scale
 
 
-def register(query: np.ndarray, match: np.ndarray, *, work_side: int = 800) -> tuple[np.ndarray, int] | None:
+def register(
+    query: np.ndarray, match: np.ndarray, *, work_side: int = 800
+) -> tuple[np.ndarray, int] | None:
     """Homography mapping ``match`` pixels onto ``query`` pixels, with its inlier count, or None."""
     gq, sq = _gray(query, work_side)
     gm, sm = _gray(match, work_side)
@@ -81,7 +87,14 @@ def _plausible(H: np.ndarray, w: int, h: int) -> bool:
     return bool(cv2.isContourConvex(quad.astype(np.float32))) and cv2.contourArea(quad) > 1.0
 
 
-def align(query: np.ndarray, match: np.ndarray, *, features: bool = True, mirror: bool = False, max_side: int = 1600) -> Alignment:
+def align(
+    query: np.ndarray,
+    match: np.ndarray,
+    *,
+    features: bool = True,
+    mirror: bool = False,
+    max_side: int = 1600,
+) -> Alignment:
     """The match in the query's frame (both downscaled to at most ``max_side``)."""
     query = fit_max_side(query, max_side)
     if mirror:
@@ -91,8 +104,15 @@ def align(query: np.ndarray, match: np.ndarray, *, features: bool = True, mirror
         found = register(query, match)
         if found is not None:
             H, inliers = found
-            warped = cv2.warpPerspective(match, H, (w, h), flags=cv2.INTER_AREA, borderValue=(255, 255, 255))
-            valid = cv2.warpPerspective(np.full(match.shape[:2], 255, np.uint8), H, (w, h), flags=cv2.INTER_NEAREST) > 0
+            warped = cv2.warpPerspective(
+                match, H, (w, h), flags=cv2.INTER_AREA, borderValue=(255, 255, 255)
+            )
+            valid = (
+                cv2.warpPerspective(
+                    np.full(match.shape[:2], 255, np.uint8), H, (w, h), flags=cv2.INTER_NEAREST
+                )
+                > 0
+            )
             return Alignment(query, warped, valid, "features", inliers)
     resized = cv2.resize(match, (w, h), interpolation=cv2.INTER_AREA)
     return Alignment(query, resized, np.ones((h, w), bool), "resize")
@@ -115,7 +135,9 @@ def difference(alignment: Alignment) -> Difference:
     compared = int(valid.sum()) or 1
     changed = float(((diff > DIFF_THRESHOLD) & valid).sum()) / compared
     mean_abs = float(diff[valid].mean()) if valid.any() else 0.0
-    heat = cv2.applyColorMap(np.clip(diff.astype(np.int32) * 3, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    heat = cv2.applyColorMap(
+        np.clip(diff.astype(np.int32) * 3, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO
+    )
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
     gray = cv2.cvtColor(alignment.query, cv2.COLOR_RGB2GRAY).astype(np.float32)[:, :, None]
     weight = np.clip(diff.astype(np.float32) / 64.0, 0.0, 1.0)[:, :, None]

@@ -31,16 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("image", nargs="*", type=Path, help="query image(s) to search at start-up")
     parser.add_argument("--catalog", type=Path, help="catalog folder (default: the last one used)")
-    parser.add_argument("--query", type=Path, action="append", default=[], help="query image to search at start-up")
-    parser.add_argument("--screenshot", type=Path, metavar="OUT.png", help="save a screenshot once the results are shown, then exit")
-    parser.add_argument("--size", default="1280x860", help="window size for --screenshot, WIDTHxHEIGHT (default 1280x860)")
+    parser.add_argument(
+        "--query", type=Path, action="append", default=[], help="query image to search at start-up"
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUT.png",
+        help="save a screenshot once the results are shown, then exit",
+    )
+    parser.add_argument(
+        "--size",
+        default="1280x860",
+        help="window size for --screenshot, WIDTHxHEIGHT (default 1280x860)",
+    )
     parser.add_argument("--roi", help="region of interest for the query, X,Y,W,H in image pixels")
-    parser.add_argument("--select", type=int, default=1, metavar="N", help="with --screenshot: select result N (default 1)")
-    parser.add_argument("--compare", choices=["side", "difference", "blink"], help="with --screenshot: show the compare view in this mode")
+    parser.add_argument(
+        "--select",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --screenshot: select result N (default 1)",
+    )
+    parser.add_argument(
+        "--compare",
+        choices=["side", "difference", "blink"],
+        help="with --screenshot: show the compare view in this mode",
+    )
     parser.add_argument("--min-score", type=float, help="minimum score filter (0-1)")
     parser.add_argument("--results", type=int, metavar="K", help="number of results")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for --screenshot (default 120)")
-    parser.add_argument("--ready-probe", action="store_true", help=argparse.SUPPRESS)  # start-up benchmark
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for --screenshot (default 120)",
+    )
+    parser.add_argument(
+        "--ready-probe", action="store_true", help=argparse.SUPPRESS
+    )  # start-up benchmark
     return parser
 
 
@@ -105,7 +133,9 @@ def setup_logging() -> Path | None:
     try:
         path = log_file_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=2, encoding="utf-8")
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=1_000_000, backupCount=2, encoding="utf-8"
+        )
     except OSError:
         path, handler = None, logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -138,7 +168,9 @@ def install_excepthook(show: Any, log_path: Path | None = None) -> None:
             return
         log.error("uncaught exception:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
         first = str(exc).splitlines()[0] if str(exc) else ""
-        relay.error.emit(f"Unexpected error: {exc_type.__name__}{': ' + first if first else ''}{where}")
+        relay.error.emit(
+            f"Unexpected error: {exc_type.__name__}{': ' + first if first else ''}{where}"
+        )
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
@@ -155,7 +187,16 @@ def install_excepthook(show: Any, log_path: Path | None = None) -> None:
 class ScreenshotDriver:
     """Polls the window until the query's results and visible thumbnails are shown, then grabs."""
 
-    def __init__(self, window: Any, out: Path, *, timeout: float, roi=None, select: int = 1, compare: str | None = None):
+    def __init__(
+        self,
+        window: Any,
+        out: Path,
+        *,
+        timeout: float,
+        roi=None,
+        select: int = 1,
+        compare: str | None = None,
+    ):
         from PySide6.QtCore import QTimer
 
         self.window, self.out, self.timeout = window, out, timeout
@@ -215,7 +256,11 @@ class ScreenshotDriver:
             if not w.is_idle():
                 return
             result = w.shown_result
-            if result is not None and getattr(result, "error", None) and not getattr(result, "results", None):
+            if (
+                result is not None
+                and getattr(result, "error", None)
+                and not getattr(result, "results", None)
+            ):
                 self._finish(1, f"cannot take the screenshot: {result.error}")
                 return
             if self.select and w.results_model.rowCount() >= self.select:
@@ -313,9 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     driver = None
     if args.screenshot:
         driver = ScreenshotDriver(
-            window, args.screenshot, timeout=args.timeout, roi=roi, select=args.select, compare=args.compare
+            window,
+            args.screenshot,
+            timeout=args.timeout,
+            roi=roi,
+            select=args.select,
+            compare=args.compare,
         )
     elif roi is not None:
+
         def apply_roi() -> None:
             query = window.session.current
             if query is not None and query.image is not None:
@@ -326,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(100, apply_roi)
 
     if args.ready_probe:  # start-up benchmark: report when the event loop first runs, then quit
+
         def ready() -> None:
             print(f"window ready after {time.perf_counter() - _T0:.3f} s (in-process)", flush=True)
             print("READY", flush=True)

@@ -48,13 +48,24 @@ def measure_startup(runs: int = 3) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m desktop.bench_responsiveness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m desktop.bench_responsiveness", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("paths", nargs="+", type=Path, help="folder(s) or feed(s) to import")
     parser.add_argument("--catalog", type=Path, help="catalog folder (default: a temporary one)")
     parser.add_argument("--query", type=Path, help="also search with this image during the import")
-    parser.add_argument("--query-every", type=float, default=2.0, help="seconds between searches (default 2)")
-    parser.add_argument("--diagnose", action="store_true", help="print what every thread ran during stalls")
-    parser.add_argument("--startup-runs", type=int, default=3, help="fresh processes for the start-up time (0: skip)")
+    parser.add_argument(
+        "--query-every", type=float, default=2.0, help="seconds between searches (default 2)"
+    )
+    parser.add_argument(
+        "--diagnose", action="store_true", help="print what every thread ran during stalls"
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        default=3,
+        help="fresh processes for the start-up time (0: skip)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -78,14 +89,23 @@ def main(argv: list[str] | None = None) -> int:
 
     deadline = time.monotonic() + 120
     while not window.session.ready:
-        if window.session.model_error or window.session.catalog_error or time.monotonic() > deadline:
-            print(f"cannot start: {window.session.model_error or window.session.catalog_error or 'timeout'}", file=sys.stderr)
+        if (
+            window.session.model_error
+            or window.session.catalog_error
+            or time.monotonic() > deadline
+        ):
+            print(
+                f"cannot start: {window.session.model_error or window.session.catalog_error or 'timeout'}",
+                file=sys.stderr,
+            )
             return 1
         app.processEvents()
         time.sleep(0.01)
     existing = window.session.catalog_info.images if window.session.catalog_info else 0
     if existing:
-        print(f"note: the catalog already holds {existing} images; unchanged files are skipped quickly")
+        print(
+            f"note: the catalog already holds {existing} images; unchanged files are skipped quickly"
+        )
 
     probe = LatencyProbe()
     dog = StallWatchdog() if args.diagnose else None
@@ -146,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.startup_runs > 0:
         times = measure_startup(args.startup_runs)
         if times:
-            print(f"start-up to a usable window: best {min(times):.2f} s, worst {max(times):.2f} s over {len(times)} runs")
+            print(
+                f"start-up to a usable window: best {min(times):.2f} s, worst {max(times):.2f} s over {len(times)} runs"
+            )
     return 0
 
 

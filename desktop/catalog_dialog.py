@@ -91,7 +91,9 @@ class CatalogStatsDialog(QDialog):
             self.values[name] = label.text()
 
     def set_errors(self, errors: list[dict]) -> None:
-        self.errors_label.setText(f"Import errors ({len(errors)} most recent)" if errors else "No import errors")
+        self.errors_label.setText(
+            f"Import errors ({len(errors)} most recent)" if errors else "No import errors"
+        )
         self.errors.setRowCount(len(errors))
         for row, err in enumerate(errors):
             when = err.get("at")

@@ -48,7 +48,9 @@ class ComparePair:
     description: str  # how the match was aligned, how much differs
 
 
-def build_compare_pair(query_rgb: Any, match_path: str, features: bool, mirror: bool) -> ComparePair:
+def build_compare_pair(
+    query_rgb: Any, match_path: str, features: bool, mirror: bool
+) -> ComparePair:
     """Worker job: decode the match, align it to the query, compute the difference image."""
     from engine.imaging import load_image
 
@@ -62,7 +64,12 @@ def build_compare_pair(query_rgb: Any, match_path: str, features: bool, mirror: 
         f"Match {aligned.describe()}; {diff.changed_fraction * 100:.1f}% of the pixels differ "
         f"(mean difference {diff.mean_abs:.1f}/255)"
     )
-    return ComparePair(qimage_from_rgb(aligned.query), qimage_from_rgb(aligned.match), qimage_from_rgb(diff.image), text)
+    return ComparePair(
+        qimage_from_rgb(aligned.query),
+        qimage_from_rgb(aligned.match),
+        qimage_from_rgb(diff.image),
+        text,
+    )
 
 
 class LinkedView(QGraphicsView):
@@ -139,7 +146,9 @@ class CompareView(QWidget):
         self.mirror_button.setCheckable(True)
         self.align_box = QCheckBox("Align")
         self.align_box.setChecked(True)
-        self.align_box.setToolTip("Register the match on the query by image features (undoes crops, rotations, perspective)")
+        self.align_box.setToolTip(
+            "Register the match on the query by image features (undoes crops, rotations, perspective)"
+        )
         bar.addWidget(self.swap_button)
         bar.addWidget(self.mirror_button)
         bar.addWidget(self.align_box)
@@ -208,8 +217,11 @@ class CompareView(QWidget):
         if icon:
             button.setIcon(resources.icon(icon))
         button.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon if text and icon else
-            Qt.ToolButtonStyle.ToolButtonIconOnly if icon else Qt.ToolButtonStyle.ToolButtonTextOnly
+            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+            if text and icon
+            else Qt.ToolButtonStyle.ToolButtonIconOnly
+            if icon
+            else Qt.ToolButtonStyle.ToolButtonTextOnly
         )
         button.setToolTip(tip)
         button.setAccessibleName(text or tip)
@@ -218,8 +230,12 @@ class CompareView(QWidget):
 
     # -- linking --------------------------------------------------------------------------------
     def _link(self, a: LinkedView, b: LinkedView) -> None:
-        a.horizontalScrollBar().valueChanged.connect(lambda v: self._sync_scroll(b.horizontalScrollBar(), v))
-        a.verticalScrollBar().valueChanged.connect(lambda v: self._sync_scroll(b.verticalScrollBar(), v))
+        a.horizontalScrollBar().valueChanged.connect(
+            lambda v: self._sync_scroll(b.horizontalScrollBar(), v)
+        )
+        a.verticalScrollBar().valueChanged.connect(
+            lambda v: self._sync_scroll(b.verticalScrollBar(), v)
+        )
         a.zoomed.connect(lambda _f, _p, a=a, b=b: self._on_wheel_zoom(a, b))
 
     def _on_wheel_zoom(self, source: LinkedView, target: LinkedView) -> None:
@@ -372,12 +388,18 @@ class CompareView(QWidget):
         if pair is None:
             return
         self._blink_showing_match = not self._blink_showing_match
-        match_side, query_side = (pair.query, pair.match) if self.swap_button.isChecked() else (pair.match, pair.query)
-        self.right.item.setPixmap(QPixmap.fromImage(match_side if self._blink_showing_match else query_side))
+        match_side, query_side = (
+            (pair.query, pair.match) if self.swap_button.isChecked() else (pair.match, pair.query)
+        )
+        self.right.item.setPixmap(
+            QPixmap.fromImage(match_side if self._blink_showing_match else query_side)
+        )
         left_caption, right_caption = self._captions()
         if self.swap_button.isChecked():
             left_caption, right_caption = right_caption, left_caption
-        self.right_caption.setText(f"Blink: {right_caption if self._blink_showing_match else left_caption}")
+        self.right_caption.setText(
+            f"Blink: {right_caption if self._blink_showing_match else left_caption}"
+        )
 
     def stop(self) -> None:
         """Leave the view (stop blinking, drop pending loads)."""

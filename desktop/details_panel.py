@@ -36,7 +36,9 @@ SHOWN_KEYS = {
 class ElidedLabel(QLabel):
     """A one-line label that elides its text to the width it is given (paths, URLs)."""
 
-    def __init__(self, text: str, mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle, parent=None):
+    def __init__(
+        self, text: str, mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle, parent=None
+    ):
         super().__init__(parent)
         self._full = text
         self._mode = mode
@@ -50,7 +52,9 @@ class ElidedLabel(QLabel):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        super().setText(self.fontMetrics().elidedText(self._full, self._mode, max(20, self.width())))
+        super().setText(
+            self.fontMetrics().elidedText(self._full, self._mode, max(20, self.width()))
+        )
 
 
 def open_external(url: QUrl) -> bool:
@@ -110,9 +114,15 @@ class DetailsPanel(QScrollArea):
 
         buttons = QGridLayout()
         buttons.setSpacing(4)
-        self.compare_button = self._button("Compare", "compare", "Compare with the query side by side (C)")
-        self.reveal_button = self._button("Folder", "folder", "Show the folder holding this image (Ctrl+Shift+R)")
-        self.url_button = self._button("Web page", "link", "Open the product page in the browser (Ctrl+Shift+U)")
+        self.compare_button = self._button(
+            "Compare", "compare", "Compare with the query side by side (C)"
+        )
+        self.reveal_button = self._button(
+            "Folder", "folder", "Show the folder holding this image (Ctrl+Shift+R)"
+        )
+        self.url_button = self._button(
+            "Web page", "link", "Open the product page in the browser (Ctrl+Shift+U)"
+        )
         self.copy_sku_button = self._button("SKU", "copy", "Copy the product id / SKU")
         self.copy_id_button = self._button("Image id", "copy", "Copy the catalog image id")
         self.copy_path_button = self._button("Path", "copy", "Copy the image file path")
@@ -138,11 +148,17 @@ class DetailsPanel(QScrollArea):
         layout.addWidget(self.description)
         layout.addStretch(1)
 
-        self.compare_button.clicked.connect(lambda: self.match and self.compareRequested.emit(self.match))
+        self.compare_button.clicked.connect(
+            lambda: self.match and self.compareRequested.emit(self.match)
+        )
         self.reveal_button.clicked.connect(self.reveal_in_folder)
         self.url_button.clicked.connect(self.open_product_url)
-        self.copy_sku_button.clicked.connect(lambda: self._copy(product_sku(self._product(), self.match), "SKU"))
-        self.copy_id_button.clicked.connect(lambda: self._copy(str(self.match.image_id), "image id"))
+        self.copy_sku_button.clicked.connect(
+            lambda: self._copy(product_sku(self._product(), self.match), "SKU")
+        )
+        self.copy_id_button.clicked.connect(
+            lambda: self._copy(str(self.match.image_id), "image id")
+        )
         self.copy_path_button.clicked.connect(lambda: self._copy(str(self.match.path), "path"))
         self.match: Any = None
         self.record: dict = {}
@@ -157,7 +173,9 @@ class DetailsPanel(QScrollArea):
     def _product(self) -> dict:
         merged = dict(self.record or {})
         if self.match is not None:
-            merged.update({k: v for k, v in (self.match.product or {}).items() if v not in (None, "")})
+            merged.update(
+                {k: v for k, v in (self.match.product or {}).items() if v not in (None, "")}
+            )
         return merged
 
     # -- content -----------------------------------------------------------------------------------
@@ -182,7 +200,12 @@ class DetailsPanel(QScrollArea):
         else:
             pix = QPixmap.fromImage(image)
             self.preview.setPixmap(
-                pix.scaled(220, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+                pix.scaled(
+                    220,
+                    160,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
             )
 
     def _fill(self, thumbnail: QImage | None, keep_preview: bool = False) -> None:
@@ -191,7 +214,12 @@ class DetailsPanel(QScrollArea):
         self.fields = {}
         match = self.match
         has = match is not None
-        for button in (self.compare_button, self.reveal_button, self.copy_id_button, self.copy_path_button):
+        for button in (
+            self.compare_button,
+            self.reveal_button,
+            self.copy_id_button,
+            self.copy_path_button,
+        ):
             button.setEnabled(has)
         if not has:
             self.title.setText("No result selected")
@@ -236,7 +264,11 @@ class DetailsPanel(QScrollArea):
                 if value not in (None, "", [], {}):
                     self._row(str(key).replace("_", " ").capitalize(), _short(value))
         for key, value in product.items():  # anything else the engine adds
-            if key not in SHOWN_KEYS and value not in (None, "", [], {}) and not isinstance(value, (dict, list)):
+            if (
+                key not in SHOWN_KEYS
+                and value not in (None, "", [], {})
+                and not isinstance(value, (dict, list))
+            ):
                 self._row(str(key).replace("_", " ").capitalize(), _short(value))
         self.url_button.setEnabled(url is not None)
         self.copy_sku_button.setEnabled(bool(sku))

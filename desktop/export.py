@@ -7,6 +7,7 @@ return) are prefixed with a single quote, so an exported file is safe to open in
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def safe_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        text = f"{value:.4f}".rstrip("0").rstrip(".") if value == value else ""
+        text = "" if math.isnan(value) else f"{value:.4f}".rstrip("0").rstrip(".")
     else:
         text = str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text

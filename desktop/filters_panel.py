@@ -48,13 +48,17 @@ class FiltersPanel(QGroupBox):
 
         self.category = QComboBox()
         self.category.setAccessibleName("Category filter")
-        self.category.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.category.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.category.setMinimumContentsLength(12)
         form.addRow("&Category", self.category)
 
         self.brand = QComboBox()
         self.brand.setAccessibleName("Brand filter")
-        self.brand.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.brand.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.brand.setMinimumContentsLength(12)
         form.addRow("&Brand", self.brand)
 
@@ -123,7 +127,9 @@ class FiltersPanel(QGroupBox):
             self.count.valueChanged,
         ):
             signal.connect(self._schedule)
-        self.min_score.valueChanged.connect(lambda v: self.min_score_label.setText(f"{v / 100:.2f}"))
+        self.min_score.valueChanged.connect(
+            lambda v: self.min_score_label.setText(f"{v / 100:.2f}")
+        )
 
     def _preset_button(self, text: str) -> QToolButton:
         button = QToolButton()

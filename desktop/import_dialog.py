@@ -55,6 +55,9 @@ def report_summary(report: Any) -> str:
 
 
 class ImportDialog(QDialog):
+    """Closing it only hides it: the import goes on (the status bar shows its progress) and the
+    window comes back with the summary when the import ends."""
+
     cancelRequested = Signal()
 
     def __init__(self, parent=None):
@@ -95,7 +98,9 @@ class ImportDialog(QDialog):
         self.failures.setAccessibleName("Files that failed")
         layout.addWidget(self.failures, 1)
         self.buttons = QDialogButtonBox()
-        self.cancel_button = self.buttons.addButton("Cancel import", QDialogButtonBox.ButtonRole.RejectRole)
+        self.cancel_button = self.buttons.addButton(
+            "Cancel import", QDialogButtonBox.ButtonRole.RejectRole
+        )
         self.copy_button = QPushButton(resources.icon("copy"), "Copy error list")
         self.buttons.addButton(self.copy_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
@@ -136,7 +141,11 @@ class ImportDialog(QDialog):
                 self.bar.setRange(0, total)
             self.bar.setValue(min(done, total))
         metrics = self.current.fontMetrics()
-        self.current.setText(metrics.elidedText(message, Qt.TextElideMode.ElideMiddle, max(200, self.current.width())))
+        self.current.setText(
+            metrics.elidedText(
+                message, Qt.TextElideMode.ElideMiddle, max(200, self.current.width())
+            )
+        )
         elapsed = time.monotonic() - self._started
         if done > 0 and elapsed > 0.5:
             rate = done / elapsed
@@ -176,6 +185,8 @@ class ImportDialog(QDialog):
             self.resize(max(self.width(), 720), 420)
         self.cancel_button.hide()
         self.close_button.show()
+        self.show()
+        self.raise_()
 
     def fail(self, message: str) -> None:
         self.running = False
@@ -195,14 +206,9 @@ class ImportDialog(QDialog):
         lines = [f"{path}\t{reason}" for path, reason in rows]
         QGuiApplication.clipboard().setText("\n".join(lines))
 
-    def closeEvent(self, event) -> None:
-        # closing the window while importing only hides it; the import goes on (status bar shows it)
-        event.ignore()
-        self.hide()
-
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)

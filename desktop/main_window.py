@@ -3,6 +3,7 @@ details (right), a message banner and a status bar. It wires widgets to the :cla
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -57,7 +58,14 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 class MainWindow(QMainWindow):
     resultsShown = Signal(object)  # the QueryResult now in the grid
 
-    def __init__(self, settings: Settings | None = None, *, model_loader=None, persist: bool = True, parent=None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        model_loader=None,
+        persist: bool = True,
+        parent=None,
+    ):
         super().__init__(parent)
         self.settings = settings or Settings()
         self.persist = persist  # screenshots and benchmarks leave the user's settings alone
@@ -65,9 +73,15 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(resources.app_icon())
         self.setAcceptDrops(True)
         self.session = Session(model_loader=model_loader, parent=self)
-        ratio = QGuiApplication.primaryScreen().devicePixelRatio() if QGuiApplication.primaryScreen() else 1.0
+        ratio = (
+            QGuiApplication.primaryScreen().devicePixelRatio()
+            if QGuiApplication.primaryScreen()
+            else 1.0
+        )
         side = round(ResultDelegate.THUMB * max(1.0, ratio))  # crisp on high-DPI screens
-        self.thumbnails = ThumbnailLoader(display_size=QSize(side, side), disk_size=max(256, side), parent=self)
+        self.thumbnails = ThumbnailLoader(
+            display_size=QSize(side, side), disk_size=max(256, side), parent=self
+        )
         self.results_model = ResultsModel(self.thumbnails, self)
         self.shown_result: Any = None
         self.shown_query: Query | None = None
@@ -143,8 +157,11 @@ class MainWindow(QMainWindow):
         self.import_dialog = ImportDialog(self)
         self.stats_dialog = CatalogStatsDialog(self)
         self.shortcuts_dialog: QDialog | None = None
+        self.duplicates_window: QWidget | None = None
 
-    def _action(self, text: str, slot, shortcut=None, icon: str | None = None, tip: str | None = None) -> QAction:
+    def _action(
+        self, text: str, slot, shortcut=None, icon: str | None = None, tip: str | None = None
+    ) -> QAction:
         action = QAction(text, self)
         if icon:
             action.setIcon(resources.icon(icon))
@@ -155,37 +172,116 @@ class MainWindow(QMainWindow):
                 action.setShortcut(QKeySequence(shortcut))
         if tip:
             action.setStatusTip(tip)
-            action.setToolTip(f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})" if shortcut else tip)
+            action.setToolTip(
+                f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+                if shortcut
+                else tip
+            )
         action.triggered.connect(lambda _checked=False: slot())
         self.addAction(action)  # shortcuts work even when the menu bar is hidden
         return action
 
     def _build_actions(self) -> None:
         A = self._action
-        self.act_open = A("&Open image…", self.open_images, QKeySequence.StandardKey.Open, "open", "Open query images")
-        self.act_paste = A("&Paste image", self.paste, QKeySequence.StandardKey.Paste, "paste", "Search with the image on the clipboard")
-        self.act_export = A("&Export results…", self.export_results, "Ctrl+E", "export", "Export the results to CSV")
+        self.act_open = A(
+            "&Open image…",
+            self.open_images,
+            QKeySequence.StandardKey.Open,
+            "open",
+            "Open query images",
+        )
+        self.act_paste = A(
+            "&Paste image",
+            self.paste,
+            QKeySequence.StandardKey.Paste,
+            "paste",
+            "Search with the image on the clipboard",
+        )
+        self.act_export = A(
+            "&Export results…", self.export_results, "Ctrl+E", "export", "Export the results to CSV"
+        )
         self.act_quit = A("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_new_catalog = A("&New catalog…", self.new_catalog, None, "catalog", "Create an empty catalog in a folder")
-        self.act_open_catalog = A("&Open catalog…", self.choose_catalog, "Ctrl+Shift+O", "catalog", "Open a catalog folder")
-        self.act_import_folder = A("Import &folder…", self.import_folder, "Ctrl+I", "import", "Import a folder of product images")
-        self.act_import_feed = A("Import product &feed…", self.import_feed, "Ctrl+Shift+I", "import", "Import a product feed (CSV)")
-        self.act_stats = A("Catalog &statistics", self.show_stats, None, "stats", "Catalog size, facets and import errors")
-        self.act_remove = A("&Remove selected from catalog…", self.remove_selected, None, "remove", "Remove the selected results from the catalog")
+        self.act_new_catalog = A(
+            "&New catalog…",
+            self.new_catalog,
+            None,
+            "catalog",
+            "Create an empty catalog in a folder",
+        )
+        self.act_open_catalog = A(
+            "&Open catalog…",
+            self.choose_catalog,
+            "Ctrl+Shift+O",
+            "catalog",
+            "Open a catalog folder",
+        )
+        self.act_import_folder = A(
+            "Import &folder…",
+            self.import_folder,
+            "Ctrl+I",
+            "import",
+            "Import a folder of product images",
+        )
+        self.act_import_feed = A(
+            "Import product &feed…",
+            self.import_feed,
+            "Ctrl+Shift+I",
+            "import",
+            "Import a product feed (CSV)",
+        )
+        self.act_duplicates = A(
+            "Find &duplicates…",
+            self.open_duplicates,
+            "Ctrl+D",
+            "compare",
+            "Scan the catalog for groups of copies (duplicate listings)",
+        )
+        self.act_stats = A(
+            "Catalog &statistics",
+            self.show_stats,
+            None,
+            "stats",
+            "Catalog size, facets and import errors",
+        )
+        self.act_remove = A(
+            "&Remove selected from catalog…",
+            self.remove_selected,
+            None,
+            "remove",
+            "Remove the selected results from the catalog",
+        )
         self.act_remove.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.results_view.addAction(self.act_remove)
         self.removeAction(self.act_remove)
         self.act_next = A("&Next result", lambda: self.step_result(1), ["N", "Ctrl+Right"])
         self.act_prev = A("&Previous result", lambda: self.step_result(-1), ["P", "Ctrl+Left"])
-        self.act_compare = A("&Compare with query", self.toggle_compare, "C", "compare", "Compare the selected result with the query")
+        self.act_compare = A(
+            "&Compare with query",
+            self.toggle_compare,
+            "C",
+            "compare",
+            "Compare the selected result with the query",
+        )
         self.act_next_query = A("Ne&xt query", lambda: self.session.step_query(-1), "Alt+Down")
         self.act_prev_query = A("Pre&vious query", lambda: self.session.step_query(1), "Alt+Up")
-        self.act_clear_roi = A("Search &whole image", self.query_panel.view.clear_roi, "Ctrl+Backspace", "clear-region", "Clear the region of interest")
-        self.act_research = A("Search &again", lambda: self.session.search_current(force=True), "F5")
+        self.act_clear_roi = A(
+            "Search &whole image",
+            self.query_panel.view.clear_roi,
+            "Ctrl+Backspace",
+            "clear-region",
+            "Clear the region of interest",
+        )
+        self.act_research = A(
+            "Search &again", lambda: self.session.search_current(force=True), "F5"
+        )
         self.act_focus_filters = A("&Filters", lambda: self.filters.category.setFocus(), "Ctrl+F")
-        self.act_reveal = A("Show in &folder", self.details.reveal_in_folder, "Ctrl+Shift+R", "folder")
-        self.act_open_url = A("Open product &page", self.details.open_product_url, "Ctrl+Shift+U", "link")
+        self.act_reveal = A(
+            "Show in &folder", self.details.reveal_in_folder, "Ctrl+Shift+R", "folder"
+        )
+        self.act_open_url = A(
+            "Open product &page", self.details.open_product_url, "Ctrl+Shift+U", "link"
+        )
         self.act_shortcuts = A("&Keyboard shortcuts", self.show_shortcuts, "F1")
 
         bar = self.menuBar()
@@ -200,6 +296,7 @@ class MainWindow(QMainWindow):
         catalog_menu.addAction(self.act_import_folder)
         catalog_menu.addAction(self.act_import_feed)
         catalog_menu.addSeparator()
+        catalog_menu.addAction(self.act_duplicates)
         catalog_menu.addAction(self.act_stats)
         catalog_menu.addAction(self.act_remove)
         search_menu = bar.addMenu("&Search")
@@ -219,7 +316,17 @@ class MainWindow(QMainWindow):
         tools.setObjectName("main-toolbar")
         tools.setIconSize(QSize(20, 20))
         tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for a in (self.act_open, self.act_paste, None, self.act_open_catalog, self.act_import_folder, self.act_stats, None, self.act_compare, self.act_export):
+        for a in (
+            self.act_open,
+            self.act_paste,
+            None,
+            self.act_open_catalog,
+            self.act_import_folder,
+            self.act_stats,
+            None,
+            self.act_compare,
+            self.act_export,
+        ):
             tools.addSeparator() if a is None else tools.addAction(a)
         self.addToolBar(tools)
         self.toolbar = tools
@@ -242,7 +349,9 @@ class MainWindow(QMainWindow):
         s.message.connect(self.banner.show_message)
         s.modelLoaded.connect(self._on_model_loaded)
         s.modelFailed.connect(lambda msg: self.model_label.setText("Model: not available"))
-        s.catalogFailed.connect(lambda msg: s.model is None and self.model_label.setText("Model: waiting for a catalog"))
+        s.catalogFailed.connect(
+            lambda msg: s.model is None and self.model_label.setText("Model: waiting for a catalog")
+        )
         s.modelFailed.connect(lambda msg: self.model_label.setToolTip(msg))
         s.catalogOpened.connect(self._on_catalog_opened)
         s.catalogFailed.connect(self._on_catalog_failed)
@@ -265,7 +374,9 @@ class MainWindow(QMainWindow):
         self.query_panel.clearHistoryRequested.connect(s.clear_history)
         self.filters.changed.connect(self._on_filters)
         self.results_view.selectionModel().currentChanged.connect(self._on_current_result)
-        self.results_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
+        self.results_view.selectionModel().selectionChanged.connect(
+            lambda *_: self._update_actions()
+        )
         self.results_view.activatedMatch.connect(lambda _m: self.show_compare())
         self.thumbnails.ready.connect(self._on_thumbnail)
         self.details.compareRequested.connect(lambda _m: self.show_compare())
@@ -294,16 +405,20 @@ class MainWindow(QMainWindow):
             self.details.copy_id_button,
             self.details.copy_path_button,
         ]
-        for a, b in zip(chain, chain[1:]):
+        for a, b in itertools.pairwise(chain):
             QWidget.setTabOrder(a, b)
 
     # ------------------------------------------------------------------------------------------
     # start-up and persistence
     # ------------------------------------------------------------------------------------------
-    def start(self, catalog: str | Path | None = None, queries: list[str | Path] | None = None) -> None:
+    def start(
+        self, catalog: str | Path | None = None, queries: list[str | Path] | None = None
+    ) -> None:
         """Open the catalog, then load the model that fits it (off the UI thread); run ``queries``."""
         directory = catalog if catalog is not None else self.settings.last_catalog()
-        self.session.open_catalog(directory, create=True if catalog is not None or directory is None else False)
+        # a catalog named on the command line (or the default one) is created if missing;
+        # the remembered last one is not re-created if it was deleted meanwhile
+        self.session.open_catalog(directory, create=catalog is not None or directory is None)
         if queries:
             self.add_paths([Path(q) for q in queries])
 
@@ -311,7 +426,10 @@ class MainWindow(QMainWindow):
         geometry = self.settings.window_blob("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        for name, splitter in (("main_splitter", self.main_splitter), ("left_splitter", self.left_splitter)):
+        for name, splitter in (
+            ("main_splitter", self.main_splitter),
+            ("left_splitter", self.left_splitter),
+        ):
             blob = self.settings.window_blob(name)
             if blob is not None:
                 splitter.restoreState(blob)
@@ -332,6 +450,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
+        self._close_duplicates()
         self.compare_view.stop()
         self.import_dialog.hide()
         self.thumbnails.shutdown()
@@ -351,7 +470,9 @@ class MainWindow(QMainWindow):
 
     def open_images(self, paths: list[str] | None = None) -> None:
         if paths is None:
-            paths, _ = QFileDialog.getOpenFileNames(self, "Open query images", self.settings.last_dir("query"), IMAGE_FILTER)
+            paths, _ = QFileDialog.getOpenFileNames(
+                self, "Open query images", self.settings.last_dir("query"), IMAGE_FILTER
+            )
             if not paths:
                 return
             self.settings.set_last_dir("query", Path(paths[0]).parent)
@@ -375,7 +496,9 @@ class MainWindow(QMainWindow):
             if text and "\n" not in text and len(text) < 4096 and Path(text).is_file():
                 self.add_paths([Path(text)])
                 return True
-        self.banner.warning("The clipboard holds no image: copy an image or take a screenshot, then paste.")
+        self.banner.warning(
+            "The clipboard holds no image: copy an image or take a screenshot, then paste."
+        )
         return False
 
     def dragEnterEvent(self, event) -> None:
@@ -390,7 +513,11 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         mime = event.mimeData()
-        files = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        files = (
+            [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+            if mime.hasUrls()
+            else []
+        )
         if files:
             self.add_paths(files)
         elif mime.hasImage():
@@ -419,6 +546,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _on_catalog_opened(self, info: CatalogInfo) -> None:
+        self._close_duplicates()  # it showed the previous catalog
         self.thumbnails.set_catalog(info.catalog)
         self.results_model.clear()
         self.shown_result = None
@@ -471,7 +599,9 @@ class MainWindow(QMainWindow):
                 self.query_panel.show_query(query)
                 self._show_query_error(query)
             elif query.result is not None:
-                self.query_panel.labels.set_labels(getattr(query.result, "labels", []) or [], "no class")
+                self.query_panel.labels.set_labels(
+                    getattr(query.result, "labels", []) or [], "no class"
+                )
 
     def _show_query_error(self, query: Query) -> None:
         self._show_result(query, None)
@@ -501,7 +631,9 @@ class MainWindow(QMainWindow):
         self.query_panel.show_roi(query)
         seconds = self.session.last_search_seconds
         if seconds is not None:
-            self.search_label.setText(f"Last search {seconds * 1000:.0f} ms at {time.strftime('%H:%M:%S')}")
+            self.search_label.setText(
+                f"Last search {seconds * 1000:.0f} ms at {time.strftime('%H:%M:%S')}"
+            )
 
     def _show_result(self, query: Query | None, result: Any) -> None:
         previous = self.results_view.current_match()
@@ -547,10 +679,16 @@ class MainWindow(QMainWindow):
         for m in matches:
             counts[m.strength or ""] = counts.get(m.strength or "", 0) + 1
         parts = []
-        for key, word in (("likely copy", "likely cop"), ("same product", "same product"), ("similar", "similar")):
+        for key, word in (
+            ("likely copy", "likely cop"),
+            ("same product", "same product"),
+            ("similar", "similar"),
+        ):
             n = counts.get(key, 0)
             if n:
-                parts.append(f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}")
+                parts.append(
+                    f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}"
+                )
         text = f"{_plural(len(matches), 'result')} for {name}"
         return text + (": " + ", ".join(parts) if parts else "")
 
@@ -618,15 +756,22 @@ class MainWindow(QMainWindow):
             return None
         query_name = self.shown_query.name if self.shown_query else ""
         if path is None:
-            suggested = Path(self.settings.last_dir("export")) / f"{Path(query_name).stem or 'results'}-matches.csv"
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export results", str(suggested), "CSV files (*.csv)")
+            suggested = (
+                Path(self.settings.last_dir("export"))
+                / f"{Path(query_name).stem or 'results'}-matches.csv"
+            )
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Export results", str(suggested), "CSV files (*.csv)"
+            )
             if not chosen:
                 return None
             path = chosen
             self.settings.set_last_dir("export", Path(chosen).parent)
         path = Path(path)
         try:
-            count = export_results_csv(path, str(self.shown_query.path or query_name) if self.shown_query else "", matches)
+            count = export_results_csv(
+                path, str(self.shown_query.path or query_name) if self.shown_query else "", matches
+            )
         except OSError as exc:
             self.banner.error(f"{path}: cannot write ({exc.strerror or exc})")
             return None
@@ -678,7 +823,9 @@ class MainWindow(QMainWindow):
 
     def open_recent(self, directory: str) -> None:
         if not Path(directory).is_dir():
-            self.banner.warning(f"{directory}: the folder no longer exists; removed from the recent catalogs.")
+            self.banner.warning(
+                f"{directory}: the folder no longer exists; removed from the recent catalogs."
+            )
             self.settings.remove_recent_catalog(directory)
             self._fill_recent_menu()
             return
@@ -686,7 +833,9 @@ class MainWindow(QMainWindow):
 
     def new_catalog(self, directory: str | None = None) -> None:
         if directory is None:
-            directory = QFileDialog.getExistingDirectory(self, "Folder for the new catalog", self.settings.last_dir("catalog"))
+            directory = QFileDialog.getExistingDirectory(
+                self, "Folder for the new catalog", self.settings.last_dir("catalog")
+            )
             if not directory:
                 return
         self.settings.set_last_dir("catalog", Path(directory).parent)
@@ -694,7 +843,9 @@ class MainWindow(QMainWindow):
 
     def choose_catalog(self, directory: str | None = None) -> None:
         if directory is None:
-            directory = QFileDialog.getExistingDirectory(self, "Open a catalog folder", self.settings.last_dir("catalog"))
+            directory = QFileDialog.getExistingDirectory(
+                self, "Open a catalog folder", self.settings.last_dir("catalog")
+            )
             if not directory:
                 return
         self.settings.set_last_dir("catalog", Path(directory).parent)
@@ -702,7 +853,9 @@ class MainWindow(QMainWindow):
 
     def import_folder(self, directory: str | None = None) -> None:
         if directory is None:
-            directory = QFileDialog.getExistingDirectory(self, "Import a folder of images", self.settings.last_dir("import"))
+            directory = QFileDialog.getExistingDirectory(
+                self, "Import a folder of images", self.settings.last_dir("import")
+            )
             if not directory:
                 return
             self.settings.set_last_dir("import", directory)
@@ -710,7 +863,9 @@ class MainWindow(QMainWindow):
 
     def import_feed(self, path: str | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Import a product feed", self.settings.last_dir("import"), FEED_FILTER)
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Import a product feed", self.settings.last_dir("import"), FEED_FILTER
+            )
             if not path:
                 return
             self.settings.set_last_dir("import", Path(path).parent)
@@ -740,7 +895,11 @@ class MainWindow(QMainWindow):
         self.import_bar.hide()
         self.statusBar().clearMessage()
         level = "warning" if report.failed or report.cancelled else "info"
-        self.banner.show_message(level, report_summary(report) + (" (see the import window for the failures)" if report.failed else ""))
+        self.banner.show_message(
+            level,
+            report_summary(report)
+            + (" (see the import window for the failures)" if report.failed else ""),
+        )
         self.thumbnails.set_catalog(self.session.catalog)  # updated images get new thumbnails
         self._update_actions()
 
@@ -749,6 +908,34 @@ class MainWindow(QMainWindow):
         self.import_bar.hide()
         self.statusBar().clearMessage()
         self._update_actions()
+
+    def open_duplicates(self) -> QWidget | None:
+        """The Duplicates view (desktop.duplicates_view) on the open catalog, in its own window."""
+        catalog = self.session.catalog
+        if catalog is None:
+            self.banner.info("Open a catalog first.")
+            return None
+        window = self.duplicates_window
+        if window is None or getattr(window, "catalog", None) is not catalog:
+            self._close_duplicates()
+            from .duplicates_view import DuplicatesView
+
+            window = DuplicatesView(catalog, self)  # shares the open catalog (thread-safe)
+            window.setWindowFlag(Qt.WindowType.Window)
+            window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
+            window.resize(1200, 780)
+            window.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            self.duplicates_window = window
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
+    def _close_duplicates(self) -> None:
+        if self.duplicates_window is not None:
+            self.duplicates_window.close()  # cancels its scan, waits for its threads
+            self.duplicates_window.deleteLater()
+            self.duplicates_window = None
 
     def show_stats(self) -> None:
         info = self.session.catalog_info
@@ -762,7 +949,9 @@ class MainWindow(QMainWindow):
         self.session.runner.start(
             self.session.aux_pool,
             Task(catalog_info_job, catalog, full_stats=True),
-            on_done=lambda full: full.catalog is self.session.catalog and self.stats_dialog.set_info(full),
+            on_done=lambda full: (
+                full.catalog is self.session.catalog and self.stats_dialog.set_info(full)
+            ),
             on_error=lambda msg: self.banner.warning(f"Cannot read the catalog statistics: {msg}"),
         )
         self.session.runner.start(
@@ -781,10 +970,13 @@ class MainWindow(QMainWindow):
         self.act_compare.setEnabled(has_current)
         self.act_next.setEnabled(has_results)
         self.act_prev.setEnabled(has_results)
-        self.act_remove.setEnabled(has_catalog and bool(self.results_view.selectionModel().hasSelection()))
+        self.act_remove.setEnabled(
+            has_catalog and bool(self.results_view.selectionModel().hasSelection())
+        )
         self.act_import_folder.setEnabled(has_catalog and not self.session.importing)
         self.act_import_feed.setEnabled(has_catalog and not self.session.importing)
         self.act_stats.setEnabled(has_catalog)
+        self.act_duplicates.setEnabled(has_catalog)
         self.act_reveal.setEnabled(has_current)
         self.act_open_url.setEnabled(has_current)
 
@@ -796,12 +988,22 @@ class MainWindow(QMainWindow):
             text = QTextBrowser()
             rows = []
             for action in self.actions():
-                keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
+                keys = ", ".join(
+                    s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()
+                )
                 if keys:
-                    rows.append(f"<tr><td><b>{keys}</b></td><td>{action.text().replace('&', '')}</td></tr>")
-            rows.append("<tr><td><b>Del</b></td><td>Remove the selected results from the catalog</td></tr>")
-            rows.append("<tr><td><b>Esc</b></td><td>Clear the region / leave the compare view</td></tr>")
-            rows.append("<tr><td><b>+ − 0 1</b></td><td>Compare view: zoom in, out, fit, actual pixels</td></tr>")
+                    rows.append(
+                        f"<tr><td><b>{keys}</b></td><td>{action.text().replace('&', '')}</td></tr>"
+                    )
+            rows.append(
+                "<tr><td><b>Del</b></td><td>Remove the selected results from the catalog</td></tr>"
+            )
+            rows.append(
+                "<tr><td><b>Esc</b></td><td>Clear the region / leave the compare view</td></tr>"
+            )
+            rows.append(
+                "<tr><td><b>+ − 0 1</b></td><td>Compare view: zoom in, out, fit, actual pixels</td></tr>"
+            )
             text.setHtml("<table cellpadding='3'>" + "".join(rows) + "</table>")
             layout.addWidget(text)
             buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -846,4 +1048,3 @@ class MainWindow(QMainWindow):
         if query.error:
             return True
         return self.shown_query is query and self.shown_result is not None
-

@@ -206,7 +206,9 @@ class QueryPanel(QWidget):
         if query is None:
             self.title.setText("No query")
             self.view.set_image(None)
-            self.view.set_message("Drop a product photo here\npaste one (Ctrl+V) or open one (Ctrl+O)")
+            self.view.set_message(
+                "Drop a product photo here\npaste one (Ctrl+V) or open one (Ctrl+O)"
+            )
             self.labels.set_labels([])
             self.show_roi(None)
             return
@@ -217,7 +219,9 @@ class QueryPanel(QWidget):
             self.view.set_roi(query.roi)
         else:
             self.view.set_image(None)
-            self.view.set_message(f"Cannot use this image:\n{query.error}" if query.error else "Loading…")
+            self.view.set_message(
+                f"Cannot use this image:\n{query.error}" if query.error else "Loading…"
+            )
         result = query.result
         if query.error:
             self.labels.set_labels([], "—")

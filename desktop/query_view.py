@@ -27,7 +27,9 @@ class QueryView(QGraphicsView):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
-        self.setRenderHints(QPainter.RenderHint.SmoothPixmapTransform | QPainter.RenderHint.Antialiasing)
+        self.setRenderHints(
+            QPainter.RenderHint.SmoothPixmapTransform | QPainter.RenderHint.Antialiasing
+        )
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -50,7 +52,9 @@ class QueryView(QGraphicsView):
         self._message = text
         self.viewport().update()
 
-    def set_image(self, display: QImage | None, image_size: tuple[int, int] = (0, 0), scale: float = 1.0) -> None:
+    def set_image(
+        self, display: QImage | None, image_size: tuple[int, int] = (0, 0), scale: float = 1.0
+    ) -> None:
         """Show ``display`` (a possibly downscaled copy of an image of ``image_size`` = (w, h))."""
         scene = self.scene()
         scene.clear()
@@ -66,7 +70,9 @@ class QueryView(QGraphicsView):
         self._pixmap_item = scene.addPixmap(QPixmap.fromImage(display))
         self._pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         scene.setSceneRect(self._pixmap_item.boundingRect())
-        self._shade_item = scene.addPath(QPainterPath(), QPen(Qt.PenStyle.NoPen), QBrush(QColor(0, 0, 0, 110)))
+        self._shade_item = scene.addPath(
+            QPainterPath(), QPen(Qt.PenStyle.NoPen), QBrush(QColor(0, 0, 0, 110))
+        )
         self._rect_item = scene.addRect(QRectF(), self._roi_pen())
         self._rect_item.setVisible(False)
         self._fit()
@@ -181,9 +187,13 @@ class QueryView(QGraphicsView):
             painter.save()
             painter.resetTransform()
             area = self.viewport().rect().adjusted(12, 12, -12, -12)
-            pen = QPen(self.palette().color(self.foregroundRole()).lighter(160), 2, Qt.PenStyle.DashLine)
+            pen = QPen(
+                self.palette().color(self.foregroundRole()).lighter(160), 2, Qt.PenStyle.DashLine
+            )
             painter.setPen(pen)
             painter.drawRoundedRect(area, 10, 10)
             painter.setPen(self.palette().color(self.foregroundRole()))
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+            painter.drawText(
+                area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message
+            )
             painter.restore()

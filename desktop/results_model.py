@@ -87,7 +87,9 @@ class ResultsModel(QAbstractListModel):
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._matches)
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._matches):
             return None
         match = self._matches[index.row()]
@@ -112,8 +114,13 @@ class ResultsModel(QAbstractListModel):
             product = match.product or {}
             lines = [
                 f"<b>{_html(match_title(match))}</b>",
-                f"#{match.rank} · score {match.score:.3f}" + (f" · {match.strength}" if match.strength else ""),
-                (f"SKU {_html(product_sku(product, match))} · " if product_sku(product, match) else "")
+                f"#{match.rank} · score {match.score:.3f}"
+                + (f" · {match.strength}" if match.strength else ""),
+                (
+                    f"SKU {_html(product_sku(product, match))} · "
+                    if product_sku(product, match)
+                    else ""
+                )
                 + f"image #{match.image_id}",
             ]
             if price := format_price(product):
@@ -129,7 +136,11 @@ class ResultsModel(QAbstractListModel):
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        return (
+            Qt.ItemFlag.ItemIsEnabled
+            | Qt.ItemFlag.ItemIsSelectable
+            | Qt.ItemFlag.ItemNeverHasChildren
+        )
 
     # -- thumbnails ---------------------------------------------------------------------------------
     def _on_thumbnail(self, image_id: int) -> None:

@@ -4,12 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPainterPath, QPalette, QPen
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPainterPath,
+    QPalette,
+    QPen,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
 
 from . import resources
-from .results_model import MatchRole, ThumbnailStateRole, format_price, match_title, product_sku
+from .results_model import (
+    MatchRole,
+    ThumbnailStateRole,
+    format_price,
+    match_title,
+    product_sku,
+)
 
 STRENGTH_COLORS = {
     "likely copy": QColor("#c62828"),
@@ -18,7 +48,11 @@ STRENGTH_COLORS = {
     "": QColor("#78909c"),
 }
 
-STRENGTH_LABELS = {"likely copy": "LIKELY COPY", "same product": "SAME PRODUCT", "similar": "SIMILAR"}
+STRENGTH_LABELS = {
+    "likely copy": "LIKELY COPY",
+    "same product": "SAME PRODUCT",
+    "similar": "SIMILAR",
+}
 
 
 def strength_color(strength: str) -> QColor:
@@ -41,10 +75,17 @@ class ResultDelegate(QStyledItemDelegate):
         text_h = fm.height() * 4 + 6
         return QSize(self.THUMB + 2 * self.PAD, self.THUMB + 2 * self.PAD + text_h)
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
         return self.card_size(option.font)  # never touches DecorationRole: no thumbnail request
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         match = index.data(MatchRole)
         if match is None:
             return
@@ -56,11 +97,17 @@ class ResultDelegate(QStyledItemDelegate):
         color = strength_color(match.strength)
 
         # card background and strength-coloured frame
-        background = palette.color(QPalette.ColorRole.Highlight).lighter(175) if selected else palette.color(QPalette.ColorRole.Base)
+        background = (
+            palette.color(QPalette.ColorRole.Highlight).lighter(175)
+            if selected
+            else palette.color(QPalette.ColorRole.Base)
+        )
         path = QPainterPath()
         path.addRoundedRect(QRectF(rect), 6, 6)
         painter.fillPath(path, background)
-        frame = QPen(palette.color(QPalette.ColorRole.Highlight) if selected else color, 3 if selected else 2)
+        frame = QPen(
+            palette.color(QPalette.ColorRole.Highlight) if selected else color, 3 if selected else 2
+        )
         painter.setPen(frame)
         painter.drawPath(path)
 
@@ -89,7 +136,9 @@ class ResultDelegate(QStyledItemDelegate):
         sfm = QFontMetrics(small)
         if match.strength:
             label = STRENGTH_LABELS.get(match.strength, match.strength.upper())
-            badge = QRect(box.left(), box.top(), sfm.horizontalAdvance(label) + 10, sfm.height() + 4)
+            badge = QRect(
+                box.left(), box.top(), sfm.horizontalAdvance(label) + 10, sfm.height() + 4
+            )
             badge_path = QPainterPath()
             badge_path.addRoundedRect(QRectF(badge), 3, 3)
             painter.fillPath(badge_path, color)
@@ -137,7 +186,11 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawText(
             QRect(x, y, text_w, line_h),
             Qt.AlignmentFlag.AlignLeft,
-            fm.elidedText(f"SKU {sku}" if sku else f"image #{match.image_id}", Qt.TextElideMode.ElideMiddle, text_w),
+            fm.elidedText(
+                f"SKU {sku}" if sku else f"image #{match.image_id}",
+                Qt.TextElideMode.ElideMiddle,
+                text_w,
+            ),
         )
         y += line_h
         price = format_price(product)
@@ -156,7 +209,9 @@ class ResultDelegate(QStyledItemDelegate):
             fm.elidedText(price, Qt.TextElideMode.ElideRight, text_w - score_w),
         )
         if option.state & QStyle.StateFlag.State_HasFocus:
-            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DotLine))
+            painter.setPen(
+                QPen(palette.color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DotLine)
+            )
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(QRectF(rect.adjusted(2, 2, -2, -2)), 5, 5)
         painter.restore()
@@ -223,7 +278,9 @@ class ResultsView(QListView):
         rows: set[int] = set()
         for y in range(viewport.top() + 2, viewport.bottom() + step_y, step_y):
             for x in range(viewport.left() + 2, viewport.right() + step_x, step_x):
-                index = self.indexAt(QPoint(min(x, viewport.right() - 1), min(y, viewport.bottom() - 1)))
+                index = self.indexAt(
+                    QPoint(min(x, viewport.right() - 1), min(y, viewport.bottom() - 1))
+                )
                 if index.isValid():
                     rows.add(index.row())
         return sorted(rows)
@@ -233,7 +290,10 @@ class ResultsView(QListView):
         return index.data(MatchRole) if index.isValid() else None
 
     def selected_matches(self) -> list[Any]:
-        return [i.data(MatchRole) for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())]
+        return [
+            i.data(MatchRole)
+            for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())
+        ]
 
     def step(self, delta: int) -> None:
         """Select the next (``+1``) or previous (``-1``) result."""

@@ -32,7 +32,20 @@ from .workers import CatalogInfo, DecodedQuery, Task, TaskRunner
 log = logging.getLogger(__name__)
 
 MAX_HISTORY = 50
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".avif", ".heic"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".jfif",
+    ".avif",
+    ".heic",
+}
 FEED_SUFFIXES = {".csv", ".tsv", ".txt"}
 
 
@@ -156,7 +169,11 @@ class Session(QObject):
     @property
     def ready(self) -> bool:
         """A catalog is open and the model that fits it is loaded."""
-        return self.model is not None and self.catalog is not None and self._model_catalog is self.catalog
+        return (
+            self.model is not None
+            and self.catalog is not None
+            and self._model_catalog is self.catalog
+        )
 
     def load_model(self) -> None:
         """Load the model that fits the open catalog (after the catalog is open)."""
@@ -202,7 +219,9 @@ class Session(QObject):
     def open_catalog(self, directory: str | Path | None, *, create: bool = True) -> bool:
         """Open (or create) a catalog; the previous one is closed once the new one is open."""
         if self.importing:
-            self.message.emit("warning", "An import is running: cancel it before switching catalogs.")
+            self.message.emit(
+                "warning", "An import is running: cancel it before switching catalogs."
+            )
             return False
         if self.catalog_loading:
             self.message.emit("warning", "A catalog is already being opened.")
@@ -228,7 +247,8 @@ class Session(QObject):
         self.load_model()
         if info.images == 0:
             self.message.emit(
-                "info", f"The catalog {info.directory} is empty: import a folder or a product feed (Ctrl+I)."
+                "info",
+                f"The catalog {info.directory} is empty: import a folder or a product feed (Ctrl+I).",
             )
         if self.current is not None and self.current.image is not None:
             self.search_current()  # also runs a search that waited for the catalog
@@ -246,7 +266,9 @@ class Session(QObject):
             self.engine_pool,
             Task(workers.catalog_info_job, self.catalog),
             on_done=self._on_catalog_changed,
-            on_error=lambda msg: self.message.emit("warning", f"Cannot read the catalog statistics: {msg}"),
+            on_error=lambda msg: self.message.emit(
+                "warning", f"Cannot read the catalog statistics: {msg}"
+            ),
         )
 
     def _on_catalog_changed(self, info: CatalogInfo) -> None:
@@ -403,7 +425,9 @@ class Session(QObject):
                 self.options.filters(),
                 query.roi,
             ),
-            on_done=lambda result, g=generation, q=query, k=key: self._on_search_done(g, q, k, result),
+            on_done=lambda result, g=generation, q=query, k=key: self._on_search_done(
+                g, q, k, result
+            ),
             on_error=lambda msg, g=generation, q=query: self._on_search_failed(g, q, msg),
         )
 
@@ -467,7 +491,14 @@ class Session(QObject):
         self.importStarted.emit(paths)
         self.runner.start(
             self.import_pool,
-            Task(workers.import_job, self.catalog, self.model, paths, self._import_cancel, wants_progress=True),
+            Task(
+                workers.import_job,
+                self.catalog,
+                self.model,
+                paths,
+                self._import_cancel,
+                wants_progress=True,
+            ),
             on_done=self._on_import_done,
             on_error=self._on_import_failed,
             on_progress=self.importProgress.emit,
@@ -525,7 +556,9 @@ class Session(QObject):
             query.result_key = None  # searched again when shown again
         self.imagesRemoved.emit(sorted(gone))
         self._on_catalog_changed(info)
-        self.message.emit("info", f"Removed {removed} image{'s' if removed != 1 else ''} from the catalog.")
+        self.message.emit(
+            "info", f"Removed {removed} image{'s' if removed != 1 else ''} from the catalog."
+        )
 
     # ------------------------------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 10000) -> None:
@@ -539,6 +572,6 @@ class Session(QObject):
         if self.catalog is not None:
             try:
                 self.catalog.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("closing the catalog failed", exc_info=True)
             self.catalog = None

@@ -26,7 +26,9 @@ class Settings:
             return default
         try:
             if kind is bool:
-                return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                return (
+                    value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                )
             return kind(value)
         except (TypeError, ValueError):
             return default

@@ -55,7 +55,9 @@ class _Drain(QRunnable):
                 box = loader.display_size
                 if image.width() > box.width() or image.height() > box.height():
                     image = image.scaled(
-                        box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                        box,
+                        Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation,
                     )
                 image = image.convertToFormat(QImage.Format.Format_RGB32)
             except Exception as exc:  # noqa: BLE001 - a missing thumbnail is drawn as "broken"

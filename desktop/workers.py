@@ -108,11 +108,11 @@ class Task(QRunnable):
                 result = self.fn(*self.args, progress=self._progress, **self.kwargs)
             else:
                 result = self.fn(*self.args, **self.kwargs)
-        except BaseException as exc:  # noqa: BLE001 - everything is reported, nothing escapes
+        except BaseException as exc:
             from engine.errors import LookalikeError
 
             if not isinstance(exc, LookalikeError):
-                log.error("worker job %s failed", getattr(self.fn, "__name__", self.fn), exc_info=True)
+                log.exception("worker job %s failed", getattr(self.fn, "__name__", self.fn))
             self.signals.failed.emit(describe_error(exc))
         else:
             self.signals.finished.emit(result)
@@ -175,14 +175,19 @@ class CatalogInfo:
     catalog: Any = field(repr=False, default=None)
 
 
-def model_for_catalog_job(catalog: Any, current: Any = None, loader: Callable[[Any], Any] | None = None) -> Any:
+def model_for_catalog_job(
+    catalog: Any, current: Any = None, loader: Callable[[Any], Any] | None = None
+) -> Any:
     """The model to search and extend ``catalog`` with: ``current`` when it is the catalog's own
     (or the catalog has none yet), else the pack the catalog was built with
     (``engine.session.load_model_for``, which refuses a catalog of mixed models)."""
     stored = catalog.meta("model_pack")
-    if current is not None and stored in (None, current.name):
-        if all(model_id == current.model_id for model_id in catalog.model_ids()):
-            return current
+    if (
+        current is not None
+        and stored in (None, current.name)
+        and all(model_id == current.model_id for model_id in catalog.model_ids())
+    ):
+        return current
     if loader is not None:
         return loader(catalog)
     from engine.session import load_model_for
@@ -203,7 +208,9 @@ def catalog_info_job(catalog: Any, *, full_stats: bool = False) -> CatalogInfo:
     )
 
 
-def open_catalog_job(directory: str | Path | None, create: bool, previous: Any = None) -> CatalogInfo:
+def open_catalog_job(
+    directory: str | Path | None, create: bool, previous: Any = None
+) -> CatalogInfo:
     from engine.catalog import Catalog
 
     catalog = Catalog.open(directory, create=create)
@@ -215,7 +222,7 @@ def open_catalog_job(directory: str | Path | None, create: bool, previous: Any =
     if previous is not None and previous is not catalog:
         try:
             previous.close()
-        except Exception:  # noqa: BLE001 - closing the old one must not stop the new one
+        except Exception:
             log.warning("closing the previous catalog failed", exc_info=True)
     return info
 
@@ -282,7 +289,9 @@ def search_job(
     if path is not None:
         result = searcher.search_path(path, k=k, filters=SearchFilters(**filters), roi=roi)
     else:
-        result = searcher.search_image(rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name)
+        result = searcher.search_image(
+            rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name
+        )
     wall_ms = (time.perf_counter() - started) * 1000
     timings = getattr(result, "timings", None)
     if isinstance(timings, dict):  # engine timings are milliseconds per stage

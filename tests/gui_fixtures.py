@@ -22,6 +22,23 @@ from PySide6.QtWidgets import QApplication
 WAIT_MS = 60_000  # generous: a cold model on a 2-core machine; waits return as soon as done
 
 
+def _binding_defect() -> str | None:
+    from desktop.compat import none_refcount_defect
+
+    return none_refcount_defect()
+
+
+QT_BINDING_DEFECT = _binding_defect()
+
+
+@pytest.fixture(autouse=True)
+def _sound_qt_binding(request):
+    """With a defective PySide6 (see desktop.compat) the GUI tests would abort the whole test
+    run at a random point: skip them, and let test_qt_binding_is_sound fail with the reason."""
+    if QT_BINDING_DEFECT and request.node.name != "test_qt_binding_is_sound":
+        pytest.skip(QT_BINDING_DEFECT)
+
+
 @pytest.fixture(autouse=True)
 def gui_settings(tmp_path, monkeypatch):
     """Every GUI test writes its settings (QSettings, INI) and logs under its own tmp folder."""
@@ -68,7 +85,9 @@ def gui_catalog(tmp_path_factory, small_luma_catalog, luma_dir) -> Path:
     products = luma_products(luma_dir)
     with Catalog.open(dst, create=False) as cat:
         paths = [r["path"] for r in cat.iter_records()]
-        found = {p: products[str(Path(p).resolve())] for p in paths if str(Path(p).resolve()) in products}
+        found = {
+            p: products[str(Path(p).resolve())] for p in paths if str(Path(p).resolve()) in products
+        }
         unique = {prod["id"]: prod for prod in found.values()}
         cat.upsert_products(unique.values())
         cat.link_images((path, prod["id"]) for path, prod in found.items())
@@ -122,13 +141,24 @@ def drop_files(window, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     pos = QPoint(window.width() // 2, window.height() // 2)
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    args = (
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     try:
         enter = QDragEnterEvent(QPointF(pos), *args)  # PySide6 >= 6.12
     except TypeError:
         enter = QDragEnterEvent(pos, *args)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted(), "the window refused the drag"
-    drop = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(pos),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(window, drop)
     assert drop.isAccepted(), "the window refused the drop"

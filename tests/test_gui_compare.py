@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import *
 from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
 
 
@@ -37,7 +37,10 @@ def same_image(a, b) -> bool:
 
 
 def wait_pair(qtbot, window):
-    qtbot.waitUntil(lambda: not window.compare_view.loading and window.compare_view.pair is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: not window.compare_view.loading and window.compare_view.pair is not None,
+        timeout=WAIT_MS,
+    )
     return window.compare_view.pair
 
 
@@ -68,7 +71,9 @@ def test_compare_view_opens_for_the_selected_result(qtbot, window, catalog_image
     diff = difference(aligned)
     assert aligned.method == "features"
     assert diff.changed_fraction < 0.15
-    text_box = diff.image[aligned.query.shape[0] * 60 // 1000 : aligned.query.shape[0] * 160 // 1000]
+    text_box = diff.image[
+        aligned.query.shape[0] * 60 // 1000 : aligned.query.shape[0] * 160 // 1000
+    ]
     assert text_box.mean() > diff.image.mean()  # the overlay stands out in the difference image
 
     # linked zoom and pan
@@ -115,7 +120,9 @@ def test_mirror_and_plain_resize(qtbot, window, catalog_images, tmp_path):
     Image.open(original).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
     drop_files(window, [mirrored])
     wait_idle(qtbot, window)
-    index = next(i for i, m in enumerate(window.results_model.matches()) if Path(m.path) == original)
+    index = next(
+        i for i, m in enumerate(window.results_model.matches()) if Path(m.path) == original
+    )
     window.results_view.setCurrentIndex(window.results_model.index(index, 0))
     assert window.show_compare()
     view = window.compare_view
@@ -134,7 +141,9 @@ def test_compare_reports_an_unreadable_match(qtbot, window, catalog_images):
 
     drop_files(window, [catalog_images[2]])
     wait_idle(qtbot, window)
-    ghost = Match(rank=1, image_id=999999, path=str(catalog_images[2].parent / "vanished.jpg"), score=0.9)
+    ghost = Match(
+        rank=1, image_id=999999, path=str(catalog_images[2].parent / "vanished.jpg"), score=0.9
+    )
     window.compare_view.show_pair(window.session.current, ghost)
     qtbot.waitUntil(lambda: not window.compare_view.loading, timeout=WAIT_MS)
     assert window.compare_view.info.text().startswith("Cannot compare:")

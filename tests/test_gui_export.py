@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 
-from engine.search import Match
-
 from desktop.export import COLUMNS, export_results_csv, safe_cell
+from engine.search import Match
 
 
 def test_cells_a_spreadsheet_would_run_are_neutralised():
-    for text in ("=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\tindent", "\rreturn"):
+    for text in ('=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tindent", "\rreturn"):
         assert safe_cell(text) == "'" + text
     for text in ("Jacket", "a=b", "100% cotton", "", "O'Neill"):
         assert safe_cell(text) == text
@@ -40,4 +39,6 @@ def test_export_writes_one_row_per_match(tmp_path):
     assert first["score"] == "0.97" and first["price"] == "52" and first["currency"] == "EUR"
     assert first["product_id"] == "MJ01" and first["image_id"] == "7"
     second = dict(zip(COLUMNS, rows[2]))
-    assert second["path"] == "/p/é b.jpg" and second["title"] == "" and second["strength"] == "similar"
+    assert (
+        second["path"] == "/p/é b.jpg" and second["title"] == "" and second["strength"] == "similar"
+    )

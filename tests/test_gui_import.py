@@ -9,11 +9,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import shutil
 from pathlib import Path
 
-from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import *
 from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
 
 
-def test_import_a_folder_with_progress_and_an_error_summary(qtbot, make_window, tmp_path, luma_images):
+def test_import_a_folder_with_progress_and_an_error_summary(
+    qtbot, make_window, tmp_path, luma_images
+):
     folder = tmp_path / "photos"
     folder.mkdir()
     for src in luma_images[5:17]:
@@ -35,7 +37,11 @@ def test_import_a_folder_with_progress_and_an_error_summary(qtbot, make_window, 
     assert progress and progress[-1] == (13, 13)
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
     dialog = window.import_dialog
-    assert not dialog.running and dialog.close_button.isVisible() and not dialog.cancel_button.isVisible()
+    assert (
+        not dialog.running
+        and dialog.close_button.isVisible()
+        and not dialog.cancel_button.isVisible()
+    )
     assert dialog.summary.text().startswith("12 added")
     assert "1 failed" in dialog.summary.text()
     assert dialog.failures.rowCount() == 1
@@ -102,7 +108,9 @@ def test_dropping_a_folder_imports_it(qtbot, make_window, tmp_path, luma_images)
     assert window.session.current is None  # a folder is not a query
 
 
-def test_open_catalogs_and_the_recent_menu(qtbot, make_window, tmp_path, gui_catalog, gui_settings, luma_images):
+def test_open_catalogs_and_the_recent_menu(
+    qtbot, make_window, tmp_path, gui_catalog, gui_settings, luma_images
+):
     window = make_window(gui_catalog)
     assert str(gui_catalog) in gui_settings.recent_catalogs()
     recent = [a.text() for a in window.recent_menu.actions()]
@@ -141,3 +149,37 @@ def test_open_catalogs_and_the_recent_menu(qtbot, make_window, tmp_path, gui_cat
     assert window.results_model.rowCount() == 0
     assert "catalog is empty" in window.results_header.text()
     assert len(window.query_panel.labels.texts()) == 3
+
+
+def test_closing_the_window_during_an_import_cancels_it_cleanly(
+    qtbot, make_window, tmp_path, luma_dir
+):
+    from engine.catalog import Catalog
+
+    catalog_dir = tmp_path / "closing"
+    window = make_window(catalog_dir)
+    with qtbot.waitSignal(window.session.importProgress, timeout=WAIT_MS):
+        window.start_import([luma_dir / "images"])
+    assert window.import_dialog.isVisible()
+    started = __import__("time").monotonic()
+    window.close()  # cancels the import and waits for the workers
+    assert __import__("time").monotonic() - started < 30
+    assert not window.session.importing or window.session.import_cancelling
+    assert window.session.import_pool.activeThreadCount() == 0
+    with Catalog.open(catalog_dir, create=False) as cat:
+        assert cat.count_images() == len(cat.index() or [])
+        assert cat.count_images() < 717
+
+
+def test_duplicates_view_opens_on_the_open_catalog(qtbot, make_window, gui_catalog, tmp_path):
+    window = make_window(gui_catalog)
+    view = window.open_duplicates()
+    assert view is not None and view.isVisible()
+    assert view.catalog is window.session.catalog
+    assert window.open_duplicates() is view  # one window per catalog
+    with qtbot.waitSignal(view.scanFinished, timeout=WAIT_MS):
+        view.start_scan()
+    # switching catalogs closes it (it belonged to the previous one)
+    with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
+        window.new_catalog(str(tmp_path / "other"))
+    assert window.duplicates_window is None

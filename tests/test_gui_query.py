@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import *
 from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
 
 
@@ -65,7 +64,9 @@ def test_dropping_several_files_fills_the_history(qtbot, window, catalog_images)
         if window.query_panel.history.item(i).data(Qt.ItemDataRole.UserRole).path == queries[2]
     )
     window.query_panel.history.setCurrentItem(item)
-    qtbot.waitUntil(lambda: window.is_idle() and window.shown_query.path == queries[2], timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: window.is_idle() and window.shown_query.path == queries[2], timeout=WAIT_MS
+    )
     assert Path(shown_matches(window)[0].path) == queries[2]
 
 
@@ -95,8 +96,12 @@ def drag(view, start: QPoint, end: QPoint) -> None:
     for t in (0.33, 0.66, 1.0):
         p = QPointF(start.x() + (end.x() - start.x()) * t, start.y() + (end.y() - start.y()) * t)
         move = QMouseEvent(
-            QMouseEvent.Type.MouseMove, p, viewport.mapToGlobal(p), Qt.MouseButton.NoButton,
-            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+            QMouseEvent.Type.MouseMove,
+            p,
+            viewport.mapToGlobal(p),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
         )
         QApplication.sendEvent(viewport, move)
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
@@ -135,7 +140,9 @@ def test_region_of_interest_searches_the_region_only(qtbot, window, catalog_imag
     assert "(region)" in window.results_header.text()
 
     # a click (no drag) keeps the region
-    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, top_left)
+    QTest.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, top_left
+    )
     assert query.roi == roi
 
     # Esc clears it: back to the whole image and its results
@@ -146,7 +153,9 @@ def test_region_of_interest_searches_the_region_only(qtbot, window, catalog_imag
     assert [Path(m.path) for m in shown_matches(window)] == whole
 
 
-def test_a_bad_file_shows_an_error_and_the_app_keeps_working(qtbot, window, catalog_images, tmp_path):
+def test_a_bad_file_shows_an_error_and_the_app_keeps_working(
+    qtbot, window, catalog_images, tmp_path
+):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not a JPEG at all\n" * 10)
     drop_files(window, [bad])

@@ -18,7 +18,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.gui_fixtures import *  # noqa: F401,F403
+from tests.gui_fixtures import *
 from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
 
 
@@ -57,7 +57,9 @@ def test_filters_change_the_grid(qtbot, searched):
     combo = window.filters.category
     categories = [combo.itemData(i) for i in range(1, combo.count())]
     assert categories, "the catalog's categories fill the combo box"
-    counts = {c: sum(1 for m in everything if (m.product.get("category") or "") == c) for c in categories}
+    counts = {
+        c: sum(1 for m in everything if (m.product.get("category") or "") == c) for c in categories
+    }
     chosen = max(counts, key=counts.get)
     research(qtbot, window, lambda: combo.setCurrentIndex(combo.findData(chosen)))
     in_category = window.results_model.matches()
@@ -67,7 +69,11 @@ def test_filters_change_the_grid(qtbot, searched):
 
     # price range
     research(qtbot, window, lambda: combo.setCurrentIndex(0))
-    research(qtbot, window, lambda: (window.filters.price_min.setValue(30), window.filters.price_max.setValue(50)))
+    research(
+        qtbot,
+        window,
+        lambda: (window.filters.price_min.setValue(30), window.filters.price_max.setValue(50)),
+    )
     priced = window.results_model.matches()
     assert priced and all(30 <= m.product["price"] <= 50 for m in priced)
     assert len(priced) < len(everything)
@@ -117,11 +123,10 @@ class RecordingCatalog:
 
 
 def test_grid_of_thousands_stays_lazy_and_responsive(qtbot, catalog_images):
-    from engine.search import Match
-
     from desktop.results_model import ResultsModel
     from desktop.results_view import ResultsView
     from desktop.thumbnails import ThumbnailLoader
+    from engine.search import Match
 
     source = RecordingCatalog(catalog_images[:6])
     loader = ThumbnailLoader()
@@ -142,14 +147,21 @@ def test_grid_of_thousands_stays_lazy_and_responsive(qtbot, catalog_images):
     QApplication.processEvents()
     assert time.perf_counter() - started < 1.0
 
-    qtbot.waitUntil(lambda: all(loader.is_settled(m.image_id) for m in (model.match_at(r) for r in view.visible_rows())), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: all(
+            loader.is_settled(m.image_id) for m in (model.match_at(r) for r in view.visible_rows())
+        ),
+        timeout=WAIT_MS,
+    )
     first_screen = set(source.calls)
     assert 0 < len(first_screen) <= 40, "only the visible cards are decoded"
     assert threading.get_ident() not in source.threads, "decoding never runs on the UI thread"
 
     # jump far down: that screen gets its thumbnails, the rows in between are never decoded
     view.scrollTo(model.index(4000, 0))
-    qtbot.waitUntil(lambda: bool(view.visible_rows()) and min(view.visible_rows()) > 3000, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: bool(view.visible_rows()) and min(view.visible_rows()) > 3000, timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: all(loader.is_settled(r) for r in view.visible_rows()), timeout=WAIT_MS)
     assert len(set(source.calls)) <= 2 * len(first_screen) + 40
     assert not any(100 < i < 3000 for i in source.calls)
@@ -159,8 +171,12 @@ def test_grid_of_thousands_stays_lazy_and_responsive(qtbot, catalog_images):
 def test_details_panel_and_its_actions(qtbot, searched, monkeypatch):
     window = searched
     opened: list[QUrl] = []
-    monkeypatch.setattr("desktop.details_panel.open_external", lambda url: opened.append(url) or True)
-    with_product = next(i for i, m in enumerate(window.results_model.matches()) if m.product.get("product_id"))
+    monkeypatch.setattr(
+        "desktop.details_panel.open_external", lambda url: opened.append(url) or True
+    )
+    with_product = next(
+        i for i, m in enumerate(window.results_model.matches()) if m.product.get("product_id")
+    )
     window.results_view.setCurrentIndex(window.results_model.index(with_product, 0))
     match = window.details.match
     product = match.product
@@ -230,7 +246,9 @@ def test_export_results_to_csv(qtbot, searched, tmp_path):
     assert "Exported 40 results" in window.banner.text()
 
 
-def test_remove_results_from_the_catalog(qtbot, make_window, small_luma_catalog, catalog_copy, catalog_images):
+def test_remove_results_from_the_catalog(
+    qtbot, make_window, small_luma_catalog, catalog_copy, catalog_images
+):
     from engine.catalog import Catalog
 
     window = make_window(catalog_copy(small_luma_catalog))
@@ -239,8 +257,14 @@ def test_remove_results_from_the_catalog(qtbot, make_window, small_luma_catalog,
     before = window.session.catalog_info.images
     gone = [m.image_id for m in window.results_model.matches()[1:3]]
     for row in (1, 2):
-        window.results_view.selectionModel().select(window.results_model.index(row, 0), window.results_view.selectionModel().SelectionFlag.Select)
-    window.results_view.selectionModel().select(window.results_model.index(0, 0), window.results_view.selectionModel().SelectionFlag.Deselect)
+        window.results_view.selectionModel().select(
+            window.results_model.index(row, 0),
+            window.results_view.selectionModel().SelectionFlag.Select,
+        )
+    window.results_view.selectionModel().select(
+        window.results_model.index(0, 0),
+        window.results_view.selectionModel().SelectionFlag.Deselect,
+    )
     with qtbot.waitSignal(window.session.imagesRemoved, timeout=WAIT_MS):
         window.remove_selected(confirm=False)
     shown = [m.image_id for m in window.results_model.matches()]

@@ -44,7 +44,9 @@ def _font(size: int) -> ImageFont.ImageFont:
 def duplicate_listing(src: Path, out: Path) -> Path:
     im = Image.open(src).convert("RGB")
     w, h = im.size
-    im = im.crop((int(w * 0.04), int(h * 0.03), int(w * 0.97), int(h * 0.98))).resize((820, 1000), Image.LANCZOS)
+    im = im.crop((int(w * 0.04), int(h * 0.03), int(w * 0.97), int(h * 0.98))).resize(
+        (820, 1000), Image.LANCZOS
+    )
     im.save(out, quality=72)
     return out
 
@@ -60,7 +62,9 @@ def edited_copy(src: Path, out: Path) -> Path:
     draw = ImageDraw.Draw(im)
     W, H = im.size
     draw.rectangle((0, int(H * 0.80), W, int(H * 0.92)), fill=(200, 16, 46))
-    draw.text((W // 2, int(H * 0.86)), "-50% TODAY ONLY", fill="white", font=_font(W // 12), anchor="mm")
+    draw.text(
+        (W // 2, int(H * 0.86)), "-50% TODAY ONLY", fill="white", font=_font(W // 12), anchor="mm"
+    )
     im.save(out, quality=85)
     return out
 
@@ -87,7 +91,9 @@ def phone_photo(src: Path, out: Path) -> Path:
     mask = cv2.GaussianBlur(mask, (5, 5), 0)
     src_quad = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
     x0, y0, sw, sh = 620, 230, 760, 860
-    dst_quad = np.float32([[x0 + 60, y0], [x0 + sw, y0 + 50], [x0 + sw - 30, y0 + sh], [x0, y0 + sh - 40]])
+    dst_quad = np.float32(
+        [[x0 + 60, y0], [x0 + sw, y0 + 50], [x0 + sw - 30, y0 + sh], [x0, y0 + sh - 40]]
+    )
     M = cv2.getPerspectiveTransform(src_quad, dst_quad)
     warped = cv2.warpPerspective(product, M, (W, H))
     alpha2d = cv2.warpPerspective(mask, M, (W, H)).astype(np.float32) / 255.0
@@ -120,7 +126,9 @@ def shrink(path: Path) -> None:
     im.save(path, optimize=True)
     if path.stat().st_size > MAX_BYTES:
         print(f"{path}: {path.stat().st_size / 1000:.0f} kB as a true-colour PNG, quantising")
-        im.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+        im.quantize(
+            colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG
+        ).save(path, optimize=True)
     print(f"{path}: {path.stat().st_size / 1000:.0f} kB")
 
 
