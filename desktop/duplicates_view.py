@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import traceback
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +32,8 @@ from engine import duplicates, scoring
 from engine.catalog import Catalog
 from engine.errors import LookalikeError
 
-from .duplicates_model import GroupsModel, MemberRole, MembersModel, member_details
+from .thumbnails import ThumbnailLoader
+from .duplicates_model import GroupsModel, MembersModel, member_details
 
 THRESHOLD_CHOICES = [(f"{name} (≥ {value:.2f})", name) for name, value in scoring.THRESHOLDS.items()]
 
@@ -75,84 +75,6 @@ class Job(QRunnable):
             self.signals.done.emit(result)
 
 
-# ---------------------------------------------------------------------- thumbnails
-class _ThumbSignals(QObject):
-    loaded = Signal(int, int, object)      # generation, image id, QImage or None
-
-
-class _ThumbJob(QRunnable):
-    def __init__(self, cache: "ThumbnailCache", generation: int, catalog: Catalog, image_id: int):
-        super().__init__()
-        self.cache, self.generation, self.catalog, self.image_id = cache, generation, catalog, image_id
-
-    def run(self) -> None:
-        image = None
-        try:
-            image = QImage(str(self.catalog.thumbnail(self.image_id, self.cache.disk_size)))
-            if image.isNull():
-                image = None
-        except Exception:  # noqa: BLE001 - an unreadable image is drawn as a placeholder
-            image = None
-        self.cache._signals.loaded.emit(self.generation, self.image_id, image)
-
-
-class ThumbnailCache(QObject):
-    """Thumbnails decoded off the UI thread (``catalog.thumbnail``), kept in a small LRU cache.
-    Same interface as the main window's loader: ``get(id) -> QImage | None`` and ``ready(id)``."""
-
-    ready = Signal(int)
-
-    def __init__(self, catalog: Catalog | None = None, *, disk_size: int = 256, cache_items: int = 600,
-                 threads: int = 2, parent: QObject | None = None):
-        super().__init__(parent)
-        self.disk_size = disk_size
-        self.cache_items = cache_items
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
-        self._signals = _ThumbSignals()
-        self._signals.loaded.connect(self._on_loaded)
-        self._cache: OrderedDict[int, QImage] = OrderedDict()
-        self._failed: set[int] = set()
-        self._pending: set[int] = set()
-        self._generation = 0
-        self._catalog = catalog
-
-    def set_catalog(self, catalog: Catalog | None) -> None:
-        self._generation += 1
-        self._catalog = catalog
-        self._cache.clear()
-        self._failed.clear()
-        self._pending.clear()
-
-    def get(self, image_id: int) -> QImage | None:
-        image = self._cache.get(image_id)
-        if image is not None:
-            self._cache.move_to_end(image_id)
-            return image
-        if image_id not in self._failed and image_id not in self._pending and self._catalog is not None:
-            self._pending.add(image_id)
-            self._pool.start(_ThumbJob(self, self._generation, self._catalog, image_id))
-        return None
-
-    def has_failed(self, image_id: int) -> bool:
-        return image_id in self._failed
-
-    def wait_idle(self, msecs: int = 5000) -> bool:
-        return self._pool.waitForDone(msecs)
-
-    def _on_loaded(self, generation: int, image_id: int, image: QImage | None) -> None:
-        if generation != self._generation:
-            return
-        self._pending.discard(image_id)
-        if image is None:
-            self._failed.add(image_id)
-        else:
-            self._cache[image_id] = image
-            while len(self._cache) > self.cache_items:
-                self._cache.popitem(last=False)
-        self.ready.emit(image_id)
-
-
 # ---------------------------------------------------------------------- compare
 class _ImagePane(QWidget):
     def __init__(self, parent=None):
@@ -191,7 +113,7 @@ class _ImagePane(QWidget):
 class PairCompare(QWidget):
     """The representative and one copy side by side, with their product data and the score."""
 
-    def __init__(self, images: ThumbnailCache, parent=None):
+    def __init__(self, images: ThumbnailLoader, parent=None):
         super().__init__(parent)
         self.images = images
         layout = QHBoxLayout(self)
@@ -242,8 +164,12 @@ class DuplicatesView(QWidget):
         self.pool.setMaxThreadCount(1)
         self.job: Job | None = None
         self.result: duplicates.ScanResult | None = None
-        self.thumbnails = ThumbnailCache(self.catalog, disk_size=256, parent=self)
-        self.large_images = ThumbnailCache(self.catalog, disk_size=768, cache_items=40, parent=self)
+        # the main window's lazy loader: decoded off the UI thread, LRU-cached, newest request first
+        self.thumbnails = ThumbnailLoader(disk_size=256, parent=self)
+        self.thumbnails.set_catalog(self.catalog)
+        self.large_images = ThumbnailLoader(disk_size=768, display_size=QSize(768, 768), cache_items=40,
+                                            parent=self)
+        self.large_images.set_catalog(self.catalog)
 
         # toolbar
         self.threshold_box = QComboBox()
