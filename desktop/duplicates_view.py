@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFileDialog,
+from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QCheckBox, QComboBox, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QListView, QProgressBar,
                                QPushButton, QSizePolicy, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
@@ -32,7 +32,9 @@ from engine import duplicates, scoring
 from engine.catalog import Catalog
 from engine.errors import LookalikeError
 
+from .compare_view import CompareView
 from .thumbnails import ThumbnailLoader
+from .workers import TaskRunner
 from .duplicates_model import GroupsModel, MembersModel, member_details
 
 THRESHOLD_CHOICES = [(f"{name} (≥ {value:.2f})", name) for name, value in scoring.THRESHOLDS.items()]
@@ -149,6 +151,31 @@ class PairCompare(QWidget):
             self._render()
 
 
+class _CatalogImageQuery:
+    """What the compare view needs of a query, for a catalog image (the group's representative);
+    the compare worker decodes it off the UI thread."""
+
+    def __init__(self, member: duplicates.Member):
+        self.path = member.path
+        self.name = os.path.basename(self.path)
+        self.roi = None
+        self.image = self.path
+
+    def region_image(self) -> str:
+        return self.path
+
+
+class _MemberMatch:
+    """What the compare view needs of a match, for a group member."""
+
+    def __init__(self, member: duplicates.Member, rank: int):
+        self.path = member.path
+        self.rank = rank
+        self.score = member.score if member.score is not None else 1.0
+        self.strength = "confirmed" if member.confirmed else ""
+        self.product = member.record
+
+
 # ---------------------------------------------------------------------- the view
 class DuplicatesView(QWidget):
     """Find, review and export duplicate groups of one catalog."""
@@ -230,6 +257,15 @@ class DuplicatesView(QWidget):
         self.members_view.selectionModel().currentRowChanged.connect(self._on_member_changed)
         self.members_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
         self.compare = PairCompare(self.large_images)
+        self._pair: tuple = (None, None)      # (representative, member) shown in the compare panes
+        # the search window's compare view (linked zoom, difference, blink) on the same pair
+        self._compare_pool = QThreadPool(self)
+        self._compare_pool.setMaxThreadCount(1)
+        self.detail_compare = CompareView(self._compare_pool, TaskRunner(self))
+        self.compare_tabs = QTabWidget()
+        self.compare_tabs.addTab(self.compare, "Side by side")
+        self.compare_tabs.addTab(self.detail_compare, "Compare (difference, blink)")
+        self.compare_tabs.currentChanged.connect(lambda *_: self._show_detail_compare())
         self.not_dup_button = QPushButton("Not a duplicate (N)")
         self.not_dup_button.setToolTip("The selected images are not copies of the representative: "
                                        "never report these pairs again")
@@ -244,7 +280,7 @@ class DuplicatesView(QWidget):
         actions.addStretch(1)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.members_view)
-        right.addWidget(self.compare)
+        right.addWidget(self.compare_tabs)
         right.setSizes([260, 400])
         right_box = QWidget()
         right_layout = QVBoxLayout(right_box)
@@ -360,18 +396,33 @@ class DuplicatesView(QWidget):
             row = min(select_row, self.members_model.rowCount() - 1)
             self.members_view.setCurrentIndex(self.members_model.index(row))
         else:
-            self.compare.show_pair(None, None)
+            self._show_pair(None, None)
         self._update_actions()
+
+    def _show_pair(self, representative, member) -> None:
+        self._pair = (representative, member)
+        self.compare.show_pair(representative, member)
+        self._show_detail_compare()
+
+    def _show_detail_compare(self) -> None:
+        """Align and diff only while that tab is shown: it decodes both full images."""
+        representative, member = self._pair
+        if self.compare_tabs.currentWidget() is not self.detail_compare or None in self._pair:
+            return
+        group = self.current_group()
+        members = group.members if group is not None else []
+        rank = next((i + 1 for i, m in enumerate(members) if m.image_id == member.image_id), 1)
+        self.detail_compare.show_pair(_CatalogImageQuery(representative), _MemberMatch(member, rank))
 
     def _on_member_changed(self, current, _previous) -> None:
         group = self.members_model.group()
         member = self.members_model.member(current.row())
         if group is None or member is None:
-            self.compare.show_pair(None, None)
+            self._show_pair(None, None)
         elif member.image_id == group.representative.image_id:
-            self.compare.show_pair(group.representative, group.members[0] if group.members else None)
+            self._show_pair(group.representative, group.members[0] if group.members else None)
         else:
-            self.compare.show_pair(group.representative, member)
+            self._show_pair(group.representative, member)
         self._update_actions()
 
     def selected_members(self) -> list[duplicates.Member]:
