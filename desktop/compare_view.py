@@ -9,6 +9,8 @@ alternates match and query twice a second, so edits jump out). "Swap" exchanges 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,8 @@ def build_compare_pair(
     from .alignment import align, difference
     from .qt_images import qimage_from_rgb
 
+    if isinstance(query_rgb, (str, os.PathLike)):   # a catalog image as the query: decode it here
+        query_rgb = load_image(query_rgb)
     match_rgb = load_image(match_path)
     aligned = align(query_rgb, match_rgb, features=features, mirror=mirror)
     diff = difference(aligned)

@@ -18,13 +18,12 @@ import os
 import sys
 import threading
 import traceback
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFileDialog,
+from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QCheckBox, QComboBox, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QListView, QProgressBar,
                                QPushButton, QSizePolicy, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
@@ -33,7 +32,10 @@ from engine import duplicates, scoring
 from engine.catalog import Catalog
 from engine.errors import LookalikeError
 
-from .duplicates_model import GroupsModel, MemberRole, MembersModel, member_details
+from .compare_view import CompareView
+from .thumbnails import ThumbnailLoader
+from .workers import TaskRunner
+from .duplicates_model import GroupsModel, MembersModel, member_details
 
 THRESHOLD_CHOICES = [(f"{name} (≥ {value:.2f})", name) for name, value in scoring.THRESHOLDS.items()]
 
@@ -75,84 +77,6 @@ class Job(QRunnable):
             self.signals.done.emit(result)
 
 
-# ---------------------------------------------------------------------- thumbnails
-class _ThumbSignals(QObject):
-    loaded = Signal(int, int, object)      # generation, image id, QImage or None
-
-
-class _ThumbJob(QRunnable):
-    def __init__(self, cache: "ThumbnailCache", generation: int, catalog: Catalog, image_id: int):
-        super().__init__()
-        self.cache, self.generation, self.catalog, self.image_id = cache, generation, catalog, image_id
-
-    def run(self) -> None:
-        image = None
-        try:
-            image = QImage(str(self.catalog.thumbnail(self.image_id, self.cache.disk_size)))
-            if image.isNull():
-                image = None
-        except Exception:  # noqa: BLE001 - an unreadable image is drawn as a placeholder
-            image = None
-        self.cache._signals.loaded.emit(self.generation, self.image_id, image)
-
-
-class ThumbnailCache(QObject):
-    """Thumbnails decoded off the UI thread (``catalog.thumbnail``), kept in a small LRU cache.
-    Same interface as the main window's loader: ``get(id) -> QImage | None`` and ``ready(id)``."""
-
-    ready = Signal(int)
-
-    def __init__(self, catalog: Catalog | None = None, *, disk_size: int = 256, cache_items: int = 600,
-                 threads: int = 2, parent: QObject | None = None):
-        super().__init__(parent)
-        self.disk_size = disk_size
-        self.cache_items = cache_items
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
-        self._signals = _ThumbSignals()
-        self._signals.loaded.connect(self._on_loaded)
-        self._cache: OrderedDict[int, QImage] = OrderedDict()
-        self._failed: set[int] = set()
-        self._pending: set[int] = set()
-        self._generation = 0
-        self._catalog = catalog
-
-    def set_catalog(self, catalog: Catalog | None) -> None:
-        self._generation += 1
-        self._catalog = catalog
-        self._cache.clear()
-        self._failed.clear()
-        self._pending.clear()
-
-    def get(self, image_id: int) -> QImage | None:
-        image = self._cache.get(image_id)
-        if image is not None:
-            self._cache.move_to_end(image_id)
-            return image
-        if image_id not in self._failed and image_id not in self._pending and self._catalog is not None:
-            self._pending.add(image_id)
-            self._pool.start(_ThumbJob(self, self._generation, self._catalog, image_id))
-        return None
-
-    def has_failed(self, image_id: int) -> bool:
-        return image_id in self._failed
-
-    def wait_idle(self, msecs: int = 5000) -> bool:
-        return self._pool.waitForDone(msecs)
-
-    def _on_loaded(self, generation: int, image_id: int, image: QImage | None) -> None:
-        if generation != self._generation:
-            return
-        self._pending.discard(image_id)
-        if image is None:
-            self._failed.add(image_id)
-        else:
-            self._cache[image_id] = image
-            while len(self._cache) > self.cache_items:
-                self._cache.popitem(last=False)
-        self.ready.emit(image_id)
-
-
 # ---------------------------------------------------------------------- compare
 class _ImagePane(QWidget):
     def __init__(self, parent=None):
@@ -191,7 +115,7 @@ class _ImagePane(QWidget):
 class PairCompare(QWidget):
     """The representative and one copy side by side, with their product data and the score."""
 
-    def __init__(self, images: ThumbnailCache, parent=None):
+    def __init__(self, images: ThumbnailLoader, parent=None):
         super().__init__(parent)
         self.images = images
         layout = QHBoxLayout(self)
@@ -227,6 +151,31 @@ class PairCompare(QWidget):
             self._render()
 
 
+class _CatalogImageQuery:
+    """What the compare view needs of a query, for a catalog image (the group's representative);
+    the compare worker decodes it off the UI thread."""
+
+    def __init__(self, member: duplicates.Member):
+        self.path = member.path
+        self.name = os.path.basename(self.path)
+        self.roi = None
+        self.image = self.path
+
+    def region_image(self) -> str:
+        return self.path
+
+
+class _MemberMatch:
+    """What the compare view needs of a match, for a group member."""
+
+    def __init__(self, member: duplicates.Member, rank: int):
+        self.path = member.path
+        self.rank = rank
+        self.score = member.score if member.score is not None else 1.0
+        self.strength = "confirmed" if member.confirmed else ""
+        self.product = member.record
+
+
 # ---------------------------------------------------------------------- the view
 class DuplicatesView(QWidget):
     """Find, review and export duplicate groups of one catalog."""
@@ -242,8 +191,12 @@ class DuplicatesView(QWidget):
         self.pool.setMaxThreadCount(1)
         self.job: Job | None = None
         self.result: duplicates.ScanResult | None = None
-        self.thumbnails = ThumbnailCache(self.catalog, disk_size=256, parent=self)
-        self.large_images = ThumbnailCache(self.catalog, disk_size=768, cache_items=40, parent=self)
+        # the main window's lazy loader: decoded off the UI thread, LRU-cached, newest request first
+        self.thumbnails = ThumbnailLoader(disk_size=256, parent=self)
+        self.thumbnails.set_catalog(self.catalog)
+        self.large_images = ThumbnailLoader(disk_size=768, display_size=QSize(768, 768), cache_items=40,
+                                            parent=self)
+        self.large_images.set_catalog(self.catalog)
 
         # toolbar
         self.threshold_box = QComboBox()
@@ -304,6 +257,15 @@ class DuplicatesView(QWidget):
         self.members_view.selectionModel().currentRowChanged.connect(self._on_member_changed)
         self.members_view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
         self.compare = PairCompare(self.large_images)
+        self._pair: tuple = (None, None)      # (representative, member) shown in the compare panes
+        # the search window's compare view (linked zoom, difference, blink) on the same pair
+        self._compare_pool = QThreadPool(self)
+        self._compare_pool.setMaxThreadCount(1)
+        self.detail_compare = CompareView(self._compare_pool, TaskRunner(self))
+        self.compare_tabs = QTabWidget()
+        self.compare_tabs.addTab(self.compare, "Side by side")
+        self.compare_tabs.addTab(self.detail_compare, "Compare (difference, blink)")
+        self.compare_tabs.currentChanged.connect(lambda *_: self._show_detail_compare())
         self.not_dup_button = QPushButton("Not a duplicate (N)")
         self.not_dup_button.setToolTip("The selected images are not copies of the representative: "
                                        "never report these pairs again")
@@ -318,7 +280,7 @@ class DuplicatesView(QWidget):
         actions.addStretch(1)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.members_view)
-        right.addWidget(self.compare)
+        right.addWidget(self.compare_tabs)
         right.setSizes([260, 400])
         right_box = QWidget()
         right_layout = QVBoxLayout(right_box)
@@ -434,18 +396,33 @@ class DuplicatesView(QWidget):
             row = min(select_row, self.members_model.rowCount() - 1)
             self.members_view.setCurrentIndex(self.members_model.index(row))
         else:
-            self.compare.show_pair(None, None)
+            self._show_pair(None, None)
         self._update_actions()
+
+    def _show_pair(self, representative, member) -> None:
+        self._pair = (representative, member)
+        self.compare.show_pair(representative, member)
+        self._show_detail_compare()
+
+    def _show_detail_compare(self) -> None:
+        """Align and diff only while that tab is shown: it decodes both full images."""
+        representative, member = self._pair
+        if self.compare_tabs.currentWidget() is not self.detail_compare or None in self._pair:
+            return
+        group = self.current_group()
+        members = group.members if group is not None else []
+        rank = next((i + 1 for i, m in enumerate(members) if m.image_id == member.image_id), 1)
+        self.detail_compare.show_pair(_CatalogImageQuery(representative), _MemberMatch(member, rank))
 
     def _on_member_changed(self, current, _previous) -> None:
         group = self.members_model.group()
         member = self.members_model.member(current.row())
         if group is None or member is None:
-            self.compare.show_pair(None, None)
+            self._show_pair(None, None)
         elif member.image_id == group.representative.image_id:
-            self.compare.show_pair(group.representative, group.members[0] if group.members else None)
+            self._show_pair(group.representative, group.members[0] if group.members else None)
         else:
-            self.compare.show_pair(group.representative, member)
+            self._show_pair(group.representative, member)
         self._update_actions()
 
     def selected_members(self) -> list[duplicates.Member]:

@@ -224,11 +224,12 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
             done += len(rows)
             progress(f"  catalog rows: {done}/{n}")
         out["rows_seconds"] = time.perf_counter() - t
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         projection = cat.fit_projection() if cat.projection_due() else None
         if projection is None:
             cat.rebuild_index()
         out["index_build_seconds"] = time.perf_counter() - t    # PCA fit + HNSW build + save
+        out["index_build_cpu_seconds"] = time.process_time() - c
         out["projection"] = None if projection is None else {
             "dim": projection.dim, "explained": round(projection.explained, 4)}
         out["index_file_bytes"] = cat.index_path.stat().st_size
@@ -347,6 +348,7 @@ def bench_gui_startup(runs: int = 3) -> dict | None:
 
 # ---------------------------------------------------------------------- the command
 def run_bench(args, out: Callable[[str], None] = print) -> dict:
+    from .index import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
     from .model import load_model
 
     model = load_model(args.model)
@@ -384,9 +386,10 @@ def run_bench(args, out: Callable[[str], None] = print) -> dict:
             cat_dir = work / f"scale-{n}"
             build = build_synthetic_catalog(cat_dir, n, model.model_id, real_catalog=work / "ingest",
                                             progress=lambda m: None)
-            out(f"  index build  {build['index_build_seconds']:.1f} s (PCA fit + HNSW + save; "
+            out(f"  index build  {build['index_build_seconds']:.1f} s, {build['index_build_cpu_seconds']:.0f} CPU s "
+                f"(PCA fit + HNSW M={DEFAULT_M} ef_construction={DEFAULT_EF_CONSTRUCTION} + save; "
                 f"rows written in {build['rows_seconds']:.1f} s), projection {build['projection']}")
-            idx = bench_index(cat_dir, queries=args.index_queries)
+            idx = bench_index(cat_dir, queries=args.index_queries, ef_values=args.ef)
             out(f"  index RAM    {idx['rss_bytes_per_image']:.0f} B/image (RSS after loading "
                 f"{idx['vectors']} vectors; file {build['index_file_bytes'] / idx['vectors']:.0f} B/image)")
             for row in idx["by_ef"]:
@@ -435,6 +438,16 @@ def _scales(text: str) -> list[int]:
     return values
 
 
+def _scales_ef(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers such as 128,256") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("ef values must be positive")
+    return values
+
+
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure ingest, search, index and GUI start-up speed")
     p.add_argument("--folder", default=str(DEFAULT_FOLDER), help="images to ingest and query with "
@@ -448,6 +461,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--scale", type=_scales, default=list(DEFAULT_SCALES), metavar="N,N",
                    help="catalog sizes for the index and search figures (default 100000; 1000000 "
                         "takes long: its build is minutes to an hour on 2 cores)")
+    p.add_argument("--ef", type=_scales_ef, default=[128, 256, 512], metavar="N,N",
+                   help="HNSW search depths to measure recall and latency at (default 128,256,512)")
     p.add_argument("--skip-scale", action="store_true", help="no synthetic large catalogs")
     p.add_argument("--skip-gui", action="store_true", help="no GUI start-up measurement")
     p.add_argument("--work-dir", default=None, metavar="DIR", help="where the benchmark catalogs go "

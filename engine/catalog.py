@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS ingest_errors (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ingest_errors_path ON ingest_errors(path);
+CREATE TABLE IF NOT EXISTS local_features (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS projection (
     id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
     fitted_on INTEGER NOT NULL, fitted_at TEXT NOT NULL
@@ -319,7 +323,9 @@ class Catalog:
 
     def put_images(self, rows: Sequence[dict]) -> list[int]:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
-        product_id, model_id, embedding (np.ndarray), labels (list). Returns their image ids."""
+        product_id, model_id, embedding (np.ndarray), labels (list), and optionally
+        local_features = (version, keypoints blob, descriptors blob) (see engine.verification).
+        Returns their image ids."""
         if not rows:
             return []
         stamp = now_iso()
@@ -348,8 +354,40 @@ class Catalog:
                     ids.append(cur.lastrowid)
                 conn.execute("DELETE FROM removed WHERE image_id=?", (ids[-1],))
                 conn.execute("DELETE FROM ingest_errors WHERE path=?", (r["path"],))
+                if r.get("local_features") is not None:
+                    conn.execute("INSERT OR REPLACE INTO local_features VALUES (?,?,?,?)",
+                                 (ids[-1], *r["local_features"]))
+                else:       # features of the old content are stale
+                    conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
             fault_point("put-images-before-commit")
         return ids
+
+    # ------------------------------------------------------------------ local features
+    def local_feature_blobs(self, image_ids: Sequence[int], version: int) -> dict[int, tuple[bytes, bytes]]:
+        """image id -> (keypoints, descriptors) blobs of the given features version."""
+        out: dict[int, tuple[bytes, bytes]] = {}
+        conn = self.db.conn
+        for chunk in _chunks([int(i) for i in image_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            for i, kp, desc in conn.execute(
+                    f"SELECT image_id, keypoints, descriptors FROM local_features "
+                    f"WHERE version=? AND image_id IN ({marks})", (version, *chunk)):
+                out[i] = (kp, desc)
+        return out
+
+    def put_local_feature_blobs(self, rows: Sequence[tuple[int, int, bytes, bytes]]) -> None:
+        """Store (image_id, version, keypoints, descriptors) rows (backfilling older catalogs)."""
+        if rows:
+            with self.transaction(bump=False) as db:
+                db.conn.executemany(
+                    "INSERT OR REPLACE INTO local_features SELECT ?,?,?,? WHERE EXISTS "
+                    "(SELECT 1 FROM images WHERE id=?)", [(*r, r[0]) for r in rows])
+
+    def images_without_local_features(self, version: int) -> list[tuple[int, str]]:
+        """(image id, path) of the images lacking local features of ``version``."""
+        return list(self.db.conn.execute(
+            "SELECT i.id, i.path FROM images i LEFT JOIN local_features f "
+            "ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL ORDER BY i.id", (version,)))
 
     def link_images(self, pairs: Iterable[tuple[str, str]]) -> int:
         """Attach already-indexed images (path) to a product (id) without re-embedding."""

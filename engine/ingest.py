@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from . import verification
 from .catalog import Catalog
 from .errors import FeedError, ImageError
 from .faults import fault_point
@@ -273,6 +274,7 @@ class _Prepared:
     height: int = 0
     tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
+    local_features: tuple | None = None  # (version, keypoints, descriptors), engine.verification
 
 
 def _prepare(source: _Source, known: dict, model) -> _Prepared:
@@ -295,7 +297,9 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
             return _Prepared(source, "same-content", digest, st.st_size, st.st_mtime)
         rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
-                         st.st_mtime, w, h, model.preprocess(rgb))
+                         st.st_mtime, w, h, model.preprocess(rgb),
+                         local_features=(verification.FEATURES_VERSION,
+                                         *verification.pack(verification.extract(rgb))))
     except ImageError as exc:
         return _Prepared(source, "failed", reason=exc.reason)
     except FileNotFoundError:
@@ -334,6 +338,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 "width": p.width, "height": p.height, "product_id": p.source.product_id,
                 "model_id": model.model_id, "embedding": emb,
                 "labels": [[n, round(float(s), 4)] for n, s in model.top_labels(prob, k=3)],
+                "local_features": p.local_features,
             })
             if p.status == "new":
                 report.added += 1

@@ -1,21 +1,49 @@
 """The match score users see and the named thresholds built on it.
 
-A score is in [0, 1], higher is more similar, and means the same thing for every query, so one
-threshold can be applied across queries, the duplicate finder and the GUI.
+A score is a calibrated, probability-like value in [0, 1]: the estimated chance that the catalog
+image shows the same product as the query (an edited copy of it, or another photo of it). It is
+computed from the evidence the search gathers for each candidate (:class:`Evidence`):
 
-The thresholds are provisional values for the raw-embedding score (cosine similarity); the
-match-quality work replaces them with calibrated, measured ones (docs/match-quality.md).
+* ``cosine``  — cosine similarity of the two CNN embeddings;
+* ``inliers`` — ORB matches consistent with one RANSAC homography (engine.verification), 0 when the
+  candidate was not verified or nothing agreed;
+* ``colour``  — intersection of the two colour histograms of non-background pixels;
+* ``aligned``, ``unchanged`` — after warping the query onto the candidate with that homography:
+  correlation of their pixels, and the share of product pixels whose colour is kept;
+* ``margin``  — ``aligned`` minus the best ``aligned`` of the query's other verified candidates
+  (tells an edited copy's original from a recoloured variant of the same photograph).
+
+and combined by two small logistic models (verified / not verified) whose few coefficients were
+fitted on labelled query/candidate pairs with cross-validation (``benchmarks/match_quality.py fit``; figures and the procedure in
+docs/match-quality.md). Because the score is calibrated, one threshold means the same thing for
+every query, in search, in the duplicate finder and in the GUI.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-# name -> minimum score, strongest first
+#: Two logistic models, one per regime, fitted by ``benchmarks/match_quality.py fit``:
+#: a candidate with at least MARGIN_MIN_INLIERS verified inliers is scored by the "verified"
+#: model (is it *this* photo, or a recoloured variant of it?), any other by the "visual" model
+#: (embedding and colour: the same product photographed again?). Each is
+#: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
+MODELS: dict[str, dict] = {
+    "verified": {"intercept": -8.815, "coef": {
+        "log_inliers": 0.65, "aligned": 3.53, "margin": 0.954, "best": 3.531, "colour": 1.496,
+        "unchanged": 1.513, "partial": -1.983, "cosine": -0.539}},
+    "visual": {"intercept": -12.851, "coef": {"cosine": 5.689, "colour": 7.045}},
+}
+
+# name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
+# precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
-    "copy": 0.90,
-    "same product": 0.75,
-    "similar": 0.60,
+    "copy": 0.914,           # precision >= 0.99 on the Luma edited copies
+    "same product": 0.086,   # best F1 on the Luma "other view" queries
+    "similar": 0.027,        # half of the Luma other views recalled
 }
 
 # how each threshold is shown to a user
@@ -26,8 +54,85 @@ STRENGTH_LABELS: dict[str, str] = {
 }
 
 
+@dataclass
+class Evidence:
+    cosine: float
+    inliers: int = 0
+    colour: float = 0.0
+    aligned: float = 0.0       # pixel agreement after alignment by the homography (verification)
+    unchanged: float = 0.0     # share of product pixels whose colour the query kept (after alignment)
+    margin: float = 0.0        # aligned minus the best aligned of the other verified candidates
+    verified: bool = False     # local features were compared (inliers is meaningful)
+    identical: bool = False    # the same file (bytes), or pixel-identical after alignment: score 1
+    transform: str = ""        # "", "mirrored", "rotated 90", ...: how the query matched
+
+    def to_json(self) -> dict:
+        return {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
+                "colour": round(float(self.colour), 4), "aligned": round(float(self.aligned), 4),
+                "unchanged": round(float(self.unchanged), 4), "margin": round(float(self.margin), 4),
+                "verified": self.verified, "transform": self.transform, "identical": self.identical}
+
+
+#: a candidate counts as a geometric competitor of the others from this many inliers on
+MARGIN_MIN_INLIERS = 15
+
+
+def set_margins(evidence) -> None:
+    """Fill ``Evidence.margin`` for the candidates of one query: how much better a verified
+    candidate's aligned pixel agreement is than that of the best other verified candidate (an
+    edited copy agrees with its original better than with a recoloured variant of the same
+    photograph). A lone verified candidate's margin is its own agreement; unverified: 0."""
+    evidence = list(evidence)
+    strong = [e for e in evidence if e.inliers >= MARGIN_MIN_INLIERS]
+    for e in evidence:
+        if e.inliers < MARGIN_MIN_INLIERS:
+            e.margin = 0.0
+        else:
+            e.margin = e.aligned - max((o.aligned for o in strong if o is not e), default=0.0)
+
+
+def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> dict[str, np.ndarray]:
+    return {
+        "cosine": np.asarray(cosine, np.float64),
+        "log_inliers": np.log1p(np.asarray(inliers, np.float64)),
+        "colour": np.asarray(colour, np.float64),
+        "aligned": np.asarray(aligned, np.float64),
+        "unchanged": np.asarray(unchanged, np.float64),
+        # some colours kept, others changed: the signature of a variant recoloured in places
+        "partial": 4.0 * np.asarray(unchanged, np.float64) * (1.0 - np.asarray(unchanged, np.float64)),
+        "margin": np.asarray(margin, np.float64),
+        # the verified candidate the query agrees with best (a copy has one original)
+        "best": (np.asarray(margin, np.float64) > 0).astype(np.float64),
+    }
+
+
+def _logistic(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
+    z = model["intercept"] + sum(c * f[name] for name, c in model["coef"].items())
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> np.ndarray:
+    """The calibrated score of (arrays of) evidence."""
+    f = feature_vector(cosine, inliers, colour, aligned, unchanged, margin)
+    verified = np.asarray(inliers) >= MARGIN_MIN_INLIERS
+    return np.where(verified, _logistic(MODELS["verified"], f), _logistic(MODELS["visual"], f))
+
+
+#: cosine from which a candidate whose aligned pixels all agree counts as the identical image
+IDENTICAL_COSINE = 0.999
+
+
+def score(evidence: Evidence) -> float:
+    e = evidence
+    if e.identical or (e.cosine >= IDENTICAL_COSINE and e.aligned >= 0.99 and e.unchanged >= 0.99):
+        return 1.0
+    return float(calibrated(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin))
+
+
 def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
-    """Score from the cosine similarity of two L2-normalised embeddings."""
+    """The cosine similarity clipped to [0, 1]: the only score there is for images whose pixels
+    cannot be read (synthetic catalogs, files gone). Not on the calibrated scale; search and
+    :func:`engine.verification.pair_scores` use :func:`calibrated` wherever pixels exist."""
     return np.clip(cosine, 0.0, 1.0)
 
 
@@ -52,6 +157,6 @@ def resolve_threshold(value: str | float) -> float:
         except ValueError:
             names = ", ".join(n.replace(" ", "-") for n in THRESHOLDS)
             raise ValueError(f"unknown threshold {value!r}: use one of {names} or a number in [0, 1]") from None
-    if not 0.0 <= number <= 1.0:
+    if not (0.0 <= number <= 1.0) or math.isnan(number):
         raise ValueError(f"threshold {number} is outside [0, 1]")
     return number

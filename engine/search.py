@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import scoring
+from . import scoring, verification
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
@@ -18,6 +18,18 @@ from .ingest import content_hash
 
 DEFAULT_K = 10
 MIN_CANDIDATES = 50
+#: candidates (best by embedding cosine) whose local features are geometrically verified
+VERIFY_TOP = 20
+#: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
+STRONG_INLIERS = 25
+#: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
+MIRROR_TOP = 8
+#: nearest images of each turned query (90/180/270 degrees) added and verified; 0 disables
+ROTATED_TOP = 4
+#: the turned queries are tried only when no candidate is closer than this (cosine)
+ROTATION_MAX_COSINE = 0.8
+#: candidates verified before stopping early at a confirmed copy
+VERIFY_MIN = 8
 
 
 @dataclass
@@ -27,11 +39,14 @@ class SearchFilters:
     price_min: float | None = None
     price_max: float | None = None
     min_score: float = 0.0
+    exclude_ids: frozenset[int] = frozenset()   # catalog images never to return (e.g. the query itself)
 
     def active(self) -> bool:
         return any(v is not None for v in (self.category, self.brand, self.price_min, self.price_max))
 
     def accepts(self, record: dict) -> bool:
+        if self.exclude_ids and record.get("image_id") in self.exclude_ids:
+            return False
         if self.category:
             cat = record.get("category") or ""
             if not (cat == self.category or cat.startswith(self.category + " >")):
@@ -60,6 +75,7 @@ class Match:
     score: float
     product: dict = field(default_factory=dict)
     strength: str = ""
+    evidence: scoring.Evidence | None = None    # what the score was computed from
 
     def to_json(self) -> dict:
         p = self.product
@@ -71,6 +87,7 @@ class Match:
             "strength": self.strength, "image_id": self.image_id,
             "product_id": p.get("product_id"), "title": p.get("title"), "brand": p.get("brand"),
             "price": price, "category": p.get("category"), "url": p.get("url"),
+            "evidence": self.evidence.to_json() if self.evidence is not None else None,
         }
 
 
@@ -95,9 +112,10 @@ class Searcher:
     """Searches one catalog with one model. Thread-safe: the model session and the index are
     shared, SQLite connections are per thread."""
 
-    def __init__(self, catalog: Catalog, model):
+    def __init__(self, catalog: Catalog, model, *, verify: bool = True):
         self.catalog = catalog
         self.model = model
+        self.verify = verify     # False: embedding similarity only (no local features)
 
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
@@ -129,19 +147,46 @@ class Searcher:
             if roi is not None:
                 rgb = crop_roi(rgb, roi)
             t = time.perf_counter()
-            probs, emb = self.model.run([rgb])
+            # a padded copy (a uniform coloured frame) is also searched by its content; a plain
+            # white studio background is the photo itself and is only trimmed for verification
+            box = verification.content_box(rgb) if self.verify else None
+            content = rgb if box is None else np.ascontiguousarray(rgb[box[0][1]:box[0][3], box[0][0]:box[0][2]])
+            timings["trim"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
             timings["model"] = (time.perf_counter() - t) * 1000
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
-            t = time.perf_counter()
-            matches = self._matches(emb[0], k, filters or SearchFilters(), timings, same_file_hash)
+            matches = self._matches(emb, k, filters or SearchFilters(), timings, content, same_file_hash)
             timings["total"] = sum(timings.values())
             return QueryResult(query=name, labels=labels, results=matches, timings=timings)
         except LookalikeError as exc:
             return QueryResult(query=name, error=str(exc), timings=timings)
 
     # ------------------------------------------------------------------ internals
+    def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
+                    timings: dict[str, float]) -> list[tuple[int, float, dict]]:
+        """(image id, cosine, record) of the nearest images that pass the filters, best first.
+        Several query embeddings (views of one query): each image's best cosine counts."""
+        ids, sims = self.catalog.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
+        best: dict[int, float] = {}
+        for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
+            for i, s in zip(row_ids, row_sims):
+                if s > best.get(i, -2.0):
+                    best[i] = s
+        order = sorted(best, key=lambda i: -best[i])
+        t = time.perf_counter()
+        records = {r["image_id"]: r for r in self.catalog.image_records(order)}
+        timings["join"] = timings.get("join", 0.0) + (time.perf_counter() - t) * 1000
+        return [(i, best[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
+
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
-                 timings: dict[str, float], same_file_hash: str | None = None) -> list[Match]:
+                 timings: dict[str, float], rgb: np.ndarray | None = None,
+                 same_file_hash: str | None = None) -> list[Match]:
+        """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
+        then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches.
+        ``emb``: the query's embedding(s) [D] or [M, D]; ``rgb`` (the query image) enables
+        verification; without it only the embedding counts. ``same_file_hash``: catalog images
+        with exactly the query file's bytes rank first among equal scores."""
         t = time.perf_counter()
         index = self.catalog.index()
         timings["index_sync"] = (time.perf_counter() - t) * 1000
@@ -149,35 +194,118 @@ class Searcher:
             return []
         n = len(index)
         want = max(k * 4, MIN_CANDIDATES)
-        knn_ms = join_ms = 0.0
+        # the best score a candidate without a confirmed copy's evidence can reach
+        best_unverified = lambda cos: float(  # noqa: E731
+            scoring.calibrated(cos, scoring.MARGIN_MIN_INLIERS - 1, 1.0))
+        knn_ms = 0.0
         while True:
             t = time.perf_counter()
-            ids, sims = self.catalog.nearest(emb, min(want, n))   # exact cosines, re-ranked
+            kept = self._candidates(index, emb, want, filters, timings)
             knn_ms += (time.perf_counter() - t) * 1000
-            ids, sims = ids[0], sims[0]
-            t = time.perf_counter()
-            records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
-            join_ms += (time.perf_counter() - t) * 1000
-            kept = []
-            for image_id, sim in zip(ids.tolist(), sims.tolist()):
-                rec = records.get(image_id)
-                if rec is None or not filters.accepts(rec):
-                    continue
-                score = float(scoring.embedding_score(sim))
-                if score < filters.min_score:
-                    continue
-                kept.append((score, image_id, rec))
+            last = kept[-1][1] if kept else 1.0
             # enough survivors, or the candidates already cover the whole index: done
-            if len(kept) >= k or len(ids) >= n or (sims.size and
-                                                   scoring.embedding_score(sims[-1]) < filters.min_score):
+            if (len(kept) >= max(k, VERIFY_TOP) or want >= n
+                    or (best_unverified(last) < filters.min_score and len(kept) >= min(k, VERIFY_TOP))):
                 break
             want *= 4
-        timings["knn"] = knn_ms
-        timings["join"] = join_ms
-        kept.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
+        timings["knn"] = knn_ms - timings.get("join", 0.0)
+        evidence = self._verify(rgb, index, kept, filters, timings) if rgb is not None and self.verify else \
+            {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
+        t = time.perf_counter()
+        records = {image_id: rec for image_id, _, rec in kept}
+        scoring.set_margins(evidence.values())
+        if same_file_hash:
+            for image_id, ev in evidence.items():
+                ev.identical = records[image_id].get("content_hash") == same_file_hash
+        scored = []
+        for image_id, ev in evidence.items():
+            score = scoring.score(ev)
+            if score >= filters.min_score:
+                scored.append((score, image_id, records[image_id], ev))
+        scored.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
+        timings["score"] = (time.perf_counter() - t) * 1000
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
-                      strength=scoring.strength(score))
-                for i, (score, image_id, rec) in enumerate(kept[:k])]
+                      strength=scoring.strength(score), evidence=ev)
+                for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
+
+    def _verify(self, rgb: np.ndarray, index, kept: list, filters: SearchFilters,
+                timings: dict[str, float]) -> dict[int, scoring.Evidence]:
+        """Evidence for every candidate: colour agreement for all; RANSAC-verified ORB inliers
+        and aligned pixel agreement for the VERIFY_TOP best by cosine. While no candidate is a
+        confirmed copy (STRONG_INLIERS), the mirrored query is verified against the best
+        MIRROR_TOP, then the query turned by 90/180/270 degrees is embedded and its nearest
+        ROTATED_TOP images are added and verified (copies may be turned)."""
+        evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
+        paths = {image_id: rec["path"] for image_id, _, rec in kept}
+        t = time.perf_counter()
+        query = verification.extract(rgb, keep_image=True)
+        timings["features"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        stored = verification.features_for(self.catalog, list(evidence), paths=paths)
+        timings["load_features"] = (time.perf_counter() - t) * 1000
+
+        def check(qf, ids, transform) -> int:
+            best = 0
+            for image_id in ids:
+                f = stored.get(image_id)
+                ev = evidence[image_id]
+                if f is None:
+                    continue
+                ev.verified = True
+                v = verification.verify(qf, f)
+                if v.inliers > ev.inliers:
+                    ev.inliers = v.inliers
+                    ev.transform = transform
+                    if v.inliers >= scoring.MARGIN_MIN_INLIERS:     # only used for verified copies
+                        al = verification.aligned_similarity(qf, f, v.homography)
+                        ev.aligned, ev.unchanged = al.ncc, al.unchanged
+                best = max(best, ev.inliers)
+            return best
+
+        t = time.perf_counter()
+        for image_id, f in stored.items():
+            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
+        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
+        # candidates that could compete with it, embed as close and are among them too
+        best = check(query, order[:VERIFY_MIN], "")
+        if best < STRONG_INLIERS:
+            best = max(best, check(query, order[VERIFY_MIN:], ""))
+        timings["verify"] = (time.perf_counter() - t) * 1000
+        if best >= STRONG_INLIERS:
+            return evidence
+        t = time.perf_counter()
+        flipped = verification.extract(verification.mirrored(rgb), keep_image=True)
+        best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
+        timings["verify_mirror"] = (time.perf_counter() - t) * 1000
+        # a turned copy embeds far from everything; a query with a close neighbour is not one
+        if best >= STRONG_INLIERS or ROTATED_TOP <= 0 or (kept and kept[0][1] >= ROTATION_MAX_COSINE):
+            return evidence
+        t = time.perf_counter()
+        _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
+        timings["model_rotated"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        new: list[int] = []
+        for r, e in zip((1, 2, 3), embs):
+            for image_id, sim, rec in self._candidates(index, e, ROTATED_TOP, filters, timings):
+                if image_id not in evidence:
+                    evidence[image_id] = scoring.Evidence(cosine=float(sim))
+                    paths[image_id] = rec["path"]
+                    kept.append((image_id, sim, rec))
+                    new.append(image_id)
+                elif sim > evidence[image_id].cosine and image_id not in order:
+                    evidence[image_id].cosine = float(sim)
+                if image_id not in new and image_id not in order:
+                    new.append(image_id)
+        stored.update(verification.features_for(self.catalog, [i for i in new if i not in stored], paths=paths))
+        for image_id in new:
+            if image_id in stored:
+                evidence[image_id].colour = verification.colour_similarity(query.colour, stored[image_id].colour)
+        best = check(query, new, "turned")
+        if best < STRONG_INLIERS:
+            check(flipped, new, "turned, mirrored")
+        timings["verify_rotated"] = (time.perf_counter() - t) * 1000
+        return evidence
 
 
 def _file_hash(path) -> str | None:

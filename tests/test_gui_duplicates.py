@@ -160,6 +160,11 @@ def test_scan_in_background_then_review(qtbot, view, monkeypatch):
     qtbot.waitUntil(lambda: view.large_images.get(copy.image_id) is not None, timeout=10000)
     qtbot.waitUntil(lambda: view.compare.right.image.pixmap() is not None
                     and not view.compare.right.image.pixmap().isNull(), timeout=10000)
+    # the search window's compare view (difference / blink) shows the same pair, aligned
+    view.compare_tabs.setCurrentWidget(view.detail_compare)
+    qtbot.waitUntil(lambda: view.detail_compare.pair is not None, timeout=15000)
+    assert view.detail_compare.match.path == copy.record["path"]
+    assert "differ" in view.detail_compare.info.text()
 
 
 def test_not_a_duplicate_is_remembered_across_scans_and_sessions(qtbot, view, monkeypatch, dupes_catalog):

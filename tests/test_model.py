@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -192,6 +193,25 @@ def test_preprocess_keeps_channel_order_and_crops_the_centre(fp32):
     x = fp32.preprocess(img)
     np.testing.assert_allclose(x[0], 1.0, atol=1e-6)
     np.testing.assert_allclose(x[1:], -127 / 128, atol=1e-6)
+
+
+def test_preprocess_matches_the_reference_formula_in_both_layouts(fp32):
+    """The in-place normalisation gives exactly (x - mean) / std, in NCHW and NHWC order."""
+    import copy
+
+    from engine.model import Model
+
+    rgb = np.random.default_rng(3).integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    resized = cv2.resize(rgb, (256, 295), interpolation=cv2.INTER_AREA)
+    top, left = int(round((295 - 224) / 2)), int(round((256 - 224) / 2))
+    ref = (resized[top:top + 224, left:left + 224].astype(np.float32) - 127.0) / 128.0
+    np.testing.assert_allclose(fp32.preprocess(rgb), ref.transpose(2, 0, 1), atol=1e-6)
+    manifest = copy.deepcopy(fp32.manifest)
+    manifest["input"]["layout"] = "NHWC"
+    nhwc = Model(fp32.manifest_path, manifest, fp32.session, fp32.labels, fp32.sha256)
+    x = nhwc.preprocess(rgb)
+    assert x.shape == (224, 224, 3) and x.flags.c_contiguous
+    np.testing.assert_allclose(x, ref, atol=1e-6)
 
 
 def test_preprocess_rejects_wrong_input(fp32):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ModelError
-from engine.model import load_model
+from engine.model import DEFAULT_PACK, load_model
 from engine.paths import models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def pack_copy(tmp_path):
-    src = models_dir() / "efficientnet-lite0"
+    src = models_dir() / DEFAULT_PACK                # the pack load_model() uses by default
     dst = tmp_path / "pack"
     shutil.copytree(src, dst)
     return dst
