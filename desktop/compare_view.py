@@ -10,7 +10,6 @@ alternates match and query twice a second, so edits jump out). "Swap" exchanges 
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import resources
-from .results_model import match_title
+from .results_model import format_score, match_title
 from .workers import Task, TaskRunner
 
 MODES = ("side", "difference", "blink")
@@ -359,7 +358,7 @@ class CompareView(QWidget):
             query_name += " (region)"
         match_name = ""
         if self.match is not None:
-            match_name = f"#{self.match.rank} {match_title(self.match)} · {self.match.score:.2f}"
+            match_name = f"#{self.match.rank} {match_title(self.match)} · {format_score(self.match.score)}"
             if self.match.strength:
                 match_name += f" · {self.match.strength}"
         return f"Query: {query_name}", f"Match: {match_name}"

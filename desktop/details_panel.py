@@ -105,6 +105,8 @@ class DetailsPanel(QScrollArea):
 
         self.badge = QLabel()
         self.badge.setTextFormat(Qt.TextFormat.RichText)
+        self.badge.setWordWrap(True)
+        self.badge.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.badge)
 
         self.form = QFormLayout()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 ANY = "Any"
 MAX_RESULTS = 5000
+SCORE_STEPS = 1000  # slider positions for scores 0..1
 
 
 def engine_thresholds() -> dict[str, float]:
@@ -78,13 +79,15 @@ class FiltersPanel(QGroupBox):
         score_col.setSpacing(2)
         slider_row = QHBoxLayout()
         self.min_score = QSlider(Qt.Orientation.Horizontal)
-        self.min_score.setRange(0, 100)
-        self.min_score.setPageStep(5)
+        # 0.001 steps: the calibrated thresholds (engine.scoring) are not multiples of 0.01
+        self.min_score.setRange(0, SCORE_STEPS)
+        self.min_score.setSingleStep(5)
+        self.min_score.setPageStep(50)
         self.min_score.setAccessibleName("Minimum score")
         self.min_score.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.min_score.setTickInterval(10)
+        self.min_score.setTickInterval(SCORE_STEPS // 10)
         self.min_score.setMinimumWidth(100)
-        self.min_score_label = QLabel("0.00")
+        self.min_score_label = QLabel("0.000")
         self.min_score_label.setMinimumWidth(34)
         slider_row.addWidget(self.min_score, 1)
         slider_row.addWidget(self.min_score_label)
@@ -128,7 +131,7 @@ class FiltersPanel(QGroupBox):
         ):
             signal.connect(self._schedule)
         self.min_score.valueChanged.connect(
-            lambda v: self.min_score_label.setText(f"{v / 100:.2f}")
+            lambda v: self.min_score_label.setText(f"{v / SCORE_STEPS:.3f}")
         )
 
     def _preset_button(self, text: str) -> QToolButton:
@@ -161,7 +164,7 @@ class FiltersPanel(QGroupBox):
             "brand": self.brand.currentData(),
             "price_min": price(self.price_min),
             "price_max": price(self.price_max),
-            "min_score": self.min_score.value() / 100.0,
+            "min_score": self.min_score.value() / SCORE_STEPS,
             "k": self.count.value(),
         }
 
@@ -178,7 +181,7 @@ class FiltersPanel(QGroupBox):
             self.preset_buttons[name] = button
 
     def set_min_score(self, value: float) -> None:
-        self.min_score.setValue(round(max(0.0, min(1.0, value)) * 100))
+        self.min_score.setValue(round(max(0.0, min(1.0, value)) * SCORE_STEPS))
 
     def set_values(self, *, k: int | None = None, min_score: float | None = None) -> None:
         """Restore remembered knobs without triggering a search."""

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from . import resources
 from .query_view import QueryView
+from .results_model import format_score
 
 TOP_LABELS = 3
 
@@ -180,7 +181,7 @@ class QueryPanel(QWidget):
         if result is not None and getattr(result, "results", None):
             best = result.results[0]
             title = (best.product or {}).get("title") or ""
-            return f"{query.name}\nbest {best.score:.2f} {title}"
+            return f"{query.name}\nbest {format_score(best.score)} {title}"
         if result is not None and getattr(result, "labels", None):
             return f"{query.name}\n{result.labels[0].name}"
         return query.name

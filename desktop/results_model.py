@@ -29,6 +29,11 @@ def format_price(product: dict) -> str:
     return f"{text} {currency}".strip()
 
 
+def format_score(score: float) -> str:
+    """Two decimals; three below 0.1, where calibrated scores of weak matches live."""
+    return f"{score:.2f}" if score >= 0.1 else f"{score:.3f}"
+
+
 def product_sku(product: dict, match: Any = None) -> str:
     for key in ("sku", "product_id"):
         value = product.get(key)

@@ -37,6 +37,7 @@ from .results_model import (
     MatchRole,
     ThumbnailStateRole,
     format_price,
+    format_score,
     match_title,
     product_sku,
 )
@@ -194,7 +195,7 @@ class ResultDelegate(QStyledItemDelegate):
         )
         y += line_h
         price = format_price(product)
-        score_text = f"{match.score:.2f}"
+        score_text = format_score(match.score)
         score_font = QFont(option.font)
         score_font.setBold(True)
         painter.setFont(score_font)

@@ -117,7 +117,7 @@ def test_settings_and_window_state_persist(qtbot, make_window, gui_catalog, gui_
     again.restore_state()  # (the offscreen screen is 800x800, so Qt clamps the restored size)
     again.show()
     assert again.filters.count.value() == 25
-    assert again.filters.min_score.value() == 42
+    assert again.filters.options()["min_score"] == pytest.approx(0.42)
     assert again.session.options.k == 25 and again.session.options.min_score == pytest.approx(0.42)
     assert stored.last_catalog() == str(gui_catalog)
     assert str(gui_catalog) in [a.text() for a in again.recent_menu.actions()]

@@ -69,9 +69,10 @@ def edited_copy(src: Path, out: Path) -> Path:
     return out
 
 
-def phone_photo(src: Path, out: Path) -> Path:
+def phone_photo(src: Path, out: Path) -> tuple[Path, tuple[int, int, int, int]]:
     """The product cut out of its white studio background, put in perspective on a cluttered
-    scene (a brick wall, a gravel floor, a coffee cup from scikit-image's sample photos)."""
+    scene (a brick wall, a gravel floor, a coffee cup from scikit-image's sample photos).
+    Returns the photo and the product's box (x, y, w, h) with a small margin."""
     from skimage import data
 
     W, H = 1600, 1200
@@ -108,7 +109,10 @@ def phone_photo(src: Path, out: Path) -> Path:
     out_rgb += np.random.default_rng(7).normal(0, 6, out_rgb.shape)
     out_rgb = cv2.GaussianBlur(np.clip(out_rgb, 0, 255).astype(np.uint8), (3, 3), 0)
     Image.fromarray(out_rgb).save(out, quality=80)
-    return out
+    ys, xs = np.nonzero(alpha2d > 0.5)  # the region a user would draw: the product, a small margin
+    x0, y0 = max(0, int(xs.min()) - 30), max(0, int(ys.min()) - 30)
+    x1, y1 = min(W, int(xs.max()) + 30), min(H, int(ys.max()) + 30)
+    return out, (x0, y0, x1 - x0, y1 - y0)
 
 
 def shoot(catalog: Path, query: Path, out: Path, *extra: str) -> None:
@@ -145,8 +149,8 @@ def main() -> int:
         shoot(args.catalog, dup, args.out / "merchandiser.png")
         copy = edited_copy(images / "mb02-blue-0.jpg", tmp / "marketplace-offer.jpg")
         shoot(args.catalog, copy, args.out / "brand-protection.png", "--compare", "difference")
-        phone = phone_photo(images / "mb01-blue-0.jpg", tmp / "IMG_2041.jpg")
-        shoot(args.catalog, phone, args.out / "warehouse.png", "--roi", "600,200,800,950")
+        phone, box = phone_photo(images / "mb01-blue-0.jpg", tmp / "IMG_2041.jpg")
+        shoot(args.catalog, phone, args.out / "warehouse.png", "--roi", ",".join(map(str, box)))
     return 0
 
 
