@@ -148,5 +148,29 @@ def test_searching_keeps_the_ui_responsive(qtbot, window, catalog_images):
     qtbot.waitUntil(window.visible_thumbnails_settled, timeout=WAIT_MS)
     summary = probe.stop()
     # decoding, inference and thumbnails all run on worker threads; the UI thread only lays
-    # out and paints. Generous bound: shared CI machines have hiccups of their own.
-    assert summary.max_stall_ms < 250, str(summary)
+    # out and paints (decoding the 3 photos and 12 thumbnails on it would take seconds). The
+    # bounds leave room for a shared machine's own hiccups (docs/desktop.md has measurements).
+    # (measured here: 30-80 ms; a search takes well under a second, too few ticks for a p99)
+    assert summary.max_stall_ms < 600, str(summary)
+
+
+def test_tab_order_follows_the_layout(qtbot, window):
+    order = []
+    widget = window.query_panel.view
+    for _ in range(2000):
+        order.append(widget)
+        widget = widget.nextInFocusChain()
+        if widget is window.query_panel.view:
+            break
+    position = {w: i for i, w in enumerate(order)}
+    chain = [
+        window.query_panel.view,
+        window.query_panel.history,
+        window.filters.category,
+        window.filters.min_score,
+        window.filters.count,
+        window.results_view,
+        window.details.compare_button,
+    ]
+    assert all(w in position for w in chain)
+    assert [position[w] for w in chain] == sorted(position[w] for w in chain)
