@@ -364,6 +364,9 @@ class _TextExtractor(html.parser.HTMLParser):
             self.parts.append(data)
 
 
+_TEXT_ROLES = frozenset({"title", "brand", "description"})
+
+
 def html_to_text(markup: str) -> str:
     """Text of an HTML fragment: entities decoded, scripts/styles dropped, one line per block."""
     parser = _TextExtractor()
@@ -764,6 +767,8 @@ class FeedReader:
             for role, i in simple:
                 value = row[i].strip()
                 if value:
+                    if role in _TEXT_ROLES:     # feeds often carry HTML entities ("HeatTech&trade;")
+                        value = html.unescape(value)
                     setattr(product, role, value)
             extra = product.extra
             for i, label in extra_cols:
@@ -823,8 +828,8 @@ class FeedReader:
             return row[i].strip() if i is not None else ""
 
         p = Product(id=g.handle)
-        p.title = cell(first, "title") or None
-        p.brand = cell(first, "brand") or None
+        p.title = html.unescape(cell(first, "title")) or None
+        p.brand = html.unescape(cell(first, "brand")) or None
         body = cell(first, "description")
         p.description = (html_to_text(body) or None) if body else None
         for i, label in plan.extra:

@@ -498,3 +498,11 @@ def test_arbitrary_bytes_never_crash(tmp_path, data):
             assert it.product.id
     except FeedError as exc:
         assert "\n" not in str(exc)
+
+
+def test_html_entities_in_text_fields_are_decoded(tmp_path):
+    feed = tmp_path / "feed.csv"
+    feed.write_text("id,title,brand,image_link\nP1,Mars HeatTech&trade; Pullover,Caf&eacute; &amp; Co,a.jpg\n",
+                    encoding="utf-8")
+    (item,) = list(read_feed(feed))
+    assert item.product.title == "Mars HeatTech™ Pullover" and item.product.brand == "Café & Co"
