@@ -19,7 +19,7 @@ from .ingest import content_hash
 DEFAULT_K = 10
 MIN_CANDIDATES = 50
 #: candidates (best by embedding cosine) whose local features are geometrically verified
-VERIFY_TOP = 20
+VERIFY_TOP = 10
 #: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
 STRONG_INLIERS = 25
 #: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
@@ -275,7 +275,7 @@ class Searcher:
         if best >= STRONG_INLIERS:
             return evidence
         t = time.perf_counter()
-        flipped = verification.extract(verification.mirrored(rgb), keep_image=True)
+        flipped = verification.mirrored_features(query)
         best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
         timings["verify_mirror"] = (time.perf_counter() - t) * 1000
         # a turned copy embeds far from everything; a query with a close neighbour is not one

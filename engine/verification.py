@@ -121,11 +121,15 @@ def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def extract(rgb: np.ndarray, *, keep_image: bool = False) -> Features:
-    """ORB features and thumbnail of an RGB (or grey) uint8 image (~10 ms)."""
+    """ORB features and thumbnail of an RGB (or grey) uint8 image (~3 ms at 384 px)."""
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     size = _feature_size(*rgb.shape[:2])
-    img = _resize(rgb, size)
+    return _extract_resized(_resize(rgb, size), keep_image)
+
+
+def _extract_resized(img: np.ndarray, keep_image: bool) -> Features:
+    size = img.shape[:2]
     thumb = _resize(img, _thumb_size(size))
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     kps, desc = (None, None) if min(size) < 16 else _orb().detectAndCompute(grey, None)
@@ -133,7 +137,15 @@ def extract(rgb: np.ndarray, *, keep_image: bool = False) -> Features:
         pts, desc = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     else:
         pts = np.array([k.pt for k in kps], np.float32)
-    return Features(pts, desc, size, thumb, img if keep_image else None)
+    return Features(pts, desc, (int(size[0]), int(size[1])), thumb, img if keep_image else None)
+
+
+def mirrored_features(f: Features) -> Features:
+    """The features of the mirrored image, from a query's kept feature-scale image (``extract(...,
+    keep_image=True)``): no second decode or resize of the full image."""
+    if f.image is None:
+        raise ValueError("mirrored_features needs features extracted with keep_image=True")
+    return _extract_resized(mirrored(f.image), True)
 
 
 #: a border counts as padding when its pixels stay within this distance of its colour
@@ -194,14 +206,25 @@ def unpack(keypoints: bytes, descriptors: bytes) -> Features:
 
 
 # ---------------------------------------------------------------------- matching
-_matcher_local = threading.local()
-
-
-def _matcher() -> cv2.BFMatcher:
-    m = getattr(_matcher_local, "m", None)
-    if m is None:
-        m = _matcher_local.m = cv2.BFMatcher(cv2.NORM_HAMMING)
-    return m
+def ratio_matches(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tentative matches (query indices, candidate indices) between two sets of ORB descriptors:
+    each query descriptor's nearest candidate descriptor by Hamming distance, kept when it is
+    clearly nearer than the second nearest (Lowe's ratio test, RATIO); a candidate descriptor
+    claimed by several query descriptors keeps only its nearest (ties: the lowest query index).
+    Brute force in OpenCV (``batchDistance``, 2 nearest), the bookkeeping vectorised."""
+    if len(query) == 0 or len(candidate) < 2:
+        empty = np.zeros(0, np.intp)
+        return empty, empty
+    dist, nidx = cv2.batchDistance(query, candidate, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    keep = np.nonzero(dist[:, 0] < RATIO * dist[:, 1])[0]
+    train = nidx[keep, 0]
+    # one match per candidate keypoint: the nearest (stable sort by distance, then first per index)
+    order = np.lexsort((keep, dist[keep, 0], train))
+    train_sorted = train[order]
+    first = np.ones(order.size, bool)
+    first[1:] = train_sorted[1:] != train_sorted[:-1]
+    sel = np.sort(order[first])          # in query order
+    return keep[sel].astype(np.intp), train[sel].astype(np.intp)
 
 
 @dataclass
@@ -214,19 +237,11 @@ def verify(query: Features, candidate: Features) -> Verification:
     """Ratio-test ORB matches, then a RANSAC (USAC) homography: its inlier count and matrix."""
     if len(query) < MIN_MATCHES or len(candidate) < MIN_MATCHES:
         return Verification()
-    pairs = _matcher().knnMatch(query.descriptors, candidate.descriptors, k=2)
-    best: dict[int, cv2.DMatch] = {}
-    for p in pairs:
-        # ratio test; and one candidate keypoint matched by many query keypoints counts once
-        if len(p) == 2 and p[0].distance < RATIO * p[1].distance:
-            b = best.get(p[0].trainIdx)
-            if b is None or p[0].distance < b.distance:
-                best[p[0].trainIdx] = p[0]
-    good = list(best.values())
-    if len(good) < MIN_MATCHES:
+    q_idx, c_idx = ratio_matches(query.descriptors, candidate.descriptors)
+    if q_idx.size < MIN_MATCHES:
         return Verification()
-    src = query.points[[m.queryIdx for m in good]]
-    dst = candidate.points[[m.trainIdx for m in good]]
+    src = query.points[q_idx]
+    dst = candidate.points[c_idx]
     H, mask = cv2.findHomography(src, dst, cv2.USAC_DEFAULT, RANSAC_PX, maxIters=1000, confidence=0.995)
     if H is None or mask is None or not _plausible(H):
         return Verification()
