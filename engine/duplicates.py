@@ -29,6 +29,7 @@ module (``CREATE TABLE IF NOT EXISTS``); the core schema does not depend on them
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -49,7 +50,8 @@ EXPAND_ABOVE = 0.97         # re-query an image with a larger k while its k-th n
 MAX_K = 1024
 SEARCH_EF = 64            # HNSW search breadth for the graph (copies are close: a narrow search finds them)
 QUERY_BATCH = 2000
-VERIFY_BATCH = 4096
+VERIFY_CHUNK = 512          # most pairs one verifier call scores (a cancel waits for at most a few)
+VERIFY_THREADS_MAX = 8
 HASH_CLIQUE_MAX = 200       # byte-identical images: all pairs up to this many, a star beyond
 
 NOT_DUPLICATE = "not_duplicate"
@@ -551,15 +553,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     t = time.perf_counter()
     scores = np.ones(len(pairs), np.float64)
     todo = np.nonzero(~identical)[0]
-    names = set()
-    for n in range(0, len(todo), VERIFY_BATCH):
-        _check(cancel)
-        sel = todo[n:n + VERIFY_BATCH]
-        s, name = verifier(catalog, pairs[sel], cosine[sel])
-        scores[sel] = s
-        names.add(name)
-        if progress:
-            progress(min(n + VERIFY_BATCH, len(todo)), len(todo), "verifying pairs")
+    names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
     timings["verify"] = time.perf_counter() - t
 
@@ -591,6 +585,81 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     result.seconds = time.perf_counter() - started
     _remember_scan(catalog, catalog_version)
     return result
+
+
+def verify_workers() -> int:
+    """Threads that verify pairs: one per core (ORB matching and RANSAC run in OpenCV with the
+    GIL released, so threads scale on the cores)."""
+    return max(1, min(VERIFY_THREADS_MAX, os.cpu_count() or 1))
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _verify_pool(workers: int):
+    """One process-wide pool, so repeated scans reuse its threads (and their per-thread catalog
+    connections) instead of opening new ones every scan."""
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            _pool = ThreadPoolExecutor(max_workers=verify_workers(), thread_name_prefix="dupes-verify")
+        return _pool
+
+
+def _verify_parallel(catalog: Catalog, verifier, pairs: np.ndarray, cosine: np.ndarray, todo: np.ndarray,
+                     scores: np.ndarray, progress: Progress | None, cancel: CancelToken | None) -> set[str]:
+    """Score ``pairs[todo]`` into ``scores[todo]`` in chunks of up to VERIFY_CHUNK pairs spread over
+    :func:`verify_workers` threads (a chunk is one verifier call, so its images' stored features
+    are read once per chunk). Cancel is checked between chunks. Returns the scorer names."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    names: set[str] = set()
+    if len(todo) == 0:
+        return names
+    # chunks small enough that every worker gets several, large enough to share feature reads
+    size = max(64, min(VERIFY_CHUNK, -(-len(todo) // (4 * verify_workers()))))
+    chunks = [todo[n:n + size] for n in range(0, len(todo), size)]
+    workers = min(verify_workers(), len(chunks))
+    done = 0
+    if workers == 1:
+        for sel in chunks:
+            _check(cancel)
+            s, name = verifier(catalog, pairs[sel], cosine[sel])
+            scores[sel] = s
+            names.add(name)
+            done += len(sel)
+            if progress:
+                progress(done, len(todo), "verifying pairs")
+        return names
+    pending = iter(chunks)
+    pool = _verify_pool(workers)
+    running = {pool.submit(verifier, catalog, pairs[sel], cosine[sel]): sel
+               for sel in [next(pending) for _ in range(min(2 * workers, len(chunks)))]}
+    try:
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                sel = running.pop(fut)
+                s, name = fut.result()
+                scores[sel] = s
+                names.add(name)
+                done += len(sel)
+            _check(cancel)
+            for _ in finished:
+                sel = next(pending, None)
+                if sel is not None:
+                    running[pool.submit(verifier, catalog, pairs[sel], cosine[sel])] = sel
+            if progress:
+                progress(done, len(todo), "verifying pairs")
+    finally:
+        # cancelled or failed: nothing may still use the catalog once the scan has returned
+        for fut in running:
+            fut.cancel()
+        wait(running)
+    return names
 
 
 def _key(a: int, b: int) -> int:
