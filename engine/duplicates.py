@@ -195,8 +195,9 @@ def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None
     """The evidence ``engine.verification.pair_scores`` scores, per image-id pair [m, 2], as an
     array [m, len(EVIDENCE)]: embedding cosine, ORB/RANSAC inliers (first image's features
     matched to the second's), colour similarity, aligned pixel agreement, unchanged share, and
-    ``features`` = 1 where both images have local features (0: only the embedding can score it;
-    cosine NaN: an image is missing). All from stored data. Returns (evidence, scorer name)."""
+    ``features`` = 1 where the calibrated score applies (0 where neither image has local
+    features: only the embedding can score it; cosine NaN: an image is missing), exactly as
+    ``pair_scores`` decides. All from stored data. Returns (evidence, scorer name)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     ev = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
     ev[:, 0] = np.nan
@@ -219,9 +220,11 @@ def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None
             continue
         ev[n, 0] = float(np.dot(embs[a], embs[b]))
         fa, fb = feats.get(a), feats.get(b)
-        if fa is None or fb is None or (not len(fa) and not len(fb)):
+        if (fa is None or not len(fa)) and (fb is None or not len(fb)):
             continue                          # no pixels (or blank ones): embedding only
-        ev[n, 5] = 1.0
+        ev[n, 5] = 1.0                        # calibrated score (as pair_scores: colour 0 when one is missing)
+        if fa is None or fb is None:
+            continue
         ev[n, 2] = V.colour_similarity(fa.colour, fb.colour)
         v = V.verify(fa, fb)
         if v.homography is not None:

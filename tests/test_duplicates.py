@@ -421,3 +421,15 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     scoring.set_margins([e])
     assert s[3] == pytest.approx(scoring.score(e))
     assert s[4] == pytest.approx(0.97) and s[5] == 0.0   # embedding score; missing image
+
+
+def test_pair_evidence_scored_alone_is_pair_scores(small_luma_catalog):
+    from engine.verification import pair_scores
+
+    with Catalog.open(small_luma_catalog) as cat:
+        ids = [r["image_id"] for r in cat.iter_records()][:8]
+        pairs = np.array([(ids[0], i) for i in ids[1:]] + [(ids[1], ids[2]), (ids[0], 10 ** 6)])
+        ev, name = duplicates.pair_evidence(cat, pairs)
+        assert name == "verified" and ev.shape == (len(pairs), len(duplicates.EVIDENCE))
+        alone = [duplicates.competing_scores(p[None], e[None])[0] for p, e in zip(pairs, ev)]
+        np.testing.assert_allclose(alone, pair_scores(cat, pairs.tolist()), atol=1e-9)
