@@ -1,7 +1,7 @@
 """Duplicate-finder quality on Luma: plant the 300 edited copies of eval/copies.csv into a catalog
 of the 637 gallery images (eval/copies_gallery.txt), scan, and measure pair precision and recall.
 
-    python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--threshold copy] [--sweep]
+    python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--thresholds copy,0.8] [--lone]
 
 The catalog is built on first use (about a minute on 2 cores) and reused afterwards.
 
@@ -116,32 +116,51 @@ def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict
     return {"groups": len(groups), "group_pairs": pr(group_pairs), "star_pairs": pr(star_pairs)}
 
 
+def verification_rate(catalog: Catalog, n: int, k: int) -> int:
+    pairs, cosine, _ = duplicates._knn_candidates(
+        catalog, catalog.index(), since_version=-1, k=k, floor=duplicates.CANDIDATE_FLOOR,
+        expand_above=duplicates.EXPAND_ABOVE, ef=duplicates.SEARCH_EF, progress=None, cancel=None)
+    sel = np.random.default_rng(0).choice(len(pairs), min(n, len(pairs)), replace=False)
+    pairs, cosine = pairs[sel], cosine[sel]
+    limit = duplicates.VERIFY_THREADS_MAX
+    for threads in sorted({1, duplicates.verify_workers()}):
+        duplicates.VERIFY_THREADS_MAX = threads
+        out = np.zeros((len(pairs), len(duplicates.EVIDENCE)))
+        t, cpu = time.perf_counter(), time.process_time()
+        duplicates._verify_parallel(catalog, duplicates.pair_evidence, pairs, cosine,
+                                    np.arange(len(pairs)), out, None, None)
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(json.dumps({"threads": threads, "pairs": len(pairs), "wall_s": round(wall, 1),
+                          "cpu_s": round(cpu, 1), "pairs_per_wall_s": round(len(pairs) / wall),
+                          "pairs_per_cpu_s": round(len(pairs) / cpu), "load": round(os.getloadavg()[0], 1)}))
+    duplicates.VERIFY_THREADS_MAX = limit
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--catalog", default="/tmp/lookalike-dupes-luma")
     ap.add_argument("-k", type=int, default=duplicates.DEFAULT_K)
     ap.add_argument("--thresholds", default="copy,0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.98",
                     help="comma-separated thresholds to report (names or numbers)")
+    ap.add_argument("--lone", action="store_true",
+                    help="score each pair alone (verification.pair_scores) instead of against its "
+                         "images' other candidates (the scan's default)")
+    ap.add_argument("--rate", type=int, default=0, metavar="N",
+                    help="only time the verification of N random candidate pairs (1 thread, then one per core)")
     args = ap.parse_args()
     catalog = build(Path(args.catalog))
+    if args.rate:
+        return verification_rate(catalog, args.rate, args.k)
     truth, colour_variant = pair_classes(catalog)
-    recorded: dict = {}
-
-    def recording(cat, pairs, cosine):
-        scores, name = duplicates.verify_pairs(cat, pairs, cosine)
-        recorded.setdefault("pairs", []).append(pairs.copy())
-        recorded.setdefault("scores", []).append(np.asarray(scores, float))
-        recorded["name"] = name
-        return scores, name
-
     t = time.perf_counter()
-    result = duplicates.scan(catalog, threshold=1.0, k=args.k, verifier=recording, with_records=False)
+    result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
+                             verifier=duplicates.verify_pairs if args.lone else None)
     seconds = time.perf_counter() - t
-    pairs = np.concatenate(recorded["pairs"]) if recorded else np.zeros((0, 2), np.int64)
-    scores = np.concatenate(recorded["scores"]) if recorded else np.zeros(0)
+    pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
     area = duplicates._areas(catalog, np.unique(pairs))
-    print(json.dumps({"scoring": recorded.get("name"), "images": result.images, "k": args.k,
+    print(json.dumps({"scoring": result.scoring, "images": result.images, "k": args.k,
                       "candidate_pairs": result.candidates, "scan_seconds": round(seconds, 1),
                       "verify_seconds": round(result.timings.get("verify", 0), 1),
                       "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),

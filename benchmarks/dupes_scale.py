@@ -94,8 +94,10 @@ def build(directory: Path, n: int) -> None:
                 catalog.put_images(rows)
         print(f"wrote {n} rows in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         t = time.perf_counter()
-        catalog.rebuild_index()
-        print(f"built the HNSW index in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        if catalog.maybe_fit_projection() is None:     # as an import does: 10,000+ images get the PCA index
+            catalog.rebuild_index()
+        print(f"built the HNSW index in {time.perf_counter() - t:.1f} s "
+              f"({'PCA-projected' if catalog.projection() is not None else 'full dimension'})", file=sys.stderr)
     np.save(directory / "synthetic-source.npy", source)
 
 

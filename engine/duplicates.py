@@ -8,8 +8,12 @@ How a scan works (never all pairs: memory and time grow with the catalog, not it
    ``floor``. When even the k-th neighbour of an image is nearly identical (``expand_above``) the
    image is queried again with a larger k, so a photo with hundreds of copies keeps them all.
    Images with the same content hash (byte-identical files) are always candidates.
-2. **Verification**: every candidate pair is scored by :func:`verify_pairs`, the same calibrated
-   score search uses, and kept when it reaches the threshold (the "copy" threshold by default).
+2. **Verification**: the evidence of every candidate pair (embedding cosine, ORB/RANSAC inliers,
+   colour, aligned pixel agreement: :func:`pair_evidence`, from stored data only, on a thread per
+   core) is scored by the calibrated score search uses, with search's competition between
+   candidates (:func:`competing_scores`: an image's copy must agree with it better than its other
+   verified neighbours do, which tells an original from a recoloured variant of the same photo),
+   and kept when it reaches the threshold (the "copy" threshold by default).
    Pairs the user marked "not a duplicate" are dropped before verification; pairs marked
    "confirmed duplicate" are always kept.
 3. **Grouping** (the policy; see docs/duplicates.md): groups are *stars*, not connected
@@ -29,6 +33,7 @@ module (``CREATE TABLE IF NOT EXISTS``); the core schema does not depend on them
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -49,7 +54,8 @@ EXPAND_ABOVE = 0.97         # re-query an image with a larger k while its k-th n
 MAX_K = 1024
 SEARCH_EF = 64            # HNSW search breadth for the graph (copies are close: a narrow search finds them)
 QUERY_BATCH = 2000
-VERIFY_BATCH = 4096
+VERIFY_CHUNK = 512          # most pairs one verifier call scores (a cancel waits for at most a few)
+VERIFY_THREADS_MAX = 8
 HASH_CLIQUE_MAX = 200       # byte-identical images: all pairs up to this many, a star beyond
 
 NOT_DUPLICATE = "not_duplicate"
@@ -139,6 +145,9 @@ class ScanResult:
     only_new: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds
+    # every candidate pair and its score (scan(keep_candidates=True): benchmarks, tuning)
+    candidate_pairs: np.ndarray | None = None
+    candidate_scores: np.ndarray | None = None
 
     @property
     def duplicates(self) -> int:
@@ -175,6 +184,101 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
     except ImportError:
         return embedding_pair_scores(catalog, pairs, cosine), "embedding"
     return np.asarray(pair_scores(catalog, [(int(a), int(b)) for a, b in pairs]), np.float64), "verified"
+
+
+#: columns of :func:`pair_evidence`
+EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features")
+
+
+def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, str]:
+    """The evidence ``engine.verification.pair_scores`` scores, per image-id pair [m, 2], as an
+    array [m, len(EVIDENCE)]: embedding cosine, ORB/RANSAC inliers (first image's features
+    matched to the second's), colour similarity, aligned pixel agreement, unchanged share, and
+    ``features`` = 1 where the calibrated score applies (0 where neither image has local
+    features: only the embedding can score it; cosine NaN: an image is missing), exactly as
+    ``pair_scores`` decides. All from stored data. Returns (evidence, scorer name)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    ev = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
+    ev[:, 0] = np.nan
+    if len(pairs) == 0:
+        return ev, "verified"
+    try:
+        from . import verification as V
+    except ImportError:                       # an engine without local features
+        ev[:, 0] = embedding_pair_scores(catalog, pairs, np.full(len(pairs), np.nan) if cosine is None else cosine)
+        return ev, "embedding"
+    ids = np.unique(pairs).tolist()
+    existing = {r["image_id"] for r in catalog.image_records(ids)}
+    ids = [i for i in ids if i in existing]
+    if not ids:
+        return ev, "verified"
+    embs = dict(zip(ids, catalog.embeddings(ids)))
+    feats = V.features_for(catalog, ids)
+    for n, (a, b) in enumerate(pairs.tolist()):
+        if a not in embs or b not in embs:
+            continue
+        ev[n, 0] = float(np.dot(embs[a], embs[b]))
+        fa, fb = feats.get(a), feats.get(b)
+        if (fa is None or not len(fa)) and (fb is None or not len(fb)):
+            continue                          # no pixels (or blank ones): embedding only
+        ev[n, 5] = 1.0                        # calibrated score (as pair_scores: colour 0 when one is missing)
+        if fa is None or fb is None:
+            continue
+        ev[n, 2] = V.colour_similarity(fa.colour, fb.colour)
+        v = V.verify(fa, fb)
+        if v.homography is not None:
+            al = V.aligned_similarity(fa, fb, v.homography)
+            ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
+    return ev, "verified"
+
+
+def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """Calibrated scores of candidate pairs, each scored the way search scores it: a search with
+    image A verifies A's nearest neighbours and gives each verified one a *margin* (its aligned
+    pixel agreement minus the best of A's other verified candidates; ``scoring.set_margins``), so
+    the original of an edited copy outranks a recoloured variant of the same photograph. Here A's
+    candidates are its pairs in the kNN graph, and a pair gets the better of its two directions
+    (the search with A, or with B). Pairs without local features get the embedding score;
+    pairs naming a missing image 0. Byte-identical pairs are the caller's (score 1)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    ev = np.asarray(evidence, np.float64)
+    m = len(pairs)
+    if m == 0:
+        return np.zeros(0)
+    cos, inl, col, al, un, has = (ev[:, i] for i in range(len(EVIDENCE)))
+    strong = (inl >= scoring.MARGIN_MIN_INLIERS) & (has > 0)
+    margin = np.zeros(m)
+    idx = np.nonzero(strong)[0]
+    if idx.size:
+        # per image: its best and second-best aligned agreement over its strong pairs
+        node = np.concatenate([pairs[idx, 0], pairs[idx, 1]])
+        edge = np.concatenate([idx, idx])
+        val = al[edge]
+        order = np.lexsort((-val, node))
+        node, edge, val = node[order], edge[order], val[order]
+        first = np.ones(len(node), bool)
+        first[1:] = node[1:] != node[:-1]
+        start = np.nonzero(first)[0]
+        nodes = node[start]
+        best = val[start]
+        best_edge = edge[start]
+        has_second = np.append(start[1:], len(node)) - start > 1
+        second = np.where(has_second, val[np.minimum(start + 1, len(node) - 1)], 0.0)
+
+        def other_best(images: np.ndarray, edges: np.ndarray) -> np.ndarray:
+            at = np.searchsorted(nodes, images)
+            return np.where(best_edge[at] == edges, second[at], best[at])
+
+        ma = al[idx] - other_best(pairs[idx, 0], idx)
+        mb = al[idx] - other_best(pairs[idx, 1], idx)
+        margin[idx] = np.maximum(ma, mb)
+    safe_cos = np.nan_to_num(cos, nan=0.0)
+    s = np.asarray(scoring.calibrated(safe_cos, inl, col, al, un, margin), np.float64)
+    identical = (safe_cos >= scoring.IDENTICAL_COSINE) & (al >= 0.99) & (un >= 0.99)
+    s = np.where(identical, 1.0, s)
+    s = np.where(has > 0, s, np.asarray(scoring.embedding_score(safe_cos), np.float64))
+    return np.where(np.isnan(cos), 0.0, s)
 
 
 def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
@@ -487,18 +591,20 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
          only_new: bool = False,
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
-         with_records: bool = True) -> ScanResult:
+         with_records: bool = True, keep_candidates: bool = False) -> ScanResult:
     """Find the groups of near-duplicate images in ``catalog``.
 
     ``only_new`` checks only the images added or changed since the last completed scan against the
     whole catalog (a full scan the first time). Progress is reported as (done, total, stage);
     ``cancel.is_set()`` stops the scan with :class:`ScanCancelled`. Thread: any but the UI thread.
+    By default pairs are scored by :func:`pair_evidence` + :func:`competing_scores`; a
+    ``verifier(catalog, pairs, cosine) -> (scores, name)`` replaces that (e.g.
+    :func:`embedding_verifier` for synthetic catalogs, :func:`verify_pairs` for lone-pair scores).
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise LookalikeError(f"threshold {threshold} is outside [0, 1]")
-    verifier = verifier or verify_pairs
     ensure_schema(catalog)
     timings: dict[str, float] = {}
     catalog_version = catalog.version
@@ -551,17 +657,20 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     t = time.perf_counter()
     scores = np.ones(len(pairs), np.float64)
     todo = np.nonzero(~identical)[0]
-    names = set()
-    for n in range(0, len(todo), VERIFY_BATCH):
-        _check(cancel)
-        sel = todo[n:n + VERIFY_BATCH]
-        s, name = verifier(catalog, pairs[sel], cosine[sel])
-        scores[sel] = s
-        names.add(name)
-        if progress:
-            progress(min(n + VERIFY_BATCH, len(todo)), len(todo), "verifying pairs")
+    if verifier is None:
+        # default: gather each pair's evidence (in parallel), then score every pair against its
+        # images' other candidates, as search does
+        evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
+        names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
+        scores[todo] = competing_scores(pairs[todo], evidence[todo])
+        if "embedding" in names:
+            scores[todo] = embedding_pair_scores(catalog, pairs[todo], evidence[todo, 0])
+    else:
+        names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
     timings["verify"] = time.perf_counter() - t
+    if keep_candidates:
+        result.candidate_pairs, result.candidate_scores = pairs.copy(), scores.copy()
 
     keep = (scores >= threshold) | is_confirmed
     pairs, scores, is_confirmed = pairs[keep], scores[keep], is_confirmed[keep]
@@ -591,6 +700,81 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     result.seconds = time.perf_counter() - started
     _remember_scan(catalog, catalog_version)
     return result
+
+
+def verify_workers() -> int:
+    """Threads that verify pairs: one per core (ORB matching and RANSAC run in OpenCV with the
+    GIL released, so threads scale on the cores)."""
+    return max(1, min(VERIFY_THREADS_MAX, os.cpu_count() or 1))
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _verify_pool(workers: int):
+    """One process-wide pool, so repeated scans reuse its threads (and their per-thread catalog
+    connections) instead of opening new ones every scan."""
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            _pool = ThreadPoolExecutor(max_workers=verify_workers(), thread_name_prefix="dupes-verify")
+        return _pool
+
+
+def _verify_parallel(catalog: Catalog, verifier, pairs: np.ndarray, cosine: np.ndarray, todo: np.ndarray,
+                     scores: np.ndarray, progress: Progress | None, cancel: CancelToken | None) -> set[str]:
+    """Score ``pairs[todo]`` into ``scores[todo]`` in chunks of up to VERIFY_CHUNK pairs spread over
+    :func:`verify_workers` threads (a chunk is one verifier call, so its images' stored features
+    are read once per chunk). Cancel is checked between chunks. Returns the scorer names."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    names: set[str] = set()
+    if len(todo) == 0:
+        return names
+    # chunks small enough that every worker gets several, large enough to share feature reads
+    size = max(64, min(VERIFY_CHUNK, -(-len(todo) // (4 * verify_workers()))))
+    chunks = [todo[n:n + size] for n in range(0, len(todo), size)]
+    workers = min(verify_workers(), len(chunks))
+    done = 0
+    if workers == 1:
+        for sel in chunks:
+            _check(cancel)
+            s, name = verifier(catalog, pairs[sel], cosine[sel])
+            scores[sel] = s
+            names.add(name)
+            done += len(sel)
+            if progress:
+                progress(done, len(todo), "verifying pairs")
+        return names
+    pending = iter(chunks)
+    pool = _verify_pool(workers)
+    running = {pool.submit(verifier, catalog, pairs[sel], cosine[sel]): sel
+               for sel in [next(pending) for _ in range(min(2 * workers, len(chunks)))]}
+    try:
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                sel = running.pop(fut)
+                s, name = fut.result()
+                scores[sel] = s
+                names.add(name)
+                done += len(sel)
+            _check(cancel)
+            for _ in finished:
+                sel = next(pending, None)
+                if sel is not None:
+                    running[pool.submit(verifier, catalog, pairs[sel], cosine[sel])] = sel
+            if progress:
+                progress(done, len(todo), "verifying pairs")
+    finally:
+        # cancelled or failed: nothing may still use the catalog once the scan has returned
+        for fut in running:
+            fut.cancel()
+        wait(running)
+    return names
 
 
 def _key(a: int, b: int) -> int:

@@ -391,3 +391,45 @@ def test_real_edited_copy_is_found(small_luma_catalog, catalog_copy, model, tmp_
         g = found[0]
         assert g.representative.path == original            # the larger, older photo represents
         assert g.members[0].score >= result.threshold
+
+
+def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
+    from engine import scoring
+
+    # images 1 (an edited copy), 2 (its original), 3 (a recoloured variant of the same photo),
+    # 4 and 5 (a lone verified pair), 6 and 7 (no local features), 8 (gone from the catalog)
+    pairs = np.array([[1, 2], [1, 3], [2, 3], [4, 5], [6, 7], [1, 8]])
+    #                 cosine inliers colour aligned unchanged features
+    ev = np.array([[0.90, 120, 0.90, 0.95, 0.90, 1],
+                   [0.88, 110, 0.30, 0.60, 0.20, 1],
+                   [0.90, 150, 0.30, 0.65, 0.20, 1],
+                   [0.85, 60, 0.80, 0.90, 0.80, 1],
+                   [0.97, 0, 0.00, 0.00, 0.00, 0],
+                   [np.nan, 0, 0, 0, 0, 0]])
+    s = duplicates.competing_scores(pairs, ev)
+    alone = []
+    for row in ev[:3]:
+        e = scoring.Evidence(cosine=row[0], inliers=int(row[1]), colour=row[2], aligned=row[3],
+                             unchanged=row[4], verified=True)
+        scoring.set_margins([e])
+        alone.append(scoring.score(e))
+    assert s[0] > s[1] and s[0] > s[2]                   # the original wins
+    assert s[1] < alone[1] and s[2] < alone[2]           # the variant loses to the competition
+    assert s[0] == pytest.approx(float(scoring.calibrated(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60)))  # better direction: image 1's
+    # no competitor: the score verification.pair_scores gives the pair alone
+    e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True)
+    scoring.set_margins([e])
+    assert s[3] == pytest.approx(scoring.score(e))
+    assert s[4] == pytest.approx(0.97) and s[5] == 0.0   # embedding score; missing image
+
+
+def test_pair_evidence_scored_alone_is_pair_scores(small_luma_catalog):
+    from engine.verification import pair_scores
+
+    with Catalog.open(small_luma_catalog) as cat:
+        ids = [r["image_id"] for r in cat.iter_records()][:8]
+        pairs = np.array([(ids[0], i) for i in ids[1:]] + [(ids[1], ids[2]), (ids[0], 10 ** 6)])
+        ev, name = duplicates.pair_evidence(cat, pairs)
+        assert name == "verified" and ev.shape == (len(pairs), len(duplicates.EVIDENCE))
+        alone = [duplicates.competing_scores(p[None], e[None])[0] for p, e in zip(pairs, ev)]
+        np.testing.assert_allclose(alone, pair_scores(cat, pairs.tolist()), atol=1e-9)
