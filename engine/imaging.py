@@ -630,6 +630,18 @@ def _decode(data: bytes, header: _Header, min_short_side: int | None, source: st
 # Public decoding API
 
 
+def _checked_decode(data: bytes, name: str, limit: int, min_short_side: int | None,
+                    source: str) -> np.ndarray:
+    """Read the header, refuse it above the pixel limit (before any pixel is decoded), decode."""
+    header = _read_header(io.BytesIO(data), name, source)
+    try:
+        _check_pixels(header, limit, source)
+    except ImageError:
+        header.im.close()
+        raise
+    return _decode(data, header, min_short_side, source)
+
+
 def decode_image_bytes(
     data: bytes,
     *,
@@ -645,13 +657,7 @@ def decode_image_bytes(
     min_short_side = _check_min_short_side(min_short_side)
     data = bytes(data) if not isinstance(data, bytes) else data
     name = _sniff_or_raise(data[:_SNIFF_BYTES], source)
-    header = _read_header(io.BytesIO(data), name, source)
-    try:
-        _check_pixels(header, limit, source)
-    except ImageError:
-        header.im.close()
-        raise
-    return _decode(data, header, min_short_side, source)
+    return _checked_decode(data, name, limit, min_short_side, source)
 
 
 def load_image(
@@ -686,13 +692,7 @@ def load_image(
             data = f.read()
     except OSError as err:
         raise ImageError(source, _os_reason(err)) from None
-    header = _read_header(io.BytesIO(data), name, source)
-    try:
-        _check_pixels(header, limit, source)
-    except ImageError:
-        header.im.close()
-        raise
-    return _decode(data, header, min_short_side, source)
+    return _checked_decode(data, name, limit, min_short_side, source)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
