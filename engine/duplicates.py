@@ -42,8 +42,9 @@ from typing import IO, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from . import scoring
+from . import scoring, verification
 from .catalog import Catalog, now_iso
+from .verification import EVIDENCE
 from .errors import CatalogError, LookalikeError
 
 Progress = Callable[[int, int, str], None]
@@ -186,51 +187,12 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
     return np.asarray(pair_scores(catalog, [(int(a), int(b)) for a, b in pairs]), np.float64), "verified"
 
 
-#: columns of :func:`pair_evidence`
-EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features")
-
-
 def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None = None
                   ) -> tuple[np.ndarray, str]:
-    """The evidence ``engine.verification.pair_scores`` scores, per image-id pair [m, 2], as an
-    array [m, len(EVIDENCE)]: embedding cosine, ORB/RANSAC inliers (first image's features
-    matched to the second's), colour similarity, aligned pixel agreement, unchanged share, and
-    ``features`` = 1 where the calibrated score applies (0 where neither image has local
-    features: only the embedding can score it; cosine NaN: an image is missing), exactly as
-    ``pair_scores`` decides. All from stored data. Returns (evidence, scorer name)."""
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    ev = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
-    ev[:, 0] = np.nan
-    if len(pairs) == 0:
-        return ev, "verified"
-    try:
-        from . import verification as V
-    except ImportError:                       # an engine without local features
-        ev[:, 0] = embedding_pair_scores(catalog, pairs, np.full(len(pairs), np.nan) if cosine is None else cosine)
-        return ev, "embedding"
-    ids = np.unique(pairs).tolist()
-    existing = {r["image_id"] for r in catalog.image_records(ids)}
-    ids = [i for i in ids if i in existing]
-    if not ids:
-        return ev, "verified"
-    embs = dict(zip(ids, catalog.embeddings(ids)))
-    feats = V.features_for(catalog, ids)
-    for n, (a, b) in enumerate(pairs.tolist()):
-        if a not in embs or b not in embs:
-            continue
-        ev[n, 0] = float(np.dot(embs[a], embs[b]))
-        fa, fb = feats.get(a), feats.get(b)
-        if (fa is None or not len(fa)) and (fb is None or not len(fb)):
-            continue                          # no pixels (or blank ones): embedding only
-        ev[n, 5] = 1.0                        # calibrated score (as pair_scores: colour 0 when one is missing)
-        if fa is None or fb is None:
-            continue
-        ev[n, 2] = V.colour_similarity(fa.colour, fb.colour)
-        v = V.verify(fa, fb)
-        if v.homography is not None:
-            al = V.aligned_similarity(fa, fb, v.homography)
-            ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
-    return ev, "verified"
+    """:func:`engine.verification.pair_evidence` in the verifier form ``_verify_parallel``
+    takes: (evidence [m, len(EVIDENCE)], scorer name). ``cosine`` is not needed: the evidence
+    holds the exact cosine from the stored embeddings."""
+    return verification.pair_evidence(catalog, pairs), "verified"
 
 
 def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
@@ -663,8 +625,6 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
         names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
         scores[todo] = competing_scores(pairs[todo], evidence[todo])
-        if "embedding" in names:
-            scores[todo] = embedding_pair_scores(catalog, pairs[todo], evidence[todo, 0])
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")

@@ -377,6 +377,46 @@ def backfill(catalog, *, progress=None, cancel=None, batch: int = 64) -> int:
     return stored
 
 
+#: columns of :func:`pair_evidence`
+EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features")
+
+
+def pair_evidence(catalog, pairs) -> np.ndarray:
+    """What :func:`pair_scores` scores, per (image_id, image_id) pair, as an array
+    [m, len(EVIDENCE)]: embedding cosine, ORB/RANSAC inliers (first image's features matched to
+    the second's), colour similarity, aligned pixel agreement, unchanged share, and ``features``
+    = 1 where the calibrated score applies (0 where neither image has local features: only the
+    embedding can score it). Cosine is NaN where an image is missing. All from stored data."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    ev = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
+    ev[:, 0] = np.nan
+    if len(pairs) == 0:
+        return ev
+    ids = np.unique(pairs).tolist()
+    existing = {r["image_id"] for r in catalog.image_records(ids)}
+    ids = [i for i in ids if i in existing]
+    if not ids:
+        return ev
+    embs = dict(zip(ids, catalog.embeddings(ids)))
+    feats = features_for(catalog, ids)
+    for n, (a, b) in enumerate(pairs.tolist()):
+        if a not in embs or b not in embs:
+            continue
+        ev[n, 0] = float(np.dot(embs[a], embs[b]))
+        fa, fb = feats.get(a), feats.get(b)
+        if (fa is None or not len(fa)) and (fb is None or not len(fb)):
+            continue                          # no pixels (or blank ones): embedding only
+        ev[n, 5] = 1.0
+        if fa is None or fb is None:
+            continue                          # colour and geometry need both images' features
+        ev[n, 2] = colour_similarity(fa.colour, fb.colour)
+        v = verify(fa, fb)
+        if v.homography is not None:
+            al = aligned_similarity(fa, fb, v.homography)
+            ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
+    return ev
+
+
 def pair_scores(catalog, pairs) -> np.ndarray:
     """The calibrated score (engine.scoring) of each (image_id, image_id) pair of catalog images:
     the score a search with the first image gives the second when no other catalog image competes
@@ -388,10 +428,19 @@ def pair_scores(catalog, pairs) -> np.ndarray:
     get :func:`scoring.embedding_score`."""
     from . import scoring
 
-    pairs = [(int(a), int(b)) for a, b in pairs]
-    out = np.zeros(len(pairs), np.float64)
-    if not pairs:
-        return out
+    ev = pair_evidence(catalog, [(int(a), int(b)) for a, b in pairs])
+    out = np.zeros(len(ev), np.float64)
+    for n, (cosine, inliers, colour, aligned, unchanged, features) in enumerate(ev.tolist()):
+        if np.isnan(cosine):
+            continue
+        if not features:
+            out[n] = float(scoring.embedding_score(cosine))
+            continue
+        e = scoring.Evidence(cosine=cosine, inliers=int(inliers), colour=colour, aligned=aligned,
+                             unchanged=unchanged)
+        scoring.set_margins([e])
+        out[n] = scoring.score(e)
+    return out
     ids = sorted({i for p in pairs for i in p})
     existing = {r["image_id"] for r in catalog.image_records(ids)}
     ids = [i for i in ids if i in existing]
