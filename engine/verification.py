@@ -165,10 +165,16 @@ def content_box(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], bool] | Non
     if (np.abs(frame - colour).max(axis=1) <= BORDER_TOLERANCE).mean() < 0.9:
         return None
     step = max(1, min(rgb.shape[:2]) // 256)          # a coarse grid is precise enough
-    small = rgb[::step, ::step].astype(np.int16)
-    differs = np.abs(small - colour).max(axis=2) > BORDER_TOLERANCE
-    rows = np.nonzero(differs.sum(axis=1) >= 2)[0]
-    cols = np.nonzero(differs.sum(axis=0) >= 2)[0]
+    small = rgb[::step, ::step] if step > 1 else rgb
+    # a pixel differs when a channel is further than BORDER_TOLERANCE from the border colour:
+    # outside the integer range [ceil(c - tol), floor(c + tol)] (cv2.inRange: 10x faster than
+    # the same test in numpy, which widens the whole image to float)
+    low = np.clip(np.ceil(colour - BORDER_TOLERANCE), 0, 255)
+    high = np.clip(np.floor(colour + BORDER_TOLERANCE), 0, 255)
+    same = cv2.inRange(np.ascontiguousarray(small), low, high)
+    differs = same == 0
+    rows = np.nonzero(np.count_nonzero(differs, axis=1) >= 2)[0]
+    cols = np.nonzero(np.count_nonzero(differs, axis=0) >= 2)[0]
     if rows.size == 0 or cols.size == 0:
         return None
     h, w = rgb.shape[:2]

@@ -121,3 +121,43 @@ def test_info_remove_export(small_luma_catalog, catalog_copy, tmp_path):
     text = out.read_text(encoding="utf-8-sig").splitlines()
     assert text[0].startswith("image_id,path,product_id") and len(text) == 40
     assert victim not in "\n".join(text)
+
+
+@pytest.fixture(scope="module")
+def luma_catalog_180(tmp_path_factory, luma_images, model):
+    """180 Luma photos: more than one group of candidates (MIN_CANDIDATES)."""
+    from engine.ingest import ingest
+
+    folder = tmp_path_factory.mktemp("luma-180")
+    with Catalog.open(folder) as cat:
+        report = ingest(cat, model, luma_images[::4][:180])
+        assert report.added == 180 and not report.failed, report.summary()
+    return folder
+
+
+def test_longer_result_lists_extend_shorter_ones(luma_catalog_180, model, luma_images, tmp_path):
+    # the same query asked for 10, 60 or every result: the same first results, same scores
+    # (catalog photos, a mirrored and recoloured copy that takes the mirrored pass, and a
+    # photo that is not in the catalog)
+    from engine.search import MIN_CANDIDATES
+
+    edited = cv2.imread(str(luma_images[8]))[:, ::-1]
+    edited = cv2.cvtColor(cv2.cvtColor(edited, cv2.COLOR_BGR2HSV) + np.uint8([20, 0, 0]), cv2.COLOR_HSV2BGR)
+    cv2.imwrite(str(tmp_path / "edited.jpg"), edited)
+    queries = [luma_images[0], luma_images[1], tmp_path / "edited.jpg", luma_images[2]]
+    with Catalog.open(luma_catalog_180, readonly=True) as cat:
+        searcher = Searcher(cat, model)
+        for q in queries:
+            runs = {k: searcher.search_path(q, k=k) for k in (10, 60, 180)}
+            assert [len(r.results) for r in runs.values()] == [10, 60, 180], q
+            full = [(m.image_id, m.score) for m in runs[180].results]
+            for k, r in runs.items():
+                assert [(m.image_id, m.score) for m in r.results] == full[:k], (q, k)
+                assert [m.rank for m in r.results] == list(range(1, k + 1))
+            # the first group is ranked by score
+            first = [s for _, s in full[:MIN_CANDIDATES]]
+            assert first == sorted(first, reverse=True), q
+            # filters and a minimum score keep the order of what is left
+            cut = runs[60].results[30].score
+            above = searcher.search_path(q, k=60, filters=SearchFilters(min_score=cut))
+            assert [m.image_id for m in above.results] == [i for i, s in full if s >= cut][:60]
