@@ -331,9 +331,10 @@ class Searcher:
         stored = verification.features_for(self.catalog, list(evidence),
                                            paths={image_id: rec["path"] for image_id, _, rec in kept})
         clock.lap("load_features")
+        verification.fill_colours(stored.values())
         for image_id, f in stored.items():
             evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        clock.lap("verify")
+        clock.lap("colour")
 
     def _verify(self, rgb: np.ndarray, query: verification.Features, index, kept: list, filters: SearchFilters,
                 clock: _Clock) -> dict[int, scoring.Evidence]:
@@ -344,19 +345,21 @@ class Searcher:
         ROTATED_TOP images are added and verified (copies may be turned)."""
         evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
         paths = {image_id: rec["path"] for image_id, _, rec in kept}
-        stored = verification.features_for(self.catalog, list(evidence), paths=paths)
+        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        stored = verification.features_for(self.catalog, order, paths=paths)
         clock.lap("load_features")
         pool = _executor()
 
-        def check(qf, ids, transform) -> int:
+        def submit(qf, ids):
+            """Start verifying ``ids`` (on the pool: the caller goes on meanwhile)."""
             ids = [i for i in ids if i in stored]
-            pairs = [(qf, stored[i]) for i in ids]
-            if pool is not None and len(pairs) > 1:
-                results = list(pool.map(_verify_pair, *zip(*pairs)))
-            else:
-                results = [_verify_pair(q, f) for q, f in pairs]
+            if pool is not None and len(ids) > 1:
+                return ids, pool.map(_verify_pair, [qf] * len(ids), [stored[i] for i in ids])
+            return ids, (_verify_pair(qf, stored[i]) for i in ids)
+
+        def finish(started, transform) -> int:
             best = 0
-            for image_id, (v, al) in zip(ids, results):
+            for image_id, (v, al) in zip(*started):
                 ev = evidence[image_id]
                 ev.verified = True
                 if v.inliers > ev.inliers:
@@ -367,12 +370,21 @@ class Searcher:
                 best = max(best, ev.inliers)
             return best
 
-        for image_id, f in stored.items():
-            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        def check(qf, ids, transform) -> int:
+            return finish(submit(qf, ids), transform)
+
         # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
         # candidates that could compete with it, embed as close and are among them too
-        best = check(query, order[:VERIFY_MIN], "")
+        started = submit(query, order[:VERIFY_MIN])
+        # meanwhile: the other candidates' stored features, everyone's colour agreement
+        first = set(order)
+        stored.update(verification.features_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
+        clock.lap("load_features")
+        verification.fill_colours(stored.values())
+        for image_id, f in stored.items():
+            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
+        clock.lap("colour")
+        best = finish(started, "")
         if best < STRONG_INLIERS:
             best = max(best, check(query, order[VERIFY_MIN:], ""))
         clock.lap("verify")
@@ -399,6 +411,7 @@ class Searcher:
                 if image_id not in new and image_id not in order:
                     new.append(image_id)
         stored.update(verification.features_for(self.catalog, [i for i in new if i not in stored], paths=paths))
+        verification.fill_colours(stored[i] for i in new if i in stored)
         for image_id in new:
             if image_id in stored:
                 evidence[image_id].colour = verification.colour_similarity(query.colour, stored[image_id].colour)
