@@ -376,14 +376,13 @@ class Searcher:
         # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
         # candidates that could compete with it, embed as close and are among them too
         started = submit(query, order[:VERIFY_MIN])
-        # meanwhile: the other candidates' stored features, everyone's colour agreement
+        # meanwhile (counted in "verify"): the other candidates' stored features, and everyone's
+        # colour agreement
         first = set(order)
         stored.update(verification.features_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
-        clock.lap("load_features")
         verification.fill_colours(stored.values())
         for image_id, f in stored.items():
             evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        clock.lap("colour")
         best = finish(started, "")
         if best < STRONG_INLIERS:
             best = max(best, check(query, order[VERIFY_MIN:], ""))
