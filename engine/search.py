@@ -241,16 +241,18 @@ class Searcher:
 
     # ------------------------------------------------------------------ internals
     def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
-                    clock: _Clock) -> list[tuple[int, float, dict]]:
-        """(image id, cosine, record) of the ``want`` nearest images that pass the filters, best
-        first. Several query embeddings (views of one query): each image's best cosine counts."""
+                    clock: _Clock, skip: set[int] | frozenset[int] = frozenset()
+                    ) -> list[tuple[int, float, dict]]:
+        """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
+        are not in ``skip``, best first. Several query embeddings (views of one query): each
+        image's best cosine counts."""
         ids, sims = self.catalog.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
         best: dict[int, float] = {}
         for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
             for i, s in zip(row_ids, row_sims):
                 if s > best.get(i, -2.0):
                     best[i] = s
-        order = sorted(best, key=lambda i: -best[i])
+        order = [i for i in sorted(best, key=lambda i: -best[i]) if i not in skip]
         clock.lap("knn")
         records = {r["image_id"]: r for r in self.catalog.image_records(order)}
         clock.lap("join")
@@ -284,7 +286,7 @@ class Searcher:
             # the next group: the nearest ``want`` images, more while the filters leave fewer
             # than VERIFY_TOP new ones (or the rest cannot reach min_score)
             while True:
-                kept = [c for c in self._candidates(index, emb, want, filters, clock) if c[0] not in seen]
+                kept = self._candidates(index, emb, want, filters, clock, seen)
                 last = kept[-1][1] if kept else 1.0
                 if (len(kept) >= VERIFY_TOP or want >= n
                         or (best_unverified(last) < filters.min_score and (len(kept) >= VERIFY_TOP or not first))):
