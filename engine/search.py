@@ -34,6 +34,10 @@ ROTATION_MAX_COSINE = 0.8
 VERIFY_MIN = 8
 #: threads that verify candidates side by side (at most the cores this process may use)
 VERIFY_WORKERS = 2
+#: nearest images asked of the index at most while filters reject candidates; a filter so
+#: selective that fewer than VERIFY_TOP of them pass is served by an exact scan of the images
+#: that pass it (the index cannot return tens of thousands of neighbours)
+MAX_INDEX_FETCH = 4096
 
 
 @dataclass
@@ -293,13 +297,26 @@ class Searcher:
         seen: set[int] = set()
         want = MIN_CANDIDATES
         first = True
+        scan: list[tuple[int, float]] | None = None
         while True:
             # the next group: the nearest ``want`` images, more while the filters leave fewer
             # than VERIFY_TOP new ones (or the rest cannot reach min_score)
             while True:
+                if scan is None and filters.active() and MAX_INDEX_FETCH < want < n:
+                    scan = self._scan(emb, filters, clock)
+                if scan is not None:
+                    # a selective filter: the next MIN_CANDIDATES of the images that pass it
+                    rest = [c for c in scan if c[0] not in seen]
+                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _ in rest[:MIN_CANDIDATES]])}
+                    clock.lap("join")
+                    kept = [(i, s, records[i]) for i, s in rest[:MIN_CANDIDATES] if i in records]
+                    exhausted = len(rest) <= MIN_CANDIDATES
+                    last = kept[-1][1] if kept else 1.0
+                    break
                 kept = self._candidates(index, emb, want, filters, clock, seen)
                 last = kept[-1][1] if kept else 1.0
-                if (len(kept) >= VERIFY_TOP or want >= n
+                exhausted = want >= n
+                if (len(kept) >= VERIFY_TOP or exhausted
                         or (best_unverified(last) < filters.min_score and (len(kept) >= VERIFY_TOP or not first))):
                     break
                 want *= 4
@@ -315,12 +332,29 @@ class Searcher:
             scored += self._score(evidence, {i: rec for i, _, rec in kept}, filters, same_file_hash, clock)
             seen.update(evidence)
             first = False
-            if len(scored) >= k or want >= n or best_unverified(last) < filters.min_score:
+            if len(scored) >= k or exhausted or best_unverified(last) < filters.min_score:
                 break
             want *= 4
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
                 for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
+
+    def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock) -> list[tuple[int, float]]:
+        """(image id, exact cosine) of every catalog image that passes the filters, best first:
+        for filters so selective that the index's nearest images hardly contain any."""
+        rows = self.catalog.db.conn.execute(          # the fields SearchFilters looks at
+            "SELECT i.id, p.category, p.brand, p.price FROM images i LEFT JOIN products p ON p.id = i.product_id")
+        ids = [i for i, category, brand, price in rows
+               if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
+        clock.lap("join")
+        queries = np.atleast_2d(np.asarray(embs, np.float32))
+        sims = np.empty(len(ids), np.float32)
+        for start in range(0, len(ids), 4096):
+            chunk = ids[start:start + 4096]
+            sims[start:start + len(chunk)] = (self.catalog.embeddings(chunk) @ queries.T).max(axis=1)
+        order = np.argsort(-sims, kind="stable")
+        clock.lap("knn")
+        return [(ids[i], float(sims[i])) for i in order.tolist()]
 
     def _score(self, evidence: dict[int, scoring.Evidence], records: dict[int, dict],
                filters: SearchFilters, same_file_hash: str | None, clock: _Clock

@@ -161,3 +161,36 @@ def test_longer_result_lists_extend_shorter_ones(luma_catalog_180, model, luma_i
             cut = runs[60].results[30].score
             above = searcher.search_path(q, k=60, filters=SearchFilters(min_score=cut))
             assert [m.image_id for m in above.results] == [i for i, s in full if s >= cut][:60]
+
+
+def test_selective_filter_is_served_by_an_exact_scan(luma_catalog_180, catalog_copy, model, luma_images, monkeypatch):
+    # a filter that few images pass: past MAX_INDEX_FETCH the search scans the images that pass
+    # it instead of asking the index for ever more neighbours (at 100k images hnswlib fails to
+    # return 51,200 of them); the answer is the same as the index's when the index can give it
+    import engine.search as search
+
+    cat_dir = catalog_copy(luma_catalog_180)
+    with Catalog.open(cat_dir) as cat:
+        paths = [r["path"] for r in cat.iter_records()]
+        cat.upsert_products([{"id": "R", "title": "rare", "category": "Rare > Thing"},
+                             {"id": "C", "title": "common", "category": "Common"}])
+        rare = paths[5::60]                              # 3 of 180
+        cat.link_images([(p, "R") for p in rare] + [(p, "C") for p in paths if p not in rare])
+    query = luma_images[2]
+    filters = SearchFilters(category="Rare")
+    with Catalog.open(cat_dir, readonly=True) as cat:
+        searcher = Searcher(cat, model)
+        through_index = searcher.search_path(query, k=10, filters=filters)
+        monkeypatch.setattr(search, "MAX_INDEX_FETCH", 10)      # the first fetch (50) is past it
+        scans = []
+        real_scan = Searcher._scan
+        monkeypatch.setattr(Searcher, "_scan", lambda self, *a: scans.append(1) or real_scan(self, *a))
+        scanned = {k: searcher.search_path(query, k=k, filters=filters) for k in (2, 10)}
+    assert len(scans) == 2
+    assert sorted(m.path for m in through_index.results) == sorted(rare)
+    # the scan's cosines are computed from the stored embeddings, the index's by hnswlib: equal
+    # to float32 rounding
+    assert [m.image_id for m in scanned[10].results] == [m.image_id for m in through_index.results]
+    assert [m.score for m in scanned[10].results] == pytest.approx([m.score for m in through_index.results], rel=1e-5)
+    assert [(m.image_id, m.score) for m in scanned[2].results] == \
+        [(m.image_id, m.score) for m in scanned[10].results][:2]
