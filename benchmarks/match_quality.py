@@ -83,9 +83,6 @@ def cmd_latency(args) -> int:
     CPU time is what a query costs on an idle machine with one query at a time (the model's two
     intra-op threads add up, so it over-states the model's wall time on 2 cores); wall time is
     also printed but depends on what else the machine runs."""
-    import time
-    import types
-
     from engine.model import load_model
 
     model = load_model(args.model)
@@ -97,24 +94,19 @@ def cmd_latency(args) -> int:
         catalog = evaluation.build_gallery_catalog(gallery, model)
         searcher = search.Searcher(catalog, model)
         searcher.search_path(queries[0].query)        # warm-up (index load, sessions)
-        for clock_name, clock in (("cpu", time.process_time), ("wall", time.perf_counter)):
-            search.time = types.SimpleNamespace(perf_counter=clock)
-            try:
-                per_stage: dict[str, list[float]] = {}
-                for q in queries:
-                    own = catalog.image_by_path(q.query)       # as in lookalike eval: not itself
-                    f = search.SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
-                    t = searcher.search_path(q.query, filters=f).timings
-                    t.pop("total", None)
-                    t["total"] = sum(t.values())
-                    for k, v in t.items():
-                        per_stage.setdefault(k, []).append(v)
-            finally:
-                search.time = time
-            n = len(queries)
+        per_stage: dict[str, dict[str, list[float]]] = {"cpu": {}, "wall": {}}
+        for q in queries:
+            own = catalog.image_by_path(q.query)       # as in lookalike eval: not itself
+            f = search.SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
+            r = searcher.search_path(q.query, filters=f)
+            for clock_name, t in (("cpu", r.cpu), ("wall", r.timings)):
+                for k, v in t.items():
+                    per_stage[clock_name].setdefault(k, []).append(v)
+        n = len(queries)
+        for clock_name, stages in per_stage.items():
             out[(set_name, clock_name)] = {
                 k: (float(np.mean(v + [0.0] * (n - len(v)))), float(np.percentile(v + [0.0] * (n - len(v)), 90)),
-                    len(v) / n) for k, v in per_stage.items()}
+                    len(v) / n) for k, v in stages.items()}
         catalog.close()
         for clock_name in ("cpu", "wall"):
             print(f"== {set_name}: {clock_name} ms per query over {len(queries)} queries "

@@ -74,6 +74,13 @@ def machine_info(model=None) -> dict:
     return info
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def rss_bytes() -> int:
     """Resident memory of this process now (Linux; 0 elsewhere)."""
     try:
@@ -303,25 +310,35 @@ def index_rss_bytes(catalog_dir: Path) -> int:
 
 # ---------------------------------------------------------------------- search latency
 def bench_search(catalog_dir: Path, model, queries: Sequence[Path], *, k: int = 10) -> dict:
-    """Per-stage latency of single searches with a warm engine (model and index loaded once)."""
+    """Per-stage latency of single searches with a warm engine (model and index loaded once):
+    wall and CPU milliseconds (the whole process's CPU time, every thread: the stable figure
+    while other programs load the machine), with the load average before and after. A stage
+    that runs for some queries only (the mirrored pass) has its percentiles over those."""
     from .catalog import Catalog
     from .search import Searcher
 
+    load_before = _load_average()
     with Catalog.open(catalog_dir, create=False) as cat:
         searcher = Searcher(cat, model)
         searcher.search_path(queries[0], k=k)        # warm: index load, first-run allocations
         stages: dict[str, list[float]] = {}
-        walls = []
+        cpu: dict[str, list[float]] = {}
+        walls, cpus = [], []
         for path in queries:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             r = searcher.search_path(path, k=k)
             walls.append((time.perf_counter() - t) * 1000)
+            cpus.append((time.process_time() - c) * 1000)
             if r.error:
                 raise LookalikeError(f"{path}: {r.error}")
             for stage, ms in r.timings.items():
                 stages.setdefault(stage, []).append(ms)
-    out = {stage: percentiles(v) for stage, v in stages.items()}
-    out["wall"] = percentiles(walls)
+            for stage, ms in r.cpu.items():
+                cpu.setdefault(stage, []).append(ms)
+    out = {stage: {**percentiles(v), "cpu": percentiles(cpu.get(stage, []))} for stage, v in stages.items()}
+    out["wall"] = {**percentiles(walls), "cpu": percentiles(cpus)}
+    out["k"] = k
+    out["load_average"] = {"before": load_before, "after": _load_average()}
     return out
 
 
@@ -359,6 +376,20 @@ def run_bench(args, out: Callable[[str], None] = print) -> dict:
     files = list_images(folder, args.limit)
     if not files:
         raise LookalikeError(f"{folder}: no images to benchmark with")
+    query_files = files[:: max(1, len(files) // args.queries)][:args.queries]
+    if args.search_only:
+        # the search part alone, against a catalog built before (e.g. a kept scale catalog)
+        catalog_dir = Path(args.search_only).expanduser()
+        if not (catalog_dir / "catalog.db").is_file():
+            raise LookalikeError(f"{catalog_dir}: no catalog here (build one with --keep --work-dir)")
+        for f in query_files:
+            f.read_bytes()
+        s = bench_search(catalog_dir, model, query_files, k=args.search_k)
+        results["search"] = {str(catalog_dir): s}
+        _print_stages(out, f"search, {catalog_dir}", s)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+        return results
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -375,8 +406,7 @@ def run_bench(args, out: Callable[[str], None] = print) -> dict:
         out(f"ingest / pHash {ratio:7.2f}x")
         results.update(phash=ph, ingest=ing, ingest_over_phash=ratio)
 
-        query_files = files[:: max(1, len(files) // args.queries)][:args.queries]
-        s = bench_search(work / "ingest", model, query_files)
+        s = bench_search(work / "ingest", model, query_files, k=args.search_k)
         results["search"] = {len(files): s}
         _print_stages(out, f"search, {ing['images']} images", s)
 
@@ -396,7 +426,7 @@ def run_bench(args, out: Callable[[str], None] = print) -> dict:
                 out(f"  ef={row['ef']:<4} recall@10 {row['recall_at_10']:.4f} (index alone {row['recall_at_10_index_only']:.4f})"
                     f"  hnsw p50 {row['hnsw_ms']['p50']:.3f} ms  +re-rank p50 {row['nearest_ms']['p50']:.2f}"
                     f" p95 {row['nearest_ms']['p95']:.2f} ms  {row['queries_per_s']:.0f} queries/s")
-            s = bench_search(cat_dir, model, query_files)
+            s = bench_search(cat_dir, model, query_files, k=args.search_k)
             _print_stages(out, f"search, {n} images", s)
             results["scale"][n] = {"build": build, "index": idx, "search": s}
             if not args.keep:
@@ -423,9 +453,16 @@ def run_bench(args, out: Callable[[str], None] = print) -> dict:
 
 
 def _print_stages(out, title: str, stages: dict) -> None:
-    out(f"{title}: p50 / p95 ms per stage ({stages['wall']['n']} queries)")
+    load = stages.get("load_average", {})
+    out(f"{title}: ms per stage, k={stages.get('k', 10)} ({stages['wall']['n']} queries; "
+        f"load average {load.get('before')} before, {load.get('after')} after)")
+    out(f"  {'stage':<14} {'wall p50':>8} {'wall p95':>8} {'CPU p50':>8} {'CPU p95':>8} {'runs':>5}")
     for stage, p in stages.items():
-        out(f"  {stage:<12} {p['p50']:8.2f} {p['p95']:8.2f}")
+        if not isinstance(p, dict) or "p50" not in p:
+            continue
+        c = p.get("cpu") or {}
+        cpu = f"{c['p50']:8.2f} {c['p95']:8.2f}" if c.get("p50") is not None else f"{'':8} {'':8}"
+        out(f"  {stage:<14} {p['p50']:8.2f} {p['p95']:8.2f} {cpu} {p['n']:5d}")
 
 
 def _scales(text: str) -> list[int]:
@@ -467,6 +504,12 @@ def register_cli(subparsers) -> None:
     p.add_argument("--skip-gui", action="store_true", help="no GUI start-up measurement")
     p.add_argument("--work-dir", default=None, metavar="DIR", help="where the benchmark catalogs go "
                    "(default: a temporary folder, removed afterwards)")
-    p.add_argument("--keep", action="store_true", help="keep the benchmark catalogs")
+    p.add_argument("--keep", action="store_true", help="keep the benchmark catalogs (WORK_DIR/ingest, "
+                   "WORK_DIR/scale-N): --search-only reuses them")
+    p.add_argument("--search-only", metavar="CATALOG", default=None,
+                   help="only measure search latency, against this existing catalog folder "
+                        "(e.g. WORK_DIR/scale-100000 of a run with --keep)")
+    p.add_argument("--search-k", type=int, default=10, metavar="K",
+                   help="results per search query (default 10; the GUI asks 60)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write all figures as JSON")
     p.set_defaults(handler=lambda args: (run_bench(args), 0)[1])

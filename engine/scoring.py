@@ -122,11 +122,27 @@ def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin
 IDENTICAL_COSINE = 0.999
 
 
+def _identical(e: Evidence) -> bool:
+    return e.identical or (e.cosine >= IDENTICAL_COSINE and e.aligned >= 0.99 and e.unchanged >= 0.99)
+
+
 def score(evidence: Evidence) -> float:
     e = evidence
-    if e.identical or (e.cosine >= IDENTICAL_COSINE and e.aligned >= 0.99 and e.unchanged >= 0.99):
+    if _identical(e):
         return 1.0
     return float(calibrated(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin))
+
+
+def scores(evidence) -> np.ndarray:
+    """:func:`score` of many candidates in one vectorised evaluation (a search's candidates:
+    ~40x faster than one call each)."""
+    ev = list(evidence)
+    if not ev:
+        return np.zeros(0, np.float64)
+    x = np.array([(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin) for e in ev], np.float64)
+    out = np.asarray(calibrated(*x.T), np.float64)
+    out[np.array([_identical(e) for e in ev])] = 1.0
+    return out
 
 
 def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,12 @@ ROTATED_TOP = 4
 ROTATION_MAX_COSINE = 0.8
 #: candidates verified before stopping early at a confirmed copy
 VERIFY_MIN = 8
+#: threads that verify candidates side by side (at most the cores this process may use)
+VERIFY_WORKERS = 2
+#: nearest images asked of the index at most while filters reject candidates; a filter so
+#: selective that fewer than VERIFY_TOP of them pass is served by an exact scan of the images
+#: that pass it (the index cannot return tens of thousands of neighbours)
+MAX_INDEX_FETCH = 4096
 
 
 @dataclass
@@ -97,7 +104,8 @@ class QueryResult:
     labels: list[Label] = field(default_factory=list)
     results: list[Match] = field(default_factory=list)
     error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)   # stage -> milliseconds
+    timings: dict[str, float] = field(default_factory=dict)   # stage -> milliseconds (wall)
+    cpu: dict[str, float] = field(default_factory=dict)       # stage -> CPU milliseconds (all threads)
 
     def to_json(self) -> dict:
         return {
@@ -108,9 +116,81 @@ class QueryResult:
         }
 
 
+class _Clock:
+    """Wall and CPU milliseconds per stage of one search. Each ``lap`` charges the time since
+    the previous one to a stage, so the stages add up to the search's time. CPU time is the
+    whole process's (``time.process_time``: every thread, the model's and the verification
+    workers' included): while other programs load the machine it is the stable figure."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t, self._c = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str | None) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        if stage is not None:
+            self.wall[stage] = self.wall.get(stage, 0.0) + (t - self._t) * 1000
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + (c - self._c) * 1000
+        self._t, self._c = t, c
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(VERIFY_WORKERS, cores))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor | None:
+    """The threads that verify candidates side by side (None on a single core); OpenCV's
+    matching and RANSAC release the GIL. One verification's Hamming matching already runs on
+    OpenCV's own threads, so the gain is the overlap of the rest (RANSAC, bookkeeping, aligned
+    comparison): 8 candidates 7.2 -> 6.0 ms wall (docs/match-quality.md, "Latency")."""
+    global _pool
+    if _workers() < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="lookalike-verify")
+        return _pool
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()   # a forked child has none of the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _verify_pair(query: verification.Features, candidate: verification.Features
+                 ) -> tuple[verification.Verification, verification.Alignment | None]:
+    """ORB/RANSAC verification of one candidate, and its aligned pixel agreement when the
+    candidate is a confirmed copy (MARGIN_MIN_INLIERS): pure, so it can run on any thread."""
+    v = verification.verify(query, candidate)
+    al = (verification.aligned_similarity(query, candidate, v.homography)
+          if v.inliers >= scoring.MARGIN_MIN_INLIERS else None)
+    return v, al
+
+
 class Searcher:
     """Searches one catalog with one model. Thread-safe: the model session and the index are
-    shared, SQLite connections are per thread."""
+    shared, SQLite connections are per thread.
+
+    Ranking: the candidates are taken in groups by embedding similarity. The first group is the
+    MIN_CANDIDATES nearest images (more when filters reject some: until VERIFY_TOP pass); its
+    best VERIFY_TOP are geometrically verified and the whole group is ranked by score. When a
+    search asks for more results than the first group gives, the next group (the images among
+    the 4x more nearest that are not in a previous group) is ranked after it, and so on. So a
+    longer list extends a shorter one and never reorders it: the same query asked for 10 or 60
+    results gives the same first 10, with the same scores."""
 
     def __init__(self, catalog: Catalog, model, *, verify: bool = True):
         self.catalog = catalog
@@ -122,18 +202,16 @@ class Searcher:
                     filters: SearchFilters | None = None,
                     roi: tuple[int, int, int, int] | None = None) -> QueryResult:
         name = os.path.abspath(os.path.expanduser(path))
-        t0 = time.perf_counter()
+        clock = _Clock()
         try:
             # a region is cut from the full-resolution image; a whole image may decode reduced
             rgb = load_image(path, min_short_side=None if roi else self.model.resize_short_side)
             digest = _file_hash(path)
         except ImageError as exc:
             return QueryResult(query=name, error=exc.reason)
-        decode_ms = (time.perf_counter() - t0) * 1000
-        result = self.search_image(rgb, k=k, filters=filters, roi=roi, name=name,
-                                   same_file_hash=None if roi else digest)
-        result.timings = {"decode": decode_ms, **result.timings}
-        return result
+        clock.lap("decode")
+        return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
+                            same_file_hash=None if roi else digest, clock=clock)
 
     def search_image(self, rgb: np.ndarray, *, k: int = DEFAULT_K,
                      filters: SearchFilters | None = None,
@@ -142,94 +220,170 @@ class Searcher:
         """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels.
         ``same_file_hash``: the content hash of the query file; catalog images with exactly these
         bytes rank first among equal scores (near-identical re-encodes can tie at 1.0)."""
-        timings: dict[str, float] = {}
+        return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
+                            same_file_hash=same_file_hash, clock=_Clock())
+
+    def _search(self, rgb: np.ndarray, *, k: int, filters: SearchFilters | None,
+                roi: tuple[int, int, int, int] | None, name: str, same_file_hash: str | None,
+                clock: _Clock) -> QueryResult:
+        features: Future | None = None
         try:
             if roi is not None:
                 rgb = crop_roi(rgb, roi)
-            t = time.perf_counter()
             # a padded copy (a uniform coloured frame) is also searched by its content; a plain
             # white studio background is the photo itself and is only trimmed for verification
             box = verification.content_box(rgb) if self.verify else None
             content = rgb if box is None else np.ascontiguousarray(rgb[box[0][1]:box[0][3], box[0][0]:box[0][2]])
-            timings["trim"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
+            clock.lap("trim")
+            if self.verify:
+                # the query's local features are extracted while the model runs
+                features = _submit(verification.extract, content, keep_image=True)
+            clock.lap("features")
             probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
-            timings["model"] = (time.perf_counter() - t) * 1000
+            clock.lap("model")
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
-            matches = self._matches(emb, k, filters or SearchFilters(), timings, content, same_file_hash)
-            timings["total"] = sum(timings.values())
-            return QueryResult(query=name, labels=labels, results=matches, timings=timings)
+            matches = self._matches(emb, k, filters or SearchFilters(), clock,
+                                    content if self.verify else None, same_file_hash, features)
+            return QueryResult(query=name, labels=labels, results=matches,
+                               timings=_with_total(clock.wall), cpu=_with_total(clock.cpu))
         except LookalikeError as exc:
-            return QueryResult(query=name, error=str(exc), timings=timings)
+            return QueryResult(query=name, error=str(exc), timings=_with_total(clock.wall),
+                               cpu=_with_total(clock.cpu))
+        finally:
+            if features is not None:
+                features.cancel()
 
     # ------------------------------------------------------------------ internals
     def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
-                    timings: dict[str, float]) -> list[tuple[int, float, dict]]:
-        """(image id, cosine, record) of the nearest images that pass the filters, best first.
-        Several query embeddings (views of one query): each image's best cosine counts."""
+                    clock: _Clock, skip: set[int] | frozenset[int] = frozenset()
+                    ) -> list[tuple[int, float, dict]]:
+        """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
+        are not in ``skip``, best first. Several query embeddings (views of one query): each
+        image's best cosine counts."""
         ids, sims = self.catalog.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
         best: dict[int, float] = {}
         for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
             for i, s in zip(row_ids, row_sims):
                 if s > best.get(i, -2.0):
                     best[i] = s
-        order = sorted(best, key=lambda i: -best[i])
-        t = time.perf_counter()
+        order = [i for i in sorted(best, key=lambda i: -best[i]) if i not in skip]
+        clock.lap("knn")
         records = {r["image_id"]: r for r in self.catalog.image_records(order)}
-        timings["join"] = timings.get("join", 0.0) + (time.perf_counter() - t) * 1000
+        clock.lap("join")
         return [(i, best[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
 
-    def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters,
-                 timings: dict[str, float], rgb: np.ndarray | None = None,
-                 same_file_hash: str | None = None) -> list[Match]:
+    def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters, clock: _Clock,
+                 rgb: np.ndarray | None = None, same_file_hash: str | None = None,
+                 features: Future | None = None) -> list[Match]:
         """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
-        then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches.
-        ``emb``: the query's embedding(s) [D] or [M, D]; ``rgb`` (the query image) enables
-        verification; without it only the embedding counts. ``same_file_hash``: catalog images
-        with exactly the query file's bytes rank first among equal scores."""
-        t = time.perf_counter()
+        then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches,
+        group by group (see the class docstring). ``emb``: the query's embedding(s) [D] or
+        [M, D]; ``rgb`` (the query image) enables verification; without it only the embedding
+        counts. ``features``: the query's local features being extracted (a future), if any.
+        ``same_file_hash``: catalog images with exactly the query file's bytes rank first among
+        equal scores."""
         index = self.catalog.index()
-        timings["index_sync"] = (time.perf_counter() - t) * 1000
+        clock.lap("index_sync")
         if index is None or len(index) == 0:
             return []
         n = len(index)
-        want = max(k * 4, MIN_CANDIDATES)
         # the best score a candidate without a confirmed copy's evidence can reach
         best_unverified = lambda cos: float(  # noqa: E731
             scoring.calibrated(cos, scoring.MARGIN_MIN_INLIERS - 1, 1.0))
-        knn_ms = 0.0
+        verifying = rgb is not None and self.verify
+        query: verification.Features | None = None
+        scored: list[tuple[float, int, dict, scoring.Evidence]] = []
+        seen: set[int] = set()
+        want = MIN_CANDIDATES
+        first = True
+        scan: list[tuple[int, float]] | None = None
         while True:
-            t = time.perf_counter()
-            kept = self._candidates(index, emb, want, filters, timings)
-            knn_ms += (time.perf_counter() - t) * 1000
-            last = kept[-1][1] if kept else 1.0
-            # enough survivors, or the candidates already cover the whole index: done
-            if (len(kept) >= max(k, VERIFY_TOP) or want >= n
-                    or (best_unverified(last) < filters.min_score and len(kept) >= min(k, VERIFY_TOP))):
+            # the next group: the nearest ``want`` images, more while the filters leave fewer
+            # than VERIFY_TOP new ones (or the rest cannot reach min_score)
+            while True:
+                if scan is None and filters.active() and MAX_INDEX_FETCH < want < n:
+                    scan = self._scan(emb, filters, clock)
+                if scan is not None:
+                    # a selective filter: the next MIN_CANDIDATES of the images that pass it
+                    rest = [c for c in scan if c[0] not in seen]
+                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _ in rest[:MIN_CANDIDATES]])}
+                    clock.lap("join")
+                    kept = [(i, s, records[i]) for i, s in rest[:MIN_CANDIDATES] if i in records]
+                    exhausted = len(rest) <= MIN_CANDIDATES
+                    last = kept[-1][1] if kept else 1.0
+                    break
+                kept = self._candidates(index, emb, want, filters, clock, seen)
+                last = kept[-1][1] if kept else 1.0
+                exhausted = want >= n
+                if (len(kept) >= VERIFY_TOP or exhausted
+                        or (best_unverified(last) < filters.min_score and (len(kept) >= VERIFY_TOP or not first))):
+                    break
+                want *= 4
+            if verifying and query is None:
+                query = features.result() if features is not None else verification.extract(rgb, keep_image=True)
+                clock.lap("features")
+            if first and verifying:
+                evidence = self._verify(rgb, query, index, kept, filters, clock)
+            else:
+                evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
+                if verifying:
+                    self._colour(query, evidence, kept, clock)
+            scored += self._score(evidence, {i: rec for i, _, rec in kept}, filters, same_file_hash, clock)
+            seen.update(evidence)
+            first = False
+            if len(scored) >= k or exhausted or best_unverified(last) < filters.min_score:
                 break
             want *= 4
-        timings["knn"] = knn_ms - timings.get("join", 0.0)
-        evidence = self._verify(rgb, index, kept, filters, timings) if rgb is not None and self.verify else \
-            {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
-        t = time.perf_counter()
-        records = {image_id: rec for image_id, _, rec in kept}
-        scoring.set_margins(evidence.values())
-        if same_file_hash:
-            for image_id, ev in evidence.items():
-                ev.identical = records[image_id].get("content_hash") == same_file_hash
-        scored = []
-        for image_id, ev in evidence.items():
-            score = scoring.score(ev)
-            if score >= filters.min_score:
-                scored.append((score, image_id, records[image_id], ev))
-        scored.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
-        timings["score"] = (time.perf_counter() - t) * 1000
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
                 for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
 
-    def _verify(self, rgb: np.ndarray, index, kept: list, filters: SearchFilters,
-                timings: dict[str, float]) -> dict[int, scoring.Evidence]:
+    def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock) -> list[tuple[int, float]]:
+        """(image id, exact cosine) of every catalog image that passes the filters, best first:
+        for filters so selective that the index's nearest images hardly contain any."""
+        rows = self.catalog.db.conn.execute(          # the fields SearchFilters looks at
+            "SELECT i.id, p.category, p.brand, p.price FROM images i LEFT JOIN products p ON p.id = i.product_id")
+        ids = [i for i, category, brand, price in rows
+               if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
+        clock.lap("join")
+        queries = np.atleast_2d(np.asarray(embs, np.float32))
+        sims = np.empty(len(ids), np.float32)
+        for start in range(0, len(ids), 4096):
+            chunk = ids[start:start + 4096]
+            sims[start:start + len(chunk)] = (self.catalog.embeddings(chunk) @ queries.T).max(axis=1)
+        order = np.argsort(-sims, kind="stable")
+        clock.lap("knn")
+        return [(ids[i], float(sims[i])) for i in order.tolist()]
+
+    def _score(self, evidence: dict[int, scoring.Evidence], records: dict[int, dict],
+               filters: SearchFilters, same_file_hash: str | None, clock: _Clock
+               ) -> list[tuple[float, int, dict, scoring.Evidence]]:
+        """One group's candidates that reach min_score, best first."""
+        scoring.set_margins(evidence.values())
+        if same_file_hash:
+            for image_id, ev in evidence.items():
+                ev.identical = records[image_id].get("content_hash") == same_file_hash
+        scores = scoring.scores(list(evidence.values()))
+        scored = [(float(score), image_id, records[image_id], ev)
+                  for score, (image_id, ev) in zip(scores.tolist(), evidence.items())
+                  if score >= filters.min_score]
+        scored.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
+        clock.lap("score")
+        return scored
+
+    def _colour(self, query: verification.Features, evidence: dict[int, scoring.Evidence],
+                kept: list, clock: _Clock) -> None:
+        """Colour agreement of unverified candidates (a later group)."""
+        stored = verification.features_for(self.catalog, list(evidence),
+                                           paths={image_id: rec["path"] for image_id, _, rec in kept})
+        clock.lap("load_features")
+        verification.fill_colours(stored.values())
+        for image_id, f in stored.items():
+            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
+        clock.lap("colour")
+
+    def _verify(self, rgb: np.ndarray, query: verification.Features, index, kept: list, filters: SearchFilters,
+                clock: _Clock) -> dict[int, scoring.Evidence]:
         """Evidence for every candidate: colour agreement for all; RANSAC-verified ORB inliers
         and aligned pixel agreement for the VERIFY_TOP best by cosine. While no candidate is a
         confirmed copy (STRONG_INLIERS), the mirrored query is verified against the best
@@ -237,57 +391,61 @@ class Searcher:
         ROTATED_TOP images are added and verified (copies may be turned)."""
         evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
         paths = {image_id: rec["path"] for image_id, _, rec in kept}
-        t = time.perf_counter()
-        query = verification.extract(rgb, keep_image=True)
-        timings["features"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        stored = verification.features_for(self.catalog, list(evidence), paths=paths)
-        timings["load_features"] = (time.perf_counter() - t) * 1000
+        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        stored = verification.features_for(self.catalog, order, paths=paths)
+        clock.lap("load_features")
+        pool = _executor()
 
-        def check(qf, ids, transform) -> int:
+        def submit(qf, ids):
+            """Start verifying ``ids`` (on the pool: the caller goes on meanwhile)."""
+            ids = [i for i in ids if i in stored]
+            if pool is not None and len(ids) > 1:
+                return ids, pool.map(_verify_pair, [qf] * len(ids), [stored[i] for i in ids])
+            return ids, (_verify_pair(qf, stored[i]) for i in ids)
+
+        def finish(started, transform) -> int:
             best = 0
-            for image_id in ids:
-                f = stored.get(image_id)
+            for image_id, (v, al) in zip(*started):
                 ev = evidence[image_id]
-                if f is None:
-                    continue
                 ev.verified = True
-                v = verification.verify(qf, f)
                 if v.inliers > ev.inliers:
                     ev.inliers = v.inliers
                     ev.transform = transform
-                    if v.inliers >= scoring.MARGIN_MIN_INLIERS:     # only used for verified copies
-                        al = verification.aligned_similarity(qf, f, v.homography)
+                    if al is not None:      # only used for verified copies
                         ev.aligned, ev.unchanged = al.ncc, al.unchanged
                 best = max(best, ev.inliers)
             return best
 
-        t = time.perf_counter()
-        for image_id, f in stored.items():
-            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
+        def check(qf, ids, transform) -> int:
+            return finish(submit(qf, ids), transform)
+
         # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
         # candidates that could compete with it, embed as close and are among them too
-        best = check(query, order[:VERIFY_MIN], "")
+        started = submit(query, order[:VERIFY_MIN])
+        # meanwhile (counted in "verify"): the other candidates' stored features, and everyone's
+        # colour agreement
+        first = set(order)
+        stored.update(verification.features_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
+        verification.fill_colours(stored.values())
+        for image_id, f in stored.items():
+            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
+        best = finish(started, "")
         if best < STRONG_INLIERS:
             best = max(best, check(query, order[VERIFY_MIN:], ""))
-        timings["verify"] = (time.perf_counter() - t) * 1000
+        clock.lap("verify")
         if best >= STRONG_INLIERS:
             return evidence
-        t = time.perf_counter()
         flipped = verification.mirrored_features(query)
         best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
-        timings["verify_mirror"] = (time.perf_counter() - t) * 1000
+        clock.lap("verify_mirror")
         # a turned copy embeds far from everything; a query with a close neighbour is not one
         if best >= STRONG_INLIERS or ROTATED_TOP <= 0 or (kept and kept[0][1] >= ROTATION_MAX_COSINE):
             return evidence
-        t = time.perf_counter()
         _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
-        timings["model_rotated"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
+        clock.lap("model_rotated")
         new: list[int] = []
         for r, e in zip((1, 2, 3), embs):
-            for image_id, sim, rec in self._candidates(index, e, ROTATED_TOP, filters, timings):
+            for image_id, sim, rec in self._candidates(index, e, ROTATED_TOP, filters, clock):
                 if image_id not in evidence:
                     evidence[image_id] = scoring.Evidence(cosine=float(sim))
                     paths[image_id] = rec["path"]
@@ -298,14 +456,25 @@ class Searcher:
                 if image_id not in new and image_id not in order:
                     new.append(image_id)
         stored.update(verification.features_for(self.catalog, [i for i in new if i not in stored], paths=paths))
+        verification.fill_colours(stored[i] for i in new if i in stored)
         for image_id in new:
             if image_id in stored:
                 evidence[image_id].colour = verification.colour_similarity(query.colour, stored[image_id].colour)
         best = check(query, new, "turned")
         if best < STRONG_INLIERS:
             check(flipped, new, "turned, mirrored")
-        timings["verify_rotated"] = (time.perf_counter() - t) * 1000
+        clock.lap("verify_rotated")
         return evidence
+
+
+def _submit(fn, *args, **kwargs) -> Future | None:
+    """Run ``fn`` on a verification thread; None on a single core (the caller runs it)."""
+    pool = _executor()
+    return pool.submit(fn, *args, **kwargs) if pool is not None else None
+
+
+def _with_total(stages: dict[str, float]) -> dict[str, float]:
+    return {**stages, "total": sum(stages.values())}
 
 
 def _file_hash(path) -> str | None:

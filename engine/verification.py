@@ -115,6 +115,32 @@ def colour_histogram(rgb: np.ndarray) -> np.ndarray:
     return hist / hist.sum()
 
 
+# a pixel's histogram bin in one uint8 (when COLOUR_BINS ** 3 <= 256): a per-channel table
+# gives each channel's share of the code, one transform adds the three
+_BIN = (np.arange(256, dtype=np.int64) * COLOUR_BINS) >> 8
+_CODE_LUT = np.stack([_BIN * COLOUR_BINS ** 2, _BIN * COLOUR_BINS, _BIN], axis=1).astype(np.uint8)[None]
+_CODE_SUM = np.ones((1, 3), np.float32)
+
+
+def fill_colours(features) -> None:
+    """Compute the colour histograms (``Features.colour``) of many features at once: the same
+    values as :func:`colour_histogram` of each, in one pass over all their pixels with OpenCV
+    (a search needs the colours of all its candidates, 50 to several hundred: 4x faster)."""
+    todo = [f for f in features if getattr(f, "_colour", None) is None]
+    nb = COLOUR_BINS ** 3
+    if not todo or nb > 256:
+        return
+    px = np.concatenate([f.thumb.reshape(-1, 3) for f in todo]).reshape(-1, 1, 3)
+    white = cv2.inRange(px, (WHITE_LEVEL,) * 3, (255,) * 3).ravel()     # 255: background
+    codes = cv2.transform(cv2.LUT(px, _CODE_LUT), _CODE_SUM).ravel().astype(np.int32)
+    codes += np.repeat(np.arange(len(todo), dtype=np.int32) * nb,
+                       [f.thumb.shape[0] * f.thumb.shape[1] for f in todo])
+    hist = np.bincount(codes[white == 0], minlength=len(todo) * nb).reshape(len(todo), nb).astype(np.float32)
+    for f, h in zip(todo, hist):
+        total = h.sum()
+        f._colour = h / total if total > 0 else np.zeros(nb, np.float32)
+
+
 def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Histogram intersection in [0, 1] (0 when either image has no non-white pixel)."""
     return float(np.minimum(a, b).sum())
@@ -165,10 +191,16 @@ def content_box(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], bool] | Non
     if (np.abs(frame - colour).max(axis=1) <= BORDER_TOLERANCE).mean() < 0.9:
         return None
     step = max(1, min(rgb.shape[:2]) // 256)          # a coarse grid is precise enough
-    small = rgb[::step, ::step].astype(np.int16)
-    differs = np.abs(small - colour).max(axis=2) > BORDER_TOLERANCE
-    rows = np.nonzero(differs.sum(axis=1) >= 2)[0]
-    cols = np.nonzero(differs.sum(axis=0) >= 2)[0]
+    small = rgb[::step, ::step] if step > 1 else rgb
+    # a pixel differs when a channel is further than BORDER_TOLERANCE from the border colour:
+    # outside the integer range [ceil(c - tol), floor(c + tol)] (cv2.inRange: 10x faster than
+    # the same test in numpy, which widens the whole image to float)
+    low = np.clip(np.ceil(colour - BORDER_TOLERANCE), 0, 255)
+    high = np.clip(np.floor(colour + BORDER_TOLERANCE), 0, 255)
+    same = cv2.inRange(np.ascontiguousarray(small), low, high)
+    differs = same == 0
+    rows = np.nonzero(np.count_nonzero(differs, axis=1) >= 2)[0]
+    cols = np.nonzero(np.count_nonzero(differs, axis=0) >= 2)[0]
     if rows.size == 0 or cols.size == 0:
         return None
     h, w = rgb.shape[:2]

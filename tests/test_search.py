@@ -121,3 +121,76 @@ def test_info_remove_export(small_luma_catalog, catalog_copy, tmp_path):
     text = out.read_text(encoding="utf-8-sig").splitlines()
     assert text[0].startswith("image_id,path,product_id") and len(text) == 40
     assert victim not in "\n".join(text)
+
+
+@pytest.fixture(scope="module")
+def luma_catalog_180(tmp_path_factory, luma_images, model):
+    """180 Luma photos: more than one group of candidates (MIN_CANDIDATES)."""
+    from engine.ingest import ingest
+
+    folder = tmp_path_factory.mktemp("luma-180")
+    with Catalog.open(folder) as cat:
+        report = ingest(cat, model, luma_images[::4][:180])
+        assert report.added == 180 and not report.failed, report.summary()
+    return folder
+
+
+def test_longer_result_lists_extend_shorter_ones(luma_catalog_180, model, luma_images, tmp_path):
+    # the same query asked for 10, 60 or every result: the same first results, same scores
+    # (catalog photos, a mirrored and recoloured copy that takes the mirrored pass, and a
+    # photo that is not in the catalog)
+    from engine.search import MIN_CANDIDATES
+
+    edited = cv2.imread(str(luma_images[8]))[:, ::-1]
+    edited = cv2.cvtColor(cv2.cvtColor(edited, cv2.COLOR_BGR2HSV) + np.uint8([20, 0, 0]), cv2.COLOR_HSV2BGR)
+    cv2.imwrite(str(tmp_path / "edited.jpg"), edited)
+    queries = [luma_images[0], luma_images[1], tmp_path / "edited.jpg", luma_images[2]]
+    with Catalog.open(luma_catalog_180, readonly=True) as cat:
+        searcher = Searcher(cat, model)
+        for q in queries:
+            runs = {k: searcher.search_path(q, k=k) for k in (10, 60, 180)}
+            assert [len(r.results) for r in runs.values()] == [10, 60, 180], q
+            full = [(m.image_id, m.score) for m in runs[180].results]
+            for k, r in runs.items():
+                assert [(m.image_id, m.score) for m in r.results] == full[:k], (q, k)
+                assert [m.rank for m in r.results] == list(range(1, k + 1))
+            # the first group is ranked by score
+            first = [s for _, s in full[:MIN_CANDIDATES]]
+            assert first == sorted(first, reverse=True), q
+            # filters and a minimum score keep the order of what is left
+            cut = runs[60].results[30].score
+            above = searcher.search_path(q, k=60, filters=SearchFilters(min_score=cut))
+            assert [m.image_id for m in above.results] == [i for i, s in full if s >= cut][:60]
+
+
+def test_selective_filter_is_served_by_an_exact_scan(luma_catalog_180, catalog_copy, model, luma_images, monkeypatch):
+    # a filter that few images pass: past MAX_INDEX_FETCH the search scans the images that pass
+    # it instead of asking the index for ever more neighbours (at 100k images hnswlib fails to
+    # return 51,200 of them); the answer is the same as the index's when the index can give it
+    import engine.search as search
+
+    cat_dir = catalog_copy(luma_catalog_180)
+    with Catalog.open(cat_dir) as cat:
+        paths = [r["path"] for r in cat.iter_records()]
+        cat.upsert_products([{"id": "R", "title": "rare", "category": "Rare > Thing"},
+                             {"id": "C", "title": "common", "category": "Common"}])
+        rare = paths[5::60]                              # 3 of 180
+        cat.link_images([(p, "R") for p in rare] + [(p, "C") for p in paths if p not in rare])
+    query = luma_images[2]
+    filters = SearchFilters(category="Rare")
+    with Catalog.open(cat_dir, readonly=True) as cat:
+        searcher = Searcher(cat, model)
+        through_index = searcher.search_path(query, k=10, filters=filters)
+        monkeypatch.setattr(search, "MAX_INDEX_FETCH", 10)      # the first fetch (50) is past it
+        scans = []
+        real_scan = Searcher._scan
+        monkeypatch.setattr(Searcher, "_scan", lambda self, *a: scans.append(1) or real_scan(self, *a))
+        scanned = {k: searcher.search_path(query, k=k, filters=filters) for k in (2, 10)}
+    assert len(scans) == 2
+    assert sorted(m.path for m in through_index.results) == sorted(rare)
+    # the scan's cosines are computed from the stored embeddings, the index's by hnswlib: equal
+    # to float32 rounding
+    assert [m.image_id for m in scanned[10].results] == [m.image_id for m in through_index.results]
+    assert [m.score for m in scanned[10].results] == pytest.approx([m.score for m in through_index.results], rel=1e-5)
+    assert [(m.image_id, m.score) for m in scanned[2].results] == \
+        [(m.image_id, m.score) for m in scanned[10].results][:2]
