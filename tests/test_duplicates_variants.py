@@ -14,8 +14,14 @@ import pytest
 
 from engine import duplicates
 from engine.catalog import Catalog
-from engine.duplicates import (CONFIRMED, declared_variant_mask, embedding_verifier, group_pairs,
-                               variant_attributes, variant_families)
+from engine.duplicates import (
+    CONFIRMED,
+    declared_variant_mask,
+    embedding_verifier,
+    group_pairs,
+    variant_attributes,
+    variant_families,
+)
 
 DIM = 64
 
