@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from engine.duplicates import DuplicateGroup, Member
+from engine.duplicates import DuplicateGroup, Member, variant_attributes
 
 GroupRole = Qt.ItemDataRole.UserRole + 1
 MemberRole = Qt.ItemDataRole.UserRole + 2
@@ -41,6 +41,10 @@ def member_details(member: Member) -> str:
     for key in ("brand", "category"):
         if r.get(key):
             lines.append(str(r[key]))
+    variant = variant_attributes(r)
+    if variant:     # item group, colour, size from the product feed
+        text = " · ".join(variant[k] for k in ("item_group_id", "color", "size") if k in variant)
+        lines.append(("variant of " if "item_group_id" in variant else "") + text)
     if r.get("width") and r.get("height"):
         lines.append(f"{r['width']} × {r['height']} px")
     lines.append(r.get("path") or "")

@@ -206,6 +206,9 @@ class DuplicatesView(QWidget):
         self.threshold_box.setToolTip("Minimum score for two images to count as duplicates")
         self.new_only_box = QCheckBox("New images only")
         self.new_only_box.setToolTip("Check only the images imported since the last scan")
+        self.variants_box = QCheckBox("Include declared variants")
+        self.variants_box.setToolTip("Also report images of different products of one item group "
+                                     "(item_group_id in the product feed: colours or sizes of one style)")
         self.scan_button = QPushButton("Scan")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -218,6 +221,7 @@ class DuplicatesView(QWidget):
         bar.addWidget(QLabel("Threshold:"))
         bar.addWidget(self.threshold_box)
         bar.addWidget(self.new_only_box)
+        bar.addWidget(self.variants_box)
         bar.addWidget(self.scan_button)
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.progress, 1)
@@ -322,8 +326,10 @@ class DuplicatesView(QWidget):
         if self.job is not None:
             return
         threshold, only_new, catalog = self.threshold(), self.new_only_box.isChecked(), self.catalog
+        variants = self.variants_box.isChecked()
         job = Job(lambda progress, cancel: duplicates.scan(
-            catalog, threshold=threshold, only_new=only_new, progress=progress, cancel=cancel),
+            catalog, threshold=threshold, only_new=only_new, include_variants=variants,
+            progress=progress, cancel=cancel),
             with_progress=True)
         job.signals.progress.connect(self._on_progress)
         job.signals.done.connect(self._on_scanned)

@@ -15,14 +15,19 @@ How a scan works (never all pairs: memory and time grow with the catalog, not it
    verified neighbours do, which tells an original from a recoloured variant of the same photo),
    and kept when it reaches the threshold (the "copy" threshold by default).
    Pairs the user marked "not a duplicate" are dropped before verification; pairs marked
-   "confirmed duplicate" are always kept.
+   "confirmed duplicate" are always kept. Pairs between *declared variants* (two different
+   products of one item group in the product feed, e.g. the blue and the green colour of a
+   jacket sharing a recoloured photo) compete in the scoring like any pair but are not reported
+   unless ``include_variants`` (:func:`variant_families`).
 3. **Grouping** (the policy; see docs/duplicates.md): groups are *stars*, not connected
    components. The representative of a group is chosen first and every member is a verified copy
    of the representative itself, so a chain A~B~C never pulls A and C together through B unless
    both are copies of the same representative. Representatives are picked greedily in this order:
    a user-chosen reference first, then the image with the most verified copies not yet in a group,
    then the largest (pixels), then the oldest (first added). Each image belongs to at most one
-   group; each member carries its score against the representative.
+   group; each member carries its score against the representative. Unless variants are
+   included, two declared variants never share a group (not even through a common
+   representative), just like a pair the user marked "not a duplicate".
 
 Decisions ("not a duplicate", "confirmed duplicate") and user-chosen references are stored in the
 catalog database, keyed by the images' content hashes, so they survive re-imports, moves and
@@ -38,7 +43,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterable, Protocol, Sequence
+from typing import IO, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -106,7 +111,7 @@ class Member:
                 "title": r.get("title"), "brand": r.get("brand"), "price": r.get("price"),
                 "currency": r.get("currency"), "width": r.get("width"), "height": r.get("height"),
                 "score": None if self.score is None else round(float(self.score), 4),
-                "confirmed": self.confirmed}
+                "confirmed": self.confirmed, **variant_attributes(r)}
 
 
 @dataclass
@@ -143,6 +148,8 @@ class ScanResult:
     candidates: int = 0                 # candidate pairs from the kNN graph and content hashes
     verified: int = 0                   # pairs at or above the threshold (plus confirmed ones)
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
+    variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
+    include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds
@@ -156,14 +163,19 @@ class ScanResult:
 
     def summary(self) -> str:
         scope = f"{self.queried} new images checked" if self.only_new else f"{self.images} images scanned"
+        variants = ""
+        if self.variant_pairs:
+            variants = (f", {self.variant_pairs} between declared variants included" if self.include_variants
+                        else f"; {self.variant_pairs} pairs between declared variants not reported")
         return (f"{len(self.groups)} groups, {self.duplicates} copies ({scope}, {self.candidates} candidate "
                 f"pairs, {self.verified} at or above {self.threshold:.2f} by {self.scoring} score, "
-                f"{self.ignored} ignored) in {self.seconds:.1f} s")
+                f"{self.ignored} ignored{variants}) in {self.seconds:.1f} s")
 
     def to_json(self) -> dict:
         return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
                 "queried": self.queried, "candidates": self.candidates, "verified": self.verified,
-                "ignored": self.ignored, "only_new": self.only_new,
+                "ignored": self.ignored, "variant_pairs": self.variant_pairs,
+                "include_variants": self.include_variants, "only_new": self.only_new,
                 "seconds": round(self.seconds, 3),
                 "groups": [g.to_json() for g in self.groups]}
 
@@ -376,9 +388,59 @@ def references(catalog: Catalog) -> set[int]:
         "SELECT i.id FROM dupe_references r JOIN images i ON i.content_hash = r.content_hash")}
 
 
+# ---------------------------------------------------------------------- declared variants
+def variant_families(catalog: Catalog, image_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Image id -> (item group, product id) for the images whose product declares an item group
+    (a feed's ``item_group_id``, stored as ``products.group_id``). Two images with the same item
+    group and different product ids are *declared variants* (the blue and the green colour, or
+    two sizes, of one style). Images without a product, or whose product has no item group, are
+    left out: they are nobody's variant."""
+    ids = [int(i) for i in image_ids]
+    out: dict[int, tuple[str, str]] = {}
+    conn = catalog.db.conn
+    for n in range(0, len(ids), 500):
+        chunk = ids[n:n + 500]
+        for i, group, product in conn.execute(
+                "SELECT i.id, p.group_id, i.product_id FROM images i JOIN products p ON p.id = i.product_id "
+                f"WHERE p.group_id IS NOT NULL AND p.group_id != '' AND i.id IN ({','.join('?' * len(chunk))})",
+                chunk):
+            out[i] = (group, product)
+    return out
+
+
+def declared_variant_mask(pairs: np.ndarray, family: Mapping[int, tuple[str, str]]) -> np.ndarray:
+    """For image-id ``pairs`` [m, 2]: True where the two images belong to different products of
+    one item group (``family`` from :func:`variant_families`)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if not family or len(pairs) == 0:
+        return np.zeros(len(pairs), bool)
+    out = np.zeros(len(pairs), bool)
+    for n, (a, b) in enumerate(pairs.tolist()):
+        fa, fb = family.get(a), family.get(b)
+        out[n] = fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
+    return out
+
+
+def variant_attributes(record: Mapping) -> dict[str, str]:
+    """``item_group_id``, ``color`` and ``size`` of an image record (catalog.image_record), where
+    its product has them (color and size are kept in the product's ``extra`` under the feed's
+    column names, e.g. ``color``, ``g:size``, ``Colour``)."""
+    out = {}
+    if record.get("group_id"):
+        out["item_group_id"] = str(record["group_id"])
+    for name, value in (record.get("extra") or {}).items():
+        key = name.strip().lower().removeprefix("g:").strip()
+        key = "color" if key == "colour" else key
+        if key in ("color", "size") and key not in out and str(value).strip():
+            out[key] = str(value).strip()
+    return out
+
+
 # ---------------------------------------------------------------------- grouping policy
 def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float] | None = None,
-                preferred: Iterable[int] = (), apart: Iterable[tuple[int, int]] = ()
+                preferred: Iterable[int] = (), apart: Iterable[tuple[int, int]] = (),
+                family: Mapping[int, tuple[str, str]] | None = None,
+                together: Iterable[tuple[int, int]] = ()
                 ) -> list[tuple[int, list[tuple[int, float]]]]:
     """Star groups from verified pairs (every pair given is an accepted edge).
 
@@ -387,8 +449,12 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
     Representatives are chosen greedily: a ``preferred`` image first, then the image with the
     most links to images not yet grouped, then the largest ``area``, then the smallest id (the
     oldest). Two images of a pair in ``apart`` (the user said "not a duplicate") never share a
-    group: the better-scoring one joins, the other stays free for another group. Deterministic
-    for a given input."""
+    group: the better-scoring one joins, the other stays free for another group. ``family``
+    (image -> (item group, product), :func:`variant_families`) keeps declared variants apart the
+    same way: a pair of different products of one item group is no link, and two such images
+    never share a group, unless the pair is in ``together`` (the user confirmed it). Where images
+    conflict, a member the user confirmed as a copy of the representative joins first.
+    Deterministic for a given input."""
     import heapq
 
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -398,8 +464,17 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
     area = area or {}
     preferred = set(int(i) for i in preferred)
     apart_keys = {_key(int(a), int(b)) for a, b in apart}
-    if apart_keys:                          # a pair kept apart is no link at all
-        linked = np.array([_key(a, b) not in apart_keys for a, b in pairs.tolist()], bool)
+    family = dict(family) if family else {}
+    together_keys = {_key(int(a), int(b)) for a, b in together}
+
+    def variants(a: int, b: int) -> bool:   # declared variants the user did not confirm
+        fa, fb = family.get(a), family.get(b)
+        return (fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
+                and _key(a, b) not in together_keys)
+
+    if apart_keys or family:                # a pair kept apart is no link at all
+        linked = np.array([_key(a, b) not in apart_keys and not variants(a, b)
+                           for a, b in pairs.tolist()], bool)
         pairs, scores = pairs[linked], scores[linked]
         if len(pairs) == 0:
             return []
@@ -436,12 +511,21 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
             continue                        # every image it matches is already in a group
         members = [(j, w_l[e]) for e in range(starts_l[i], starts_l[i + 1])
                    if not grouped[(j := dst_l[e])]]
-        if apart_keys:
-            members.sort(key=lambda m: (-m[1], node_l[m[0]]))
+        if apart_keys or family:
+            # confirmed copies of the representative first, then the best scores
+            members.sort(key=lambda m: (_key(node_l[i], node_l[m[0]]) not in together_keys, -m[1], node_l[m[0]]))
             accepted: list[tuple[int, float]] = []
+            in_family: dict[str, list[int]] = {}    # item group -> accepted images of it
             for j, sc in members:
-                if not any(_key(node_l[j], node_l[o]) in apart_keys for o, _ in accepted):
-                    accepted.append((j, sc))
+                nj = node_l[j]
+                fam = family.get(nj)
+                if apart_keys and any(_key(nj, node_l[o]) in apart_keys for o, _ in accepted):
+                    continue
+                if fam is not None and any(variants(nj, o) for o in in_family.get(fam[0], ())):
+                    continue
+                accepted.append((j, sc))
+                if fam is not None:
+                    in_family.setdefault(fam[0], []).append(nj)
             members = accepted
         grouped[i] = True
         for j, _ in members:
@@ -550,7 +634,7 @@ def _hash_pairs(catalog: Catalog, since_version: int) -> np.ndarray:
 
 def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_K,
          floor: float = CANDIDATE_FLOOR, expand_above: float = EXPAND_ABOVE, ef: int | None = SEARCH_EF,
-         only_new: bool = False,
+         only_new: bool = False, include_variants: bool = False,
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
          with_records: bool = True, keep_candidates: bool = False) -> ScanResult:
@@ -562,6 +646,9 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     By default pairs are scored by :func:`pair_evidence` + :func:`competing_scores`; a
     ``verifier(catalog, pairs, cosine) -> (scores, name)`` replaces that (e.g.
     :func:`embedding_verifier` for synthetic catalogs, :func:`verify_pairs` for lone-pair scores).
+    Pairs between declared variants (different products of one item group) are scored like the
+    others but reported only with ``include_variants`` (or when the user confirmed the pair);
+    ``ScanResult.variant_pairs`` counts those at or above the threshold.
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
@@ -575,7 +662,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         last = catalog.meta(SCANNED_VERSION_KEY)
         since = int(last) if last is not None else -1
     images = catalog.count_images()
-    result = ScanResult(groups=[], threshold=threshold, scoring="", images=images, only_new=since >= 0)
+    result = ScanResult(groups=[], threshold=threshold, scoring="", images=images, only_new=since >= 0,
+                        include_variants=include_variants)
 
     t = time.perf_counter()
     index = catalog.index()
@@ -635,6 +723,12 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     keep = (scores >= threshold) | is_confirmed
     pairs, scores, is_confirmed = pairs[keep], scores[keep], is_confirmed[keep]
     result.verified = len(pairs)
+    # declared variants (product feed): scored above like any pair, reported only on request
+    family = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
+    variant = declared_variant_mask(pairs, family) & ~is_confirmed
+    result.variant_pairs = int(variant.sum())
+    if not include_variants and variant.any():
+        pairs, scores, is_confirmed = pairs[~variant], scores[~variant], is_confirmed[~variant]
     _check(cancel)
 
     # 3. grouping
@@ -642,7 +736,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     if progress:
         progress(0, 1, "grouping")
     area = _areas(catalog, np.unique(pairs)) if len(pairs) else {}
-    stars = group_pairs(pairs, scores, area=area, preferred=references(catalog), apart=ignored.tolist())
+    stars = group_pairs(pairs, scores, area=area, preferred=references(catalog), apart=ignored.tolist(),
+                        family=None if include_variants else family, together=confirmed.tolist())
     confirmed_keys = set(_pair_keys(pairs[is_confirmed]).tolist()) if is_confirmed.any() else set()
     stars.sort(key=lambda g: (-len(g[1]), g[0]))
     groups = []
@@ -788,7 +883,8 @@ def rescore_group(catalog: Catalog, group: DuplicateGroup, representative: int,
 
 # ---------------------------------------------------------------------- export
 CSV_FIELDS = ("group_id", "path", "product_id", "title", "score", "representative", "role", "image_id",
-              "representative_product_id", "brand", "price", "currency", "width", "height", "confirmed")
+              "representative_product_id", "brand", "price", "currency", "width", "height", "confirmed",
+              "item_group_id", "color", "size")
 
 
 def csv_rows(groups: Iterable[DuplicateGroup]) -> Iterable[list]:
@@ -796,11 +892,13 @@ def csv_rows(groups: Iterable[DuplicateGroup]) -> Iterable[list]:
         rep = g.representative
         for m in [rep, *g.members]:
             r = m.record
+            v = variant_attributes(r)
             yield [g.group_id, r.get("path"), r.get("product_id"), r.get("title"),
                    None if m.score is None else round(float(m.score), 4), rep.record.get("path"),
                    "representative" if m is rep else "copy", m.image_id, rep.record.get("product_id"),
                    r.get("brand"), r.get("price"), r.get("currency"), r.get("width"), r.get("height"),
-                   m.confirmed if m is not rep else None]
+                   m.confirmed if m is not rep else None,
+                   v.get("item_group_id"), v.get("color"), v.get("size")]
 
 
 def write_groups_csv(groups: Iterable[DuplicateGroup], out: IO[str]) -> int:
@@ -835,6 +933,9 @@ def register_cli(sub) -> None:
     p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per image in the graph (default {DEFAULT_K})")
     p.add_argument("--limit", type=int, default=50, metavar="N",
                    help="show at most N groups in the text output (default 50; 0 = all)")
+    p.add_argument("--include-variants", action="store_true",
+                   help="also report pairs between declared variants (different products of one "
+                        "item_group_id in the product feed, e.g. two colours sharing a recoloured photo)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
     g.add_argument("--not-duplicate", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
@@ -907,7 +1008,8 @@ def cmd_dupes(args) -> int:
             bar.update(0)
 
         try:
-            result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new, progress=progress)
+            result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
+                          include_variants=args.include_variants, progress=progress)
         finally:
             if bar is not None:
                 bar.close()
