@@ -190,6 +190,8 @@ def main() -> int:
     ap.add_argument("--lone", action="store_true",
                     help="score each pair alone (verification.pair_scores) instead of against its "
                          "images' other candidates (the scan's default)")
+    ap.add_argument("--no-words", action="store_true",
+                    help="without the visual-word candidates (engine.visual_words: turned copies)")
     ap.add_argument("--missed", action="store_true",
                     help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
@@ -199,16 +201,18 @@ def main() -> int:
     if args.rate:
         return verification_rate(catalog, args.rate, args.k)
     truth, colour_variant = pair_classes(catalog)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
-                             verifier=duplicates.verify_pairs if args.lone else None)
-    seconds = time.perf_counter() - t
+                             verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
     area = duplicates._areas(catalog, np.unique(pairs))
     print(json.dumps({"scoring": result.scoring, "images": result.images, "k": args.k,
                       "candidate_pairs": result.candidates, "scan_seconds": round(seconds, 1),
+                      "scan_cpu_seconds": round(cpu, 1), "load": round(os.getloadavg()[0], 1),
                       "verify_seconds": round(result.timings.get("verify", 0), 1),
+                      "words_seconds": round(result.timings.get("words", 0), 2),
                       "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),
                       "colour_variant_candidates": sum(colour_variant(a, b) for a, b in found - truth)}))
     first = None
