@@ -188,6 +188,8 @@ def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int
     empty = np.zeros((0, 2), np.int64)
     if n < 2 or n > MAX_IMAGES:
         return empty
+    if progress:
+        progress(0, n if query_ids is None else len(query_ids), "matching visual words")
     loaded = _load(catalog, ids, _bit_positions(word_bits(n)), cancel)
     if loaded is None:
         return empty
