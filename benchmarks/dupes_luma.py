@@ -1,7 +1,7 @@
 """Duplicate-finder quality on Luma: plant the 300 edited copies of eval/copies.csv into a catalog
 of the 637 gallery images (eval/copies_gallery.txt), scan, and measure pair precision and recall.
 
-    python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--thresholds copy,0.8] [--lone]
+    python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--thresholds copy,0.8] [--lone] [--missed]
 
 The catalog is built on first use (about a minute on 2 cores) and reused afterwards.
 
@@ -159,6 +159,50 @@ def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict
     return {"groups": len(groups), "group_pairs": pr(group_pairs), "star_pairs": pr(star_pairs)}
 
 
+def _edits(catalog: Catalog) -> dict[tuple[int, int], str]:
+    out = {}
+    for r in _positives():
+        a = catalog.image_by_path(os.path.abspath(LUMA / r["query"]))["id"]
+        b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
+        out[(min(a, b), max(a, b))] = r["edits"]
+    return out
+
+
+def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores: np.ndarray,
+                 threshold: float) -> dict:
+    """Why each true pair not inside one group was missed (with the edits of those pairs)."""
+    from collections import Counter
+
+    from engine import verification
+
+    inside = set()
+    for rep, members in groups:
+        inside.update(combinations(sorted([rep] + [m for m, _ in members]), 2))
+    score = {tuple(p): s for p, s in zip(pairs.tolist(), scores.tolist())}
+    missed = sorted(truth - inside)
+    ev = verification.pair_evidence(catalog, np.array(missed, np.int64).reshape(-1, 2))
+    edits = _edits(catalog)
+    reasons, by_edit, below = Counter(), {}, []
+    for p, e in zip(missed, ev):
+        s = score.get(p)
+        turned = "rot" in edits[p] and s is None
+        if s is None:
+            why = "not a candidate" + (" (rot)" if turned else "")
+        elif e[1] < scoring.MARGIN_MIN_INLIERS:
+            why = "fewer than 15 inliers" + (" (flip)" if "flip" in edits[p] else "")
+        elif s < threshold:
+            why = "verified, scored below the threshold"
+            below.append(s)
+        else:
+            why = "above the threshold, not grouped together"
+        reasons[why] += 1
+        by_edit.setdefault(why, Counter()).update(edits[p].split("+"))
+    return {"missed": len(missed), "reasons": dict(reasons),
+            "edits": {k: dict(v) for k, v in by_edit.items()},
+            "below_threshold_score_quartiles": [round(float(q), 3) for q in np.quantile(below, [0.25, 0.5, 0.75])]
+            if below else []}
+
+
 def verification_rate(catalog: Catalog, n: int, k: int) -> int:
     pairs, cosine, _ = duplicates._knn_candidates(
         catalog, catalog.index(), since_version=-1, k=k, floor=duplicates.CANDIDATE_FLOOR,
@@ -189,6 +233,10 @@ def main() -> int:
     ap.add_argument("--lone", action="store_true",
                     help="score each pair alone (verification.pair_scores) instead of against its "
                          "images' other candidates (the scan's default)")
+    ap.add_argument("--no-words", action="store_true",
+                    help="without the visual-word candidates (engine.visual_words: turned copies)")
+    ap.add_argument("--missed", action="store_true",
+                    help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
                     help="only time the verification of N random candidate pairs (1 thread, then one per core)")
     args = ap.parse_args()
@@ -196,21 +244,24 @@ def main() -> int:
     if args.rate:
         return verification_rate(catalog, args.rate, args.k)
     truth, colour_variant = pair_classes(catalog)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
-                             verifier=duplicates.verify_pairs if args.lone else None)
-    seconds = time.perf_counter() - t
+                             verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
     area = duplicates._areas(catalog, np.unique(pairs))
     print(json.dumps({"scoring": result.scoring, "images": result.images, "k": args.k,
                       "candidate_pairs": result.candidates, "scan_seconds": round(seconds, 1),
+                      "scan_cpu_seconds": round(cpu, 1), "load": round(os.getloadavg()[0], 1),
                       "verify_seconds": round(result.timings.get("verify", 0), 1),
+                      "words_seconds": round(result.timings.get("words", 0), 2),
                       "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),
                       "colour_variant_candidates": sum(colour_variant(a, b) for a, b in found - truth),
                       "declared_variant_candidates": sum(colour_variant.declared(a, b) for a, b in found),
                       "images_with_item_group": len(colour_variant.family)}))
     family = colour_variant.family
+    first = None
     for text in args.thresholds.split(","):
         th = scoring.resolve_threshold(text)
         keep = scores >= th
@@ -221,9 +272,13 @@ def main() -> int:
             sel = np.ones(len(kept_pairs), bool) if included else ~declared
             groups = duplicates.group_pairs(kept_pairs[sel], kept_scores[sel], area=area,
                                             family=None if included else family)
+            if not included:
+                first = first or (groups, th)   # the default report at the first threshold
             print(json.dumps({"threshold": text, "value": th, "variants": "included" if included else "excluded",
                               "declared_variant_pairs_verified": int(declared.sum()),
                               **evaluate(groups, truth, colour_variant)}))
+    if args.missed:
+        print(json.dumps(missed_pairs(catalog, first[0], truth, pairs, scores, first[1])))
     return 0
 
 

@@ -81,6 +81,15 @@ CREATE TABLE IF NOT EXISTS projection (
 );
 """
 
+#: Columns added to tables after their first release: (table, column, SQL type). Added on open
+#: when missing (nullable, so older rows and older catalogs stay valid); write statements name
+#: their columns, so a column another version adds never breaks them.
+_ADDED_COLUMNS = (
+    # descriptors of the mirrored image at the mirrored keypoints (engine.verification.mirror_of);
+    # NULL: not computed yet (verification.backfill / `lookalike check --repair` fill it)
+    ("local_features", "mirrored", "BLOB"),
+)
+
 #: A catalog this large gets a PCA projection for its index (below it, full dims cost little RAM:
 #: 10k x 5 KB = 50 MB). See docs/benchmarks.md.
 PROJECTION_MIN_IMAGES = 10_000
@@ -127,6 +136,7 @@ class Catalog:
         self._sync_lock = threading.RLock()     # one thread applies database changes to the index
         self._projection: Projection | None = None
         self._closed = False
+        self._columns: dict[tuple[str, str], bool] = {}
         self._init_db()
 
     # ------------------------------------------------------------------ opening
@@ -149,6 +159,8 @@ class Catalog:
         try:
             conn = self.db.conn
             conn.executescript(_SCHEMA)
+            if not self.readonly:
+                self._add_missing_columns(conn)
             with self.transaction(bump=False):
                 version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if version is None:
@@ -160,6 +172,18 @@ class Catalog:
                         f"{self.db_path}: made by a newer Lookalike (schema {version[0]}); upgrade the app")
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.db_path}: not a usable catalog database ({exc})") from exc
+
+    @staticmethod
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        """Idempotent migration: add the columns of _ADDED_COLUMNS a catalog lacks."""
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):      # another process just added it
+                        raise
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -324,7 +348,8 @@ class Catalog:
     def put_images(self, rows: Sequence[dict]) -> list[int]:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
         product_id, model_id, embedding (np.ndarray), labels (list), and optionally
-        local_features = (version, keypoints blob, descriptors blob) (see engine.verification).
+        local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob])
+        (see engine.verification).
         Returns their image ids."""
         if not rows:
             return []
@@ -355,39 +380,58 @@ class Catalog:
                 conn.execute("DELETE FROM removed WHERE image_id=?", (ids[-1],))
                 conn.execute("DELETE FROM ingest_errors WHERE path=?", (r["path"],))
                 if r.get("local_features") is not None:
-                    conn.execute("INSERT OR REPLACE INTO local_features VALUES (?,?,?,?)",
-                                 (ids[-1], *r["local_features"]))
+                    lf = tuple(r["local_features"]) + (None,) * (4 - len(r["local_features"]))
+                    conn.execute("INSERT OR REPLACE INTO local_features "
+                                 "(image_id, version, keypoints, descriptors, mirrored) VALUES (?,?,?,?,?)",
+                                 (ids[-1], *lf[:4]))
                 else:       # features of the old content are stale
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
             fault_point("put-images-before-commit")
         return ids
 
     # ------------------------------------------------------------------ local features
-    def local_feature_blobs(self, image_ids: Sequence[int], version: int) -> dict[int, tuple[bytes, bytes]]:
-        """image id -> (keypoints, descriptors) blobs of the given features version."""
-        out: dict[int, tuple[bytes, bytes]] = {}
+    def local_feature_blobs(self, image_ids: Sequence[int], version: int
+                            ) -> dict[int, tuple[bytes, bytes, bytes | None]]:
+        """image id -> (keypoints, descriptors, mirrored descriptors or None) blobs of the given
+        features version."""
+        out: dict[int, tuple[bytes, bytes, bytes | None]] = {}
         conn = self.db.conn
+        mirrored = "mirrored" if self._has_column("local_features", "mirrored") else "NULL"
         for chunk in _chunks([int(i) for i in image_ids], 500):
             marks = ",".join("?" * len(chunk))
-            for i, kp, desc in conn.execute(
-                    f"SELECT image_id, keypoints, descriptors FROM local_features "
+            for i, kp, desc, mdesc in conn.execute(
+                    f"SELECT image_id, keypoints, descriptors, {mirrored} FROM local_features "
                     f"WHERE version=? AND image_id IN ({marks})", (version, *chunk)):
-                out[i] = (kp, desc)
+                out[i] = (kp, desc, mdesc)
         return out
 
-    def put_local_feature_blobs(self, rows: Sequence[tuple[int, int, bytes, bytes]]) -> None:
-        """Store (image_id, version, keypoints, descriptors) rows (backfilling older catalogs)."""
+    def put_local_feature_blobs(self, rows: Sequence[tuple]) -> None:
+        """Store (image_id, version, keypoints, descriptors[, mirrored descriptors]) rows
+        (backfilling older catalogs)."""
         if rows:
+            rows = [tuple(r) + (None,) * (5 - len(r)) for r in rows]
             with self.transaction(bump=False) as db:
                 db.conn.executemany(
-                    "INSERT OR REPLACE INTO local_features SELECT ?,?,?,? WHERE EXISTS "
-                    "(SELECT 1 FROM images WHERE id=?)", [(*r, r[0]) for r in rows])
+                    "INSERT OR REPLACE INTO local_features (image_id, version, keypoints, descriptors, "
+                    "mirrored) SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
+                    [(*r[:5], r[0]) for r in rows])
 
-    def images_without_local_features(self, version: int) -> list[tuple[int, str]]:
-        """(image id, path) of the images lacking local features of ``version``."""
+    def images_without_local_features(self, version: int, *, mirrored: bool = False) -> list[tuple[int, str]]:
+        """(image id, path) of the images lacking local features of ``version`` (``mirrored``: or
+        lacking their mirrored descriptors)."""
+        also = ""
+        if mirrored:        # a catalog not yet migrated (opened read-only) has none
+            also = " OR f.mirrored IS NULL" if self._has_column("local_features", "mirrored") else " OR 1"
         return list(self.db.conn.execute(
             "SELECT i.id, i.path FROM images i LEFT JOIN local_features f "
-            "ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL ORDER BY i.id", (version,)))
+            f"ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL{also} ORDER BY i.id", (version,)))
+
+    def _has_column(self, table: str, column: str) -> bool:
+        # a read-only catalog made before the column existed is not migrated
+        key = (table, column)
+        if key not in self._columns:
+            self._columns[key] = column in {r[1] for r in self.db.conn.execute(f"PRAGMA table_info({table})")}
+        return self._columns[key]
 
     def link_images(self, pairs: Iterable[tuple[str, str]]) -> int:
         """Attach already-indexed images (path) to a product (id) without re-embedding."""

@@ -12,12 +12,16 @@ What is checked (each check gives one line: ok, note or problem):
   brought up to date in memory, exactly the database's image ids, with vectors equal to the
   stored embeddings;
 * image files: present, same size and modification time as when indexed;
-* the thumbnail cache: no orphan, empty or damaged thumbnails, no leftover temporary files.
+* the thumbnail cache: no orphan, empty or damaged thumbnails, no leftover temporary files;
+* local features (ORB keypoints and descriptors, and those of the mirrored image): a note for the
+  images lacking them (catalogs made before they existed); search computes missing ones on use,
+  the duplicate finder verifies mirrored copies only where they are stored.
 
 Repairs (``--repair``, under the catalog's write lock): rebuild the index from the stored
 embeddings, re-embed images whose stored embedding is damaged or whose file changed (needs the
 model), forget vanished files (only with ``--forget-missing``), drop orphan tombstones,
-thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged.
+thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged, compute the
+missing local features from the image files (``verification.backfill``).
 
 Exit status: 0 healthy (or everything found was repaired), 1 problems remain, 2 the catalog
 cannot be opened or is busy.
@@ -124,6 +128,7 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
         _check_files(catalog, report)
     _check_thumbnails(catalog, report, {r[0] for r in conn.execute("SELECT content_hash FROM images")})
     _check_temp_files(catalog, report)
+    _check_local_features(catalog, report)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -328,6 +333,20 @@ def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
                    count=len(tmp), examples=tmp, repair="delete them")
 
 
+def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
+    from .verification import FEATURES_VERSION
+
+    lacking = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
+    if not lacking:
+        report.add("local-features", OK, "local features stored for every image")
+    else:
+        report.add("local-features", NOTE,
+                   f"{len(lacking)} images lack stored local features or their mirrored descriptors "
+                   "(mirrored copies among them are not found by `lookalike dupes`); "
+                   "`lookalike check --repair` computes them", count=len(lacking),
+                   examples=[p for _, p in lacking], repair="compute them from the image files")
+
+
 # ---------------------------------------------------------------------- repairing
 def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool = False,
                    model=None, progress=None) -> CheckReport:
@@ -385,6 +404,13 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
             catalog.sync_index(save=True)
         if before.find("thumbnails"):
             actions.append(_clean_thumbnails(catalog, {r[0] for r in conn.execute("SELECT content_hash FROM images")}))
+        if before.find("local-features"):
+            from .verification import FEATURES_VERSION, backfill
+
+            n = backfill(catalog, progress=progress)
+            left = len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
+            actions.append(f"computed the local features of {n} images"
+                           + (f" ({left} unreadable)" if left else ""))
         if before.find("temp-files"):
             n = 0
             for p in catalog.directory.iterdir():

@@ -47,7 +47,7 @@ from typing import IO, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from . import scoring, verification
+from . import scoring, verification, visual_words
 from .catalog import Catalog, now_iso
 from .verification import EVIDENCE
 from .errors import CatalogError, LookalikeError
@@ -637,7 +637,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
          only_new: bool = False, include_variants: bool = False,
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
-         with_records: bool = True, keep_candidates: bool = False) -> ScanResult:
+         with_records: bool = True, keep_candidates: bool = False, words: bool = True) -> ScanResult:
     """Find the groups of near-duplicate images in ``catalog``.
 
     ``only_new`` checks only the images added or changed since the last completed scan against the
@@ -649,6 +649,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     Pairs between declared variants (different products of one item group) are scored like the
     others but reported only with ``include_variants`` (or when the user confirmed the pair);
     ``ScanResult.variant_pairs`` counts those at or above the threshold.
+    ``words``: add the visual-word candidates (:mod:`engine.visual_words`: turned copies, which
+    the embedding's kNN graph misses; catalogs up to ``visual_words.MAX_IMAGES`` images).
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
@@ -683,6 +685,20 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # a projected index (large catalogs) ranks by approximate similarities: good enough to
         # pick candidates, but scores are computed from the stored full embeddings
         cosine = np.full(len(pairs), np.nan)
+    timings["candidates"] = time.perf_counter() - t
+    if words:
+        # turned copies: the embedding is not rotation invariant, the ORB descriptors are
+        t = time.perf_counter()
+        query = None if since < 0 else [r[0] for r in catalog.db.conn.execute(
+            "SELECT id FROM images WHERE version > ?", (since,))]
+        found = visual_words.candidate_pairs(catalog, query, cancel=cancel, progress=progress)
+        _check(cancel)
+        if len(found):
+            pairs, cosine = _unique_pairs(np.concatenate([pairs[:, 0], found[:, 0]]),
+                                          np.concatenate([pairs[:, 1], found[:, 1]]),
+                                          np.concatenate([cosine, np.full(len(found), np.nan)]))
+        timings["words"] = time.perf_counter() - t
+    t = time.perf_counter()
     same = _hash_pairs(catalog, since)
     confirmed = _decided_pairs(catalog, CONFIRMED)
     ignored = _decided_pairs(catalog, NOT_DUPLICATE)
@@ -691,7 +707,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         all_pairs = np.concatenate([pairs, extra])
         all_cos = np.concatenate([cosine, np.where(np.arange(len(extra)) < len(same), 1.0, np.nan)])
         pairs, cosine = _unique_pairs(all_pairs[:, 0], all_pairs[:, 1], all_cos)
-    timings["candidates"] = time.perf_counter() - t
+    timings["candidates"] += time.perf_counter() - t
     _check(cancel)
 
     # 2. user decisions, then verification

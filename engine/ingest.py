@@ -274,7 +274,13 @@ class _Prepared:
     height: int = 0
     tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
-    local_features: tuple | None = None  # (version, keypoints, descriptors), engine.verification
+    local_features: tuple | None = None  # (version, keypoints, descriptors, mirrored), engine.verification
+
+
+def _local_features(rgb) -> tuple:
+    """(version, keypoints, descriptors, mirrored descriptors) blobs stored for an image."""
+    f = verification.extract(rgb, mirror=True)
+    return (verification.FEATURES_VERSION, *verification.pack(f), verification.pack_mirrored(f))
 
 
 def _prepare(source: _Source, known: dict, model) -> _Prepared:
@@ -298,8 +304,7 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
         rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
                          st.st_mtime, w, h, model.preprocess(rgb),
-                         local_features=(verification.FEATURES_VERSION,
-                                         *verification.pack(verification.extract(rgb))))
+                         local_features=_local_features(rgb))
     except ImageError as exc:
         return _Prepared(source, "failed", reason=exc.reason)
     except FileNotFoundError:

@@ -122,6 +122,22 @@ def test_mirrored_copy_is_verified_through_the_mirrored_query():
     assert verification.verify(verification.extract(verification.mirrored(flipped)), stored).inliers >= 30
 
 
+def test_stored_mirrored_descriptors_verify_a_mirrored_copy():
+    rocket = photo("rocket")
+    f = verification.extract(rocket, mirror=True)
+    stored = verification.unpack(*verification.pack(f), verification.pack_mirrored(f))   # as the catalog keeps them
+    copy = verification.extract(edit(rocket, flip=True, crop=0.08, scale=0.7, quality=60))
+    assert verification.verify(copy, stored).inliers < 12
+    mirror = verification.mirror_of(stored)
+    v = verification.verify(mirror, copy)
+    assert v.inliers >= 30
+    assert verification.aligned_similarity(mirror, copy, v.homography).ncc > 0.6     # warped the mirrored way
+    # descriptors computed at the mirrored keypoints match as well as a second, full detection
+    full = verification.mirrored_features(verification.extract(rocket, keep_image=True))
+    assert v.inliers >= 0.8 * verification.verify(full, copy).inliers
+    assert verification.mirror_of(verification.unpack(*verification.pack(f))) is None   # not stored: none
+
+
 def test_local_features_are_compact():
     f = verification.extract(photo("astronaut"))
     kp, desc = verification.pack(f)
@@ -129,6 +145,11 @@ def test_local_features_are_compact():
     back = verification.unpack(kp, desc)
     assert len(back) == len(f) and back.size == f.size
     np.testing.assert_array_equal(back.descriptors, f.descriptors)
+    m = verification.extract(photo("astronaut"), mirror=True)
+    mirrored = verification.pack_mirrored(m)
+    assert len(mirrored) == 32 * len(m) < 11_000       # one more descriptor per keypoint
+    np.testing.assert_array_equal(m.descriptors, f.descriptors)     # the plain ones are unchanged
+    assert verification.unpack(kp, desc, mirrored[:-5]).mirrored_descriptors is None   # damaged: ignored
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,229 @@
+"""Candidate pairs for the duplicate finder that the CNN embedding cannot give: copies turned by
+90/180/270 degrees (and turned mirrored ones), found from the stored ORB descriptors.
+
+The embedding is not rotation invariant, so a turned copy is not among its original's nearest
+neighbours; ORB descriptors are (each keypoint is described in its own orientation), and every
+catalog image stores them and those of its mirrored image (engine.verification). Each descriptor
+is hashed into a *visual word* by sampling WORD_BITS of its 256 bits (bit-sampling LSH for
+Hamming distance), in TABLES independent tables. An image is a bag of its words; two images score
+the tf-idf overlap of their bags (each word weighted by log(n / images holding it); words held by
+one image or by more than MAX_DF images are ignored), plus the overlap of one image's mirrored bag
+with the other's plain bag. Every queried image proposes its TOP best-scoring other images as
+candidate pairs, whatever their embedding cosine; the duplicate finder verifies them like the kNN
+graph's pairs.
+
+Measured on the Luma duplicate benchmark (docs/duplicates.md): of the 25 true pairs the kNN graph
+misses (24 turned copies), 23 are among these candidates, for 639 pairs the graph did not already
+hold (+5% verification) and ~2 s CPU for 937 images. The cost grows faster than the catalog (the
+products of the inverted lists), so it runs only up to MAX_IMAGES images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import verification
+
+#: independent hash tables (bit samples)
+TABLES = 8
+#: bits per word at up to 1,000 images; one more per doubling of the catalog, so that a word's
+#: expected number of images stays about the same
+BASE_BITS = 20
+#: words held by more images than this are ignored (background and edge patterns: no evidence,
+#: and the cost of a word grows with the square of its images)
+MAX_DF = 50
+#: candidate pairs each queried image proposes (its best-scoring other images)
+TOP = 2
+#: catalogs larger than this get no word candidates (cost and memory, docs/duplicates.md)
+MAX_IMAGES = 10_000
+#: images whose scores are accumulated together (a dense [ROW_BATCH, n] array)
+ROW_BATCH = 256
+_SEED = 20_240_917
+_ROW_BITS = 24          # image rows packed under the word in one int64 (MAX_IMAGES < 2 ** 24)
+
+
+def word_bits(n_images: int) -> int:
+    return BASE_BITS + max(0, math.ceil(math.log2(max(n_images, 1) / 1000)))
+
+
+def _bit_positions(bits: int) -> np.ndarray:
+    rng = np.random.default_rng(_SEED)
+    return np.stack([rng.choice(256, bits, replace=False) for _ in range(TABLES)])
+
+
+def _words(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """[TABLES, m] uint32 words of m ORB descriptors (uint8 [m, 32]): bit j of a table's word is
+    bit positions[table, j] of the descriptor (numpy's unpackbits order)."""
+    bits = np.unpackbits(np.ascontiguousarray(descriptors.T), axis=0)      # [256, m]
+    packed = np.packbits(bits[positions], axis=1, bitorder="little")      # [T, ceil(b / 8), m]
+    words = np.zeros((positions.shape[0], descriptors.shape[0]), np.uint32)
+    for k in range(packed.shape[1]):
+        words |= packed[:, k, :].astype(np.uint32) << np.uint32(8 * k)
+    return words
+
+
+def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
+    """Words of every image's plain and mirrored descriptors: (per table: plain words [m] uint32;
+    their image rows [m]; per table: mirrored words [m']; their image rows [m'])."""
+    plain_w, plain_r, mirr_w, mirr_r = [], [], [], []
+    row_of = {i: r for r, i in enumerate(ids)}
+    for start in range(0, len(ids), 500):
+        if cancel is not None and cancel.is_set():
+            return None
+        chunk = ids[start:start + 500]
+        descs, rows, mdescs, mrows = [], [], [], []
+        for i, (_, desc, mirrored) in catalog.local_feature_blobs(chunk, verification.FEATURES_VERSION).items():
+            d = np.frombuffer(desc, np.uint8).reshape(-1, 32)
+            descs.append(d)
+            rows.append(np.full(len(d), row_of[i], np.int32))
+            if mirrored is not None and len(mirrored) == len(desc):
+                m = np.frombuffer(mirrored, np.uint8).reshape(-1, 32)
+                m = m[m.any(axis=1)]
+                mdescs.append(m)
+                mrows.append(np.full(len(m), row_of[i], np.int32))
+        if descs:
+            plain_w.append(_words(np.concatenate(descs), positions))
+            plain_r.append(np.concatenate(rows))
+        if mdescs:
+            mirr_w.append(_words(np.concatenate(mdescs), positions))
+            mirr_r.append(np.concatenate(mrows))
+    def per_table(chunks: list) -> list[np.ndarray]:
+        # one array per table, so each can be freed once its table is built
+        return [np.concatenate([c[t] for c in chunks]) if chunks else np.zeros(0, np.uint32)
+                for t in range(TABLES)]
+
+    empty_r = np.zeros(0, np.int32)
+    return (per_table(plain_w), np.concatenate(plain_r) if plain_r else empty_r,
+            per_table(mirr_w), np.concatenate(mirr_r) if mirr_r else empty_r)
+
+
+def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values of int64 ``x`` and their counts (by sorting: numpy's hash-based
+    unique is ~10x slower on millions of distinct values)."""
+    x = np.sort(x, kind="stable")
+    if x.size == 0:
+        return x, np.zeros(0, np.int64)
+    start = np.concatenate([[0], np.nonzero(x[1:] != x[:-1])[0] + 1])
+    return x[start], np.diff(np.concatenate([start, [x.size]]))
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [starts[i], starts[i] + lens[i])."""
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    shift = starts - np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return np.repeat(shift, lens) + np.arange(total)
+
+
+@dataclass
+class _Lists:
+    """Entries (word index, image row) grouped two ways: by word (postings) and by row (bags)."""
+    word_ptr: np.ndarray        # [V + 1] into post_rows
+    post_rows: np.ndarray
+    row_ptr: np.ndarray         # [n + 1] into bag_words
+    bag_words: np.ndarray
+
+    @classmethod
+    def build(cls, word_idx: np.ndarray, rows: np.ndarray, n_words: int, n: int) -> "_Lists":
+        by_word = np.lexsort((rows, word_idx))
+        by_row = np.lexsort((word_idx, rows))
+        return cls(np.concatenate([[0], np.cumsum(np.bincount(word_idx, minlength=n_words))]),
+                   rows[by_word].astype(np.int32),
+                   np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
+                   word_idx[by_row].astype(np.int32))
+
+
+@dataclass
+class _Table:
+    weight: np.ndarray          # idf ** 2 per kept word
+    plain: _Lists
+    mirrored: _Lists
+
+
+def _table(n: int, plain_w, plain_r, mirr_w, mirr_r) -> _Table:
+    """One hash table's kept vocabulary (words of 2..MAX_DF images) and its inverted lists."""
+    code, _ = _unique((plain_w.astype(np.int64) << _ROW_BITS) | plain_r)
+    words, rows = code >> _ROW_BITS, code & ((1 << _ROW_BITS) - 1)
+    vocab, df = _unique(words)
+    keep = (df >= 2) & (df <= MAX_DF)
+    entry = np.repeat(keep, df)
+    vocab, df = vocab[keep], df[keep]
+    idx = np.repeat(np.arange(len(vocab)), df)
+    plain = _Lists.build(idx, rows[entry], len(vocab), n)
+    code, _ = _unique((mirr_w.astype(np.int64) << _ROW_BITS) | mirr_r)
+    words, rows = code >> _ROW_BITS, code & ((1 << _ROW_BITS) - 1)
+    at = np.searchsorted(vocab, words)
+    known = at < len(vocab)
+    known[known] = vocab[at[known]] == words[known]
+    mirrored = _Lists.build(at[known], rows[known], len(vocab), n)
+    return _Table((np.log(n / df) ** 2).astype(np.float64), plain, mirrored)
+
+
+def _accumulate(scores: np.ndarray, batch: np.ndarray, bags: _Lists, postings: _Lists,
+                weight: np.ndarray, n: int) -> None:
+    """scores[b, j] += sum of weight[w] over the words w in image batch[b]'s bag (``bags``) that
+    image j holds (``postings``)."""
+    lens = bags.row_ptr[batch + 1] - bags.row_ptr[batch]
+    words = bags.bag_words[_ranges(bags.row_ptr[batch], lens)]
+    query = np.repeat(np.arange(len(batch)), lens)
+    hits = postings.word_ptr[words + 1] - postings.word_ptr[words]
+    other = postings.post_rows[_ranges(postings.word_ptr[words], hits)]
+    flat = np.repeat(query, hits) * n + other
+    scores += np.bincount(flat, weights=np.repeat(weight[words], hits),
+                          minlength=scores.size).reshape(scores.shape)
+
+
+def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int = TOP,
+                    cancel=None, progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
+    """Pairs (lo, hi) [m, 2]: for each queried image (all by default) the ``top`` catalog images
+    whose visual words agree best with its own or its mirrored image's (see the module
+    docstring). Images without stored local features take no part. Empty beyond MAX_IMAGES."""
+    ids = [r[0] for r in catalog.db.conn.execute("SELECT id FROM images ORDER BY id")]
+    n = len(ids)
+    empty = np.zeros((0, 2), np.int64)
+    if n < 2 or n > MAX_IMAGES:
+        return empty
+    if progress:
+        progress(0, n if query_ids is None else len(query_ids), "matching visual words")
+    loaded = _load(catalog, ids, _bit_positions(word_bits(n)), cancel)
+    if loaded is None:
+        return empty
+    plain_w, plain_r, mirr_w, mirr_r = loaded
+    tables = []
+    for _ in range(TABLES):
+        if cancel is not None and cancel.is_set():
+            return empty
+        tables.append(_table(n, plain_w.pop(0), plain_r, mirr_w.pop(0), mirr_r))
+    del plain_r, mirr_r
+    row_of = {i: r for r, i in enumerate(ids)}
+    rows = np.arange(n) if query_ids is None else np.array(
+        sorted({row_of[int(i)] for i in query_ids if int(i) in row_of}), np.int64)
+    ids_arr = np.asarray(ids, np.int64)
+    out = []
+    for start in range(0, len(rows), ROW_BATCH):
+        if cancel is not None and cancel.is_set():
+            return empty
+        batch = rows[start:start + ROW_BATCH]
+        scores = np.zeros((len(batch), n))
+        for tb in tables:
+            _accumulate(scores, batch, tb.plain, tb.plain, tb.weight, n)       # plain ~ plain
+            _accumulate(scores, batch, tb.plain, tb.mirrored, tb.weight, n)    # it ~ a mirrored image
+            _accumulate(scores, batch, tb.mirrored, tb.plain, tb.weight, n)    # its mirrored image ~
+        scores[np.arange(len(batch)), batch] = 0.0
+        k = min(top, n - 1)
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        a = np.repeat(batch, k)
+        b = best.ravel()
+        hit = scores[np.repeat(np.arange(len(batch)), k), b] > 0
+        out.append(np.stack([ids_arr[a[hit]], ids_arr[b[hit]]], axis=1))
+        if progress:
+            progress(min(start + ROW_BATCH, len(rows)), len(rows), "matching visual words")
+    pairs = np.concatenate(out) if out else empty
+    if len(pairs) == 0:
+        return empty
+    return np.unique(np.stack([pairs.min(axis=1), pairs.max(axis=1)], axis=1), axis=0)

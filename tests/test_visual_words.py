@@ -1,0 +1,78 @@
+"""Visual-word candidates (engine.visual_words): copies turned by 90/180/270 degrees, which the
+embedding's kNN graph misses, are proposed from the stored ORB descriptors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import duplicates, visual_words
+from engine.catalog import Catalog
+
+skimage_data = pytest.importorskip("skimage.data")
+
+GALLERY = ("astronaut", "coffee", "rocket", "chelsea", "immunohistochemistry", "hubble_deep_field")
+
+
+def test_words_sample_the_chosen_bits():
+    rng = np.random.default_rng(1)
+    desc = rng.integers(0, 256, (500, 32), dtype=np.uint8)
+    positions = visual_words._bit_positions(21)
+    bits = np.unpackbits(desc, axis=1).astype(np.int64)
+    expected = np.stack([bits[:, p] @ (1 << np.arange(21)) for p in positions])
+    np.testing.assert_array_equal(visual_words._words(desc, positions), expected)
+    assert visual_words.word_bits(900) == 20 and visual_words.word_bits(10_000) == 24
+
+
+@pytest.fixture(scope="module")
+def turned_catalog(tmp_path_factory, model):
+    from engine.ingest import ingest
+
+    photos = tmp_path_factory.mktemp("turned-photos")
+    for name in GALLERY:
+        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(getattr(skimage_data, name)(), cv2.COLOR_RGB2BGR))
+    coffee = cv2.imread(str(photos / "coffee.png"))
+    cv2.imwrite(str(photos / "coffee turned.jpg"), np.rot90(coffee, 1), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    astronaut = cv2.imread(str(photos / "astronaut.png"))
+    turned_mirrored = cv2.resize(np.ascontiguousarray(np.rot90(astronaut, 3)[:, ::-1]), None, fx=0.7, fy=0.7)
+    cv2.imwrite(str(photos / "astronaut turned mirrored.jpg"), turned_mirrored, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    folder = tmp_path_factory.mktemp("turned-catalog")
+    with Catalog.open(folder) as cat:
+        assert ingest(cat, model, sorted(photos.iterdir())).added == len(GALLERY) + 2
+    return folder
+
+
+def _ids(cat: Catalog) -> dict[str, int]:
+    return {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
+
+
+def test_turned_copies_are_word_candidates(turned_catalog, monkeypatch):
+    with Catalog.open(turned_catalog) as cat:
+        ids = _ids(cat)
+        turned = tuple(sorted((ids["coffee.png"], ids["coffee turned.jpg"])))
+        mirrored = tuple(sorted((ids["astronaut.png"], ids["astronaut turned mirrored.jpg"])))
+        found = {tuple(p) for p in visual_words.candidate_pairs(cat, top=1).tolist()}
+        assert turned in found and mirrored in found        # each copy's best match is its original
+        # --new: only the queried images propose pairs
+        some = visual_words.candidate_pairs(cat, [ids["coffee turned.jpg"]], top=1)
+        assert [tuple(p) for p in some.tolist()] == [turned]
+        monkeypatch.setattr(visual_words, "MAX_IMAGES", 3)
+        assert len(visual_words.candidate_pairs(cat)) == 0
+
+
+def test_scan_groups_turned_copies_with_their_originals(turned_catalog):
+    with Catalog.open(turned_catalog) as cat:
+        ids = _ids(cat)
+        names = {v: k for k, v in ids.items()}
+        turned = tuple(sorted((ids["coffee.png"], ids["coffee turned.jpg"])))
+        # a cosine floor no turned copy reaches: the kNN graph alone misses them...
+        plain = duplicates.scan(cat, with_records=False, words=False, floor=0.99, keep_candidates=True)
+        assert turned not in {tuple(p) for p in plain.candidate_pairs.tolist()}
+        assert plain.groups == []
+        # ...the visual words do not depend on the embedding
+        result = duplicates.scan(cat, with_records=False, floor=0.99)
+        groups = [{names[i] for i in g.image_ids} for g in result.groups]
+        assert {"coffee.png", "coffee turned.jpg"} in groups
+        assert {"astronaut.png", "astronaut turned mirrored.jpg"} in groups
+        assert "words" in result.timings
