@@ -3,6 +3,7 @@ stages, fits the calibrated score with cross-validation and picks the named thre
 
     python benchmarks/match_quality.py run  --set copies --out /tmp/mq   # details per configuration
     python benchmarks/match_quality.py fit  --details /tmp/mq            # coefficients, CV figures
+    python benchmarks/match_quality.py thresholds --details /tmp/mq      # shipped coefficients, thresholds re-picked
 
 ``run`` writes ``<set>-<config>.jsonl`` (every query's top-30 with its evidence) for the
 configurations: embedding only; + verification; + mirrored query; + turned queries (full).
@@ -299,6 +300,36 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_thresholds(args) -> int:
+    """Keep engine/scoring.py's coefficients and re-pick only the named thresholds (after a
+    change to the evidence that needs no refit): 2-fold cross-validated figures of the shipped
+    coefficients with thresholds picked on the other half (per seed), then the thresholds at the
+    target precisions on all queries."""
+    d = Path(args.details)
+    sets = {name: load(d / f"{name}-{args.config}.jsonl") for name in ("copies", "views")}
+    scored = {name: rescored(rows, scoring.MODELS) for name, rows in sets.items()}
+    for seed in args.seeds:
+        rng = np.random.default_rng(seed)
+        folds = {name: rng.permutation(len(rows)) % 2 for name, rows in sets.items()}
+        per = {name: [] for name in sets}
+        for fold in (0, 1):
+            th = {t: pick_threshold([r for r, f in zip(scored[s], folds[s]) if f != fold], kind, target)
+                  for t, (s, kind, target) in TARGETS.items()}
+            for name in sets:
+                test = [r for r, f in zip(scored[name], folds[name]) if f == fold]
+                per[name].append(evaluation.summarise(test, K, thresholds=th))
+        for name, ss in per.items():
+            p = np.nanmean([s["thresholds"]["copy"]["precision"] for s in ss])
+            rc = np.mean([s["thresholds"]["copy"]["recall"] for s in ss])
+            print(f"seed {seed} {name:7} R@1 {np.mean([s['R@1'] for s in ss]):.3f}  "
+                  f"micro-AP {np.mean([s['micro-AP'] for s in ss]):.3f}  copy: P {p:.3f} R {rc:.3f}")
+    th = {t: round(pick_threshold(scored[s], kind, target), 3) for t, (s, kind, target) in TARGETS.items()}
+    print("thresholds at the target precisions (all queries, shipped coefficients):", json.dumps(th))
+    for name in sets:
+        print(f"in-sample {name}:", evaluation.format_summary(evaluation.summarise(scored[name], K, th)))
+    return 0
+
+
 def cmd_table(args) -> int:
     """Figures per configuration, every one scored with the shipped engine/scoring.py (raw
     cosine for the embedding-only configuration: no verification, no colour)."""
@@ -342,6 +373,11 @@ def main(argv=None) -> int:
     p.add_argument("--keep-same-item", action="store_true",
                    help="fit on other views of the query's own style-colour as wrong answers too")
     p.set_defaults(fn=cmd_fit)
+    p = sub.add_parser("thresholds", help="shipped coefficients, thresholds re-picked (cross-validated)")
+    p.add_argument("--details", required=True)
+    p.add_argument("--config", default="full")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.set_defaults(fn=cmd_thresholds)
     args = ap.parse_args(argv)
     return args.fn(args)
 
