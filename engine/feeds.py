@@ -367,6 +367,19 @@ class _TextExtractor(html.parser.HTMLParser):
 _TEXT_ROLES = frozenset({"title", "brand", "description"})
 
 
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def unescape_entities(text: str) -> str:
+    """Decode the HTML character references feeds carry in plain-text cells ("HeatTech&trade;",
+    "Tom &amp; Jerry", "&#174;"), and only complete ones: a reference must end with ";", so text
+    that merely contains an ampersand ("AT&T", "R&D", "&gt" written literally) is kept as it is
+    (``html.unescape`` would also decode HTML's legacy forms without ";", turning "&gt" into ">")."""
+    if "&" not in text:
+        return text
+    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+
+
 def html_to_text(markup: str) -> str:
     """Text of an HTML fragment: entities decoded, scripts/styles dropped, one line per block."""
     parser = _TextExtractor()
@@ -768,7 +781,7 @@ class FeedReader:
                 value = row[i].strip()
                 if value:
                     if role in _TEXT_ROLES:     # feeds often carry HTML entities ("HeatTech&trade;")
-                        value = html.unescape(value)
+                        value = unescape_entities(value)
                     setattr(product, role, value)
             extra = product.extra
             for i, label in extra_cols:
@@ -828,8 +841,8 @@ class FeedReader:
             return row[i].strip() if i is not None else ""
 
         p = Product(id=g.handle)
-        p.title = html.unescape(cell(first, "title")) or None
-        p.brand = html.unescape(cell(first, "brand")) or None
+        p.title = unescape_entities(cell(first, "title")) or None
+        p.brand = unescape_entities(cell(first, "brand")) or None
         body = cell(first, "description")
         p.description = (html_to_text(body) or None) if body else None
         for i, label in plan.extra:

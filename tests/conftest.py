@@ -11,6 +11,15 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+try:   # CI runs the property tests on a fixed set of examples; local runs keep exploring
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
+except ImportError:   # pragma: no cover - hypothesis is a test dependency
+    pass
+
 ROOT = Path(__file__).resolve().parent.parent
 LUMA = Path(os.environ.get("LOOKALIKE_LUMA", ROOT.parent / "shared" / "datasets" / "luma"))
 
