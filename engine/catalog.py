@@ -663,9 +663,11 @@ class Catalog:
         current = self.projection()
         if current is None:
             return n >= PROJECTION_MIN_IMAGES
+        if current.dim < min(PROJECTION_DIM, dim) and n >= PROJECTION_MIN_IMAGES:
+            return True                        # fitted for an older, narrower index layout
         return n >= PROJECTION_REFIT_GROWTH * current.fitted_on
 
-    def fit_projection(self, *, dim: int = PROJECTION_DIM, sample: int = PROJECTION_SAMPLE,
+    def fit_projection(self, *, dim: int | None = None, sample: int = PROJECTION_SAMPLE,
                        seed: int = 0, **index_params) -> Projection:
         """Fit a PCA projection on a sample of the stored embeddings, store it and rebuild the
         index with it (minutes for a million images: done rarely, see :meth:`projection_due`)."""
@@ -675,7 +677,8 @@ class Catalog:
                 raise CatalogError(f"{self.directory}: too few images to fit a projection")
             rng = np.random.default_rng(seed)
             pick = np.sort(rng.choice(ids, size=min(sample, len(ids)), replace=False))
-            projection = Projection.fit(self.embeddings(pick.tolist()), dim, fitted_on=len(ids))
+            projection = Projection.fit(self.embeddings(pick.tolist()), dim or PROJECTION_DIM,
+                                        fitted_on=len(ids))
             with self.transaction(bump=False) as db:
                 db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
                                 (projection.key, projection.to_bytes(), projection.fitted_on, now_iso()))

@@ -40,7 +40,7 @@ from .faults import fault_point
 
 # docs/benchmarks.md ("Index design") has the measurements behind these values.
 DEFAULT_M = 32
-DEFAULT_EF_CONSTRUCTION = 200
+DEFAULT_EF_CONSTRUCTION = 400
 DEFAULT_EF = 256
 MIN_CAPACITY = 1024
 #: Dimensions a projection keeps: the graph holds the first GRAPH_DIM of them, an int8 code the rest.

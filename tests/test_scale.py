@@ -231,3 +231,16 @@ def test_neighbour_lists_follow_incremental_adds(tmp_path):
     found, _ = index.query(x[1500:1510], 1)
     assert found[:, 0].tolist() == list(range(1500, 1510))
     assert side.linked[:side.n].all() and (side.nbrs[:side.n] >= 0).all()
+
+
+def test_projection_of_an_older_narrower_layout_is_refitted(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_mod, "PROJECTION_MIN_IMAGES", 200)
+    x = _data(400, 256, seed=6)
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.put_images(_rows(x))
+        cat.fit_projection(dim=64)                        # as an older version fitted it
+        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 64)
+        assert not cat.projection_due()
+        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 192)
+        assert cat.projection_due()
+        assert cat.maybe_fit_projection().dim == 192 and cat.index().projection.dim == 192
