@@ -495,6 +495,13 @@ class VectorIndex:
         with self._lock:
             return np.asarray(self._index.get_items(list(map(int, ids))), dtype=np.float32)
 
+    def graph_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """What the graph holds for these embeddings (what :meth:`vectors` returns for them)."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if self.projection is None:
+            return x
+        return self._split(self.projection.apply(x))[0]
+
     def __len__(self) -> int:
         return self._index.get_current_count() - len(self._deleted)
 

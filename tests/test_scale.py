@@ -244,3 +244,19 @@ def test_projection_of_an_older_narrower_layout_is_refitted(tmp_path, monkeypatc
         monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 192)
         assert cat.projection_due()
         assert cat.maybe_fit_projection().dim == 192 and cat.index().projection.dim == 192
+
+
+def test_check_accepts_a_projected_index_and_sees_a_damaged_side_file(tmp_path):
+    from engine.consistency import check_catalog
+
+    x = _data(600, 256, seed=9)
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.put_images(_rows(x))
+        cat.fit_projection(dim=192)
+        report = check_catalog(cat, files=False)
+        assert report.healthy, report.to_json()
+        assert [f.status for f in report.findings if f.check == "index"] == ["ok"]
+    (tmp_path / "cat" / "index.side.npz").write_bytes(b"garbage")
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = check_catalog(cat, files=False)
+        assert report.find("index-file") is not None and not report.healthy
