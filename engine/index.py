@@ -220,9 +220,6 @@ class _Side:
         self.n = n
         return self
 
-    def nbytes_per_row(self) -> int:
-        return sum(getattr(self, name)[:1].nbytes for name in self._FIELDS)
-
 
 class VectorIndex:
     """``dim`` is the embedding dimension callers pass in; with a projection :meth:`add` and
