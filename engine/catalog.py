@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from .errors import CatalogBusyError, CatalogError, ImageError
 from .faults import fault_point
-from .index import PROJECTION_DIM, Projection, VectorIndex
+from .index import GRAPH_DIM, PROJECTION_DIM, Projection, VectorIndex
 from .paths import default_catalog_dir
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,10 @@ PROJECTION_MIN_IMAGES = 10_000
 PROJECTION_REFIT_GROWTH = 4
 #: Embeddings sampled to fit the projection.
 PROJECTION_SAMPLE = 50_000
-#: Candidates fetched from a projected index and re-ranked with the stored embeddings, at least.
-RERANK_SHORTLIST = 100
+#: Candidates fetched from a projected index (ranked there by its in-memory codes) and re-ranked
+#: with the stored embeddings, at least (docs/benchmarks.md: at 1M the code's top 32 holds 99.7 %
+#: of the exact top 10 when the candidates hold them).
+RERANK_SHORTLIST = 32
 
 
 def now_iso() -> str:
@@ -699,15 +701,17 @@ class Catalog:
 
     def projection_due(self) -> bool:
         dim = self.embedding_dim
-        if dim is None or dim <= PROJECTION_DIM:
+        if dim is None or dim <= GRAPH_DIM:
             return False                       # nothing to gain
         n = self.count_images()
         current = self.projection()
         if current is None:
             return n >= PROJECTION_MIN_IMAGES
+        if current.dim < min(PROJECTION_DIM, dim) and n >= PROJECTION_MIN_IMAGES:
+            return True                        # fitted for an older, narrower index layout
         return n >= PROJECTION_REFIT_GROWTH * current.fitted_on
 
-    def fit_projection(self, *, dim: int = PROJECTION_DIM, sample: int = PROJECTION_SAMPLE,
+    def fit_projection(self, *, dim: int | None = None, sample: int = PROJECTION_SAMPLE,
                        seed: int = 0, **index_params) -> Projection:
         """Fit a PCA projection on a sample of the stored embeddings, store it and rebuild the
         index with it (minutes for a million images: done rarely, see :meth:`projection_due`)."""
@@ -717,7 +721,8 @@ class Catalog:
                 raise CatalogError(f"{self.directory}: too few images to fit a projection")
             rng = np.random.default_rng(seed)
             pick = np.sort(rng.choice(ids, size=min(sample, len(ids)), replace=False))
-            projection = Projection.fit(self.embeddings(pick.tolist()), dim, fitted_on=len(ids))
+            projection = Projection.fit(self.embeddings(pick.tolist()), dim or PROJECTION_DIM,
+                                        fitted_on=len(ids))
             with self.transaction(bump=False) as db:
                 db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
                                 (projection.key, projection.to_bytes(), projection.fitted_on, now_iso()))
@@ -734,9 +739,9 @@ class Catalog:
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest images of each query embedding: (ids [N,k'], cosines [N,k']).
-        With a projected index, a shortlist of ``max(shortlist, RERANK_SHORTLIST, k)``
-        candidates is re-ranked with the stored full-precision embeddings, so the cosines are
-        exact."""
+        With a projected index, the index's best ``max(shortlist, RERANK_SHORTLIST, k)``
+        candidates (by its in-memory approximate cosines) are re-ranked with the stored
+        full-precision embeddings, so the cosines are exact."""
         index = self.index()
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if index is None or len(index) == 0:

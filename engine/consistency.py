@@ -222,18 +222,19 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
         else:
             report.add("index", OK, "no images, no index")
         return
+    projection = catalog.projection()
     if not path.exists() or not VectorIndex.meta_path(path).exists():
         report.add("index-file", NOTE, "no saved index (it is built from the stored embeddings on "
                    "next use)", repair="build and save it")
-        index = VectorIndex.create(dim, capacity=report.images)
+        index = VectorIndex.create(dim, capacity=report.images, projection=projection)
         index.version = -1                       # (reported above, not as "behind")
     else:
         try:
-            index = VectorIndex.load(path, dim)
+            index = VectorIndex.load(path, dim, projection)
         except CatalogError as exc:
             report.add("index-file", PROBLEM, f"saved index unusable: {exc}",
                        repair="rebuild it from the stored embeddings")
-            index = VectorIndex.create(dim, capacity=report.images)
+            index = VectorIndex.create(dim, capacity=report.images, projection=projection)
             index.version = -1
     with catalog._sync_lock, catalog._read_snapshot():
         version = catalog.version
@@ -261,7 +262,7 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
             ids = [i for i in ids.tolist() if i in idx_ids]
             if ids:
                 got = index.vectors(ids)
-                want = catalog.embeddings(ids)
+                want = index.graph_vectors(catalog.embeddings(ids))
                 differ += int((np.abs(got - want).max(axis=1) > 1e-4).sum())
         if differ:
             report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings",
@@ -395,7 +396,8 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
                 catalog.rebuild_index()
                 actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
             elif catalog.index_path.exists():
-                for p in (catalog.index_path, VectorIndex.meta_path(catalog.index_path)):
+                for p in (catalog.index_path, VectorIndex.meta_path(catalog.index_path),
+                          VectorIndex.side_path(catalog.index_path)):
                     p.unlink(missing_ok=True)
                 actions.append("deleted the index of an empty catalog")
         if reembed:

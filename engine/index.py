@@ -7,11 +7,17 @@ one lock. Saves are atomic: write to a temporary file, then rename over the old 
 sidecar holding the parameters and the catalog version the index reflects.
 
 Large catalogs store less per image: a :class:`Projection` (PCA fitted on the catalog's own
-embeddings, kept in the catalog database) maps the model's 1280-d embeddings to 256 dims before
-they enter the graph (1 KB of vector per image instead of 5 KB). The index then yields a shortlist
-whose order is approximate; the catalog re-ranks it with the stored full-precision embeddings
-(``Catalog.nearest``), so scores are always exact cosines. An index records the projection it was
-built with (``projection`` in the sidecar) and is rebuilt when the catalog's projection changes.
+embeddings, kept in the catalog database) maps the model's 1280-d embeddings to 512 dims. Of the
+unit 512-d vector ``u`` the graph holds the leading ``GRAPH_DIM`` (128) dims, normalised, in
+float32 (512 B); the other 384 dims are kept beside the graph as an int8 code with one scale per
+image (:class:`_Side`). A query walks the graph in 128 dims, then scores every candidate with the
+whole 512-d vector (graph part + code: an approximate cosine, far closer to the exact one than the
+128-d graph's) and expands the best candidates with their stored nearest neighbours (``NEIGHBOURS``
+per image, found at build time), which pulls in images the graph search misses. The catalog reads
+the exact embeddings of the best ``RERANK_SHORTLIST`` only (``Catalog.nearest``), so scores are
+always exact cosines. An index records the projection it was built with (``projection`` in the
+sidecar) and is rebuilt when the catalog's projection changes. docs/benchmarks.md has the
+measurements behind every number here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +38,21 @@ import numpy as np
 from .errors import CatalogError
 from .faults import fault_point
 
-# At 100k projected vectors M=32/ef_construction=400 re-ranks to recall@10 0.986 at ef 256 where
-# M=16/200 gives 0.971 (M=24/300: 0.982), for 128 more bytes per image (docs/benchmarks.md).
+# docs/benchmarks.md ("Index design") has the measurements behind these values.
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 400
 DEFAULT_EF = 256
 MIN_CAPACITY = 1024
-#: Dimensions a projection keeps (see docs/benchmarks.md for the measurements behind it).
-PROJECTION_DIM = 256
+#: Dimensions a projection keeps: the graph holds the first GRAPH_DIM of them, an int8 code the rest.
+PROJECTION_DIM = 512
+GRAPH_DIM = 128
+#: Nearest neighbours stored per image of a projected index, and how many of a query's best
+#: candidates are expanded with theirs.
+NEIGHBOURS = 8
+EXPAND = 4
+#: Graph neighbours fetched per image when its neighbour list is computed (scored with the codes).
+_LINK_CANDIDATES = 32
+_LINK_EF = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +106,13 @@ class Projection:
                    int(fitted_on if fitted_on is not None else len(x)), explained)
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
-        y = np.atleast_2d(np.asarray(vectors, dtype=np.float32)) @ self.components
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if len(x) <= 8:
+            # numpy's own loops, not BLAS: OpenBLAS threads a [1, D] @ [D, d] product, and on a
+            # busy 2-core machine waking its threads took 9-12 ms instead of 0.07 ms
+            y = np.einsum("nd,dk->nk", x, self.components)
+        else:
+            y = x @ self.components
         norms = np.linalg.norm(y, axis=1, keepdims=True)
         np.maximum(norms, 1e-12, out=norms)
         return np.ascontiguousarray(y / norms, dtype=np.float32)
@@ -110,15 +130,109 @@ class Projection:
                        float(z["explained"]))
 
 
+class _Side:
+    """What a projected index keeps beside its graph, one row per label ever added (rows of
+    removed labels stay until the next rebuild, flagged dead): the label (rows sorted by it),
+    ``head`` = the norm of the graph part of the unit vector, the int8 code of the rest with its
+    scale, and the labels of the image's nearest neighbours (-1: none)."""
+
+    def __init__(self, tail_dim: int, capacity: int = 0):
+        self.n = 0
+        cap = max(int(capacity), 16)
+        self.labels = np.empty(cap, np.int64)
+        self.head = np.empty(cap, np.float32)
+        self.scale = np.empty(cap, np.float32)
+        self.codes = np.empty((cap, tail_dim), np.int8)
+        self.nbrs = np.full((cap, NEIGHBOURS), -1, np.int64)
+        self.alive = np.zeros(cap, bool)
+        self.linked = np.zeros(cap, bool)     # its neighbour list is computed
+
+    _FIELDS = ("labels", "head", "scale", "codes", "nbrs", "alive", "linked")
+
+    def _grow(self, need: int) -> None:
+        cap = len(self.labels)
+        if need <= cap:
+            return
+        cap = max(need, int(cap * 1.5))
+        for name in self._FIELDS:
+            old = getattr(self, name)
+            new = np.empty((cap,) + old.shape[1:], old.dtype)
+            new[:self.n] = old[:self.n]
+            setattr(self, name, new)
+
+    def slots(self, labels: np.ndarray) -> np.ndarray:
+        """Rows of ``labels`` (all present)."""
+        return np.searchsorted(self.labels[:self.n], labels)
+
+    def find(self, labels: np.ndarray) -> np.ndarray:
+        """Rows of ``labels``, -1 where absent."""
+        labels = np.asarray(labels, np.int64)
+        pos = np.searchsorted(self.labels[:self.n], labels)
+        pos_c = np.minimum(pos, max(self.n - 1, 0))
+        ok = (pos < self.n) & (self.labels[pos_c] == labels) if self.n else np.zeros(len(labels), bool)
+        return np.where(ok, pos, -1)
+
+    def put(self, labels: np.ndarray, head: np.ndarray, scale: np.ndarray, codes: np.ndarray) -> None:
+        labels = np.asarray(labels, np.int64)
+        labels, last = np.unique(labels[::-1], return_index=True)    # the last of repeated labels
+        last = len(head) - 1 - last
+        head, scale, codes = head[last], scale[last], codes[last]
+        rows = self.find(labels)
+        old = rows >= 0
+        r = rows[old]
+        self.head[r], self.scale[r], self.codes[r] = head[old], scale[old], codes[old]
+        self.alive[r], self.linked[r] = True, False
+        new = ~old
+        m = int(new.sum())
+        if not m:
+            return
+        self._grow(self.n + m)
+        n = self.n
+        sl = slice(n, n + m)
+        self.labels[sl], self.head[sl], self.scale[sl], self.codes[sl] = labels[new], head[new], scale[new], codes[new]
+        self.nbrs[sl], self.alive[sl], self.linked[sl] = -1, True, False
+        self.n = n + m
+        if n and labels[new][0] < self.labels[n - 1]:      # not appended in order: re-sort the rows
+            order = np.argsort(self.labels[:self.n], kind="stable")
+            for name in self._FIELDS:
+                arr = getattr(self, name)
+                arr[:self.n] = arr[:self.n][order]
+
+    def kill(self, labels) -> None:
+        rows = self.find(np.asarray(list(labels), np.int64))
+        self.alive[rows[rows >= 0]] = False
+
+    def to_arrays(self, token: str) -> dict:
+        out = {name: getattr(self, name)[:self.n] for name in self._FIELDS}
+        out["token"] = np.array(token)
+        return out
+
+    @classmethod
+    def from_arrays(cls, z, tail_dim: int) -> "_Side":
+        self = cls(tail_dim, 0)
+        arrays = {name: z[name] for name in cls._FIELDS}      # used as read: no second copy
+        n = len(arrays["labels"])
+        if (arrays["codes"].shape != (n, tail_dim) or arrays["nbrs"].shape != (n, NEIGHBOURS)
+                or any(len(a) != n for a in arrays.values())):
+            raise ValueError("side data of another shape")
+        for name, a in arrays.items():
+            setattr(self, name, a)
+        self.n = n
+        return self
+
+
 class VectorIndex:
-    """``dim`` is the embedding dimension callers pass in; with a projection the graph holds
-    ``projection.dim``-dimensional vectors and :meth:`add`/:meth:`query` project on the way in."""
+    """``dim`` is the embedding dimension callers pass in; with a projection :meth:`add` and
+    :meth:`query` project on the way in, the graph holds the first :attr:`graph_dim` projected
+    dims and a :class:`_Side` store the rest (see the module docstring)."""
 
     def __init__(self, index: hnswlib.Index, *, dim: int, M: int, ef_construction: int, ef: int,
-                 version: int = 0, projection: Projection | None = None):
+                 version: int = 0, projection: Projection | None = None, side: "_Side | None" = None):
         self._index = index
         self.dim = dim
         self.projection = projection
+        self.graph_dim = graph_dim(projection) if projection is not None else dim
+        self._side = side if side is not None or projection is None else _Side(projection.dim - self.graph_dim)
         self.M = M
         self.ef_construction = ef_construction
         self.ef = ef
@@ -134,10 +248,12 @@ class VectorIndex:
                ef: int = DEFAULT_EF, capacity: int = MIN_CAPACITY,
                projection: Projection | None = None) -> "VectorIndex":
         _check_projection(projection, dim)
-        index = hnswlib.Index(space="ip", dim=projection.dim if projection else dim)
+        index = hnswlib.Index(space="ip", dim=graph_dim(projection) if projection else dim)
         index.init_index(max_elements=max(capacity, MIN_CAPACITY), M=M, ef_construction=ef_construction,
                          random_seed=100)
-        return cls(index, dim=dim, M=M, ef_construction=ef_construction, ef=ef, projection=projection)
+        side = _Side(projection.dim - graph_dim(projection), capacity) if projection else None
+        return cls(index, dim=dim, M=M, ef_construction=ef_construction, ef=ef, projection=projection,
+                   side=side)
 
     @property
     def stored_dim(self) -> int:
@@ -147,6 +263,10 @@ class VectorIndex:
     @staticmethod
     def meta_path(path: Path) -> Path:
         return Path(path).with_suffix(".json")
+
+    @staticmethod
+    def side_path(path: Path) -> Path:
+        return Path(path).with_suffix(".side.npz")
 
     @classmethod
     def load(cls, path: Path, dim: int, projection: Projection | None = None) -> "VectorIndex":
@@ -162,11 +282,26 @@ class VectorIndex:
         if meta.get("projection") != want:
             raise CatalogError(f"{path}: index was built with another projection "
                                f"({meta.get('projection')}, catalog has {want})")
-        index = hnswlib.Index(space="ip", dim=projection.dim if projection else dim)
+        if projection is not None and meta.get("graph_dim") != graph_dim(projection):
+            raise CatalogError(f"{path}: index of an older layout (graph of {meta.get('stored_dim')} dims)")
+        side = None
+        if projection is not None:
+            side_path = cls.side_path(path)
+            try:
+                with np.load(side_path, allow_pickle=False) as z:
+                    if str(z["token"]) != meta.get("side"):
+                        raise CatalogError(f"{side_path}: belongs to another index file")
+                    side = _Side.from_arrays(z, projection.dim - graph_dim(projection))
+            except (OSError, ValueError, KeyError) as exc:
+                raise CatalogError(f"{side_path}: unreadable ({exc})") from exc
+        index = hnswlib.Index(space="ip", dim=graph_dim(projection) if projection else dim)
         try:
             index.load_index(str(path), max_elements=int(meta.get("capacity", 0)))
         except (RuntimeError, OSError, MemoryError) as exc:
             raise CatalogError(f"{path}: index file unreadable ({exc})") from exc
+        if side is not None and side.n != index.get_current_count():
+            raise CatalogError(f"{path}: index file and {cls.side_path(path).name} do not match "
+                               f"({index.get_current_count()} elements, {side.n} rows)")
         elements = meta.get("elements")
         if elements is not None and int(elements) != index.get_current_count():
             # a crash between the two renames of save(): the sidecar belongs to another file
@@ -174,7 +309,7 @@ class VectorIndex:
                                f"({index.get_current_count()} elements, sidecar says {elements})")
         self = cls(index, dim=dim, M=int(meta["M"]), ef_construction=int(meta["ef_construction"]),
                    ef=int(meta.get("ef", DEFAULT_EF)), version=int(meta.get("version", 0)),
-                   projection=projection)
+                   projection=projection, side=side)
         self._deleted = set(int(i) for i in meta.get("deleted", []))
         return self
 
@@ -197,20 +332,31 @@ class VectorIndex:
         tag = f".{os.getpid()}-{threading.get_ident()}.tmp"
         tmp = path.with_name(path.name + tag)
         meta_tmp = self.meta_path(path).with_name(self.meta_path(path).name + tag)
+        side_tmp = self.side_path(path).with_name(self.side_path(path).name + tag)
         with self._lock:
+            self._link_pending()
             self._index.save_index(str(tmp))
             meta = self.info()
             meta["elements"] = self._index.get_current_count()
             meta["deleted"] = sorted(self._deleted)
-        # the sidecar is renamed last and names the version: if we die between the two renames the
+            if self._side is not None:
+                meta["side"] = secrets.token_hex(8)
+                with open(side_tmp, "wb") as f:
+                    np.savez(f, **self._side.to_arrays(meta["side"]))
+        # the sidecar is renamed last and names the version: if we die between the renames the
         # index is newer than its sidecar says. Re-applying changes to it is harmless, and when
-        # the element counts differ load() refuses the pair and the catalog rebuilds the index.
+        # the element counts (or the side file's token) differ load() refuses the set and the
+        # catalog rebuilds the index.
         meta_tmp.write_text(json.dumps(meta))
         _fsync(tmp)
         _fsync(meta_tmp)
+        if self._side is not None:
+            _fsync(side_tmp)
         fault_point("index-save-before-rename")
         os.replace(tmp, path)
         fault_point("index-save-between-renames")
+        if self._side is not None:
+            os.replace(side_tmp, self.side_path(path))
         os.replace(meta_tmp, self.meta_path(path))
         self.dirty = False
 
@@ -220,7 +366,8 @@ class VectorIndex:
             "count": self._index.get_current_count() - len(self._deleted),
             "capacity": self._index.get_max_elements(), "version": self.version, "space": "cosine",
             "projection": self.projection.key if self.projection else None,
-            "stored_dim": self.stored_dim,
+            "stored_dim": self.stored_dim, "graph_dim": self.graph_dim,
+            "neighbours": NEIGHBOURS if self._side is not None else 0,
         }
 
     # ------------------------------------------------------------------ writes
@@ -232,15 +379,80 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.dim):
             raise ValueError(f"vectors of shape {vectors.shape}, expected ({len(ids)}, {self.dim})")
+        parts = None
         if self.projection is not None:
-            vectors = self.projection.apply(vectors)
+            vectors, *parts = self._split(self.projection.apply(vectors))
         with self._lock:
             need = self._index.get_current_count() + len(ids)
             if need > self._index.get_max_elements():
                 self._index.resize_index(max(need, int(self._index.get_max_elements() * 1.5)))
             self._index.add_items(vectors, ids)
+            if parts is not None:
+                self._side.put(ids, *parts)
             self._deleted.difference_update(int(i) for i in ids)
             self.dirty = True
+
+    def _split(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Unit projected vectors -> (normalised graph part, its norm, code scale, int8 code)."""
+        g = self.graph_dim
+        head = u[:, :g]
+        norm = np.linalg.norm(head, axis=1)
+        graph = np.ascontiguousarray(head / np.maximum(norm, 1e-12)[:, None], dtype=np.float32)
+        tail = u[:, g:]
+        peak = np.abs(tail).max(axis=1) if tail.shape[1] else np.zeros(len(u), np.float32)
+        scale = np.maximum(peak, 1e-12) / 127.0
+        codes = np.clip(np.rint(tail / scale[:, None]), -127, 127).astype(np.int8)
+        return graph, norm.astype(np.float32), scale.astype(np.float32), codes
+
+    def _link_pending(self) -> None:
+        """Compute the neighbour lists of the images added since the last call (under the lock):
+        their graph neighbours, scored with the full projected vectors, best NEIGHBOURS kept."""
+        side = self._side
+        if side is None or side.n == 0:
+            return
+        rows = np.nonzero(~side.linked[:side.n] & side.alive[:side.n])[0]
+        if rows.size == 0:
+            return
+        live = self._index.get_current_count() - len(self._deleted)
+        kk = min(_LINK_CANDIDATES + 1, live)
+        self._index.set_ef(max(_LINK_EF, kk))
+        try:
+            for part in np.array_split(rows, max(1, len(rows) // 2000)):
+                labels = side.labels[part]
+                graph = np.asarray(self._index.get_items(labels.tolist()), np.float32)
+                while True:
+                    try:
+                        cand, dist = self._index.knn_query(graph, k=kk)
+                        break
+                    except RuntimeError:         # part of the graph unreachable: ask for fewer
+                        if kk <= 2:
+                            raise
+                        kk //= 2
+                cand = cand.astype(np.int64)
+                crow = side.slots(cand)
+                sims = self._scores(1.0 - dist, side.head[part][:, None], crow,
+                                    side.codes[part].astype(np.float32) * side.scale[part][:, None])
+                sims[cand == labels[:, None]] = -np.inf
+                keep = np.argsort(-sims, axis=1, kind="stable")[:, :NEIGHBOURS]
+                best = np.take_along_axis(cand, keep, 1)
+                best[np.take_along_axis(sims, keep, 1) == -np.inf] = -1
+                side.nbrs[part, :best.shape[1]] = best
+                side.nbrs[part, best.shape[1]:] = -1
+        finally:
+            self._index.set_ef(self.ef)
+        side.linked[rows] = True
+
+    def _scores(self, graph_sims: np.ndarray, q_head: np.ndarray, rows: np.ndarray,
+                q_tail: np.ndarray) -> np.ndarray:
+        """Approximate cosines of the full projected vectors: graph part + code part.
+        ``graph_sims`` [N, C] cosines of the graph parts, ``q_head`` [N, 1] the query's graph-part
+        norm, ``rows`` [N, C] side rows of the candidates, ``q_tail`` [N, T] the query's code part."""
+        side = self._side
+        out = graph_sims * side.head[rows] * q_head
+        if q_tail.shape[1]:
+            codes = side.codes[rows].astype(np.float32)          # [N, C, T]
+            out += np.einsum("nct,nt->nc", codes, q_tail) * side.scale[rows]
+        return out.astype(np.float32)
 
     def remove(self, ids: Sequence[int]) -> int:
         n = 0
@@ -258,6 +470,8 @@ class VectorIndex:
                 self._deleted.add(i)
                 self.dirty = True
                 n += 1
+            if self._side is not None:
+                self._side.kill(ids)
         return n
 
     def set_ef(self, ef: int) -> None:
@@ -278,6 +492,13 @@ class VectorIndex:
         with self._lock:
             return np.asarray(self._index.get_items(list(map(int, ids))), dtype=np.float32)
 
+    def graph_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """What the graph holds for these embeddings (what :meth:`vectors` returns for them)."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if self.projection is None:
+            return x
+        return self._split(self.projection.apply(x))[0]
+
     def __len__(self) -> int:
         return self._index.get_current_count() - len(self._deleted)
 
@@ -287,7 +508,7 @@ class VectorIndex:
         overrides the search breadth for this call only (at least k)."""
         vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
         if self.projection is not None:
-            vectors = self.projection.apply(vectors)
+            return self._query_projected(vectors, k, ef)
         k = min(int(k), len(self))
         if k <= 0:
             return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
@@ -300,6 +521,67 @@ class VectorIndex:
             finally:
                 self._index.set_ef(self.ef)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+    def _query_projected(self, vectors: np.ndarray, k: int, ef: int | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Graph walk in ``graph_dim`` dims for ``max(k, ef)`` candidates, scored with the full
+        projected vectors; the best ``EXPAND`` candidates' stored neighbours join them; the best
+        ``k`` by that score are returned with it (an approximate cosine)."""
+        u = self.projection.apply(vectors)
+        g = self.graph_dim
+        q_head = np.linalg.norm(u[:, :g], axis=1, keepdims=True)
+        q_graph = np.ascontiguousarray(u[:, :g] / np.maximum(q_head, 1e-12), dtype=np.float32)
+        side = self._side
+        with self._lock:
+            self._link_pending()
+            live = self._index.get_current_count() - len(self._deleted)
+            k = min(int(k), live)
+            if k <= 0:
+                return np.zeros((len(u), 0), np.int64), np.zeros((len(u), 0), np.float32)
+            want = max(k, int(ef) if ef is not None else self.ef)
+            walk = min(want, live)
+            if self._index.ef != want:
+                self._index.set_ef(want)
+            try:
+                try:
+                    labels, dist = self._index.knn_query(q_graph, k=walk)
+                except RuntimeError:          # fewer than `walk` reachable: the k asked for, or raise
+                    if walk == k:
+                        raise
+                    labels, dist = self._index.knn_query(q_graph, k=k)
+            finally:
+                self._index.set_ef(self.ef)
+            labels = labels.astype(np.int64)
+            rows = side.slots(labels)
+            q_tail = u[:, g:]
+            sims = np.concatenate([self._scores(1.0 - dist[c:c + 64], q_head[c:c + 64], rows[c:c + 64],
+                                                q_tail[c:c + 64]) for c in range(0, len(u), 64)])
+            out_ids = np.empty((len(u), k), np.int64)
+            out_sims = np.empty((len(u), k), np.float32)
+            for i in range(len(u)):
+                cand, cs = labels[i], sims[i]
+                if EXPAND and NEIGHBOURS:
+                    best = rows[i, np.argpartition(-cs, min(EXPAND, len(cs) - 1))[:EXPAND]]
+                    extra = np.unique(side.nbrs[best].ravel())
+                    extra = extra[extra >= 0]
+                    erow = side.find(extra)
+                    ok = erow >= 0
+                    ok[ok] = side.alive[erow[ok]]
+                    extra, erow = extra[ok], erow[ok]
+                    new = ~np.isin(extra, cand)
+                    extra, erow = extra[new], erow[new]
+                    if extra.size:
+                        eg = np.asarray(self._index.get_items(extra.tolist()), np.float32) @ q_graph[i]
+                        es = self._scores(eg[None], q_head[i:i + 1], erow[None], q_tail[i:i + 1])[0]
+                        cand, cs = np.concatenate([cand, extra]), np.concatenate([cs, es])
+                top = np.argsort(-cs, kind="stable")[:k]
+                out_ids[i], out_sims[i] = cand[top], cs[top]
+        return out_ids, out_sims
+
+
+def graph_dim(projection: Projection) -> int:
+    """Dimensions of a projected index's graph: the leading GRAPH_DIM of the projection."""
+    return min(GRAPH_DIM, projection.dim)
 
 
 def _check_projection(projection: Projection | None, dim: int) -> None:

@@ -164,3 +164,99 @@ def test_bench_command_runs_small(tmp_path, luma_dir, capsys):
     figures = json.loads((tmp_path / "bench.json").read_text())
     assert figures["ingest"]["images"] == 8 and figures["phash"]["images"] == 8
     assert figures["ingest_over_phash"] > 0 and figures["machine"]["cores"] >= 1
+
+
+def test_projected_index_scores_with_codes_and_stores_neighbours(tmp_path):
+    """A projection wider than the graph: the graph holds GRAPH_DIM dims, an int8 code the rest;
+    the index's similarities approximate the projected cosines, every image gets its nearest
+    neighbours, and all of it survives save/load; a side file of another save is refused."""
+    from engine import index as index_mod
+
+    x = _data(3000, 256, seed=4)
+    q = synthetic_queries(x, 50, seed=8)
+    p = Projection.fit(x, 192)
+    index = VectorIndex.create(256, projection=p)
+    assert index.graph_dim == index_mod.GRAPH_DIM == 128 and index.info()["stored_dim"] == 192
+    index.add(np.arange(1000, 4000), x)
+    found, sims = index.query(q, 10)
+    projected = p.apply(q) @ p.apply(x).T                       # cosines of the projected vectors
+    want = np.take_along_axis(projected, found - 1000, 1)
+    assert np.abs(sims - want).max() < 0.02                     # int8 code error only
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    assert recall_at(found - 1000, exact) >= 0.9
+
+    index.save(tmp_path / "index.bin")                          # computes the neighbour lists
+    side = index._side
+    nbrs = side.nbrs[:side.n]
+    assert side.n == 3000 and (nbrs >= 1000).all() and (nbrs != side.labels[:side.n, None]).all()
+    px = p.apply(x)
+    true_first = np.argsort(-(px @ px.T), axis=1)[:, 1] + 1000   # [:, 0] is the image itself
+    assert np.mean(nbrs[:, 0] == true_first) >= 0.9
+
+    loaded = VectorIndex.load(tmp_path / "index.bin", 256, p)
+    again, again_sims = loaded.query(q, 10)
+    assert np.array_equal(again, found) and np.allclose(again_sims, sims)
+    assert np.array_equal(loaded._side.nbrs[:3000], nbrs)
+
+    # removed images never come back, not even as a neighbour of a result
+    gone = np.unique(nbrs[:50, :4])
+    loaded.remove(gone)
+    found, _ = loaded.query(np.concatenate([q, x[:50]]), 10)
+    assert not set(found.ravel().tolist()) & set(gone.tolist())
+    loaded.add(gone[:3], x[gone[:3] - 1000])                    # revived
+    assert loaded.query(x[gone[0] - 1000], 1)[0][0, 0] == gone[0]
+
+    # a side file from another save does not pass for this one
+    other = VectorIndex.create(256, projection=p)
+    other.add(np.arange(1000, 4000), x)
+    other.save(tmp_path / "other.bin")
+    (tmp_path / "other.side.npz").replace(tmp_path / "index.side.npz")
+    with pytest.raises(CatalogError, match="another index file"):
+        VectorIndex.load(tmp_path / "index.bin", 256, p)
+    (tmp_path / "index.side.npz").unlink()
+    with pytest.raises(CatalogError, match="unreadable"):
+        VectorIndex.load(tmp_path / "index.bin", 256, p)
+
+
+def test_neighbour_lists_follow_incremental_adds(tmp_path):
+    x = _data(2000, 256, seed=5)
+    p = Projection.fit(x, 192)
+    index = VectorIndex.create(256, projection=p)
+    index.add(np.arange(1500), x[:1500])
+    index.query(x[:1], 1)                                       # links the first 1500
+    index.add(np.arange(1500, 2000), x[1500:])
+    index.add([7], x[7:8] * 1.0)                                # re-adding relinks it
+    side = index._side
+    assert not side.linked[side.find(np.array([7]))[0]]
+    found, _ = index.query(x[1500:1510], 1)
+    assert found[:, 0].tolist() == list(range(1500, 1510))
+    assert side.linked[:side.n].all() and (side.nbrs[:side.n] >= 0).all()
+
+
+def test_projection_of_an_older_narrower_layout_is_refitted(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_mod, "PROJECTION_MIN_IMAGES", 200)
+    x = _data(400, 256, seed=6)
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.put_images(_rows(x))
+        cat.fit_projection(dim=64)                        # as an older version fitted it
+        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 64)
+        assert not cat.projection_due()
+        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 192)
+        assert cat.projection_due()
+        assert cat.maybe_fit_projection().dim == 192 and cat.index().projection.dim == 192
+
+
+def test_check_accepts_a_projected_index_and_sees_a_damaged_side_file(tmp_path):
+    from engine.consistency import check_catalog
+
+    x = _data(600, 256, seed=9)
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.put_images(_rows(x))
+        cat.fit_projection(dim=192)
+        report = check_catalog(cat, files=False)
+        assert report.healthy, report.to_json()
+        assert [f.status for f in report.findings if f.check == "index"] == ["ok"]
+    (tmp_path / "cat" / "index.side.npz").write_bytes(b"garbage")
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = check_catalog(cat, files=False)
+        assert report.find("index-file") is not None and not report.healthy
