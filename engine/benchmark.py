@@ -211,14 +211,24 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
         t = time.perf_counter()
         real = 0
         if real_catalog is not None:
+            from .verification import FEATURES_VERSION
+
             with Catalog.open(real_catalog, create=False, readonly=True) as src:
                 rows = []
-                for rec in src.iter_records():
+                records = list(src.iter_records())
+                # the real rows keep their stored local features, as a real catalog has them
+                # (without them every search would decode its candidates' files to verify them)
+                blobs = src.local_feature_blobs([r["image_id"] for r in records], FEATURES_VERSION)
+                for rec in records:
                     emb = src.embeddings([rec["image_id"]])[0]
-                    rows.append({"path": rec["path"], "content_hash": rec["content_hash"],
-                                 "file_size": rec["file_size"], "mtime": 0.0, "width": rec["width"],
-                                 "height": rec["height"], "product_id": None, "model_id": model_id,
-                                 "embedding": emb, "labels": rec["labels"]})
+                    row = {"path": rec["path"], "content_hash": rec["content_hash"],
+                           "file_size": rec["file_size"], "mtime": 0.0, "width": rec["width"],
+                           "height": rec["height"], "product_id": None, "model_id": model_id,
+                           "embedding": emb, "labels": rec["labels"]}
+                    b = blobs.get(rec["image_id"])
+                    if b is not None:
+                        row["local_features"] = (FEATURES_VERSION, *b)
+                    rows.append(row)
                 cat.put_images(rows)
                 real = len(rows)
         done = real
