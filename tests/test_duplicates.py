@@ -11,22 +11,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import duplicates
 from engine.catalog import Catalog
-from engine.duplicates import (CONFIRMED, NOT_DUPLICATE, DuplicateGroup, Member, ScanCancelled,
-                               embedding_verifier, group_pairs)
+from engine.duplicates import (
+    CONFIRMED,
+    NOT_DUPLICATE,
+    DuplicateGroup,
+    Member,
+    ScanCancelled,
+    embedding_verifier,
+    group_pairs,
+)
+from tests.synthetic_vectors import near, unit
 
 DIM = 64
 
 
 # ---------------------------------------------------------------------- helpers
-def _unit(x):
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def make_catalog(folder: Path, vectors, *, sizes=None, titles=None) -> Catalog:
     """A catalog of synthetic images (no pixels): one row per vector, path /syn/NNNN.jpg."""
     cat = Catalog.open(folder)
@@ -43,22 +47,14 @@ def add(cat: Catalog, vectors, *, start: int, sizes=None, titles=None, hashes=No
         products.append({"id": pid, "title": titles[n] if titles else f"product {i}"})
         rows.append({"path": f"/syn/{i:04d}.jpg", "content_hash": hashes[n] if hashes else f"h{i:031d}",
                      "file_size": 1, "mtime": 0.0, "width": w, "height": h, "product_id": pid,
-                     "model_id": "synthetic", "embedding": _unit(v), "labels": []})
+                     "model_id": "synthetic", "embedding": unit(v), "labels": []})
     cat.upsert_products(products)
     return cat.put_images(rows)
 
 
 def spread(rng, n, dim=DIM):
     """n vectors far from each other (random directions in DIM dimensions)."""
-    return _unit(rng.standard_normal((n, dim)))
-
-
-def near(rng, v, cos):
-    """A vector at cosine ``cos`` from unit vector v."""
-    noise = rng.standard_normal(v.shape)
-    noise -= noise.dot(v) * v
-    noise /= np.linalg.norm(noise)
-    return _unit(cos * v + np.sqrt(1 - cos ** 2) * noise)
+    return unit(rng.standard_normal((n, dim)))
 
 
 def scan(cat, **kw):

@@ -22,19 +22,9 @@ from engine.duplicates import (
     variant_attributes,
     variant_families,
 )
+from tests.synthetic_vectors import near, unit
 
 DIM = 64
-
-
-def _unit(x):
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _near(rng, v, cos):
-    noise = rng.standard_normal(v.shape)
-    noise -= noise.dot(v) * v
-    return _unit(cos * v + np.sqrt(1 - cos ** 2) * noise / np.linalg.norm(noise))
 
 
 def _catalog(folder: Path, images: list[tuple], products: list[dict]) -> Catalog:
@@ -45,7 +35,7 @@ def _catalog(folder: Path, images: list[tuple], products: list[dict]) -> Catalog
     for n, (vec, pid, digest) in enumerate(images):
         rows.append({"path": f"/syn/{n:04d}.jpg", "content_hash": digest or f"h{n:031d}", "file_size": 1,
                      "mtime": 0.0, "width": 800, "height": 1000, "product_id": pid, "model_id": "synthetic",
-                     "embedding": _unit(vec), "labels": []})
+                     "embedding": unit(vec), "labels": []})
     cat.put_images(rows)
     return cat
 
@@ -71,13 +61,13 @@ def shop(tmp_path):
     11 jacket blue's second photo (same product as 1): a copy of 1
     12..41: unrelated images"""
     rng = np.random.default_rng(3)
-    base = _unit(rng.standard_normal((40, DIM)))
-    images = [(base[0], "J-blue", None), (_near(rng, base[0], 0.97), "J-green", None),
+    base = unit(rng.standard_normal((40, DIM)))
+    images = [(base[0], "J-blue", None), (near(rng, base[0], 0.97), "J-green", None),
               (base[1], "T-S", "same" * 8), (base[1], "T-M", "same" * 8),
-              (base[2], "MUG", None), (_near(rng, base[2], 0.96), "CUP", None),
-              (base[3], "BAG", None), (_near(rng, base[3], 0.96), "HAT", None),
-              (base[4], None, None), (_near(rng, base[4], 0.96), None, None),
-              (_near(rng, base[0], 0.985), "J-blue", None)]
+              (base[2], "MUG", None), (near(rng, base[2], 0.96), "CUP", None),
+              (base[3], "BAG", None), (near(rng, base[3], 0.96), "HAT", None),
+              (base[4], None, None), (near(rng, base[4], 0.96), None, None),
+              (near(rng, base[0], 0.985), "J-blue", None)]
     images += [(v, None, None) for v in base[10:40]]
     products = [
         {"id": "J-blue", "title": "Jacket", "group_id": "J", "extra": {"color": "blue"}},
@@ -159,10 +149,10 @@ def test_variant_pair_does_not_chain_two_groups(tmp_path):
     # (3: of blue, 4: of green). Blue has the most links, so without the rule its star would
     # take green too: {1, 2, 3} and 4 alone.
     rng = np.random.default_rng(7)
-    base = _unit(rng.standard_normal((30, DIM)))
-    blue, green = base[0], _near(rng, base[0], 0.95)
-    images = [(blue, "J-blue", None), (green, "J-green", None), (_near(rng, blue, 0.99), None, None),
-              (_near(rng, green, 0.99), None, None)]
+    base = unit(rng.standard_normal((30, DIM)))
+    blue, green = base[0], near(rng, base[0], 0.95)
+    images = [(blue, "J-blue", None), (green, "J-green", None), (near(rng, blue, 0.99), None, None),
+              (near(rng, green, 0.99), None, None)]
     images += [(v, None, None) for v in base[1:30]]
     table = {(1, 2): 0.97, (1, 3): 0.99, (2, 4): 0.95}
 
@@ -211,8 +201,8 @@ def test_cli_include_variants(shop, capsys):
 
 def test_old_catalog_without_product_data_is_unaffected(tmp_path):
     rng = np.random.default_rng(1)
-    base = _unit(rng.standard_normal((20, DIM)))
-    images = [(v, None, None) for v in base] + [(_near(rng, base[0], 0.97), None, None)]
+    base = unit(rng.standard_normal((20, DIM)))
+    images = [(v, None, None) for v in base] + [(near(rng, base[0], 0.97), None, None)]
     with _catalog(tmp_path / "c", images, []) as cat:
         result = _scan(cat)
         assert _groups(result) == [{1, 21}] and result.variant_pairs == 0

@@ -23,27 +23,17 @@ from desktop.duplicates_view import DuplicatesView, Job  # noqa: E402
 from engine import duplicates  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from engine.duplicates import DuplicateGroup, Member  # noqa: E402
+from tests.synthetic_vectors import near, unit  # noqa: E402
 
 DIM = 64
-
-
-def _unit(x):
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _near(rng, v, cos):
-    noise = rng.standard_normal(v.shape)
-    noise -= noise.dot(v) * v
-    return _unit(cos * v + np.sqrt(1 - cos ** 2) * noise / np.linalg.norm(noise))
 
 
 @pytest.fixture
 def dupes_catalog(tmp_path):
     """30 distinct images (real files, synthetic embeddings) + copies of images 0 (two) and 1 (one)."""
     rng = np.random.default_rng(0)
-    base = _unit(rng.standard_normal((30, DIM)))
-    vecs = list(base) + [_near(rng, base[0], 0.97), _near(rng, base[0], 0.96), _near(rng, base[1], 0.95)]
+    base = unit(rng.standard_normal((30, DIM)))
+    vecs = list(base) + [near(rng, base[0], 0.97), near(rng, base[0], 0.96), near(rng, base[1], 0.95)]
     folder = tmp_path / "catalog"
     rows, products = [], []
     for i, v in enumerate(vecs):

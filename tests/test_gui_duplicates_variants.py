@@ -15,13 +15,9 @@ pytest.importorskip("pytestqt")
 from desktop.duplicates_model import member_details  # noqa: E402
 from desktop.duplicates_view import DuplicatesView  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
+from tests.synthetic_vectors import near, unit  # noqa: E402
 
 DIM = 64
-
-
-def _unit(x):
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 @pytest.fixture
@@ -30,14 +26,9 @@ def variants_catalog(tmp_path):
     recoloured copy of image 1 (jacket blue), both declared variants of item group J; image 22 is
     a bare copy of image 2."""
     rng = np.random.default_rng(5)
-    base = _unit(rng.standard_normal((20, DIM)))
+    base = unit(rng.standard_normal((20, DIM)))
 
-    def near(v, cos):
-        noise = rng.standard_normal(v.shape)
-        noise -= noise.dot(v) * v
-        return _unit(cos * v + np.sqrt(1 - cos ** 2) * noise / np.linalg.norm(noise))
-
-    vecs = list(base) + [near(base[0], 0.97), near(base[1], 0.96)]
+    vecs = list(base) + [near(rng, base[0], 0.97), near(rng, base[1], 0.96)]
     pids = ["J-blue"] + [None] * 19 + ["J-green", None]
     rows = []
     for i, (v, pid) in enumerate(zip(vecs, pids)):
