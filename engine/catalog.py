@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS ingest_errors (
 CREATE INDEX IF NOT EXISTS ingest_errors_path ON ingest_errors(path);
 CREATE TABLE IF NOT EXISTS local_features (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL
+    version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL,
+    mirrored BLOB
 );
 CREATE TABLE IF NOT EXISTS projection (
     id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
@@ -101,6 +102,14 @@ PROJECTION_SAMPLE = 50_000
 #: with the stored embeddings, at least (docs/benchmarks.md: at 1M the code's top 32 holds 99.7 %
 #: of the exact top 10 when the candidates hold them).
 RERANK_SHORTLIST = 32
+
+
+def execute_statements(conn: sqlite3.Connection, sql: str) -> None:
+    """Run the ';'-separated statements of ``sql`` (CREATE ... IF NOT EXISTS, no triggers) one by
+    one inside the caller's transaction (``executescript`` would commit it first)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def now_iso() -> str:
@@ -160,10 +169,13 @@ class Catalog:
     def _init_db(self) -> None:
         try:
             conn = self.db.conn
-            conn.executescript(_SCHEMA)
-            if not self.readonly:
-                self._add_missing_columns(conn)
+            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy
+            # timeout) for a process that is creating or migrating the same catalog right now,
+            # where statements run one by one could meet its half-made schema ("database is locked")
             with self.transaction(bump=False):
+                execute_statements(conn, _SCHEMA)
+                if not self.readonly:
+                    self._add_missing_columns(conn)
                 version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if version is None:
                     conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

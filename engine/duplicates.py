@@ -48,7 +48,7 @@ from typing import IO, Callable, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 
 from . import scoring, verification, visual_words
-from .catalog import Catalog, now_iso
+from .catalog import Catalog, execute_statements, now_iso
 from .verification import EVIDENCE
 from .errors import CatalogError, LookalikeError
 
@@ -282,7 +282,10 @@ def ensure_schema(catalog: Catalog) -> None:
     with _schema_lock:
         if key in _schema_ready:
             return
-        catalog.db.conn.executescript(_SCHEMA)
+        tables = {r[0] for r in catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"pair_decisions", "dupe_references"} <= tables:
+            with catalog.transaction(bump=False) as db:    # waits for another process doing the same
+                execute_statements(db.conn, _SCHEMA)
         _schema_ready.add(key)
 
 
