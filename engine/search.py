@@ -434,6 +434,17 @@ class Searcher:
             best = max(best, check(query, order[VERIFY_MIN:], ""))
         clock.lap("verify")
         if best >= STRONG_INLIERS:
+            # a confirmed copy ends the search for mirrored ones, except among the candidates
+            # that embed nearer than it and did not verify: a mirrored copy's original embeds
+            # as close as ever but matches few plain features, and another photo that happens to
+            # share features with the copy must not hide it
+            first_strong = next(n for n, i in enumerate(order) if evidence[i].inliers >= STRONG_INLIERS)
+            nearer = [i for i in order[:min(first_strong, MIRROR_TOP)]
+                      if evidence[i].inliers < scoring.MARGIN_MIN_INLIERS]
+            if nearer:
+                flipped = verification.mirrored_features(query)
+                check(flipped, nearer, "mirrored")
+                clock.lap("verify_mirror")
             return evidence
         flipped = verification.mirrored_features(query)
         best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))

@@ -364,6 +364,11 @@ def _plausible(H: np.ndarray) -> bool:
 #: a pixel's colour is "unchanged" when no channel moved by more than this
 UNCHANGED_TOLERANCE = 28
 _KERNEL3 = np.ones((3, 3), np.uint8)
+#: a query whose product pixels differ between channels by at most this on average is grey (a copy
+#: turned grey: 0-4 on the Luma copies; a colour photo of a grey product: 0.4-6, where luminance
+#: and colour agree anyway): its aligned correlation is taken on luminance
+GREY_CHROMA = 6.0
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)     # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
 
 @dataclass
@@ -376,9 +381,9 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> A
     """Pixel agreement of the query warped onto the candidate by ``H``, over the candidate's
     non-background pixels that the query covers: the normalised cross-correlation of the RGB
     values (all channels pooled, so colour changes count; high for an edited copy, lower for a
-    recoloured variant of the same photo), and the share of pixels whose colour is unchanged
-    (near 1 for a copy that kept its colours, near 0 for a globally recoloured copy, in between
-    for a variant where only the product was recoloured). Zeros when the overlap is too small."""
+    recoloured variant of the same photo; of the luminance when the query is grey), and the share
+    of pixels whose colour is unchanged (near 1 for a copy that kept its colours, near 0 for a
+    globally recoloured copy, in between for a variant where only the product was recoloured). Zeros when the overlap is too small."""
     ct = candidate.thumb
     th, tw = ct.shape[:2]
     # query thumbnail pixels -> query feature pixels -> candidate feature pixels -> candidate thumb
@@ -413,6 +418,11 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> A
     unchanged = float((outside[region].max(axis=1) <= UNCHANGED_TOLERANCE).mean())
     a = warped[region].astype(np.float32)
     b = blurred[region].astype(np.float32)
+    if float((a.max(axis=1) - a.min(axis=1)).mean()) <= GREY_CHROMA:
+        # a grey query (a copy turned grey) keeps only its original's luminance: compared in
+        # colour, the original agrees no better than a sibling of another colour
+        a = a @ _LUMA
+        b = b @ _LUMA
     a = a.ravel() - a.mean()
     b = b.ravel() - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))

@@ -156,6 +156,45 @@ def test_stored_mirrored_descriptors_verify_a_mirrored_copy():
     assert verification.mirror_of(verification.unpack(*verification.pack(f))) is None   # not stored: none
 
 
+def test_grey_copy_is_compared_with_its_original_by_luminance():
+    """A copy turned grey agrees with its original in luminance, not in colour: the aligned
+    correlation is taken on luminance for a grey query (it read 0.89 for the original and 0.89 for
+    a hue-shifted sibling when compared in RGB)."""
+    original = photo("astronaut")
+    hsv = cv2.cvtColor(original, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + 60) % 180
+    sibling = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    query = verification.extract(edit(original, grey=True, angle=5, quality=70), keep_image=True)
+    ncc = {}
+    for name, rgb in (("original", original), ("sibling", sibling)):
+        stored = verification.unpack(*verification.pack(verification.extract(rgb)))
+        v = verification.verify(query, stored)
+        assert v.inliers >= 30, name
+        ncc[name] = verification.aligned_similarity(query, stored, v.homography).ncc
+    assert ncc["original"] >= 0.99 and ncc["original"] > ncc["sibling"], ncc
+    # a colour query is still compared in colour: the sibling agrees less than the original
+    colour_query = verification.extract(edit(original, angle=5, quality=70), keep_image=True)
+    stored = verification.unpack(*verification.pack(verification.extract(sibling)))
+    v = verification.verify(colour_query, stored)
+    assert verification.aligned_similarity(colour_query, stored, v.homography).ncc < ncc["sibling"]
+
+
+def test_grey_luma_copy_agrees_best_with_its_own_colour(luma_dir):
+    """eval/copies pos_q00175 is wp09-purple_main turned grey; wp09-black_main is the same photo
+    recoloured. In colour the black one agreed better (0.93 against 0.86) and ranked first."""
+    from engine.imaging import load_image
+
+    query = verification.extract(load_image(luma_dir / "eval/copies/pos_q00175.jpg"), keep_image=True)
+    ncc = {}
+    for name in ("wp09-purple_main", "wp09-black_main"):
+        stored = verification.unpack(*verification.pack(
+            verification.extract(load_image(luma_dir / f"images/{name}.jpg"))))
+        v = verification.verify(query, stored)
+        assert v.inliers >= 30, name
+        ncc[name] = verification.aligned_similarity(query, stored, v.homography).ncc
+    assert ncc["wp09-purple_main"] > ncc["wp09-black_main"] + 0.02, ncc
+
+
 def test_local_features_are_compact():
     f = verification.extract(photo("astronaut"))
     kp, desc = verification.pack(f)
@@ -208,6 +247,24 @@ def test_edited_copy_ranks_its_original_first(photo_catalog, model, name, edits,
     assert top.strength == scoring.STRENGTH_LABELS[level]
     assert 0.0 <= top.score <= 1.0
     assert all(m.score < top.score for m in result.results[1:])
+
+
+def test_mirrored_copy_is_verified_when_another_picture_verifies_plainly(photo_catalog, model):
+    """A mirrored astronaut with a motorcycle photo pasted over a quarter of it (unmirrored):
+    the motorcycle verifies with plain features as a confirmed match, which used to end the
+    search for mirrored copies, so the astronaut, nearer by embedding, was never verified
+    mirrored and scored on its embedding alone."""
+    from engine.search import Searcher
+
+    query = np.ascontiguousarray(photo("astronaut")[:, ::-1]).copy()
+    h, w = query.shape[:2]
+    query[h // 2:, w // 2:] = cv2.resize(photo("motorcycle"), (w - w // 2, h - h // 2), interpolation=cv2.INTER_AREA)
+    result = Searcher(photo_catalog, model).search_image(query, k=3)
+    assert result.error is None
+    found = {m.path.rsplit("/", 1)[-1]: m.evidence for m in result.results}
+    assert found["motorcycle.png"].inliers >= 25 and found["motorcycle.png"].transform == ""
+    assert found["astronaut.png"].cosine > found["motorcycle.png"].cosine
+    assert found["astronaut.png"].inliers >= 100 and found["astronaut.png"].transform == "mirrored"
 
 
 @pytest.mark.parametrize("name", OUTSIDE)
