@@ -333,7 +333,8 @@ class Verification:
 
 
 def verify(query: Features, candidate: Features) -> Verification:
-    """Ratio-test ORB matches, then a RANSAC (USAC) homography: its inlier count and matrix."""
+    """Ratio-test ORB matches, then a RANSAC homography (OpenCV USAC_ACCURATE: graph-cut local
+    optimisation; deterministic): its inlier count and matrix."""
     if len(query) < MIN_MATCHES or len(candidate) < MIN_MATCHES:
         return Verification()
     q_idx, c_idx = ratio_matches(query.descriptors, candidate.descriptors)
@@ -341,7 +342,7 @@ def verify(query: Features, candidate: Features) -> Verification:
         return Verification()
     src = query.points[q_idx]
     dst = candidate.points[c_idx]
-    H, mask = cv2.findHomography(src, dst, cv2.USAC_DEFAULT, RANSAC_PX, maxIters=1000, confidence=0.995)
+    H, mask = cv2.findHomography(src, dst, cv2.USAC_ACCURATE, RANSAC_PX, maxIters=1000, confidence=0.995)
     if H is None or mask is None or not _plausible(H):
         return Verification()
     return Verification(int(mask.sum()), H)
