@@ -378,13 +378,16 @@ class Alignment:
     unchanged: float = 0.0    # share of the candidate's product pixels whose colour the query keeps
 
 
-def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> Alignment:
+def aligned_similarity(query: Features, candidate: Features, H: np.ndarray, *,
+                       either_grey: bool = False) -> Alignment:
     """Pixel agreement of the query warped onto the candidate by ``H``, over the candidate's
     non-background pixels that the query covers: the normalised cross-correlation of the RGB
     values (all channels pooled, so colour changes count; high for an edited copy, lower for a
     recoloured variant of the same photo; of the luminance when the query is grey), and the share
     of pixels whose colour is unchanged (near 1 for a copy that kept its colours, near 0 for a
-    globally recoloured copy, in between for a variant where only the product was recoloured). Zeros when the overlap is too small."""
+    globally recoloured copy, in between for a variant where only the product was recoloured).
+    ``either_grey``: take the correlation on luminance when either image is grey (a catalog pair,
+    where either may be the copy), not only the query. Zeros when the overlap is too small."""
     ct = candidate.thumb
     th, tw = ct.shape[:2]
     # query thumbnail pixels -> query feature pixels -> candidate feature pixels -> candidate thumb
@@ -419,7 +422,8 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray) -> A
     unchanged = float((outside[region].max(axis=1) <= UNCHANGED_TOLERANCE).mean())
     a = warped[region].astype(np.float32)
     b = blurred[region].astype(np.float32)
-    if float((a.max(axis=1) - a.min(axis=1)).mean()) <= GREY_CHROMA:
+    if (float((a.max(axis=1) - a.min(axis=1)).mean()) <= GREY_CHROMA
+            or (either_grey and float((b.max(axis=1) - b.min(axis=1)).mean()) <= GREY_CHROMA)):
         # a grey query (a copy turned grey) keeps only its original's luminance: compared in
         # colour, the original agrees no better than a sibling of another colour
         a = a @ _LUMA
@@ -560,7 +564,7 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
                 if vm.inliers > v.inliers:
                     q, c, v = m, other, vm
         if v.homography is not None:
-            al = aligned_similarity(q, c, v.homography)
+            al = aligned_similarity(q, c, v.homography, either_grey=True)
             ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
     return ev
 

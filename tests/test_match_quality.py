@@ -287,6 +287,27 @@ def test_pair_scores_uses_stored_data_only(photo_catalog):
     assert scores[2] == 0.0
 
 
+def test_pair_scores_compare_a_grey_copy_by_luminance_in_either_order(model, tmp_path):
+    """The duplicate finder scores catalog pairs in no particular order: a copy turned grey is
+    compared with its original by luminance whichever of the two comes first."""
+    from engine.catalog import Catalog
+    from engine.ingest import ingest
+
+    paths = []
+    for name, rgb in (("original", photo("astronaut")), ("grey", edit(photo("astronaut"), grey=True, angle=5))):
+        p = tmp_path / f"{name}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    with Catalog.open(tmp_path / "catalog") as cat:
+        assert ingest(cat, model, paths).added == 2
+        ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
+        a, b = ids["original.png"], ids["grey.png"]
+        ev = verification.pair_evidence(cat, [(a, b), (b, a)])
+    aligned = ev[:, verification.EVIDENCE.index("aligned")]
+    assert (ev[:, verification.EVIDENCE.index("inliers")] >= 30).all()
+    assert (aligned >= 0.99).all(), aligned       # 0.89 in colour, original first
+
+
 def test_catalog_without_local_features_still_verifies_and_backfills(photo_catalog, model, tmp_path):
     import shutil
 
