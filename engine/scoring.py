@@ -32,18 +32,18 @@ import numpy as np
 #: (embedding and colour: the same product photographed again?). Each is
 #: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
 MODELS: dict[str, dict] = {
-    "verified": {"intercept": -8.815, "coef": {
-        "log_inliers": 0.65, "aligned": 3.53, "margin": 0.954, "best": 3.531, "colour": 1.496,
-        "unchanged": 1.513, "partial": -1.983, "cosine": -0.539}},
-    "visual": {"intercept": -12.851, "coef": {"cosine": 5.689, "colour": 7.045}},
+    "verified": {"intercept": -10.576, "coef": {
+        "log_inliers": 0.535, "aligned": 6.164, "margin": 0.94, "best": 3.981,
+        "unchanged": 1.245, "partial": -2.662}},
+    "visual": {"intercept": -12.491, "coef": {"cosine": 4.722, "colour": 7.762}},
 }
 
 # name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
 # precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
-    "copy": 0.876,           # precision >= 0.99 on the Luma edited copies (match_quality.py thresholds)
-    "same product": 0.086,   # best F1 on the Luma "other view" queries
-    "similar": 0.027,        # half of the Luma other views recalled
+    "copy": 0.75,           # precision >= 0.99 on the Luma edited copies (match_quality.py thresholds)
+    "same product": 0.097,   # best F1 on the Luma "other view" queries
+    "similar": 0.024,        # half of the Luma other views recalled
 }
 
 # how each threshold is shown to a user
