@@ -29,6 +29,8 @@ MIRROR_TOP = 8
 ROTATED_TOP = 4
 #: the turned queries are tried only when no candidate is closer than this (cosine)
 ROTATION_MAX_COSINE = 0.8
+#: candidates matched again with the query's DENSE_KEYPOINTS when none verified; 0 disables
+DENSE_TOP = 4
 #: candidates verified before stopping early at a confirmed copy
 VERIFY_MIN = 8
 #: threads that verify candidates side by side (at most the cores this process may use)
@@ -403,9 +405,11 @@ class Searcher:
                 return ids, pool.map(_verify_pair, [qf] * len(ids), [stored[i] for i in ids])
             return ids, (_verify_pair(qf, stored[i]) for i in ids)
 
-        def finish(started, transform) -> int:
+        def finish(started, transform, min_inliers=0) -> int:
             best = 0
             for image_id, (v, al) in zip(*started):
+                if v.inliers < min_inliers:
+                    continue
                 ev = evidence[image_id]
                 ev.verified = True
                 if v.inliers > ev.inliers:
@@ -416,8 +420,8 @@ class Searcher:
                 best = max(best, ev.inliers)
             return best
 
-        def check(qf, ids, transform) -> int:
-            return finish(submit(qf, ids), transform)
+        def check(qf, ids, transform, min_inliers=0) -> int:
+            return finish(submit(qf, ids), transform, min_inliers)
 
         # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
         # candidates that could compete with it, embed as close and are among them too
@@ -449,6 +453,18 @@ class Searcher:
         flipped = verification.mirrored_features(query)
         best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
         clock.lap("verify_mirror")
+        if best < scoring.MARGIN_MIN_INLIERS and DENSE_TOP > 0:
+            # nothing verified: text or a logo laid over a copy may have taken most of the query's
+            # keypoints (the strongest corners of the photo), so the best candidates are matched
+            # again with more of them, plain and then mirrored; with more keypoints other photos
+            # (another product's back view on the same model) match more too, so only a
+            # confirmed copy (STRONG_INLIERS) counts from this pass
+            dense = verification.dense_features(query)
+            best = max(best, check(dense, order[:DENSE_TOP], "", STRONG_INLIERS))
+            if best < scoring.MARGIN_MIN_INLIERS:
+                best = max(best, check(verification.dense_features(query, mirror=True),
+                                       order[:DENSE_TOP], "mirrored", STRONG_INLIERS))
+            clock.lap("verify_dense")
         # a turned copy embeds far from everything; a query with a close neighbour is not one
         if best >= STRONG_INLIERS or ROTATED_TOP <= 0 or (kept and kept[0][1] >= ROTATION_MAX_COSINE):
             return evidence

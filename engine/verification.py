@@ -34,6 +34,8 @@ FEATURES_VERSION = 2
 FEATURE_SIDE = 384
 #: keypoints kept per image (strongest first)
 MAX_KEYPOINTS = 320
+#: a query's keypoints when none of its candidates verified with MAX_KEYPOINTS (engine.search)
+DENSE_KEYPOINTS = 1000
 #: Lowe's ratio test threshold
 RATIO = 0.8
 #: RANSAC reprojection threshold, pixels at FEATURE_SIDE scale
@@ -44,13 +46,15 @@ MIN_MATCHES = 6
 _local = threading.local()
 
 
-def _orb() -> cv2.ORB:
-    # cv2 detectors are not documented thread-safe: one per thread
-    orb = getattr(_local, "orb", None)
+def _orb(keypoints: int = MAX_KEYPOINTS) -> cv2.ORB:
+    # cv2 detectors are not documented thread-safe: one per thread (and keypoint budget)
+    cache = getattr(_local, "orbs", None)
+    if cache is None:
+        cache = _local.orbs = {}
+    orb = cache.get(keypoints)
     if orb is None:
-        orb = cv2.ORB_create(nfeatures=MAX_KEYPOINTS, scaleFactor=1.2, nlevels=6,
-                             edgeThreshold=15, patchSize=15, fastThreshold=10)
-        _local.orb = orb
+        orb = cache[keypoints] = cv2.ORB_create(nfeatures=keypoints, scaleFactor=1.2, nlevels=6,
+                                                edgeThreshold=15, patchSize=15, fastThreshold=10)
     return orb
 
 
@@ -162,11 +166,12 @@ def extract(rgb: np.ndarray, *, keep_image: bool = False, mirror: bool = False) 
     return _extract_resized(_resize(rgb, size), keep_image, mirror)
 
 
-def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False) -> Features:
+def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
+                     keypoints: int = MAX_KEYPOINTS) -> Features:
     size = img.shape[:2]
     thumb = _resize(img, _thumb_size(size))
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    kps, desc = (None, None) if min(size) < 16 else _orb().detectAndCompute(grey, None)
+    kps, desc = (None, None) if min(size) < 16 else _orb(keypoints).detectAndCompute(grey, None)
     if desc is None or not kps:
         pts, desc, mdesc = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), None
     else:
@@ -227,6 +232,16 @@ def mirrored_features(f: Features) -> Features:
     if f.image is None:
         raise ValueError("mirrored_features needs features extracted with keep_image=True")
     return _extract_resized(mirrored(f.image), True)
+
+
+def dense_features(f: Features, *, mirror: bool = False) -> Features:
+    """The query's features again with DENSE_KEYPOINTS keypoints instead of MAX_KEYPOINTS (of the
+    mirrored image with ``mirror``), from its kept feature-scale image. Overlaid text has the
+    strongest corners of a photo and can take most of the MAX_KEYPOINTS budget, leaving too few on
+    the product to verify a copy; the catalog's stored features are not affected (no overlay)."""
+    if f.image is None:
+        raise ValueError("dense_features needs features extracted with keep_image=True")
+    return _extract_resized(mirrored(f.image) if mirror else f.image, False, keypoints=DENSE_KEYPOINTS)
 
 
 #: a border counts as padding when its pixels stay within this distance of its colour

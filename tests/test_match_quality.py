@@ -195,6 +195,47 @@ def test_grey_luma_copy_agrees_best_with_its_own_colour(luma_dir):
     assert ncc["wp09-purple_main"] > ncc["wp09-black_main"] + 0.02, ncc
 
 
+def _smooth_with_text(rgb: np.ndarray, lines: int = 0) -> np.ndarray:
+    """A smooth photo (few strong corners, like a studio product shot) with ``lines`` lines of
+    overlaid sale text (the strongest corners in the picture)."""
+    out = cv2.GaussianBlur(rgb, (0, 0), 3)
+    h, w = out.shape[:2]
+    for i in range(lines):
+        cv2.putText(out, "BEST PRICE 50%", (int(w * 0.05), int(h * (0.12 + 0.8 * i / lines))),
+                    cv2.FONT_HERSHEY_DUPLEX, w / 500, (20, 20, 200), max(2, w // 250))
+    return out
+
+
+def test_text_overlay_that_takes_the_keypoints_is_verified_with_dense_query_features():
+    stored = verification.unpack(*verification.pack(verification.extract(_smooth_with_text(photo("rocket")))))
+    query = verification.extract(_smooth_with_text(photo("rocket"), lines=6), keep_image=True)
+    assert verification.verify(query, stored).inliers < 15        # the text took the keypoints
+    dense = verification.dense_features(query)
+    assert len(dense) > 2 * len(query)
+    assert verification.verify(dense, stored).inliers >= 30
+    assert verification.dense_features(query, mirror=True).size == query.size
+
+
+def test_search_finds_a_text_covered_copy_through_the_dense_pass(model, tmp_path):
+    from engine.catalog import Catalog
+    from engine.ingest import ingest
+    from engine.search import Searcher
+
+    paths = []
+    for name in ("rocket", "astronaut", "coffee", "chelsea"):
+        p = tmp_path / f"{name}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(_smooth_with_text(photo(name)), cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    with Catalog.open(tmp_path / "catalog") as cat:
+        assert ingest(cat, model, paths).added == 4
+        result = Searcher(cat, model).search_image(_smooth_with_text(photo("rocket"), lines=6), k=3)
+    assert result.error is None
+    top = result.results[0]
+    assert top.path.endswith("rocket.png"), [(m.path, m.score, m.evidence) for m in result.results]
+    assert top.evidence.inliers >= 25 and top.score >= scoring.THRESHOLDS["copy"], top.evidence
+    assert result.timings.get("verify_dense", 0) > 0
+
+
 def test_local_features_are_compact():
     f = verification.extract(photo("astronaut"))
     kp, desc = verification.pack(f)
