@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import duplicates
+from engine import duplicates, scoring
 from engine.catalog import Catalog
 from engine.duplicates import (
     CONFIRMED,
@@ -28,6 +28,9 @@ from engine.duplicates import (
 from tests.synthetic_vectors import near, unit
 
 DIM = 64
+
+#: the embedding score of cosine 0.9 (synthetic catalogs are scored by their embeddings alone)
+COSINE_0_9 = float(scoring.embedding_score(0.9))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -59,7 +62,7 @@ def spread(rng, n, dim=DIM):
 
 def scan(cat, **kw):
     kw.setdefault("verifier", embedding_verifier)
-    kw.setdefault("threshold", 0.9)
+    kw.setdefault("threshold", COSINE_0_9)
     return duplicates.scan(cat, **kw)
 
 
@@ -160,7 +163,7 @@ def test_scan_finds_copies_and_not_lookalikes(tmp_path):
     assert sorted(groups_of(result), key=min) == expected
     for g in result.groups:    # the original (larger) represents; the copy scores ~0.97
         assert g.representative.image_id in ids[:5]
-        assert 0.96 < g.members[0].score < 0.98
+        assert scoring.embedding_score(0.96) < g.members[0].score < scoring.embedding_score(0.98)
         assert g.representative.record["title"].startswith("product ")
     assert result.scoring == "embedding" and result.images == 50 and result.queried == 50
     cat.close()
@@ -191,7 +194,7 @@ def test_projected_index_scores_are_exact_cosines(tmp_path):
     assert len(result.groups) == 3
     for g in result.groups:
         a, b = cat.embeddings([g.representative.image_id, g.members[0].image_id])
-        assert g.members[0].score == pytest.approx(float(a @ b), abs=1e-5)
+        assert g.members[0].score == pytest.approx(float(scoring.embedding_score(float(a @ b))), abs=1e-5)
     cat.close()
 
 
@@ -316,7 +319,7 @@ def test_rescore_group_on_a_new_reference(tmp_path):
     assert {m.image_id for m in regrouped.members} == set(g.image_ids) - {other}
     vec = {i: v for i, v in zip(g.image_ids, cat.embeddings(g.image_ids))}
     for m in regrouped.members:
-        assert m.score == pytest.approx(float(vec[other] @ vec[m.image_id]), abs=1e-5)
+        assert m.score == pytest.approx(float(scoring.embedding_score(float(vec[other] @ vec[m.image_id]))), abs=1e-5)
     cat.close()
 
 
@@ -344,17 +347,17 @@ def test_cli_scan_decide_export(tmp_path, capsys):
     folder = tmp_path / "c"
     make_catalog(folder, np.concatenate([base, [near(rng, base[3], 0.96)]]),
                  titles=[f"t{i}" for i in range(30)] + ["=cmd|' /C calc'!A0"]).close()
-    assert main(["dupes", "--catalog", str(folder), "--json", "--threshold", "0.9"]) == 0
+    assert main(["dupes", "--catalog", str(folder), "--json", "--threshold", str(COSINE_0_9)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["scoring"] in ("embedding", "verified") and len(out["groups"]) >= 1
-    assert main(["dupes", "--catalog", str(folder), "--threshold", "0.9", "--csv", str(tmp_path / "d.csv"),
+    assert main(["dupes", "--catalog", str(folder), "--threshold", str(COSINE_0_9), "--csv", str(tmp_path / "d.csv"),
                  "-q"]) == 0
     text = (tmp_path / "d.csv").read_text(encoding="utf-8-sig")
     assert "'=cmd|" in text and ",=cmd" not in text
     assert main(["dupes", "--catalog", str(folder), "--not-duplicate", "/syn/0003.jpg", "/syn/0030.jpg"]) == 0
     assert main(["dupes", "--catalog", str(folder), "--decisions", "--json"]) == 0
     capsys.readouterr()
-    assert main(["dupes", "--catalog", str(folder), "--threshold", "0.9", "--json"]) == 0
+    assert main(["dupes", "--catalog", str(folder), "--threshold", str(COSINE_0_9), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["groups"] == []
     assert main(["dupes", "--catalog", str(folder), "--threshold", "loose"]) == 2
     assert "unknown threshold" in capsys.readouterr().err
@@ -416,7 +419,7 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True)
     scoring.set_margins([e])
     assert s[3] == pytest.approx(scoring.score(e))
-    assert s[4] == pytest.approx(0.97) and s[5] == 0.0   # embedding score; missing image
+    assert s[4] == pytest.approx(scoring.embedding_score(0.97)) and s[5] == 0.0   # embedding score; missing image
 
 
 def test_pair_evidence_scored_alone_is_pair_scores(small_luma_catalog):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import duplicates
+from engine import duplicates, scoring
 from engine.catalog import Catalog
 from engine.duplicates import (
     CONFIRMED,
@@ -25,6 +25,9 @@ from engine.duplicates import (
 from tests.synthetic_vectors import near, unit
 
 DIM = 64
+
+#: the embedding score of cosine 0.9 (synthetic catalogs are scored by their embeddings alone)
+COSINE_0_9 = float(scoring.embedding_score(0.9))
 
 
 def _catalog(folder: Path, images: list[tuple], products: list[dict]) -> Catalog:
@@ -42,7 +45,7 @@ def _catalog(folder: Path, images: list[tuple], products: list[dict]) -> Catalog
 
 def _scan(cat, **kw):
     kw.setdefault("verifier", embedding_verifier)
-    kw.setdefault("threshold", 0.9)
+    kw.setdefault("threshold", COSINE_0_9)
     return duplicates.scan(cat, **kw)
 
 
@@ -186,16 +189,16 @@ def test_cli_include_variants(shop, capsys):
     from engine.cli import main
 
     folder = str(shop.directory)
-    assert main(["dupes", "--catalog", folder, "--threshold", "0.9", "--json"]) == 0
+    assert main(["dupes", "--catalog", folder, "--threshold", str(COSINE_0_9), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["variant_pairs"] == 3 and out["include_variants"] is False
     ids = [{g["representative"]["image_id"], *[m["image_id"] for m in g["members"]]} for g in out["groups"]]
     assert not any({3, 4} <= g for g in ids)
-    assert main(["dupes", "--catalog", folder, "--threshold", "0.9", "--json", "--include-variants"]) == 0
+    assert main(["dupes", "--catalog", folder, "--threshold", str(COSINE_0_9), "--json", "--include-variants"]) == 0
     out = json.loads(capsys.readouterr().out)
     ids = [{g["representative"]["image_id"], *[m["image_id"] for m in g["members"]]} for g in out["groups"]]
     assert {3, 4} in ids and out["include_variants"] is True
-    assert main(["dupes", "--catalog", folder, "--threshold", "0.9", "-q"]) == 0
+    assert main(["dupes", "--catalog", folder, "--threshold", str(COSINE_0_9), "-q"]) == 0
     assert "3 pairs between declared variants not reported" in capsys.readouterr().out
 
 

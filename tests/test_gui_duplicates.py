@@ -20,7 +20,7 @@ from PySide6.QtCore import QModelIndex, Qt  # noqa: E402
 
 from desktop.duplicates_model import GroupsModel, MembersModel  # noqa: E402
 from desktop.duplicates_view import DuplicatesView, Job  # noqa: E402
-from engine import duplicates  # noqa: E402
+from engine import duplicates, scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from engine.duplicates import DuplicateGroup, Member  # noqa: E402
 from tests.synthetic_vectors import near, unit  # noqa: E402
@@ -135,7 +135,7 @@ def test_members_model_representative_first_with_placeholder_thumbnails(qtbot):
 
 # ---------------------------------------------------------------------- the view
 def test_scan_in_background_then_review(qtbot, view, monkeypatch):
-    _use_threshold(view, 0.9, monkeypatch)
+    _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     result = _scan(qtbot, view)
     assert not view.scanning and view.scan_button.isEnabled() and not view.progress.isVisible()
     assert view.groups_model.rowCount() == 2 == len(result.groups)
@@ -143,7 +143,7 @@ def test_scan_in_background_then_review(qtbot, view, monkeypatch):
     assert view.members_model.rowCount() == 3
     assert view.compare.pair is not None
     rep, copy = view.compare.pair
-    assert rep.record["path"].endswith("000.png") and copy.score >= 0.9
+    assert rep.record["path"].endswith("000.png") and copy.score >= scoring.embedding_score(0.9)
     assert "Lowest" in view.groups_model.headerData(3, Qt.Orientation.Horizontal)
     # thumbnails arrive from the worker threads and replace the placeholders
     qtbot.waitUntil(lambda: view.thumbnails.get(rep.image_id) is not None, timeout=10000)
@@ -158,7 +158,7 @@ def test_scan_in_background_then_review(qtbot, view, monkeypatch):
 
 
 def test_not_a_duplicate_is_remembered_across_scans_and_sessions(qtbot, view, monkeypatch, dupes_catalog):
-    _use_threshold(view, 0.9, monkeypatch)
+    _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     _scan(qtbot, view)
     view.select_group(1)                                        # image 1 and its one copy
     group = view.current_group()
@@ -176,7 +176,7 @@ def test_not_a_duplicate_is_remembered_across_scans_and_sessions(qtbot, view, mo
 
 
 def test_confirm_and_set_reference(qtbot, view, monkeypatch, dupes_catalog):
-    _use_threshold(view, 0.9, monkeypatch)
+    _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     _scan(qtbot, view)
     group = view.current_group()
     old_rep = group.representative.image_id
@@ -192,7 +192,7 @@ def test_confirm_and_set_reference(qtbot, view, monkeypatch, dupes_catalog):
     g = view.current_group()
     assert g.representative.image_id == new_rep
     assert old_rep in {m.image_id for m in g.members}          # 0.97 to the new reference
-    assert all(m.score >= 0.9 for m in g.members)
+    assert all(m.score >= scoring.embedding_score(0.9) for m in g.members)
     with Catalog.open(dupes_catalog) as cat:
         assert duplicates.references(cat) == {new_rep}
         assert duplicates.decisions(cat)[0]["decision"] == "confirmed"
@@ -202,7 +202,7 @@ def test_confirm_and_set_reference(qtbot, view, monkeypatch, dupes_catalog):
 
 
 def test_keyboard_shortcut_marks_not_duplicate(qtbot, view, monkeypatch):
-    _use_threshold(view, 0.9, monkeypatch)
+    _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     _scan(qtbot, view)
     view.members_view.setCurrentIndex(view.members_model.index(1))
     view.members_view.setFocus()
@@ -212,7 +212,7 @@ def test_keyboard_shortcut_marks_not_duplicate(qtbot, view, monkeypatch):
 
 
 def test_export_writes_escaped_csv(qtbot, view, monkeypatch, tmp_path):
-    _use_threshold(view, 0.9, monkeypatch)
+    _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     _scan(qtbot, view)
     out = tmp_path / "groups.csv"
     from PySide6.QtWidgets import QFileDialog

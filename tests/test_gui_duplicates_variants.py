@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 
 from desktop.duplicates_model import member_details  # noqa: E402
 from desktop.duplicates_view import DuplicatesView  # noqa: E402
+from engine import scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from tests.synthetic_vectors import near, unit  # noqa: E402
 
@@ -56,7 +57,7 @@ def test_include_declared_variants_checkbox(qtbot, variants_catalog, monkeypatch
     view = DuplicatesView(variants_catalog)
     qtbot.addWidget(view)
     view.show()
-    monkeypatch.setattr(view, "threshold", lambda: 0.9)
+    monkeypatch.setattr(view, "threshold", lambda: float(scoring.embedding_score(0.9)))
     assert not view.variants_box.isChecked() and view.variants_box.isEnabled()
 
     result = _scan(qtbot, view)
