@@ -123,10 +123,15 @@ def load(path: Path) -> list[dict]:
 
 
 def evidence_of(r: dict) -> list[scoring.Evidence]:
+    """The evidence of a details row. Margins as search computed them (over every verified
+    candidate of the query, not only the stored top results) where the details carry them."""
     evs = [scoring.Evidence(cosine=e["cosine"], inliers=e["inliers"], colour=e["colour"],
                             aligned=e.get("aligned", 0.0), unchanged=e.get("unchanged", 0.0))
            for e in r["evidence"]]
     scoring.set_margins(evs)
+    for ev, e in zip(evs, r["evidence"]):
+        if "margin" in e:
+            ev.margin = e["margin"]
     return evs
 
 
