@@ -23,6 +23,9 @@ MIN_CANDIDATES = 50
 VERIFY_TOP = 10
 #: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
 STRONG_INLIERS = 25
+#: ... and only when that copy's pixels also agree (aligned) at least this much: the plain features
+#: of a nearly symmetric product match its mirrored copy too, under the wrong (unmirrored) geometry
+ALIGNED_CONFIRMED = verification.ALIGNED_CONFIRMED
 #: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
 MIRROR_TOP = 8
 #: nearest images of each turned query (90/180/270 degrees) added and verified; 0 disables
@@ -437,7 +440,8 @@ class Searcher:
         if best < STRONG_INLIERS:
             best = max(best, check(query, order[VERIFY_MIN:], ""))
         clock.lap("verify")
-        if best >= STRONG_INLIERS:
+        aligned = max((e.aligned for e in evidence.values() if e.inliers >= STRONG_INLIERS), default=0.0)
+        if best >= STRONG_INLIERS and aligned >= ALIGNED_CONFIRMED:
             # a confirmed copy ends the search for mirrored ones, except among the candidates
             # that embed nearer than it and did not verify: a mirrored copy's original embeds
             # as close as ever but matches few plain features, and another photo that happens to

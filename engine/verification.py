@@ -384,6 +384,9 @@ def _plausible(H: np.ndarray) -> bool:
     return 1e-3 < abs(det) < 1e3 and abs(float(H[2, 0])) < 0.01 and abs(float(H[2, 1])) < 0.01
 
 
+#: a plain match whose aligned pixels agree less than this does not rule out a mirrored copy
+#: (engine.search.ALIGNED_CONFIRMED, pair_evidence)
+ALIGNED_CONFIRMED = 0.9
 #: a pixel's colour is "unchanged" when no channel moved by more than this
 UNCHANGED_TOLERANCE = 28
 _KERNEL3 = np.ones((3, 3), np.uint8)
@@ -579,14 +582,20 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
             continue                          # colour and geometry need both images' features
         ev[n, 2] = colour_similarity(fa.colour, fb.colour)
         q, c, v = fa, fb, verify(fa, fb)
-        if v.inliers < MARGIN_MIN_INLIERS:
+        al = (aligned_similarity(q, c, v.homography, either_grey=True)
+              if v.inliers >= MARGIN_MIN_INLIERS else None)
+        # as search does: mirrored when the plain match does not confirm a copy, or confirms one
+        # whose pixels disagree (a nearly symmetric product matches its mirrored copy plainly,
+        # under the wrong geometry)
+        if al is None or al.ncc < ALIGNED_CONFIRMED:
             m, other = (mirror(a), fb) if mirror(a) is not None else (mirror(b), fa)
             if m is not None and _mirror_pretest(m, other):
                 vm = verify(m, other)
                 if vm.inliers > v.inliers:
-                    q, c, v = m, other, vm
+                    q, c, v, al = m, other, vm, None
         if v.homography is not None:
-            al = aligned_similarity(q, c, v.homography, either_grey=True)
+            if al is None:
+                al = aligned_similarity(q, c, v.homography, either_grey=True)
             ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
     return ev
 
