@@ -102,6 +102,23 @@ def photo(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
+def catalog_of(folder, model, images: dict):
+    """An open catalog in ``folder`` of the RGB ``images`` (name -> pixels), each saved as
+    ``name.png`` and imported."""
+    from engine.catalog import Catalog
+    from engine.ingest import ingest
+
+    paths = []
+    for name, rgb in images.items():
+        p = folder / f"{name}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    cat = Catalog.open(folder / "catalog")
+    report = ingest(cat, model, paths)
+    assert report.added == len(images), report.summary()
+    return cat
+
+
 def test_verification_confirms_a_turned_cropped_copy_and_rejects_another_picture():
     astro = verification.extract(photo("astronaut"))
     stored = verification.unpack(*verification.pack(astro))       # as the catalog keeps them
@@ -217,17 +234,10 @@ def test_text_overlay_that_takes_the_keypoints_is_verified_with_dense_query_feat
 
 
 def test_search_finds_a_text_covered_copy_through_the_dense_pass(model, tmp_path):
-    from engine.catalog import Catalog
-    from engine.ingest import ingest
     from engine.search import Searcher
 
-    paths = []
-    for name in ("rocket", "astronaut", "coffee", "chelsea"):
-        p = tmp_path / f"{name}.png"
-        cv2.imwrite(str(p), cv2.cvtColor(_smooth_with_text(photo(name)), cv2.COLOR_RGB2BGR))
-        paths.append(p)
-    with Catalog.open(tmp_path / "catalog") as cat:
-        assert ingest(cat, model, paths).added == 4
+    names = ("rocket", "astronaut", "coffee", "chelsea")
+    with catalog_of(tmp_path, model, {n: _smooth_with_text(photo(n)) for n in names}) as cat:
         result = Searcher(cat, model).search_image(_smooth_with_text(photo("rocket"), lines=6), k=3)
     assert result.error is None
     top = result.results[0]
@@ -252,18 +262,7 @@ def test_local_features_are_compact():
 
 @pytest.fixture(scope="module")
 def photo_catalog(tmp_path_factory, model):
-    from engine.catalog import Catalog
-    from engine.ingest import ingest
-
-    folder = tmp_path_factory.mktemp("photos")
-    paths = []
-    for name in GALLERY:
-        p = folder / f"{name}.png"
-        cv2.imwrite(str(p), cv2.cvtColor(photo(name), cv2.COLOR_RGB2BGR))
-        paths.append(p)
-    cat = Catalog.open(tmp_path_factory.mktemp("photo-catalog"))
-    report = ingest(cat, model, paths)
-    assert report.added == len(GALLERY), report.summary()
+    cat = catalog_of(tmp_path_factory.mktemp("photos"), model, {n: photo(n) for n in GALLERY})
     yield cat
     cat.close()
 
@@ -323,17 +322,10 @@ def test_mirrored_copy_of_a_symmetric_product_is_verified_mirrored(model, tmp_pa
     """The plain features of a nearly symmetric product match its mirrored copy too (247
     inliers), under the unmirrored geometry, where the pixels disagree (aligned 0.69): such a
     match no longer ends the search for mirrored copies, which finds the right geometry."""
-    from engine.catalog import Catalog
-    from engine.ingest import ingest
     from engine.search import Searcher
 
-    paths = []
-    for name in ("astronaut", "coffee", "rocket"):
-        p = tmp_path / f"{name}.png"
-        cv2.imwrite(str(p), cv2.cvtColor(_nearly_symmetric(name), cv2.COLOR_RGB2BGR))
-        paths.append(p)
-    with Catalog.open(tmp_path / "catalog") as cat:
-        assert ingest(cat, model, paths).added == 3
+    names = ("astronaut", "coffee", "rocket")
+    with catalog_of(tmp_path, model, {n: _nearly_symmetric(n) for n in names}) as cat:
         result = Searcher(cat, model).search_image(np.ascontiguousarray(_nearly_symmetric("astronaut")[:, ::-1]), k=3)
     assert result.error is None
     top = result.results[0]
@@ -365,16 +357,8 @@ def test_pair_scores_uses_stored_data_only(photo_catalog):
 def test_pair_scores_compare_a_grey_copy_by_luminance_in_either_order(model, tmp_path):
     """The duplicate finder scores catalog pairs in no particular order: a copy turned grey is
     compared with its original by luminance whichever of the two comes first."""
-    from engine.catalog import Catalog
-    from engine.ingest import ingest
-
-    paths = []
-    for name, rgb in (("original", photo("astronaut")), ("grey", edit(photo("astronaut"), grey=True, angle=5))):
-        p = tmp_path / f"{name}.png"
-        cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        paths.append(p)
-    with Catalog.open(tmp_path / "catalog") as cat:
-        assert ingest(cat, model, paths).added == 2
+    images = {"original": photo("astronaut"), "grey": edit(photo("astronaut"), grey=True, angle=5)}
+    with catalog_of(tmp_path, model, images) as cat:
         ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
         a, b = ids["original.png"], ids["grey.png"]
         ev = verification.pair_evidence(cat, [(a, b), (b, a)])
