@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QRectF, QSize, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QRectF, QSignalBlocker, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -297,8 +297,13 @@ class CompareView(QWidget):
         self._render()
 
     def show_pair(self, query: Any, match: Any) -> None:
-        """Compare ``match`` (an engine Match) with the searched region of ``query``."""
+        """Compare ``match`` (an engine Match) with the searched region of ``query``. "Mirror"
+        starts as the search matched it: on for a match found through the mirrored query."""
         self.query, self.match = query, match
+        transform = getattr(getattr(match, "evidence", None), "transform", "") or ""
+        blocker = QSignalBlocker(self.mirror_button)    # one reload, below
+        self.mirror_button.setChecked("mirrored" in transform)
+        del blocker
         self._reload()
 
     def _reload(self) -> None:

@@ -123,17 +123,25 @@ def test_mirror_and_plain_resize(qtbot, window, catalog_images, tmp_path):
     index = next(
         i for i, m in enumerate(window.results_model.matches()) if Path(m.path) == original
     )
+    match = window.results_model.matches()[index]
+    assert match.evidence.transform == "mirrored"  # search found it through the mirrored query
     window.results_view.setCurrentIndex(window.results_model.index(index, 0))
     assert window.show_compare()
     view = window.compare_view
+    assert view.mirror_button.isChecked()  # ... so the compare view starts mirrored
     view.align_box.setChecked(False)
     pair = wait_pair(qtbot, window)
     assert "resized" in pair.description
-    unflipped = float(pair.description.split("; ")[1].split("%")[0])
-    view.mirror_button.setChecked(True)  # flipping the match back makes the two identical
+    flipped = float(pair.description.split("; ")[1].split("%")[0])
+    view.mirror_button.setChecked(False)  # unflipped, the two differ
     qtbot.waitUntil(lambda: not view.loading and view.pair is not pair, timeout=WAIT_MS)
-    flipped = float(view.pair.description.split("; ")[1].split("%")[0])
+    unflipped = float(view.pair.description.split("; ")[1].split("%")[0])
     assert flipped < 1.0 < unflipped
+    # another result, matched plainly, starts unmirrored
+    other = next(i for i, m in enumerate(window.results_model.matches()) if m.evidence.transform == "")
+    window.results_view.setCurrentIndex(window.results_model.index(other, 0))
+    assert window.show_compare()
+    assert not view.mirror_button.isChecked()
 
 
 def test_compare_reports_an_unreadable_match(qtbot, window, catalog_images):
