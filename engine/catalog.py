@@ -404,17 +404,18 @@ class Catalog:
         return ids
 
     # ------------------------------------------------------------------ local features
-    def local_feature_blobs(self, image_ids: Sequence[int], version: int
-                            ) -> dict[int, tuple[bytes, bytes, bytes | None]]:
+    def local_feature_blobs(self, image_ids: Sequence[int], version: int, *, descriptors: bool = True
+                            ) -> dict[int, tuple[bytes, bytes | None, bytes | None]]:
         """image id -> (keypoints, descriptors, mirrored descriptors or None) blobs of the given
-        features version."""
-        out: dict[int, tuple[bytes, bytes, bytes | None]] = {}
+        features version; ``descriptors=False``: the keypoints blob only (None for the others)."""
+        out: dict[int, tuple[bytes, bytes | None, bytes | None]] = {}
         conn = self.db.conn
-        mirrored = "mirrored" if self._has_column("local_features", "mirrored") else "NULL"
+        mirrored = "mirrored" if descriptors and self._has_column("local_features", "mirrored") else "NULL"
+        desc_col = "descriptors" if descriptors else "NULL"
         for chunk in _chunks([int(i) for i in image_ids], 500):
             marks = ",".join("?" * len(chunk))
             for i, kp, desc, mdesc in conn.execute(
-                    f"SELECT image_id, keypoints, descriptors, {mirrored} FROM local_features "
+                    f"SELECT image_id, keypoints, {desc_col}, {mirrored} FROM local_features "
                     f"WHERE version=? AND image_id IN ({marks})", (version, *chunk)):
                 out[i] = (kp, desc, mdesc)
         return out

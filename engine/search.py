@@ -429,12 +429,13 @@ class Searcher:
         # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
         # candidates that could compete with it, embed as close and are among them too
         started = submit(query, order[:VERIFY_MIN])
-        # meanwhile (counted in "verify"): the other candidates' stored features, and everyone's
-        # colour agreement
+        # meanwhile (counted in "verify"): everyone's colour agreement, the other candidates' from
+        # their stored thumbnails alone (their keypoints are read if a turned query needs them)
         first = set(order)
-        stored.update(verification.features_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
-        verification.fill_colours(stored.values())
-        for image_id, f in stored.items():
+        looks = dict(stored)
+        looks.update(verification.thumbnails_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
+        verification.fill_colours(looks.values())
+        for image_id, f in looks.items():
             evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
         best = finish(started, "")
         if best < STRONG_INLIERS:

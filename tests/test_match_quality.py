@@ -367,6 +367,19 @@ def test_pair_scores_compare_a_grey_copy_by_luminance_in_either_order(model, tmp
     assert (aligned >= 0.99).all(), aligned       # 0.89 in colour, original first
 
 
+def test_thumbnails_for_reads_only_what_colour_needs(photo_catalog):
+    ids = [r["image_id"] for r in photo_catalog.iter_records()]
+    full = verification.features_for(photo_catalog, ids)
+    thumbs = verification.thumbnails_for(photo_catalog, ids)
+    assert sorted(thumbs) == sorted(full)
+    for i in ids:
+        np.testing.assert_array_equal(thumbs[i].thumb, full[i].thumb)
+        assert thumbs[i].size == full[i].size and len(thumbs[i]) == 0
+        np.testing.assert_array_equal(thumbs[i].colour, full[i].colour)
+    blobs = photo_catalog.local_feature_blobs(ids[:1], verification.FEATURES_VERSION, descriptors=False)
+    assert blobs[ids[0]][1] is None and blobs[ids[0]][2] is None
+
+
 def test_catalog_without_local_features_still_verifies_and_backfills(photo_catalog, model, tmp_path):
     import shutil
 
