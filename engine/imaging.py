@@ -66,6 +66,35 @@ _AVIF_DECODABLE = features.check("avif")
 if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 
+#: Memory glibc keeps at the top of the heap instead of handing it back to the system (its
+#: M_TOP_PAD). A progressive JPEG decode allocates the DCT coefficients of the whole image (~12 MB
+#: for a 1300x1600 photo, at any reduced scale) and frees them at the end; with glibc's default
+#: the heap shrank after every decode and the next one page-faulted those megabytes in again:
+#: 12-18 ms per Luma photo, 7-8 ms with the pad (docs/benchmarks.md, Run 9).
+HEAP_TOP_PAD = 64 << 20
+
+
+def keep_heap_for_decoding() -> bool:
+    """Ask glibc's allocator to keep HEAP_TOP_PAD bytes at the top of the heap (``mallopt``).
+    True when it did; False on other C libraries and systems, where nothing changes. Called once
+    when this module is imported: it concerns the whole process, which decodes images all the
+    time (search, import, thumbnails)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):       # no glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return mallopt(-2, HEAP_TOP_PAD) == 1   # -2: M_TOP_PAD in glibc's malloc.h
+
+
+keep_heap_for_decoding()
+
 #: Extensions of files this module decodes (lower case, with the dot). Used to pick image files
 #: out of folders; the decoder itself trusts the file's content, not its name.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(

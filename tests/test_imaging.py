@@ -1099,3 +1099,20 @@ def test_luma_photos_full_and_reduced():
         assert min(small.shape[:2]) >= 256
         resized = cv2.resize(full, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
         assert mean_abs_diff(small, resized) < 2.0, path.name
+
+
+def test_heap_is_kept_for_decoding_on_glibc():
+    """The allocator setting that keeps a progressive JPEG's coefficient buffers from being
+    handed back and page-faulted in again at every decode (its effect is measured by the search
+    benchmark, docs/benchmarks.md Run 9). Harmless to repeat; a no-op off glibc."""
+    import platform
+    import sys
+
+    from engine import imaging
+
+    applied = imaging.keep_heap_for_decoding()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    else:
+        assert applied is False
+    assert imaging.keep_heap_for_decoding() is applied
