@@ -312,15 +312,22 @@ def pack_mirrored(f: Features) -> bytes | None:
     return np.ascontiguousarray(f.mirrored_descriptors, np.uint8).tobytes()
 
 
-def unpack(keypoints: bytes, descriptors: bytes, mirrored: bytes | None = None) -> Features:
+def _unpack_head(keypoints: bytes) -> tuple[tuple[int, int], np.ndarray, int]:
+    """(feature-image size, thumbnail, offset of the positions) of a keypoints blob."""
     h, w, th, tw = (int(v) for v in np.frombuffer(keypoints[:8], np.uint16))
-    n_thumb = th * tw * 3
-    thumb = np.frombuffer(keypoints[8:8 + n_thumb], np.uint8).reshape(th, tw, 3)
-    pts = np.frombuffer(keypoints[8 + n_thumb:], np.float16).reshape(-1, 2).astype(np.float32)
+    end = 8 + th * tw * 3
+    if len(keypoints) < end:
+        raise ValueError("corrupt local features: thumbnail cut short")
+    return (h, w), np.frombuffer(keypoints[8:end], np.uint8).reshape(th, tw, 3), end
+
+
+def unpack(keypoints: bytes, descriptors: bytes, mirrored: bytes | None = None) -> Features:
+    size, thumb, end = _unpack_head(keypoints)
+    pts = np.frombuffer(keypoints[end:], np.float16).reshape(-1, 2).astype(np.float32)
     desc = np.frombuffer(descriptors, np.uint8).reshape(-1, 32)
     if pts.shape[0] != desc.shape[0]:
         raise ValueError("corrupt local features: keypoint and descriptor counts differ")
-    f = Features(pts, desc, (h, w), thumb)
+    f = Features(pts, desc, size, thumb)
     if mirrored is not None:
         if len(mirrored) == 32 * pts.shape[0]:     # else damaged: left out (backfill recomputes it)
             f.mirrored_descriptors = np.frombuffer(mirrored, np.uint8).reshape(-1, 32)
@@ -514,12 +521,8 @@ def thumbnails_for(catalog, image_ids, *, paths: dict[int, str] | None = None) -
 
 
 def _thumbnail_only(keypoints: bytes) -> Features:
-    h, w, th, tw = (int(v) for v in np.frombuffer(keypoints[:8], np.uint16))
-    n_thumb = th * tw * 3
-    if len(keypoints) < 8 + n_thumb:
-        raise ValueError("corrupt local features: thumbnail cut short")
-    thumb = np.frombuffer(keypoints[8:8 + n_thumb], np.uint8).reshape(th, tw, 3)
-    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), (h, w), thumb)
+    size, thumb, _ = _unpack_head(keypoints)
+    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), size, thumb)
 
 
 def _compute_and_store(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
