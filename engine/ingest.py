@@ -279,7 +279,7 @@ class _Prepared:
 
 def _local_features(rgb) -> tuple:
     """(version, keypoints, descriptors, mirrored descriptors) blobs stored for an image."""
-    f = verification.extract(rgb, mirror=True)
+    f = verification.catalog_features(rgb)
     return (verification.FEATURES_VERSION, *verification.pack(f), verification.pack_mirrored(f))
 
 

@@ -167,6 +167,23 @@ def extract(rgb: np.ndarray, *, keep_image: bool = False, mirror: bool = False) 
     return _extract_resized(_resize(rgb, size), keep_image, mirror)
 
 
+def catalog_features(rgb: np.ndarray) -> Features:
+    """The features a catalog stores for an image (ingest, and images indexed before local
+    features existed): :func:`extract` with the mirrored descriptors, of the content inside a
+    *coloured* uniform border (padding or a frame added to a copy, :func:`content_box`), as search
+    extracts a query's features from its content. Without that, a padded copy's stored features
+    and 48-px thumbnail spend their resolution on the frame, and its colour histogram counts the
+    frame. A white border is the studio background the catalog's photos share: kept, so
+    catalog images are compared whole, as before (on the Luma duplicate benchmark trimming white
+    borders too lost recall; docs/duplicates.md)."""
+    if rgb.ndim == 3:
+        box = content_box(rgb, coloured_only=True)
+        if box is not None:
+            x0, y0, x1, y1 = box[0]
+            rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    return extract(rgb, mirror=True)
+
+
 def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
                      keypoints: int = MAX_KEYPOINTS) -> Features:
     size = img.shape[:2]
@@ -258,14 +275,18 @@ BORDER_TOLERANCE = 24
 MIN_BORDER_SHARE = 0.04
 
 
-def content_box(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], bool] | None:
+def content_box(rgb: np.ndarray, *, coloured_only: bool = False
+                ) -> tuple[tuple[int, int, int, int], bool] | None:
     """The box (x0, y0, x1, y1) inside a uniform border (padding, a frame, or a plain studio
     background), and whether that border is coloured (not near-white). None when the image has
-    no uniform border worth trimming. Used to search padded copies by their content."""
+    no uniform border worth trimming. Used to search padded copies by their content.
+    ``coloured_only``: None for a near-white border too (decided from the frame alone)."""
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 16:
         return None
     frame = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
     colour = np.median(frame, axis=0)
+    if coloured_only and not (colour < WHITE_LEVEL).any():
+        return None
     if (np.abs(frame - colour).max(axis=1) <= BORDER_TOLERANCE).mean() < 0.9:
         return None
     step = max(1, min(rgb.shape[:2]) // 256)          # a coarse grid is precise enough
@@ -536,7 +557,7 @@ def _compute_and_store(catalog, items: list[tuple[int, str]]) -> dict[int, Featu
             rgb = load_image(path, min_short_side=256)
         except (LookalikeError, OSError, MemoryError):
             continue
-        f = extract(rgb, mirror=True)
+        f = catalog_features(rgb)
         out[image_id] = f
         rows.append((image_id, FEATURES_VERSION, *pack(f), pack_mirrored(f)))
     if rows and not catalog.readonly:

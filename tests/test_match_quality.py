@@ -367,6 +367,33 @@ def test_pair_scores_compare_a_grey_copy_by_luminance_in_either_order(model, tmp
     assert (aligned >= 0.99).all(), aligned       # 0.89 in colour, original first
 
 
+def test_catalog_stores_a_padded_copy_by_its_content(model, tmp_path):
+    """A copy in a coloured frame is stored by the content inside the frame (as search extracts a
+    query's features), so the frame neither takes the thumbnail's resolution nor its colours; a
+    white border (the studio background catalog photos share) is kept."""
+    coffee = photo("coffee")
+    framed = cv2.copyMakeBorder(coffee, 90, 90, 120, 120, cv2.BORDER_CONSTANT, value=(30, 140, 60))
+    white = cv2.copyMakeBorder(coffee, 90, 90, 120, 120, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    with catalog_of(tmp_path, model, {"original": coffee, "framed": framed, "white": white}) as cat:
+        ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
+        o, f, w = ids["original.png"], ids["framed.png"], ids["white.png"]
+        stored = verification.features_for(cat, [o, f, w])
+        assert abs(stored[f].size[0] - stored[o].size[0]) <= 2 and abs(stored[f].size[1] - stored[o].size[1]) <= 2
+        assert stored[w].size[1] / stored[w].size[0] == pytest.approx(white.shape[1] / white.shape[0], abs=0.01)
+        ev = verification.pair_evidence(cat, [(f, o)])[0]
+        column = dict(zip(verification.EVIDENCE, ev))
+        assert column["colour"] >= 0.9 and column["aligned"] >= 0.97 and column["unchanged"] >= 0.95, column
+        # the frame kept, as before: its colours and a quarter of the thumbnail go to the frame
+        whole = verification.extract(framed, mirror=True)
+        assert verification.colour_similarity(whole.colour, stored[o].colour) < 0.7
+        # features computed later (a catalog built before local features) are the same
+        with cat.transaction(bump=False) as db:
+            db.conn.execute("DELETE FROM local_features WHERE image_id = ?", (f,))
+        again = verification.features_for(cat, [f])[f]
+        assert again.size == stored[f].size
+        np.testing.assert_array_equal(again.thumb, stored[f].thumb)
+
+
 def test_thumbnails_for_reads_only_what_colour_needs(photo_catalog):
     ids = [r["image_id"] for r in photo_catalog.iter_records()]
     full = verification.features_for(photo_catalog, ids)
