@@ -191,30 +191,42 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
 
     ``cosine`` holds each pair's embedding cosine where the kNN graph already measured it (NaN
     elsewhere). Uses the match-quality verifier (stored embeddings + local features) when the
-    engine has it, else the embedding score. Returns (scores, name of the scorer)."""
+    engine has it, else the embedding score; each pair alone, measured with its newer image as
+    the query as :func:`pair_evidence` does. Returns (scores, name of the scorer)."""
     try:
         from .verification import pair_scores
     except ImportError:
         return embedding_pair_scores(catalog, pairs, cosine), "embedding"
-    return np.asarray(pair_scores(catalog, [(int(a), int(b)) for a, b in pairs]), np.float64), "verified"
+    return np.asarray(pair_scores(catalog, [(max(int(a), int(b)), min(int(a), int(b))) for a, b in pairs]),
+                      np.float64), "verified"
 
 
 def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None = None
                   ) -> tuple[np.ndarray, str]:
     """:func:`engine.verification.pair_evidence` in the verifier form ``_verify_parallel``
-    takes: (evidence [m, len(EVIDENCE)], scorer name). ``cosine`` is not needed: the evidence
-    holds the exact cosine from the stored embeddings."""
-    return verification.pair_evidence(catalog, pairs), "verified"
+    takes: (evidence [m, len(EVIDENCE)], scorer name), measured with each pair's *newer* image
+    (the larger id) as the query and the older one as the candidate, as a search with the image
+    that arrived later measures it (see :func:`competing_scores`). ``cosine`` is not needed: the
+    evidence holds the exact cosine from the stored embeddings."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    newer_first = np.stack([pairs.max(axis=1), pairs.min(axis=1)], axis=1)
+    return verification.pair_evidence(catalog, newer_first), "verified"
 
 
 def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-    """Calibrated scores of candidate pairs, each scored the way search scores it: a search with
-    image A verifies A's nearest neighbours and gives each verified one a *margin* (its aligned
-    pixel agreement minus the best of A's other verified candidates; ``scoring.set_margins``), so
-    the original of an edited copy outranks a recoloured variant of the same photograph. Here A's
-    candidates are its pairs in the kNN graph, and a pair gets the better of its two directions
-    (the search with A, or with B). Pairs without local features get the embedding score;
-    pairs naming a missing image 0. Byte-identical pairs are the caller's (score 1)."""
+    """Calibrated scores of candidate pairs, each scored the way a search with the pair's *newer*
+    image (the larger id: a listing added later, the one suspected of copying) scores its older
+    one. Such a search verifies the query's nearest neighbours and gives each verified one a
+    *margin*: its aligned pixel agreement minus the best of the query's other verified candidates
+    (``scoring.set_margins``), so the original of an edited copy outranks a recoloured variant of
+    the same photograph. Here the query's candidates are its pairs in the kNN graph, older and
+    newer; ``evidence`` is :func:`pair_evidence`'s (newer image as the query). The score model
+    was fitted on searches by the copy (docs/match-quality.md): scored from the other direction
+    (the original as the query, the copy as the candidate), an overlay or a recolouring of the
+    copy counts against its pixels, and letting either image's competition decide admitted more
+    look-alike products than copies (docs/duplicates.md, round 6). Pairs without local
+    features get the embedding score; pairs naming a missing image 0. Byte-identical pairs are
+    the caller's (score 1)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     ev = np.asarray(evidence, np.float64)
     m = len(pairs)
@@ -239,14 +251,9 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         best_edge = edge[start]
         has_second = np.append(start[1:], len(node)) - start > 1
         second = np.where(has_second, val[np.minimum(start + 1, len(node) - 1)], 0.0)
-
-        def other_best(images: np.ndarray, edges: np.ndarray) -> np.ndarray:
-            at = np.searchsorted(nodes, images)
-            return np.where(best_edge[at] == edges, second[at], best[at])
-
-        ma = al[idx] - other_best(pairs[idx, 0], idx)
-        mb = al[idx] - other_best(pairs[idx, 1], idx)
-        margin[idx] = np.maximum(ma, mb)
+        newer = np.maximum(pairs[idx, 0], pairs[idx, 1])
+        at = np.searchsorted(nodes, newer)
+        margin[idx] = al[idx] - np.where(best_edge[at] == idx, second[at], best[at])
     safe_cos = np.nan_to_num(cos, nan=0.0)
     s = np.asarray(scoring.calibrated(safe_cos, inl, col, al, un, margin), np.float64)
     identical = (safe_cos >= scoring.IDENTICAL_COSINE) & (al >= 0.99) & (un >= 0.99)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import duplicates, scoring
+from engine import duplicates, scoring, verification
 from engine.catalog import Catalog
 from engine.duplicates import (
     CONFIRMED,
@@ -395,13 +395,14 @@ def test_real_edited_copy_is_found(small_luma_catalog, catalog_copy, model, tmp_
 def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     from engine import scoring
 
-    # images 1 (an edited copy), 2 (its original), 3 (a recoloured variant of the same photo),
-    # 4 and 5 (a lone verified pair), 6 and 7 (no local features), 8 (gone from the catalog)
-    pairs = np.array([[1, 2], [1, 3], [2, 3], [4, 5], [6, 7], [1, 8]])
+    # images 1 (an original), 2 (a recoloured variant of the same photo), 3 (an edited copy of 1,
+    # added last), 4 and 5 (a lone verified pair), 6 and 7 (no local features), 8 (gone)
+    pairs = np.array([[1, 3], [2, 3], [1, 2], [4, 5], [6, 7], [1, 8]])
+    # evidence as pair_evidence measures it: the newer image of each pair is the query
     #                 cosine inliers colour aligned unchanged features
-    ev = np.array([[0.90, 120, 0.90, 0.95, 0.90, 1],
-                   [0.88, 110, 0.30, 0.60, 0.20, 1],
-                   [0.90, 150, 0.30, 0.65, 0.20, 1],
+    ev = np.array([[0.90, 120, 0.90, 0.95, 0.90, 1],      # 3 -> 1: the copy finds its original
+                   [0.88, 110, 0.30, 0.60, 0.20, 1],      # 3 -> 2: ... and the variant
+                   [0.90, 150, 0.30, 0.65, 0.20, 1],      # 2 -> 1: variant and original
                    [0.85, 60, 0.80, 0.90, 0.80, 1],
                    [0.97, 0, 0.00, 0.00, 0.00, 0],
                    [np.nan, 0, 0, 0, 0, 0]])
@@ -414,7 +415,12 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
         alone.append(scoring.score(e))
     assert s[0] > s[1] and s[0] > s[2]                   # the original wins
     assert s[1] < alone[1] and s[2] < alone[2]           # the variant loses to the competition
-    assert s[0] == pytest.approx(float(scoring.calibrated(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60)))  # better direction: image 1's
+    # the margins are the newer image's, as a search with it would give them: image 3's other
+    # candidate is the variant (0.60); image 2's other candidate is the copy (0.60), not image
+    # 1's best other (0.95), which the older image's search would see
+    assert s[0] == pytest.approx(float(scoring.calibrated(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60)))
+    assert s[1] == pytest.approx(float(scoring.calibrated(0.88, 110, 0.30, 0.60, 0.20, 0.60 - 0.95)))
+    assert s[2] == pytest.approx(float(scoring.calibrated(0.90, 150, 0.30, 0.65, 0.20, 0.65 - 0.60)))
     # no competitor: the score verification.pair_scores gives the pair alone
     e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True)
     scoring.set_margins([e])
@@ -422,7 +428,7 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     assert s[4] == pytest.approx(scoring.embedding_score(0.97)) and s[5] == 0.0   # embedding score; missing image
 
 
-def test_pair_evidence_scored_alone_is_pair_scores(small_luma_catalog):
+def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_catalog):
     from engine.verification import pair_scores
 
     with Catalog.open(small_luma_catalog) as cat:
@@ -430,8 +436,14 @@ def test_pair_evidence_scored_alone_is_pair_scores(small_luma_catalog):
         pairs = np.array([(ids[0], i) for i in ids[1:]] + [(ids[1], ids[2]), (ids[0], 10 ** 6)])
         ev, name = duplicates.pair_evidence(cat, pairs)
         assert name == "verified" and ev.shape == (len(pairs), len(duplicates.EVIDENCE))
+        newer_first = [(max(a, b), min(a, b)) for a, b in pairs.tolist()]
+        np.testing.assert_allclose(ev, verification.pair_evidence(cat, newer_first), atol=1e-9)
+        # either order given: the same evidence
+        np.testing.assert_allclose(duplicates.pair_evidence(cat, pairs[:, ::-1])[0], ev, atol=1e-9)
         alone = [duplicates.competing_scores(p[None], e[None])[0] for p, e in zip(pairs, ev)]
-        np.testing.assert_allclose(alone, pair_scores(cat, pairs.tolist()), atol=1e-9)
+        np.testing.assert_allclose(alone, pair_scores(cat, newer_first), atol=1e-9)
+        lone, _ = duplicates.verify_pairs(cat, pairs, np.full(len(pairs), np.nan))
+        np.testing.assert_allclose(lone, alone, atol=1e-9)
 
 
 # ---------------------------------------------------------------------- mirrored copies
