@@ -2,6 +2,7 @@
 of the 637 gallery images (eval/copies_gallery.txt), scan, and measure pair precision and recall.
 
     python benchmarks/dupes_luma.py --catalog /tmp/dupes-luma-cat [--thresholds copy,0.8] [--lone] [--missed]
+    python benchmarks/dupes_luma.py --copies /tmp/mycopies --catalog /tmp/dupes-mycopies-cat   # another copy set
 
 The catalog is built on first use (about a minute on 2 cores) and reused afterwards.
 
@@ -57,6 +58,9 @@ from engine import duplicates, scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 
 LUMA = Path(os.environ.get("LOOKALIKE_LUMA", ROOT.parent / "shared" / "datasets" / "luma"))
+#: the planted copies (query paths relative to ``root``) and the gallery (paths relative to LUMA,
+#: or absolute); ``--copies DIR`` takes a set made by benchmarks/make_copies.py instead
+SET = {"queries": LUMA / "eval" / "copies.csv", "root": LUMA, "gallery": LUMA / "eval" / "copies_gallery.txt"}
 
 
 def build(catalog_dir: Path) -> Catalog:
@@ -72,7 +76,7 @@ def build(catalog_dir: Path) -> Catalog:
 
         with tempfile.TemporaryDirectory(prefix="dupes-luma-feed-") as tmp:
             feed, rows = gallery_feed(Path(tmp))
-            copies = [LUMA / r["query"] for r in _positives()]
+            copies = [SET["root"] / r["query"] for r in _positives()]
             report = ingest(catalog, load_model_for(catalog), [feed, *copies], allow_outside=True)
         print(f"{rows} feed rows; " + report.summary(), file=sys.stderr)
     return catalog
@@ -83,7 +87,7 @@ def gallery_feed(folder: Path) -> tuple[Path, int]:
     gallery images (absolute paths; the first one becomes image_link) and rows without any are
     left out. Returns (the feed file, its rows)."""
     gallery = {os.path.abspath(LUMA / p.strip())
-               for p in (LUMA / "eval" / "copies_gallery.txt").read_text().split()}
+               for p in SET["gallery"].read_text().split()}
     out = folder / "gallery-products.csv"
     rows = 0
     with open(LUMA / "products.csv", newline="", encoding="utf-8") as f, \
@@ -103,14 +107,14 @@ def gallery_feed(folder: Path) -> tuple[Path, int]:
 
 
 def _positives() -> list[dict]:
-    with open(LUMA / "eval" / "copies.csv", newline="") as f:
+    with open(SET["queries"], newline="") as f:
         return [r for r in csv.DictReader(f) if r["relevant"]]
 
 
 def truth_pairs(catalog: Catalog) -> set[tuple[int, int]]:
     out = set()
     for r in _positives():
-        a = catalog.image_by_path(os.path.abspath(LUMA / r["query"]))["id"]
+        a = catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"]
         b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
         out.add((min(a, b), max(a, b)))
     return out
@@ -127,7 +131,7 @@ def same_photo_pairs(catalog: Catalog, declared) -> set[tuple[int, int]]:
     reported), and each planted copy of one of them with the other."""
     import cv2
 
-    gallery = [os.path.abspath(LUMA / p.strip()) for p in (LUMA / "eval" / "copies_gallery.txt").read_text().split()]
+    gallery = [os.path.abspath(LUMA / p.strip()) for p in SET["gallery"].read_text().split()]
     ids = {p: catalog.image_by_path(p)["id"] for p in gallery}
     by_shape: dict[tuple, list] = {}
     for p in gallery:
@@ -141,7 +145,7 @@ def same_photo_pairs(catalog: Catalog, declared) -> set[tuple[int, int]]:
     copies: dict[int, list[int]] = {}
     for r in _positives():
         copies.setdefault(ids[os.path.abspath(LUMA / r["relevant"])], []).append(
-            catalog.image_by_path(os.path.abspath(LUMA / r["query"]))["id"])
+            catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"])
     out = set(same)
     for a, b in same:
         for x, y in ((a, b), (b, a)):
@@ -160,7 +164,7 @@ def _source_key(path: str, copy_of: dict[str, str]) -> tuple[str, str, str]:
 
 def pair_classes(catalog: Catalog) -> tuple[set, callable]:
     """(truth pairs, colour_variant(a, b))."""
-    copy_of = {os.path.abspath(LUMA / r["query"]): os.path.abspath(LUMA / r["relevant"]) for r in _positives()}
+    copy_of = {os.path.abspath(SET["root"] / r["query"]): os.path.abspath(LUMA / r["relevant"]) for r in _positives()}
     paths = {r[0]: r[1] for r in catalog.db.conn.execute("SELECT id, path FROM images")}
     key = {i: _source_key(p, copy_of) for i, p in paths.items()}
 
@@ -210,7 +214,7 @@ def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict
 def _edits(catalog: Catalog) -> dict[tuple[int, int], str]:
     out = {}
     for r in _positives():
-        a = catalog.image_by_path(os.path.abspath(LUMA / r["query"]))["id"]
+        a = catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"]
         b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
         out[(min(a, b), max(a, b))] = r["edits"]
     return out
@@ -287,7 +291,13 @@ def main() -> int:
                     help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
                     help="only time the verification of N random candidate pairs (1 thread, then one per core)")
+    ap.add_argument("--copies", metavar="DIR",
+                    help="plant the copies of a set made by benchmarks/make_copies.py (DIR/queries.csv, "
+                         "DIR/gallery.txt) instead of Luma's eval/copies.csv; use its own --catalog")
     args = ap.parse_args()
+    if args.copies:
+        d = Path(args.copies).resolve()
+        SET.update(queries=d / "queries.csv", root=d, gallery=d / "gallery.txt")
     catalog = build(Path(args.catalog))
     if args.rate:
         return verification_rate(catalog, args.rate, args.k)
