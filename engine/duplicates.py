@@ -10,10 +10,11 @@ How a scan works (never all pairs: memory and time grow with the catalog, not it
    Images with the same content hash (byte-identical files) are always candidates.
 2. **Verification**: the evidence of every candidate pair (embedding cosine, ORB/RANSAC inliers,
    colour, aligned pixel agreement: :func:`pair_evidence`, from stored data only, on a thread per
-   core) is scored by the calibrated score search uses, with search's competition between
-   candidates (:func:`competing_scores`: an image's copy must agree with it better than its other
-   verified neighbours do, which tells an original from a recoloured variant of the same photo),
-   and kept when it reaches the threshold (the "copy" threshold by default).
+   core) is scored by the calibrated score search uses, as a search with the pair's newer image
+   would score it, with search's competition between candidates (:func:`competing_scores`: a
+   copy must agree with its original better than with its other verified neighbours, which
+   tells an original from a recoloured variant of the same photo), and kept when it reaches the
+   threshold (the "copy" threshold by default).
    Pairs the user marked "not a duplicate" are dropped before verification; pairs marked
    "confirmed duplicate" are always kept. Pairs between *declared variants* (two different
    products of one item group in the product feed, e.g. the blue and the green colour of a
