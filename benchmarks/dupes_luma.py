@@ -225,14 +225,12 @@ def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores
     """Why each true pair not inside one group was missed (with the edits of those pairs)."""
     from collections import Counter
 
-    from engine import verification
-
     inside = set()
     for rep, members in groups:
         inside.update(combinations(sorted([rep] + [m for m, _ in members]), 2))
     score = {tuple(p): s for p, s in zip(pairs.tolist(), scores.tolist())}
     missed = sorted(truth - inside)
-    ev = verification.pair_evidence(catalog, np.array(missed, np.int64).reshape(-1, 2))
+    ev, _ = duplicates.pair_evidence(catalog, np.array(missed, np.int64).reshape(-1, 2))   # as the scan measures them
     edits = _edits(catalog)
     reasons, by_edit, below = Counter(), {}, []
     for p, e in zip(missed, ev):
