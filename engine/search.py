@@ -22,7 +22,7 @@ MIN_CANDIDATES = 50
 #: candidates (best by embedding cosine) whose local features are geometrically verified
 VERIFY_TOP = 10
 #: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
-STRONG_INLIERS = 25
+STRONG_INLIERS = verification.CONFIRMED_INLIERS
 #: ... and only when that copy's pixels also agree (aligned) at least this much: the plain features
 #: of a nearly symmetric product match its mirrored copy too, under the wrong (unmirrored) geometry
 ALIGNED_CONFIRMED = verification.ALIGNED_CONFIRMED

@@ -424,8 +424,11 @@ def _plausible(H: np.ndarray) -> bool:
     return 1e-3 < abs(det) < 1e3 and abs(float(H[2, 0])) < 0.01 and abs(float(H[2, 1])) < 0.01
 
 
-#: a plain match whose aligned pixels agree less than this does not rule out a mirrored copy
-#: (engine.search.ALIGNED_CONFIRMED, pair_evidence)
+#: a plain match with this many inliers confirms a copy (engine.search.STRONG_INLIERS: the
+#: mirrored query is then not tried; pair_evidence)
+CONFIRMED_INLIERS = 25
+#: ... unless its aligned pixels agree less than this: a plain match then does not rule out a
+#: mirrored copy (engine.search.ALIGNED_CONFIRMED, pair_evidence)
 ALIGNED_CONFIRMED = 0.9
 #: a pixel's colour is "unchanged" when no channel moved by more than this
 UNCHANGED_TOLERANCE = 28
@@ -609,7 +612,8 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     = 1 where the calibrated score applies (0 where neither image has local features: only the
     embedding can score it). Cosine is NaN where an image is missing. All from stored data.
 
-    Mirrored copies: when the plain match gives fewer than ``scoring.MARGIN_MIN_INLIERS`` inliers,
+    Mirrored copies: when the plain match does not confirm a copy (fewer than CONFIRMED_INLIERS
+    inliers, or aligned pixels below ALIGNED_CONFIRMED: search's rule),
     the stored mirrored descriptors of the first image (else of the second) are matched too
     (after a pre-test on a quarter of them, MIRROR_PRETEST_*), and the pair is scored from the
     geometry with more inliers (the aligned comparison then warps the mirrored thumbnail)."""
@@ -648,10 +652,10 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
         q, c, v = fa, fb, verify(fa, fb)
         al = (aligned_similarity(q, c, v.homography, either_grey=True)
               if v.inliers >= MARGIN_MIN_INLIERS else None)
-        # as search does: mirrored when the plain match does not confirm a copy, or confirms one
-        # whose pixels disagree (a nearly symmetric product matches its mirrored copy plainly,
-        # under the wrong geometry)
-        if al is None or al.ncc < ALIGNED_CONFIRMED:
+        # as search does: mirrored when the plain match does not confirm a copy (fewer than
+        # CONFIRMED_INLIERS), or confirms one whose pixels disagree (a nearly symmetric product
+        # matches its mirrored copy plainly, under the wrong geometry)
+        if al is None or v.inliers < CONFIRMED_INLIERS or al.ncc < ALIGNED_CONFIRMED:
             m, other = (mirror(a), fb) if mirror(a) is not None else (mirror(b), fa)
             if m is not None and _mirror_pretest(m, other):
                 vm = verify(m, other)

@@ -212,6 +212,23 @@ def test_grey_luma_copy_agrees_best_with_its_own_colour(luma_dir):
     assert ncc["wp09-purple_main"] > ncc["wp09-black_main"] + 0.02, ncc
 
 
+def test_pair_evidence_tries_the_mirrored_match_below_a_confirmed_copy(luma_dir, model, tmp_path):
+    """eval/copies pos_q00245 is wj02-black_main mirrored; the jacket is nearly symmetric, so the
+    plain features match it too (16 inliers, aligned 0.93). That is not a confirmed copy in search
+    (CONFIRMED_INLIERS), which then tries the mirrored query; the duplicate finder's stored-data
+    comparison does the same (it stopped at the plain match: scored 0.08, now ~0.97)."""
+    from engine.catalog import Catalog
+    from engine.ingest import ingest
+
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [luma_dir / "images/wj02-black_main.jpg", luma_dir / "eval/copies/pos_q00245.jpg"],
+               allow_outside=True)
+        ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
+        ev = dict(zip(verification.EVIDENCE, verification.pair_evidence(
+            cat, [(ids["pos_q00245.jpg"], ids["wj02-black_main.jpg"])])[0]))
+    assert ev["inliers"] >= 100 and ev["aligned"] >= 0.99, ev
+
+
 def _smooth_with_text(rgb: np.ndarray, lines: int = 0) -> np.ndarray:
     """A smooth photo (few strong corners, like a studio product shot) with ``lines`` lines of
     overlaid sale text (the strongest corners in the picture)."""
