@@ -214,7 +214,8 @@ def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None
     return verification.pair_evidence(catalog, newer_first), "verified"
 
 
-def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
+                     family: Mapping[int, tuple[str, str]] | None = None) -> np.ndarray:
     """Calibrated scores of candidate pairs, each scored the way a search with the pair's *newer*
     image (the larger id: a listing added later, the one suspected of copying) scores its older
     one. Such a search verifies the query's nearest neighbours and gives each verified one a
@@ -225,9 +226,12 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
     was fitted on searches by the copy (docs/match-quality.md): scored from the other direction
     (the original as the query, the copy as the candidate), an overlay or a recolouring of the
     copy counts against its pixels, and letting either image's competition decide admitted more
-    look-alike products than copies (docs/duplicates.md, round 6). Pairs without local
-    features get the embedding score; pairs naming a missing image 0. Byte-identical pairs are
-    the caller's (score 1)."""
+    look-alike products than copies (docs/duplicates.md, round 6). ``family``
+    (:func:`variant_families`): declared variants of a candidate do not compete with it when it is
+    the variant the query agrees with best (a copy of a photo that the variants of one style
+    share is a copy of the family's photo; it is reported with the closest variant, and the other
+    variants still compete with each other). Pairs without local features get the embedding
+    score; pairs naming a missing image 0. Byte-identical pairs are the caller's (score 1)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     ev = np.asarray(evidence, np.float64)
     m = len(pairs)
@@ -255,12 +259,50 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         newer = np.maximum(pairs[idx, 0], pairs[idx, 1])
         at = np.searchsorted(nodes, newer)
         margin[idx] = al[idx] - np.where(best_edge[at] == idx, second[at], best[at])
+        if family:
+            _family_margins(pairs, al, idx, newer, family, margin)
     safe_cos = np.nan_to_num(cos, nan=0.0)
     s = np.asarray(scoring.calibrated(safe_cos, inl, col, al, un, margin), np.float64)
     identical = (safe_cos >= scoring.IDENTICAL_COSINE) & (al >= 0.99) & (un >= 0.99)
     s = np.where(identical, 1.0, s)
     s = np.where(has > 0, s, np.asarray(scoring.embedding_score(safe_cos), np.float64))
     return np.where(np.isnan(cos), 0.0, s)
+
+
+def _family_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray, newer: np.ndarray,
+                    family: Mapping[int, tuple[str, str]], margin: np.ndarray) -> None:
+    """:func:`competing_scores`'s margins, in place, for the strong pairs ``idx`` whose older
+    image has declared variants among the newer image's other strong pairs: when the older image
+    is the variant the newer one agrees with best, its variants are left out of its competition."""
+    older = np.minimum(pairs[idx, 0], pairs[idx, 1])
+    groups = [family.get(int(o), (None, None))[0] for o in older.tolist()]
+    if not any(g is not None for g in groups):
+        return
+    by_query: dict[int, list[int]] = {}
+    for n, q in enumerate(newer.tolist()):
+        by_query.setdefault(q, []).append(n)
+    # each image's best agreement in the strong pairs where it is the older image
+    as_older: dict[int, float] = {}
+    for o, a in zip(older.tolist(), al[idx].tolist()):
+        if a > as_older.get(o, -np.inf):
+            as_older[o] = a
+    for q, mine in by_query.items():
+        if len(mine) < 2 or all(groups[n] is None for n in mine):
+            continue
+        for n in mine:
+            g = groups[n]
+            if g is None:
+                continue
+            product = family[int(older[n])][1]
+            siblings = [k for k in mine if k != n and groups[k] == g and family[int(older[k])][1] != product]
+            if not siblings or any(al[idx[k]] > al[idx[n]] for k in siblings):
+                continue
+            others = [al[idx[k]] for k in mine if k != n and k not in siblings]
+            # the query's other strong pairs as the newer image compete; so do those where it is
+            # the older image (as in the margins above)
+            if q in as_older:
+                others.append(as_older[q])
+            margin[idx[n]] = al[idx[n]] - max(others, default=0.0)
 
 
 def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
@@ -739,7 +781,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # images' other candidates, as search does
         evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
         names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
-        scores[todo] = competing_scores(pairs[todo], evidence[todo])
+        family = variant_families(catalog, np.unique(pairs[todo])) if len(todo) else {}
+        scores[todo] = competing_scores(pairs[todo], evidence[todo], family)
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")

@@ -428,6 +428,29 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     assert s[4] == pytest.approx(scoring.embedding_score(0.97)) and s[5] == 0.0   # embedding score; missing image
 
 
+def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best():
+    """Images 1 and 2 are declared variants (one item group, two products) sharing a photo, 3 is
+    another product; 9, added last, is a recoloured copy of 1. Without product data 2 competes
+    with 1 (margin 0.02); with it, 1 is the variant 9 agrees with best, so only 3 competes. 2 is
+    not 9's best variant and keeps competing with 1."""
+    pairs = np.array([[1, 9], [2, 9], [3, 9]])
+    #                 cosine inliers colour aligned unchanged features
+    ev = np.array([[0.90, 200, 0.30, 0.99, 0.70, 1],
+                   [0.90, 190, 0.30, 0.97, 0.40, 1],
+                   [0.70, 20, 0.50, 0.50, 0.60, 1]])
+    family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green")}
+    plain = duplicates.competing_scores(pairs, ev)
+    aware = duplicates.competing_scores(pairs, ev, family)
+    calibrated = lambda row, margin: float(scoring.calibrated(*row[:5], margin))  # noqa: E731
+    assert plain[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.97))
+    assert aware[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.50))
+    assert aware[0] >= scoring.THRESHOLDS["copy"] > plain[0]
+    assert aware[1] == pytest.approx(plain[1]) and aware[2] == pytest.approx(plain[2])
+    # one family's variants are nobody else's: another item group's images compete as before
+    other = {1: ("JKT", "JKT-red"), 2: ("TEE", "TEE-green")}
+    np.testing.assert_allclose(duplicates.competing_scores(pairs, ev, other), plain)
+
+
 def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_catalog):
     from engine.verification import pair_scores
 
