@@ -293,8 +293,8 @@ def _family_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray, newer: n
             g = groups[n]
             if g is None:
                 continue
-            product = family[int(older[n])][1]
-            siblings = [k for k in mine if k != n and groups[k] == g and family[int(older[k])][1] != product]
+            c = int(older[n])
+            siblings = [k for k in mine if k != n and declared_variants(family, c, int(older[k]))]
             if not siblings or any(al[idx[k]] > al[idx[n]] for k in siblings):
                 continue
             others = [al[idx[k]] for k in mine if k != n and k not in siblings]
@@ -461,17 +461,20 @@ def variant_families(catalog: Catalog, image_ids: Iterable[int]) -> dict[int, tu
     return out
 
 
+def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> bool:
+    """Whether images ``a`` and ``b`` are declared variants: different products of one item group
+    (``family`` from :func:`variant_families`)."""
+    fa, fb = family.get(a), family.get(b)
+    return fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
+
+
 def declared_variant_mask(pairs: np.ndarray, family: Mapping[int, tuple[str, str]]) -> np.ndarray:
     """For image-id ``pairs`` [m, 2]: True where the two images belong to different products of
     one item group (``family`` from :func:`variant_families`)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     if not family or len(pairs) == 0:
         return np.zeros(len(pairs), bool)
-    out = np.zeros(len(pairs), bool)
-    for n, (a, b) in enumerate(pairs.tolist()):
-        fa, fb = family.get(a), family.get(b)
-        out[n] = fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
-    return out
+    return np.array([declared_variants(family, a, b) for a, b in pairs.tolist()], bool)
 
 
 def variant_attributes(record: Mapping) -> dict[str, str]:
@@ -521,9 +524,7 @@ def group_pairs(pairs: np.ndarray, scores: np.ndarray, *, area: dict[int, float]
     together_keys = {_key(int(a), int(b)) for a, b in together}
 
     def variants(a: int, b: int) -> bool:   # declared variants the user did not confirm
-        fa, fb = family.get(a), family.get(b)
-        return (fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
-                and _key(a, b) not in together_keys)
+        return declared_variants(family, a, b) and _key(a, b) not in together_keys
 
     if apart_keys or family:                # a pair kept apart is no link at all
         linked = np.array([_key(a, b) not in apart_keys and not variants(a, b)
@@ -776,13 +777,14 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     t = time.perf_counter()
     scores = np.ones(len(pairs), np.float64)
     todo = np.nonzero(~identical)[0]
+    families: dict[int, tuple[str, str]] | None = None    # image -> (item group, product)
     if verifier is None:
         # default: gather each pair's evidence (in parallel), then score every pair against its
         # images' other candidates, as search does
         evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
         names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
-        family = variant_families(catalog, np.unique(pairs[todo])) if len(todo) else {}
-        scores[todo] = competing_scores(pairs[todo], evidence[todo], family)
+        families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
+        scores[todo] = competing_scores(pairs[todo], evidence[todo], families)
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
@@ -794,8 +796,9 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     pairs, scores, is_confirmed = pairs[keep], scores[keep], is_confirmed[keep]
     result.verified = len(pairs)
     # declared variants (product feed): scored above like any pair, reported only on request
-    family = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
-    variant = declared_variant_mask(pairs, family) & ~is_confirmed
+    if families is None:
+        families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
+    variant = declared_variant_mask(pairs, families) & ~is_confirmed
     result.variant_pairs = int(variant.sum())
     if not include_variants and variant.any():
         pairs, scores, is_confirmed = pairs[~variant], scores[~variant], is_confirmed[~variant]
@@ -807,7 +810,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         progress(0, 1, "grouping")
     area = _areas(catalog, np.unique(pairs)) if len(pairs) else {}
     stars = group_pairs(pairs, scores, area=area, preferred=references(catalog), apart=ignored.tolist(),
-                        family=None if include_variants else family, together=confirmed.tolist())
+                        family=None if include_variants else families, together=confirmed.tolist())
     confirmed_keys = set(_pair_keys(pairs[is_confirmed]).tolist()) if is_confirmed.any() else set()
     stars.sort(key=lambda g: (-len(g[1]), g[0]))
     groups = []
