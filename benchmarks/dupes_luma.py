@@ -111,13 +111,17 @@ def _positives() -> list[dict]:
         return [r for r in csv.DictReader(f) if r["relevant"]]
 
 
+def _positive_ids(catalog: Catalog) -> list[tuple[int, int, str]]:
+    """(copy id, original id, edits) of each planted copy."""
+    def image_id(path: Path) -> int:
+        return catalog.image_by_path(os.path.abspath(path))["id"]
+
+    return [(image_id(SET["root"] / r["query"]), image_id(LUMA / r["relevant"]), r["edits"])
+            for r in _positives()]
+
+
 def truth_pairs(catalog: Catalog) -> set[tuple[int, int]]:
-    out = set()
-    for r in _positives():
-        a = catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"]
-        b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
-        out.add((min(a, b), max(a, b)))
-    return out
+    return {(min(a, b), max(a, b)) for a, b, _ in _positive_ids(catalog)}
 
 
 #: mean absolute difference (grey levels, at a quarter of the size) below which two gallery
@@ -143,9 +147,8 @@ def same_photo_pairs(catalog: Catalog, declared) -> set[tuple[int, int]]:
             if not declared(a, b) and float(np.abs(ia - ib).mean()) < SAME_PHOTO_DIFF:
                 same.add((min(a, b), max(a, b)))
     copies: dict[int, list[int]] = {}
-    for r in _positives():
-        copies.setdefault(ids[os.path.abspath(LUMA / r["relevant"])], []).append(
-            catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"])
+    for copy, original, _ in _positive_ids(catalog):
+        copies.setdefault(original, []).append(copy)
     out = set(same)
     for a, b in same:
         for x, y in ((a, b), (b, a)):
@@ -177,7 +180,7 @@ def pair_classes(catalog: Catalog) -> tuple[set, callable]:
 
     colour_variant.same_style = same_style
     family = duplicates.variant_families(catalog, list(paths))
-    colour_variant.declared = lambda a, b: bool(duplicates.declared_variant_mask([(a, b)], family)[0])
+    colour_variant.declared = lambda a, b: duplicates.declared_variants(family, a, b)
     colour_variant.family = family
     colour_variant.same_photo = same_photo_pairs(catalog, colour_variant.declared)
     return truth_pairs(catalog), colour_variant
@@ -212,12 +215,7 @@ def evaluate(groups: list[tuple[int, list]], truth: set, colour_variant) -> dict
 
 
 def _edits(catalog: Catalog) -> dict[tuple[int, int], str]:
-    out = {}
-    for r in _positives():
-        a = catalog.image_by_path(os.path.abspath(SET["root"] / r["query"]))["id"]
-        b = catalog.image_by_path(os.path.abspath(LUMA / r["relevant"]))["id"]
-        out[(min(a, b), max(a, b))] = r["edits"]
-    return out
+    return {(min(a, b), max(a, b)): edits for a, b, edits in _positive_ids(catalog)}
 
 
 def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores: np.ndarray,

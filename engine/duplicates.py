@@ -198,8 +198,13 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
         from .verification import pair_scores
     except ImportError:
         return embedding_pair_scores(catalog, pairs, cosine), "embedding"
-    return np.asarray(pair_scores(catalog, [(max(int(a), int(b)), min(int(a), int(b))) for a, b in pairs]),
-                      np.float64), "verified"
+    return np.asarray(pair_scores(catalog, _newer_first(pairs).tolist()), np.float64), "verified"
+
+
+def _newer_first(pairs: np.ndarray) -> np.ndarray:
+    """Image-id ``pairs`` [m, 2] as (newer, older): the larger id, the image added later, first."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return np.stack([pairs.max(axis=1), pairs.min(axis=1)], axis=1)
 
 
 def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None = None
@@ -209,9 +214,7 @@ def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None
     (the larger id) as the query and the older one as the candidate, as a search with the image
     that arrived later measures it (see :func:`competing_scores`). ``cosine`` is not needed: the
     evidence holds the exact cosine from the stored embeddings."""
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    newer_first = np.stack([pairs.max(axis=1), pairs.min(axis=1)], axis=1)
-    return verification.pair_evidence(catalog, newer_first), "verified"
+    return verification.pair_evidence(catalog, _newer_first(pairs)), "verified"
 
 
 def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
