@@ -219,7 +219,7 @@ def _edits(catalog: Catalog) -> dict[tuple[int, int], str]:
 
 
 def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores: np.ndarray,
-                 threshold: float) -> dict:
+                 evidence: np.ndarray | None, threshold: float) -> dict:
     """Why each true pair not inside one group was missed (with the edits of those pairs)."""
     from collections import Counter
 
@@ -228,7 +228,11 @@ def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores
         inside.update(combinations(sorted([rep] + [m for m, _ in members]), 2))
     score = {tuple(p): s for p, s in zip(pairs.tolist(), scores.tolist())}
     missed = sorted(truth - inside)
-    ev, _ = duplicates.pair_evidence(catalog, np.array(missed, np.int64).reshape(-1, 2))   # as the scan measures them
+    if evidence is not None:        # as the scan measured them
+        row = {tuple(p): n for n, p in enumerate(pairs.tolist())}
+        ev = [evidence[row[p]] if p in row else np.zeros(len(duplicates.EVIDENCE)) for p in missed]
+    else:
+        ev, _ = duplicates.pair_evidence(catalog, np.array(missed, np.int64).reshape(-1, 2))
     edits = _edits(catalog)
     reasons, by_edit, below = Counter(), {}, []
     for p, e in zip(missed, ev):
@@ -283,6 +287,9 @@ def main() -> int:
                          "images' other candidates (the scan's default)")
     ap.add_argument("--no-words", action="store_true",
                     help="without the visual-word candidates (engine.visual_words: turned copies)")
+    ap.add_argument("--no-dense", action="store_true",
+                    help="without matching unconfirmed images again from their files with more keypoints "
+                         "(verification.dense_recheck: copies under text)")
     ap.add_argument("--missed", action="store_true",
                     help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
@@ -300,7 +307,8 @@ def main() -> int:
     truth, colour_variant = pair_classes(catalog)
     t, cpu = time.perf_counter(), time.process_time()
     result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
-                             verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words)
+                             verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words,
+                             dense=not args.no_dense)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
@@ -310,6 +318,7 @@ def main() -> int:
                       "scan_cpu_seconds": round(cpu, 1), "load": round(os.getloadavg()[0], 1),
                       "verify_seconds": round(result.timings.get("verify", 0), 1),
                       "words_seconds": round(result.timings.get("words", 0), 2),
+                      "dense_seconds": round(result.timings.get("dense", 0), 1), "rechecked": result.rechecked,
                       "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),
                       "colour_variant_candidates": sum(colour_variant(a, b) for a, b in found - truth),
                       "declared_variant_candidates": sum(colour_variant.declared(a, b) for a, b in found),
@@ -332,7 +341,7 @@ def main() -> int:
                               "declared_variant_pairs_verified": int(declared.sum()),
                               **evaluate(groups, truth, colour_variant)}))
     if args.missed:
-        print(json.dumps(missed_pairs(catalog, first[0], truth, pairs, scores, first[1])))
+        print(json.dumps(missed_pairs(catalog, first[0], truth, pairs, scores, result.candidate_evidence, first[1])))
     return 0
 
 

@@ -150,6 +150,7 @@ class ScanResult:
     verified: int = 0                   # pairs at or above the threshold (plus confirmed ones)
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
     variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
+    rechecked: int = 0                  # images decoded again and matched with more keypoints
     include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
     seconds: float = 0.0
@@ -157,6 +158,7 @@ class ScanResult:
     # every candidate pair and its score (scan(keep_candidates=True): benchmarks, tuning)
     candidate_pairs: np.ndarray | None = None
     candidate_scores: np.ndarray | None = None
+    candidate_evidence: np.ndarray | None = None      # [m, len(EVIDENCE)], the default scoring's
 
     @property
     def duplicates(self) -> int:
@@ -175,7 +177,7 @@ class ScanResult:
     def to_json(self) -> dict:
         return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
                 "queried": self.queried, "candidates": self.candidates, "verified": self.verified,
-                "ignored": self.ignored, "variant_pairs": self.variant_pairs,
+                "ignored": self.ignored, "variant_pairs": self.variant_pairs, "rechecked": self.rechecked,
                 "include_variants": self.include_variants, "only_new": self.only_new,
                 "seconds": round(self.seconds, 3),
                 "groups": [g.to_json() for g in self.groups]}
@@ -694,7 +696,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
          only_new: bool = False, include_variants: bool = False,
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
-         with_records: bool = True, keep_candidates: bool = False, words: bool = True) -> ScanResult:
+         with_records: bool = True, keep_candidates: bool = False, words: bool = True,
+         dense: bool = True) -> ScanResult:
     """Find the groups of near-duplicate images in ``catalog``.
 
     ``only_new`` checks only the images added or changed since the last completed scan against the
@@ -708,6 +711,9 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     ``ScanResult.variant_pairs`` counts those at or above the threshold.
     ``words``: add the visual-word candidates (:mod:`engine.visual_words`: turned copies, which
     the embedding's kNN graph misses; catalogs up to ``visual_words.MAX_IMAGES`` images).
+    ``dense``: an image that no pair confirms as a copy of an older image is decoded again and
+    matched with more keypoints (:func:`engine.verification.dense_recheck`: copies under text or a
+    logo), as search does with such a query.
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
@@ -786,14 +792,21 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # images' other candidates, as search does
         evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
         names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
+        timings["verify"] = time.perf_counter() - t
+        if dense:
+            t = time.perf_counter()
+            result.rechecked = _dense_recheck(catalog, pairs, evidence, todo, progress, cancel)
+            timings["dense"] = time.perf_counter() - t
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
         scores[todo] = competing_scores(pairs[todo], evidence[todo], families)
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
-    timings["verify"] = time.perf_counter() - t
+    timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - t
     if keep_candidates:
         result.candidate_pairs, result.candidate_scores = pairs.copy(), scores.copy()
+        if verifier is None:
+            result.candidate_evidence = evidence
 
     keep = (scores >= threshold) | is_confirmed
     pairs, scores, is_confirmed = pairs[keep], scores[keep], is_confirmed[keep]
@@ -833,6 +846,32 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     return result
 
 
+#: query images re-checked per chunk of :func:`_dense_recheck` (each is decoded: ~20 ms)
+DENSE_CHUNK_IMAGES = 8
+
+
+def _dense_recheck(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray, todo: np.ndarray,
+                   progress: Progress | None, cancel: CancelToken | None) -> int:
+    """:func:`engine.verification.dense_recheck` of the pairs ``todo`` (newer image as the query,
+    as :func:`pair_evidence` measured them) in place in ``evidence``, on the verification threads,
+    a few query images per chunk. Returns how many images were decoded again."""
+    newer = _newer_first(pairs[todo])
+    rows = todo[verification.dense_recheck_rows(newer, evidence[todo])]
+    if not len(rows):
+        return 0
+    query = np.maximum(pairs[rows, 0], pairs[rows, 1])
+    start = np.r_[0, np.nonzero(query[1:] != query[:-1])[0] + 1]      # rows come by query image
+    bounds = np.r_[start[::DENSE_CHUNK_IMAGES], len(rows)]
+    chunks = [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    _verify_parallel(catalog, _dense_verifier, pairs, evidence, rows, evidence, progress, cancel,
+                     chunks=chunks, stage="re-checking unmatched images")
+    return len(start)
+
+
+def _dense_verifier(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray) -> tuple[np.ndarray, str]:
+    return verification.dense_recheck(catalog, _newer_first(pairs), evidence), "verified"
+
+
 def verify_workers() -> int:
     """Threads that verify pairs: one per core (ORB matching and RANSAC run in OpenCV with the
     GIL released, so threads scale on the cores)."""
@@ -856,18 +895,22 @@ def _verify_pool(workers: int):
 
 
 def _verify_parallel(catalog: Catalog, verifier, pairs: np.ndarray, cosine: np.ndarray, todo: np.ndarray,
-                     scores: np.ndarray, progress: Progress | None, cancel: CancelToken | None) -> set[str]:
+                     scores: np.ndarray, progress: Progress | None, cancel: CancelToken | None, *,
+                     chunks: list[np.ndarray] | None = None, stage: str = "verifying pairs") -> set[str]:
     """Score ``pairs[todo]`` into ``scores[todo]`` in chunks of up to VERIFY_CHUNK pairs spread over
-    :func:`verify_workers` threads (a chunk is one verifier call, so its images' stored features
-    are read once per chunk). Cancel is checked between chunks. Returns the scorer names."""
+    :func:`verify_workers` threads (a chunk is one verifier call, ``verifier(catalog, pairs[sel],
+    cosine[sel])``, so its images' stored features are read once per chunk; ``cosine`` may be any
+    per-pair array the verifier takes, ``chunks`` the caller's split of ``todo``). Cancel is checked
+    between chunks; progress is reported as ``stage``. Returns the scorer names."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     names: set[str] = set()
     if len(todo) == 0:
         return names
-    # chunks small enough that every worker gets several, large enough to share feature reads
-    size = max(64, min(VERIFY_CHUNK, -(-len(todo) // (4 * verify_workers()))))
-    chunks = [todo[n:n + size] for n in range(0, len(todo), size)]
+    if chunks is None:
+        # small enough that every worker gets several, large enough to share feature reads
+        size = max(64, min(VERIFY_CHUNK, -(-len(todo) // (4 * verify_workers()))))
+        chunks = [todo[n:n + size] for n in range(0, len(todo), size)]
     workers = min(verify_workers(), len(chunks))
     done = 0
     if workers == 1:
@@ -878,7 +921,7 @@ def _verify_parallel(catalog: Catalog, verifier, pairs: np.ndarray, cosine: np.n
             names.add(name)
             done += len(sel)
             if progress:
-                progress(done, len(todo), "verifying pairs")
+                progress(done, len(todo), stage)
         return names
     pending = iter(chunks)
     pool = _verify_pool(workers)
@@ -899,7 +942,7 @@ def _verify_parallel(catalog: Catalog, verifier, pairs: np.ndarray, cosine: np.n
                 if sel is not None:
                     running[pool.submit(verifier, catalog, pairs[sel], cosine[sel])] = sel
             if progress:
-                progress(done, len(todo), "verifying pairs")
+                progress(done, len(todo), stage)
     finally:
         # cancelled or failed: nothing may still use the catalog once the scan has returned
         for fut in running:

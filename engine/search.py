@@ -33,7 +33,7 @@ ROTATED_TOP = 4
 #: the turned queries are tried only when no candidate is closer than this (cosine)
 ROTATION_MAX_COSINE = 0.8
 #: candidates matched again with the query's DENSE_KEYPOINTS when none verified; 0 disables
-DENSE_TOP = 4
+DENSE_TOP = verification.DENSE_TOP
 #: candidates verified before stopping early at a confirmed copy
 VERIFY_MIN = 8
 #: threads that verify candidates side by side (at most the cores this process may use)

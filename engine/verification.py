@@ -16,8 +16,10 @@ can be verified from stored data alone (:func:`pair_evidence`, the duplicate fin
 ORB rather than SIFT: 5-10x faster to extract on this class of CPU, binary descriptors that
 match with Hamming distance, and 32 bytes per keypoint, so a catalog image costs ~11 KB.
 
-Nothing here decodes catalog images: :func:`pair_scores` scores two catalog images from their
-stored embeddings and stored features only.
+:func:`pair_evidence` measures two catalog images from their stored embeddings and stored
+features only; :func:`dense_recheck` decodes a query image again when nothing confirmed it as a
+copy (an overlay may have taken its stored keypoints), as search matches such a query again with
+more keypoints.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ FEATURES_VERSION = 2
 FEATURE_SIDE = 384
 #: keypoints kept per image (strongest first)
 MAX_KEYPOINTS = 320
-#: a query's keypoints when none of its candidates verified with MAX_KEYPOINTS (engine.search)
+#: a query's keypoints when none of its candidates verified with MAX_KEYPOINTS (engine.search;
+#: the duplicate finder's :func:`dense_recheck`)
 DENSE_KEYPOINTS = 1000
+#: candidates matched again with DENSE_KEYPOINTS (the nearest by embedding cosine)
+DENSE_TOP = 4
 #: Lowe's ratio test threshold
 RATIO = 0.8
 #: RANSAC reprojection threshold, pixels at FEATURE_SIDE scale
@@ -157,17 +162,19 @@ def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.minimum(a, b).sum())
 
 
-def extract(rgb: np.ndarray, *, keep_image: bool = False, mirror: bool = False) -> Features:
+def extract(rgb: np.ndarray, *, keep_image: bool = False, mirror: bool = False,
+            keypoints: int = MAX_KEYPOINTS) -> Features:
     """ORB features and thumbnail of an RGB (or grey) uint8 image (~3 ms at 384 px). ``mirror``:
     also the descriptors of the mirrored image at the mirrored keypoints (``mirrored_descriptors``,
-    ~1 ms more; what the catalog stores so mirrored copies verify from stored data)."""
+    ~1 ms more; what the catalog stores so mirrored copies verify from stored data). ``keypoints``:
+    how many of the strongest to keep."""
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     size = _feature_size(*rgb.shape[:2])
-    return _extract_resized(_resize(rgb, size), keep_image, mirror)
+    return _extract_resized(_resize(rgb, size), keep_image, mirror, keypoints)
 
 
-def catalog_features(rgb: np.ndarray) -> Features:
+def catalog_features(rgb: np.ndarray, *, keypoints: int = MAX_KEYPOINTS) -> Features:
     """The features a catalog stores for an image (ingest, and images indexed before local
     features existed): :func:`extract` with the mirrored descriptors, of the content inside a
     *coloured* uniform border (padding or a frame added to a copy, :func:`content_box`), as search
@@ -175,13 +182,14 @@ def catalog_features(rgb: np.ndarray) -> Features:
     and 48-px thumbnail spend their resolution on the frame, and its colour histogram counts the
     frame. A white border is the studio background the catalog's photos share: kept, so
     catalog images are compared whole, as before (on the Luma duplicate benchmark trimming white
-    borders too lost recall; docs/duplicates.md)."""
+    borders too lost recall; docs/duplicates.md). ``keypoints``: DENSE_KEYPOINTS for
+    :func:`dense_recheck` (the same image, more of its corners)."""
     if rgb.ndim == 3:
         box = content_box(rgb, coloured_only=True)
         if box is not None:
             x0, y0, x1, y1 = box[0]
             rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    return extract(rgb, mirror=True)
+    return extract(rgb, mirror=True, keypoints=keypoints)
 
 
 def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
@@ -549,16 +557,30 @@ def _thumbnail_only(keypoints: bytes) -> Features:
     return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), size, thumb)
 
 
-def _compute_and_store(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
+#: short side a catalog image is decoded at for its features (JPEGs at a reduced scale)
+DECODE_SHORT_SIDE = 256
+
+
+def _decode(path: str) -> np.ndarray | None:
+    """A catalog image's pixels for its features; None when the file cannot be used now (gone,
+    unreadable, damaged: the image keeps what is stored)."""
     from .errors import LookalikeError
     from .imaging import load_image
+
+    try:
+        return load_image(path, min_short_side=DECODE_SHORT_SIDE)
+    except (LookalikeError, OSError, MemoryError):
+        return None
+
+
+def _compute_and_store(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
+    from .errors import LookalikeError
 
     out: dict[int, Features] = {}
     rows = []
     for image_id, path in items:
-        try:
-            rgb = load_image(path, min_short_side=256)
-        except (LookalikeError, OSError, MemoryError):
+        rgb = _decode(path)
+        if rgb is None:
             continue
         f = catalog_features(rgb)
         out[image_id] = f
@@ -668,6 +690,74 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     return ev
 
 
+def dense_recheck_rows(pairs, evidence) -> np.ndarray:
+    """The rows of (query image, candidate image) ``pairs`` that :func:`dense_recheck` matches
+    again: for every query image that none of its rows confirms as a copy (CONFIRMED_INLIERS
+    inliers with aligned pixels of at least ALIGNED_CONFIRMED, in ``evidence``, as
+    :func:`pair_evidence` gives it), its DENSE_TOP rows nearest by embedding cosine among those
+    with local features. Sorted by query image."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    ev = np.asarray(evidence, np.float64).reshape(len(pairs), len(EVIDENCE))
+    if not len(pairs):
+        return np.zeros(0, np.int64)
+    confirmed = (ev[:, 1] >= CONFIRMED_INLIERS) & (ev[:, 3] >= ALIGNED_CONFIRMED)
+    done = np.unique(pairs[confirmed, 0])
+    usable = np.nonzero((ev[:, 5] > 0) & ~np.isnan(ev[:, 0]) & ~np.isin(pairs[:, 0], done))[0]
+    # by query image, nearest first; then the first DENSE_TOP of each
+    order = usable[np.lexsort((-ev[usable, 0], pairs[usable, 0]))]
+    query = pairs[order, 0]
+    start = np.r_[0, np.nonzero(query[1:] != query[:-1])[0] + 1] if len(order) else np.zeros(0, np.int64)
+    rank = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
+    return order[rank < DENSE_TOP]
+
+
+def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
+    """``evidence`` (:func:`pair_evidence`'s, [m, len(EVIDENCE)]) of (query image, candidate image)
+    ``pairs``, with each query image matched again with DENSE_KEYPOINTS keypoints decoded from its
+    file, as search does with a query that nothing verified (engine.search, DENSE_TOP): text or a
+    logo laid over a copy has the strongest corners of the photo and takes most of the
+    MAX_KEYPOINTS stored at import, leaving too few on the product to verify the copy from stored
+    data. Each query image is decoded once (give all its rows together, as
+    :func:`dense_recheck_rows` selects them); its candidates' stored features are used as they
+    are. The mirrored dense features are tried unless the plain ones confirm a copy (inliers and
+    aligned pixels, as :func:`pair_evidence` decides for stored data). As in search,
+    only a confirmed match (CONFIRMED_INLIERS) from this pass counts, and only where it has more
+    inliers than the row had: with more keypoints, other photos (another product on the same
+    model) match more too. A query whose file cannot be read keeps its evidence. Returns the
+    updated evidence (a copy)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    out = np.array(evidence, np.float64, copy=True).reshape(len(pairs), len(EVIDENCE))
+    if not len(pairs):
+        return out
+    rows: dict[int, list[int]] = {}
+    for n, q in enumerate(pairs[:, 0].tolist()):
+        rows.setdefault(q, []).append(n)
+    paths = {r["image_id"]: r["path"] for r in catalog.image_records(list(rows))}
+    stored = features_for(catalog, np.unique(pairs[:, 1]).tolist(), compute_missing=False)
+    for q, mine in rows.items():
+        mine = [n for n in mine if len(stored.get(int(pairs[n, 1]), ()))]
+        rgb = _decode(paths[q]) if mine and q in paths else None
+        if rgb is None:
+            continue
+        dense = catalog_features(rgb, keypoints=DENSE_KEYPOINTS)
+        for query in (dense, mirror_of(dense)):
+            if query is None:
+                break
+            confirmed = False
+            for n in mine:
+                candidate = stored[int(pairs[n, 1])]
+                v = verify(query, candidate)
+                if v.inliers < CONFIRMED_INLIERS or v.homography is None:
+                    continue
+                al = aligned_similarity(query, candidate, v.homography, either_grey=True)
+                confirmed |= al.ncc >= ALIGNED_CONFIRMED
+                if v.inliers > out[n, 1]:
+                    out[n, 1], out[n, 3], out[n, 4] = v.inliers, al.ncc, al.unchanged
+            if confirmed:       # as pair_evidence: no mirrored match after a confirmed plain one
+                break
+    return out
+
+
 def _mirror_pretest(mirrored: Features, candidate: Features) -> bool:
     step = MIRROR_PRETEST_STRIDE
     subset = Features(mirrored.points[::step], mirrored.descriptors[::step], mirrored.size, mirrored.thumb)
@@ -677,15 +767,20 @@ def _mirror_pretest(mirrored: Features, candidate: Features) -> bool:
 def pair_scores(catalog, pairs) -> np.ndarray:
     """The calibrated score (engine.scoring) of each (image_id, image_id) pair of catalog images:
     the score a search with the first image gives the second when no other catalog image competes
-    (embedding cosine, ORB/RANSAC inliers, aligned pixel agreement and colour, all from stored
-    data: nothing is decoded, except the features of images indexed before local features
-    existed, computed once). Mirrored copies are verified with the stored mirrored descriptors
-    (:func:`pair_evidence`); turned ones need nothing more (ORB is rotation invariant). Pairs
+    (embedding cosine, ORB/RANSAC inliers, aligned pixel agreement and colour, from stored data;
+    the features of images indexed before local features existed are computed once). Mirrored
+    copies are verified with the stored mirrored descriptors (:func:`pair_evidence`); turned ones
+    need nothing more (ORB is rotation invariant). A first image that no pair confirms as a copy
+    is decoded and matched again with more keypoints (:func:`dense_recheck`, as search does). Pairs
     naming a missing image score 0; pairs of two images without local features (files
     unreadable, or blank images without a keypoint) get :func:`scoring.embedding_score`."""
     from . import scoring
 
-    ev = pair_evidence(catalog, [(int(a), int(b)) for a, b in pairs])
+    pairs = np.asarray([(int(a), int(b)) for a, b in pairs], np.int64).reshape(-1, 2)
+    ev = pair_evidence(catalog, pairs)
+    rows = dense_recheck_rows(pairs, ev)
+    if rows.size:
+        ev[rows] = dense_recheck(catalog, pairs[rows], ev[rows])
     out = np.zeros(len(ev), np.float64)
     for n, (cosine, inliers, colour, aligned, unchanged, features) in enumerate(ev.tolist()):
         if np.isnan(cosine):

@@ -512,10 +512,79 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     capsys.readouterr()
     assert main(["check", "--catalog", str(old), "--no-files"]) == 0       # read-only: not migrated
     assert "6 images lack stored local features or their mirrored descriptors" in capsys.readouterr().out
-    # it still scans (the column is added, empty): the mirrored copy cannot be verified yet
-    assert pair not in _mirrored_copy_groups(capsys, old)
+    # it still scans (the column is added, empty): stored data cannot verify the mirrored copy;
+    # the scan finds it by decoding the unconfirmed copy again (dense_recheck: mirrored too)
+    assert pair in _mirrored_copy_groups(capsys, old)
+
+    def stored_only_groups(folder) -> list[set[str]]:
+        with Catalog.open(folder) as cat:
+            result = duplicates.scan(cat, dense=False)
+        return [{Path(m.path).name for m in [g.representative, *g.members]} for g in result.groups]
+
+    assert pair not in stored_only_groups(old)
     with Catalog.open(old) as cat:
         assert len(cat.images_without_local_features(verification.FEATURES_VERSION, mirrored=True)) == 6
     assert main(["check", "--catalog", str(old), "--repair", "--no-files"]) == 0
     assert "computed the local features of 6 images" in capsys.readouterr().out
-    assert pair in _mirrored_copy_groups(capsys, old)
+    assert pair in stored_only_groups(old) and pair in _mirrored_copy_groups(capsys, old)
+
+
+# ---------------------------------------------------------------------- copies under text
+def test_dense_recheck_rows_pick_the_unconfirmed_queries_nearest_candidates():
+    #                   query candidate
+    pairs = np.array([[9, 1], [9, 2], [9, 3], [9, 4], [9, 5], [9, 6],   # 9: nothing confirmed
+                      [8, 1], [8, 2],                                   # 8: a confirmed copy of 1
+                      [7, 1], [7, 2]])                                  # 7: 25 inliers that disagree
+    #                 cosine inliers colour aligned unchanged features
+    ev = np.array([[0.70, 0, 0.9, 0.0, 0.0, 1],
+                   [0.95, 16, 0.9, 0.6, 0.5, 1],
+                   [0.80, 0, 0.9, 0.0, 0.0, 0],                          # no local features
+                   [0.90, 3, 0.9, 0.0, 0.0, 1],
+                   [0.85, 0, 0.9, 0.0, 0.0, 1],
+                   [np.nan, 0, 0, 0, 0, 0],                               # image gone
+                   [0.90, 40, 0.9, 0.95, 0.9, 1],
+                   [0.99, 0, 0.9, 0.0, 0.0, 1],
+                   [0.90, 30, 0.9, 0.50, 0.9, 1],
+                   [0.80, 0, 0.9, 0.0, 0.0, 1]])
+    rows = verification.dense_recheck_rows(pairs, ev)
+    assert verification.DENSE_TOP == 4
+    # by query; 9's four nearest usable candidates (2, 4, 5, 1), 7's two; 8 is confirmed
+    assert [tuple(pairs[r]) for r in rows] == [(7, 1), (7, 2), (9, 2), (9, 4), (9, 5), (9, 1)]
+    assert verification.dense_recheck_rows(pairs[:0], ev[:0]).size == 0
+
+
+def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model):
+    """Luma's pos_q00049 is wb07-brown-0 with a text overlay: the text has the strongest corners
+    and takes the copy's stored keypoints, so stored data verify nothing (0 inliers). The scan
+    decodes such an image again and matches it with more keypoints, as search does."""
+    from engine.ingest import ingest
+
+    original = luma_dir / "images" / "wb07-brown-0.jpg"
+    copy = luma_dir / "eval" / "copies" / "pos_q00049.jpg"
+    others = sorted((luma_dir / "images").glob("wb0*.jpg"))[:6]
+    folder = tmp_path / "catalog"
+    with Catalog.open(folder) as cat:
+        ingest(cat, model, sorted({original, *others}))
+        ingest(cat, model, [copy])                   # added later: the suspected copy
+        ids = {Path(r["path"]).name: r["image_id"] for r in cat.iter_records()}
+        pair = np.array([[ids["wb07-brown-0.jpg"], ids["pos_q00049.jpg"]]])
+        stored, _ = duplicates.pair_evidence(cat, pair)
+        assert stored[0, 1] < scoring.MARGIN_MIN_INLIERS        # stored data cannot verify it
+
+        def grouped(result) -> bool:
+            return any({original.name, copy.name} <= {Path(m.path).name for m in [g.representative, *g.members]}
+                       for g in result.groups)
+
+        assert not grouped(duplicates.scan(cat, dense=False))
+        result = duplicates.scan(cat)
+        assert grouped(result) and result.rechecked >= 1, result.summary()
+        member = next(m for g in result.groups for m in g.members if Path(m.path).name == copy.name)
+        assert member.score >= scoring.THRESHOLDS["copy"]
+        # each pair alone ("set as reference" rescoring) measures it the same way
+        lone, _ = duplicates.verify_pairs(cat, pair, np.full(1, np.nan))
+        assert lone[0] >= scoring.THRESHOLDS["copy"]
+
+        # the copy's file gone: its stored evidence stands, nothing fails
+        moved = tmp_path / "moved.jpg"
+        cat.db.conn.execute("UPDATE images SET path = ? WHERE id = ?", (str(moved), int(ids[copy.name])))
+        assert not grouped(duplicates.scan(cat))
