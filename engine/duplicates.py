@@ -1055,6 +1055,10 @@ def register_cli(sub) -> None:
     p.add_argument("--include-variants", action="store_true",
                    help="also report pairs between declared variants (different products of one "
                         "item_group_id in the product feed, e.g. two colours sharing a recoloured photo)")
+    p.add_argument("--stored-only", action="store_false", dest="dense",
+                   help="score from stored data only: do not decode the images that no pair confirms "
+                        "as copies to match them again with more keypoints (faster; copies under text "
+                        "or logos are then missed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
     g.add_argument("--not-duplicate", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
@@ -1128,7 +1132,7 @@ def cmd_dupes(args) -> int:
 
         try:
             result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
-                          include_variants=args.include_variants, progress=progress)
+                          include_variants=args.include_variants, progress=progress, dense=args.dense)
         finally:
             if bar is not None:
                 bar.close()

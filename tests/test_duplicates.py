@@ -470,7 +470,7 @@ def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_cat
 
 
 # ---------------------------------------------------------------------- mirrored copies
-def _mirrored_copy_groups(capsys, folder) -> list[set[str]]:
+def _cli_groups(capsys, folder) -> list[set[str]]:
     from engine.cli import main
 
     capsys.readouterr()
@@ -502,7 +502,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     with Catalog.open(folder) as cat:
         assert ingest(cat, model, sorted(photos.iterdir())).added == 6
     pair = {"astronaut.png", "mirrored copy.jpg"}
-    assert pair in _mirrored_copy_groups(capsys, folder)
+    assert pair in _cli_groups(capsys, folder)
 
     # the same catalog as made before mirrored descriptors existed: no such column
     old = tmp_path / "old"
@@ -514,7 +514,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     assert "6 images lack stored local features or their mirrored descriptors" in capsys.readouterr().out
     # it still scans (the column is added, empty): stored data cannot verify the mirrored copy;
     # the scan finds it by decoding the unconfirmed copy again (dense_recheck: mirrored too)
-    assert pair in _mirrored_copy_groups(capsys, old)
+    assert pair in _cli_groups(capsys, old)
 
     def stored_only_groups(folder) -> list[set[str]]:
         with Catalog.open(folder) as cat:
@@ -526,7 +526,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
         assert len(cat.images_without_local_features(verification.FEATURES_VERSION, mirrored=True)) == 6
     assert main(["check", "--catalog", str(old), "--repair", "--no-files"]) == 0
     assert "computed the local features of 6 images" in capsys.readouterr().out
-    assert pair in stored_only_groups(old) and pair in _mirrored_copy_groups(capsys, old)
+    assert pair in stored_only_groups(old) and pair in _cli_groups(capsys, old)
 
 
 # ---------------------------------------------------------------------- copies under text
@@ -553,10 +553,11 @@ def test_dense_recheck_rows_pick_the_unconfirmed_queries_nearest_candidates():
     assert verification.dense_recheck_rows(pairs[:0], ev[:0]).size == 0
 
 
-def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model):
+def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsys):
     """Luma's pos_q00049 is wb07-brown-0 with a text overlay: the text has the strongest corners
     and takes the copy's stored keypoints, so stored data verify nothing (0 inliers). The scan
     decodes such an image again and matches it with more keypoints, as search does."""
+    from engine.cli import main
     from engine.ingest import ingest
 
     original = luma_dir / "images" / "wb07-brown-0.jpg"
@@ -584,6 +585,16 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model):
         lone, _ = duplicates.verify_pairs(cat, pair, np.full(1, np.nan))
         assert lone[0] >= scoring.THRESHOLDS["copy"]
 
+    # the CLI: by default, and --stored-only (no decoding)
+    names = {original.name, copy.name}
+    assert any(names <= g for g in _cli_groups(capsys, folder))
+    assert main(["dupes", "--catalog", str(folder), "--json", "--stored-only"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rechecked"] == 0
+    assert not any(names <= {Path(m["path"]).name for m in [g["representative"], *g["members"]]}
+                   for g in out["groups"])
+
+    with Catalog.open(folder) as cat:
         # the copy's file gone: its stored evidence stands, nothing fails
         moved = tmp_path / "moved.jpg"
         cat.db.conn.execute("UPDATE images SET path = ? WHERE id = ?", (str(moved), int(ids[copy.name])))
