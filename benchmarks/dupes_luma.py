@@ -290,6 +290,8 @@ def main() -> int:
     ap.add_argument("--no-dense", action="store_true",
                     help="without matching unconfirmed images again from their files with more keypoints "
                          "(verification.dense_recheck: copies under text)")
+    ap.add_argument("--no-turned", action="store_true",
+                    help="without embedding unconfirmed, isolated images turned (no model given to the scan)")
     ap.add_argument("--missed", action="store_true",
                     help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
@@ -308,7 +310,8 @@ def main() -> int:
     t, cpu = time.perf_counter(), time.process_time()
     result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
                              verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words,
-                             dense=not args.no_dense)
+                             dense=not args.no_dense,
+                             model=None if args.no_dense or args.no_turned else duplicates.scan_model(catalog))
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
@@ -319,6 +322,7 @@ def main() -> int:
                       "verify_seconds": round(result.timings.get("verify", 0), 1),
                       "words_seconds": round(result.timings.get("words", 0), 2),
                       "dense_seconds": round(result.timings.get("dense", 0), 1), "rechecked": result.rechecked,
+                      "turned": result.turned,
                       "true_pairs_among_candidates": len(found & truth), "true_pairs": len(truth),
                       "colour_variant_candidates": sum(colour_variant(a, b) for a, b in found - truth),
                       "declared_variant_candidates": sum(colour_variant.declared(a, b) for a, b in found),

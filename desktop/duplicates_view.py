@@ -183,8 +183,12 @@ class DuplicatesView(QWidget):
     scanFinished = Signal(object)       # engine.duplicates.ScanResult
     message = Signal(str)
 
-    def __init__(self, catalog: Catalog | str | os.PathLike, parent=None, *, threshold: str = "copy"):
+    def __init__(self, catalog: Catalog | str | os.PathLike, parent=None, *, threshold: str = "copy",
+                 model=None):
         super().__init__(parent)
+        # the catalog's model (engine.model.Model) a scan embeds turned images with; None: the
+        # first scan loads it on its worker thread (duplicates.scan_model) and keeps it
+        self.model = model
         self._owns_catalog = not isinstance(catalog, Catalog)
         self.catalog = Catalog.open(catalog, create=False) if self._owns_catalog else catalog
         self.pool = QThreadPool(self)
@@ -327,10 +331,14 @@ class DuplicatesView(QWidget):
             return
         threshold, only_new, catalog = self.threshold(), self.new_only_box.isChecked(), self.catalog
         variants = self.variants_box.isChecked()
-        job = Job(lambda progress, cancel: duplicates.scan(
-            catalog, threshold=threshold, only_new=only_new, include_variants=variants,
-            progress=progress, cancel=cancel),
-            with_progress=True)
+
+        def work(progress, cancel):
+            if self.model is None:
+                self.model = duplicates.scan_model(catalog)
+            return duplicates.scan(catalog, threshold=threshold, only_new=only_new, include_variants=variants,
+                                   progress=progress, cancel=cancel, model=self.model)
+
+        job = Job(work, with_progress=True)
         job.signals.progress.connect(self._on_progress)
         job.signals.done.connect(self._on_scanned)
         job.signals.failed.connect(self._on_scan_failed)

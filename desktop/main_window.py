@@ -920,7 +920,8 @@ class MainWindow(QMainWindow):
             self._close_duplicates()
             from .duplicates_view import DuplicatesView
 
-            window = DuplicatesView(catalog, self)  # shares the open catalog (thread-safe)
+            # shares the open catalog (thread-safe) and, once loaded, the model that fits it
+            window = DuplicatesView(catalog, self, model=self.session.model if self.session.ready else None)
             window.setWindowFlag(Qt.WindowType.Window)
             window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
             window.resize(1200, 780)

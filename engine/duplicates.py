@@ -44,13 +44,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from . import scoring, verification, visual_words
 from .catalog import Catalog, execute_statements, now_iso
 from .verification import EVIDENCE
+
+if TYPE_CHECKING:
+    from .model import Model
 from .errors import CatalogError, LookalikeError
 
 Progress = Callable[[int, int, str], None]
@@ -151,6 +154,7 @@ class ScanResult:
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
     variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
     rechecked: int = 0                  # images decoded again and matched with more keypoints
+    turned: int = 0                     # images also searched turned by 90/180/270 degrees
     include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
     seconds: float = 0.0
@@ -178,6 +182,7 @@ class ScanResult:
         return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
                 "queried": self.queried, "candidates": self.candidates, "verified": self.verified,
                 "ignored": self.ignored, "variant_pairs": self.variant_pairs, "rechecked": self.rechecked,
+                "turned": self.turned,
                 "include_variants": self.include_variants, "only_new": self.only_new,
                 "seconds": round(self.seconds, 3),
                 "groups": [g.to_json() for g in self.groups]}
@@ -697,7 +702,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
          with_records: bool = True, keep_candidates: bool = False, words: bool = True,
-         dense: bool = True) -> ScanResult:
+         dense: bool = True, model: Model | None = None) -> ScanResult:
     """Find the groups of near-duplicate images in ``catalog``.
 
     ``only_new`` checks only the images added or changed since the last completed scan against the
@@ -713,7 +718,10 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     the embedding's kNN graph misses; catalogs up to ``visual_words.MAX_IMAGES`` images).
     ``dense``: an image that no pair confirms as a copy of an older image is decoded again and
     matched with more keypoints (:func:`engine.verification.dense_recheck`: copies under text or a
-    logo), as search does with such a query.
+    logo), as search does with such a query. ``model`` (the catalog's, :func:`scan_model`): such an
+    image that is also far from every other (a turned copy embeds far from its original) is embedded
+    turned by 90/180/270 degrees and its nearest images become candidates too, as search does;
+    without a model (or with ``dense=False``) there is no such pass.
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
@@ -792,17 +800,31 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # images' other candidates, as search does
         evidence = np.zeros((len(pairs), len(EVIDENCE)), np.float64)
         names = _verify_parallel(catalog, pair_evidence, pairs, cosine, todo, evidence, progress, cancel)
-        timings["verify"] = time.perf_counter() - t
         if dense:
-            t = time.perf_counter()
+            started_dense = time.perf_counter()
             result.rechecked = _dense_recheck(catalog, pairs, evidence, todo, progress, cancel)
-            timings["dense"] = time.perf_counter() - t
+            if model is not None:
+                turned = _turned_pairs(catalog, index, model, pairs, evidence, since, ignored, progress, cancel)
+                result.turned = turned.queried
+                if len(turned.pairs):
+                    more = np.arange(len(pairs), len(pairs) + len(turned.pairs))
+                    pairs = np.concatenate([pairs, turned.pairs])
+                    cosine = np.concatenate([cosine, np.full(len(turned.pairs), np.nan)])
+                    evidence = np.concatenate([evidence, np.zeros((len(turned.pairs), len(EVIDENCE)))])
+                    scores = np.concatenate([scores, np.ones(len(turned.pairs))])
+                    is_confirmed = np.concatenate([is_confirmed, np.zeros(len(turned.pairs), bool)])
+                    identical = np.concatenate([identical, np.zeros(len(turned.pairs), bool)])
+                    todo = np.concatenate([todo, more])
+                    result.candidates += len(turned.pairs)
+                    _verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
+                    _dense_recheck(catalog, pairs, evidence, more, progress, cancel)
+            timings["dense"] = time.perf_counter() - started_dense
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
         scores[todo] = competing_scores(pairs[todo], evidence[todo], families)
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")
-    timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - t
+    timings["verify"] = time.perf_counter() - t - timings.get("dense", 0.0)
     if keep_candidates:
         result.candidate_pairs, result.candidate_scores = pairs.copy(), scores.copy()
         if verifier is None:
@@ -866,6 +888,82 @@ def _dense_recheck(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray, to
     _verify_parallel(catalog, _dense_verifier, pairs, evidence, rows, evidence, progress, cancel,
                      chunks=chunks, stage="re-checking unmatched images")
     return len(start)
+
+
+#: images embedded turned per model call of :func:`_turned_pairs` (3 rotations each)
+TURNED_CHUNK_IMAGES = 8
+
+
+@dataclass
+class _Turned:
+    pairs: np.ndarray        # new candidate pairs [m, 2] (smaller id first)
+    queried: int             # images embedded turned
+
+
+def _turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evidence: np.ndarray, since: int,
+                  ignored: np.ndarray, progress: Progress | None, cancel: CancelToken | None) -> _Turned:
+    """Candidate pairs for turned copies, as search finds them (``search.ROTATED_TOP``,
+    ``search.ROTATION_MAX_COSINE``): every image scanned (all, or those added since version
+    ``since``) that no pair confirms as a copy (``evidence``: CONFIRMED_INLIERS inliers with aligned
+    pixels of at least ALIGNED_CONFIRMED, either image) and whose nearest candidate is less similar
+    than ROTATION_MAX_COSINE is decoded, its content (inside a uniform border, as search embeds a
+    query) embedded turned by 90, 180 and 270 degrees, and its ROTATED_TOP nearest images for
+    each become candidate pairs, unless already candidates or marked "not a duplicate". Images
+    whose file cannot be read are skipped."""
+    from .search import ROTATED_TOP, ROTATION_MAX_COSINE
+
+    rows = np.nonzero(~np.isnan(evidence[:, 0]))[0]
+    confirmed = rows[(evidence[rows, 1] >= verification.CONFIRMED_INLIERS)
+                     & (evidence[rows, 3] >= verification.ALIGNED_CONFIRMED)]
+    near = rows[evidence[rows, 0] >= ROTATION_MAX_COSINE]
+    settled = set(np.unique(pairs[confirmed]).tolist()) | set(np.unique(pairs[near]).tolist())
+    scanned = catalog.db.conn.execute("SELECT id, path FROM images WHERE version > ? ORDER BY id", (since,)).fetchall()
+    todo = [(int(i), p) for i, p in scanned if int(i) not in settled]
+    none = _Turned(np.zeros((0, 2), np.int64), 0)
+    if not todo or ROTATED_TOP <= 0:
+        return none
+    known = set(_pair_keys(pairs).tolist())
+    if len(ignored):
+        known.update(_pair_keys(ignored).tolist())
+    found: set[tuple[int, int]] = set()
+    queried = 0
+    for start in range(0, len(todo), TURNED_CHUNK_IMAGES):
+        _check(cancel)
+        ids, images = [], []
+        for image_id, path in todo[start:start + TURNED_CHUNK_IMAGES]:
+            rgb = verification.decode(path, model.resize_short_side)
+            if rgb is None:
+                continue
+            box = verification.content_box(rgb)
+            if box is not None:
+                x0, y0, x1, y1 = box[0]
+                rgb = rgb[y0:y1, x0:x1]
+            ids.append(image_id)
+            images.extend(np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3))
+        if images:
+            _, embs = model.run(images)
+            labels, _ = _query(index, embs, min(ROTATED_TOP + 1, len(index)), SEARCH_EF)
+            for n, image_id in enumerate(ids):
+                for other in labels[3 * n: 3 * n + 3].ravel().tolist():
+                    pair = (min(image_id, other), max(image_id, other))
+                    if other != image_id and _key(*pair) not in known:
+                        found.add(pair)
+            queried += len(ids)
+        if progress:
+            progress(min(start + TURNED_CHUNK_IMAGES, len(todo)), len(todo), "searching turned images")
+    return _Turned(np.array(sorted(found), np.int64).reshape(-1, 2), queried)
+
+
+def scan_model(catalog: Catalog) -> Model | None:
+    """The model a scan embeds turned images with: the catalog's own pack
+    (:func:`engine.session.load_model_for`); None when it cannot be loaded or does not match the
+    catalog's embeddings (synthetic catalogs): the scan then has no turned pass."""
+    from .session import load_model_for
+
+    try:
+        return load_model_for(catalog)
+    except (LookalikeError, OSError, ValueError):
+        return None
 
 
 def _dense_verifier(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray) -> tuple[np.ndarray, str]:
@@ -1132,7 +1230,8 @@ def cmd_dupes(args) -> int:
 
         try:
             result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
-                          include_variants=args.include_variants, progress=progress, dense=args.dense)
+                          include_variants=args.include_variants, progress=progress, dense=args.dense,
+                          model=scan_model(catalog) if args.dense else None)
         finally:
             if bar is not None:
                 bar.close()

@@ -561,14 +561,14 @@ def _thumbnail_only(keypoints: bytes) -> Features:
 DECODE_SHORT_SIDE = 256
 
 
-def _decode(path: str) -> np.ndarray | None:
-    """A catalog image's pixels for its features; None when the file cannot be used now (gone,
-    unreadable, damaged: the image keeps what is stored)."""
+def decode(path: str, min_short_side: int = DECODE_SHORT_SIDE) -> np.ndarray | None:
+    """A catalog image's pixels (for its features by default); None when the file cannot be used
+    now (gone, unreadable, damaged: the image keeps what is stored)."""
     from .errors import LookalikeError
     from .imaging import load_image
 
     try:
-        return load_image(path, min_short_side=DECODE_SHORT_SIDE)
+        return load_image(path, min_short_side=min_short_side)
     except (LookalikeError, OSError, MemoryError):
         return None
 
@@ -579,7 +579,7 @@ def _compute_and_store(catalog, items: list[tuple[int, str]]) -> dict[int, Featu
     out: dict[int, Features] = {}
     rows = []
     for image_id, path in items:
-        rgb = _decode(path)
+        rgb = decode(path)
         if rgb is None:
             continue
         f = catalog_features(rgb)
@@ -736,7 +736,7 @@ def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     stored = features_for(catalog, np.unique(pairs[:, 1]).tolist(), compute_missing=False)
     for q, mine in rows.items():
         mine = [n for n in mine if len(stored.get(int(pairs[n, 1]), ()))]
-        rgb = _decode(paths[q]) if mine and q in paths else None
+        rgb = decode(paths[q]) if mine and q in paths else None
         if rgb is None:
             continue
         dense = catalog_features(rgb, keypoints=DENSE_KEYPOINTS)

@@ -599,3 +599,44 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
         moved = tmp_path / "moved.jpg"
         cat.db.conn.execute("UPDATE images SET path = ? WHERE id = ?", (str(moved), int(ids[copy.name])))
         assert not grouped(duplicates.scan(cat))
+
+
+# ---------------------------------------------------------------------- turned copies
+def test_turned_copy_far_from_everything_is_searched_turned(tmp_path, model):
+    """The embedding is not rotation invariant: a copy turned by 90 degrees is not among its
+    original's neighbours (here the graph's floor keeps every embedding pair out). An image that
+    nothing confirms and nothing is close to is embedded turned, as search does; only such images
+    are (with --new, only new ones), and pairs marked "not a duplicate" stay out."""
+    import skimage.data
+
+    from engine.ingest import ingest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "rocket", "chelsea", "immunohistochemistry"):
+        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    astronaut = cv2.imread(str(photos / "astronaut.png"))
+    h, w = astronaut.shape[:2]
+    turned = cv2.rotate(cv2.resize(astronaut[h // 10:, w // 16:], None, fx=0.7, fy=0.7), cv2.ROTATE_90_CLOCKWISE)
+    copy = tmp_path / "turned copy.jpg"
+    cv2.imwrite(str(copy), turned, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    pair = {"astronaut.png", copy.name}
+
+    def groups(result) -> list[set[str]]:
+        return [{Path(m.path).name for m in [g.representative, *g.members]} for g in result.groups]
+
+    with Catalog.open(tmp_path / "catalog") as cat:
+        ingest(cat, model, sorted(photos.iterdir()))
+        first = duplicates.scan(cat, floor=0.99, words=False, model=model)
+        assert first.turned == 5 and not first.groups        # every image isolated, nothing turned matches
+        ingest(cat, model, [copy])
+        found = duplicates.scan(cat, floor=0.99, words=False, only_new=True, model=model)
+        assert found.turned == 1 and pair in groups(found), found.summary()   # the new image only
+        member = next(m for g in found.groups for m in g.members if Path(m.path).name in pair)
+        assert member.score >= scoring.THRESHOLDS["copy"]
+        no_model = duplicates.scan(cat, floor=0.99, words=False)
+        assert no_model.turned == 0 and pair not in groups(no_model)
+        assert duplicates.scan(cat, floor=0.99, words=False, model=model, dense=False).turned == 0
+        ids = sorted(r["image_id"] for r in cat.iter_records() if Path(r["path"]).name in pair)
+        duplicates.mark_pairs(cat, [tuple(ids)], NOT_DUPLICATE)
+        assert pair not in groups(duplicates.scan(cat, floor=0.99, words=False, model=model))

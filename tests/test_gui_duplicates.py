@@ -255,3 +255,30 @@ def test_standalone_from_a_missing_folder_fails_with_one_line(tmp_path, qtbot):
 
     with pytest.raises(CatalogError, match="no catalog here"):
         DuplicatesView(tmp_path / "nothing")
+
+
+def test_scan_embeds_isolated_images_turned_with_the_views_model(qtbot, dupes_catalog):
+    """The view hands its model to the scan (turned copies, engine.duplicates._turned_pairs),
+    which runs it on the worker thread; without one the scan loads the catalog's own, and a
+    catalog whose embeddings no model pack made (these synthetic ones) scans without it."""
+    calls: list[tuple[int, str]] = []
+
+    class RecordingModel:
+        resize_short_side = 64
+
+        def run(self, images):
+            calls.append((len(images), threading.current_thread().name))
+            return None, np.tile(np.eye(1, DIM, dtype=np.float32), (len(images), 1))
+
+    main_thread = threading.current_thread().name
+    w = DuplicatesView(dupes_catalog, model=RecordingModel())
+    qtbot.addWidget(w)
+    result = _scan(qtbot, w)
+    assert result.turned > 0 and calls and all(n % 3 == 0 for n, _ in calls)
+    assert all(name != main_thread for _, name in calls)
+    w.shutdown()
+
+    plain = DuplicatesView(dupes_catalog)
+    qtbot.addWidget(plain)
+    assert _scan(qtbot, plain).turned == 0 and plain.model is None
+    plain.shutdown()
