@@ -585,6 +585,19 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
         lone, _ = duplicates.verify_pairs(cat, pair, np.full(1, np.nan))
         assert lone[0] >= scoring.THRESHOLDS["copy"]
 
+        # the passes that decode report their progress and can be cancelled
+        for stage, kw in (("re-checking unmatched images", {}), ("searching turned images", {"model": model})):
+            seen, cancel = [], threading.Event()
+
+            def stop_at(done, total, message, stage=stage, seen=seen, cancel=cancel):
+                seen.append(message)
+                if message == stage:
+                    cancel.set()
+
+            with pytest.raises(ScanCancelled):
+                duplicates.scan(cat, progress=stop_at, cancel=cancel, **kw)
+            assert seen[-1] == stage
+
     # the CLI: by default, and --stored-only (no decoding)
     names = {original.name, copy.name}
     assert any(names <= g for g in _cli_groups(capsys, folder))
