@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -884,7 +885,7 @@ def _dense_recheck(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray, to
     query = np.maximum(pairs[rows, 0], pairs[rows, 1])
     start = np.r_[0, np.nonzero(query[1:] != query[:-1])[0] + 1]      # rows come by query image
     bounds = np.r_[start[::DENSE_CHUNK_IMAGES], len(rows)]
-    chunks = [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    chunks = [rows[a:b] for a, b in pairwise(bounds.tolist())]
     _verify_parallel(catalog, _dense_verifier, pairs, evidence, rows, evidence, progress, cancel,
                      chunks=chunks, stage="re-checking unmatched images")
     return len(start)

@@ -470,6 +470,16 @@ def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_cat
 
 
 # ---------------------------------------------------------------------- mirrored copies
+def _sample_photos(folder: Path) -> Path:
+    """Five of the photos scikit-image ships, as PNG files in ``folder``."""
+    import skimage.data
+
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "rocket", "chelsea", "immunohistochemistry"):
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    return folder
+
+
 def _cli_groups(capsys, folder) -> list[set[str]]:
     from engine.cli import main
 
@@ -483,16 +493,11 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     import shutil
     import sqlite3
 
-    import skimage.data
-
     from engine import verification
     from engine.cli import main
     from engine.ingest import ingest
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("astronaut", "coffee", "rocket", "chelsea", "immunohistochemistry"):
-        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    photos = _sample_photos(tmp_path / "photos")
     astronaut = cv2.imread(str(photos / "astronaut.png"))
     h, w = astronaut.shape[:2]
     mirrored = cv2.resize(astronaut[h // 12:, : w - w // 12, :][:, ::-1], None, fx=0.6, fy=0.6,
@@ -620,14 +625,9 @@ def test_turned_copy_far_from_everything_is_searched_turned(tmp_path, model):
     original's neighbours (here the graph's floor keeps every embedding pair out). An image that
     nothing confirms and nothing is close to is embedded turned, as search does; only such images
     are (with --new, only new ones), and pairs marked "not a duplicate" stay out."""
-    import skimage.data
-
     from engine.ingest import ingest
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("astronaut", "coffee", "rocket", "chelsea", "immunohistochemistry"):
-        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+    photos = _sample_photos(tmp_path / "photos")
     astronaut = cv2.imread(str(photos / "astronaut.png"))
     h, w = astronaut.shape[:2]
     turned = cv2.rotate(cv2.resize(astronaut[h // 10:, w // 16:], None, fx=0.7, fy=0.7), cv2.ROTATE_90_CLOCKWISE)
