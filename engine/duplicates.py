@@ -175,9 +175,12 @@ class ScanResult:
         if self.variant_pairs:
             variants = (f", {self.variant_pairs} between declared variants included" if self.include_variants
                         else f"; {self.variant_pairs} pairs between declared variants not reported")
+        decoded = ""
+        if self.rechecked or self.turned:
+            decoded = f", {self.rechecked} re-checked from their files, {self.turned} searched turned"
         return (f"{len(self.groups)} groups, {self.duplicates} copies ({scope}, {self.candidates} candidate "
                 f"pairs, {self.verified} at or above {self.threshold:.2f} by {self.scoring} score, "
-                f"{self.ignored} ignored{variants}) in {self.seconds:.1f} s")
+                f"{self.ignored} ignored{variants}{decoded}) in {self.seconds:.1f} s")
 
     def to_json(self) -> dict:
         return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
@@ -955,12 +958,15 @@ def _turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evid
     return _Turned(np.array(sorted(found), np.int64).reshape(-1, 2), queried)
 
 
-def scan_model(catalog: Catalog) -> Model | None:
-    """The model a scan embeds turned images with: the catalog's own pack
-    (:func:`engine.session.load_model_for`); None when it cannot be loaded or does not match the
-    catalog's embeddings (synthetic catalogs): the scan then has no turned pass."""
+def scan_model(catalog: Catalog, requested: str | None = None) -> Model | None:
+    """The model a scan embeds turned images with: ``requested`` (a pack; errors are raised), else
+    the catalog's own pack (:func:`engine.session.load_model_for`), or None when that cannot be
+    loaded or does not match the catalog's embeddings (synthetic catalogs): the scan then has no
+    turned pass."""
     from .session import load_model_for
 
+    if requested:
+        return load_model_for(catalog, requested)
     try:
         return load_model_for(catalog)
     except (LookalikeError, OSError, ValueError):
@@ -1158,6 +1164,8 @@ def register_cli(sub) -> None:
                    help="score from stored data only: do not decode the images that no pair confirms "
                         "as copies to match them again with more keypoints (faster; copies under text "
                         "or logos are then missed)")
+    p.add_argument("--model", metavar="PACK", default=None,
+                   help="model pack that embeds images turned (default: the catalog's own)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
     g.add_argument("--not-duplicate", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
@@ -1232,7 +1240,7 @@ def cmd_dupes(args) -> int:
         try:
             result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
                           include_variants=args.include_variants, progress=progress, dense=args.dense,
-                          model=scan_model(catalog) if args.dense else None)
+                          model=scan_model(catalog, args.model) if args.dense else None)
         finally:
             if bar is not None:
                 bar.close()
