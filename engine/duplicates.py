@@ -229,7 +229,8 @@ def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None
 
 
 def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
-                     family: Mapping[int, tuple[str, str]] | None = None) -> np.ndarray:
+                     family: Mapping[int, tuple[str, str]] | None = None,
+                     listed: set[int] | None = None) -> np.ndarray:
     """Calibrated scores of candidate pairs, each scored the way a search with the pair's *newer*
     image (the larger id: a listing added later, the one suspected of copying) scores its older
     one. Such a search verifies the query's nearest neighbours and gives each verified one a
@@ -244,8 +245,11 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
     (:func:`variant_families`): declared variants of a candidate do not compete with it when it is
     the variant the query agrees with best (a copy of a photo that the variants of one style
     share is a copy of the family's photo; it is reported with the closest variant, and the other
-    variants still compete with each other). Pairs without local features get the embedding
-    score; pairs naming a missing image 0. Byte-identical pairs are the caller's (score 1)."""
+    variants still compete with each other). ``listed`` (:func:`listed_images`): the images with
+    product data; an image without any that is itself a copy of a listing's family photo does not
+    compete with that listing (round 7, :func:`_settled_margins`). Pairs without local features get
+    the embedding score; pairs naming a missing image 0. Byte-identical pairs are the caller's
+    (score 1)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     ev = np.asarray(evidence, np.float64)
     m = len(pairs)
@@ -273,8 +277,8 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
         newer = np.maximum(pairs[idx, 0], pairs[idx, 1])
         at = np.searchsorted(nodes, newer)
         margin[idx] = al[idx] - np.where(best_edge[at] == idx, second[at], best[at])
-        if family:
-            _family_margins(pairs, al, idx, newer, family, margin)
+        if family or listed:
+            _settled_margins(pairs, al, idx, family or {}, listed or set(), margin)
     safe_cos = np.nan_to_num(cos, nan=0.0)
     s = np.asarray(scoring.calibrated(safe_cos, inl, col, al, un, margin), np.float64)
     identical = (safe_cos >= scoring.IDENTICAL_COSINE) & (al >= 0.99) & (un >= 0.99)
@@ -283,40 +287,51 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
     return np.where(np.isnan(cos), 0.0, s)
 
 
-def _family_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray, newer: np.ndarray,
-                    family: Mapping[int, tuple[str, str]], margin: np.ndarray) -> None:
-    """:func:`competing_scores`'s margins, in place, for the strong pairs ``idx`` whose older
-    image has declared variants among the newer image's other strong pairs: when the older image
-    is the variant the newer one agrees with best, its variants are left out of its competition."""
-    older = np.minimum(pairs[idx, 0], pairs[idx, 1])
-    groups = [family.get(int(o), (None, None))[0] for o in older.tolist()]
-    if not any(g is not None for g in groups):
-        return
-    by_query: dict[int, list[int]] = {}
-    for n, q in enumerate(newer.tolist()):
-        by_query.setdefault(q, []).append(n)
-    # each image's best agreement in the strong pairs where it is the older image
-    as_older: dict[int, float] = {}
-    for o, a in zip(older.tolist(), al[idx].tolist()):
-        if a > as_older.get(o, -np.inf):
-            as_older[o] = a
-    for q, mine in by_query.items():
-        if len(mine) < 2 or all(groups[n] is None for n in mine):
+def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
+                     family: Mapping[int, tuple[str, str]], listed: set[int], margin: np.ndarray) -> None:
+    """:func:`competing_scores`'s margins, in place, for the strong pairs ``idx`` whose competition
+    product data settle. For a pair of a query (the newer image) and a candidate (the older one):
+
+    * declared variants of the candidate do not compete with it when it is the variant the query
+      agrees with best (a copy of a photo that the variants of one style share);
+    * when the candidate is a listing (has product data), an image without product data whose own
+      best older match (other than the query) is the candidate or a declared variant of it does
+      not compete either: it is another copy of that family's photo (an earlier re-upload, or a
+      copy of the family's other colour), not a rival original. Without this, every copy of a
+      listing's photo would make the next one ambiguous.
+
+    Any other competitor competes as in the vectorised margins."""
+    sub = pairs[idx]
+    newer, older = sub.max(axis=1), sub.min(axis=1)
+    a = al[idx]
+    by_image: dict[int, list[int]] = {}
+    for j, (x, y) in enumerate(sub.tolist()):
+        by_image.setdefault(x, []).append(j)
+        by_image.setdefault(y, []).append(j)
+    # each image's best older match (as the newer image: what it is a copy of, if anything)
+    best_older: dict[int, tuple[float, int]] = {}
+    for j, (q, o) in enumerate(zip(newer.tolist(), older.tolist())):
+        if q not in best_older or a[j] > best_older[q][0]:
+            best_older[q] = (float(a[j]), o)
+
+    def copy_of(c: int, o: int) -> bool:
+        """Whether image ``c``'s best older match is ``o`` or a declared variant of it."""
+        m = best_older.get(c, (0.0, None))[1]
+        return m is not None and (m == o or declared_variants(family, m, o))
+
+    for j, (q, o) in enumerate(zip(newer.tolist(), older.tolist())):
+        mine = by_image[q]
+        if len(mine) < 2 or (o not in family and o not in listed):
             continue
-        for n in mine:
-            g = groups[n]
-            if g is None:
-                continue
-            c = int(older[n])
-            siblings = [k for k in mine if k != n and declared_variants(family, c, int(older[k]))]
-            if not siblings or any(al[idx[k]] > al[idx[n]] for k in siblings):
-                continue
-            others = [al[idx[k]] for k in mine if k != n and k not in siblings]
-            # the query's other strong pairs as the newer image compete; so do those where it is
-            # the older image (as in the margins above)
-            if q in as_older:
-                others.append(as_older[q])
-            margin[idx[n]] = al[idx[n]] - max(others, default=0.0)
+        rivals = {k: int(newer[k] if older[k] == q else older[k]) for k in mine if k != j}
+        drop = set()
+        siblings = [k for k, c in rivals.items() if declared_variants(family, o, c)]
+        if siblings and not any(a[k] > a[j] for k in siblings):
+            drop.update(siblings)
+        if o in listed and q not in listed:
+            drop.update(k for k, c in rivals.items() if c not in listed and copy_of(c, o))
+        if drop:
+            margin[idx[j]] = a[j] - max((a[k] for k in rivals if k not in drop), default=0.0)
 
 
 def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
@@ -472,6 +487,19 @@ def variant_families(catalog: Catalog, image_ids: Iterable[int]) -> dict[int, tu
                 f"WHERE p.group_id IS NOT NULL AND p.group_id != '' AND i.id IN ({','.join('?' * len(chunk))})",
                 chunk):
             out[i] = (group, product)
+    return out
+
+
+def listed_images(catalog: Catalog, image_ids: Iterable[int]) -> set[int]:
+    """The images among ``image_ids`` that belong to a product (a listing, from a feed), as
+    opposed to bare image files."""
+    ids = [int(i) for i in image_ids]
+    out: set[int] = set()
+    conn = catalog.db.conn
+    for n in range(0, len(ids), 500):
+        chunk = ids[n:n + 500]
+        out.update(i for (i,) in conn.execute(
+            f"SELECT id FROM images WHERE product_id IS NOT NULL AND id IN ({','.join('?' * len(chunk))})", chunk))
     return out
 
 
@@ -824,7 +852,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                     _dense_recheck(catalog, pairs, evidence, more, progress, cancel)
             timings["dense"] = time.perf_counter() - started_dense
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
-        scores[todo] = competing_scores(pairs[todo], evidence[todo], families)
+        listed = listed_images(catalog, np.unique(pairs)) if len(pairs) else set()
+        scores[todo] = competing_scores(pairs[todo], evidence[todo], families, listed)
     else:
         names = _verify_parallel(catalog, verifier, pairs, cosine, todo, scores, progress, cancel)
     result.scoring = "+".join(sorted(names)) or ("identical files" if len(pairs) else "none")

@@ -451,6 +451,41 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
     np.testing.assert_allclose(duplicates.competing_scores(pairs, ev, other), plain)
 
 
+def test_another_copy_of_a_listings_photo_is_no_rival_original():
+    """Listings 1 and 2 are declared variants sharing a photo (red and green), 3 another product.
+    Bare uploads: 5, a copy of the green 2; 9, added last, a copy of the red 1 that agrees with
+    the earlier copy 5 a little better than with 1. 5 is itself a copy of the family's photo, not
+    a rival original: with the listings known, it does not compete with 1 for 9."""
+    pairs = np.array([[1, 9], [5, 9], [2, 9], [3, 9], [2, 5], [1, 5], [1, 2]])
+    #                 cosine inliers colour aligned unchanged features
+    ev = np.array([[0.90, 200, 0.80, 0.981, 0.90, 1],
+                   [0.90, 210, 0.50, 0.986, 0.50, 1],
+                   [0.88, 180, 0.30, 0.950, 0.40, 1],
+                   [0.70, 20, 0.50, 0.500, 0.60, 1],
+                   [0.92, 220, 0.80, 0.990, 0.90, 1],      # 5's best older match: 2
+                   [0.88, 190, 0.30, 0.960, 0.40, 1],
+                   [0.90, 230, 0.30, 0.900, 0.40, 1]])
+    family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green"), 3: ("TEE", "TEE")}
+    listed = {1, 2, 3}
+    calibrated = lambda n, margin: float(scoring.calibrated(*ev[n, :5], margin))  # noqa: E731
+    variants_only = duplicates.competing_scores(pairs, ev, family)
+    settled = duplicates.competing_scores(pairs, ev, family, listed)
+    assert variants_only[0] == pytest.approx(calibrated(0, 0.981 - 0.986))
+    assert settled[0] == pytest.approx(calibrated(0, 0.981 - 0.500))
+    assert variants_only[0] < scoring.THRESHOLDS["copy"] <= settled[0]
+    # 9 against the other copy, a bare image: competed for as before (1 competes)
+    assert settled[1] == pytest.approx(variants_only[1])
+    assert settled[1] == pytest.approx(calibrated(1, 0.986 - 0.981))
+    # a listing as the query (a new listing, not an upload) keeps every competitor
+    np.testing.assert_allclose(duplicates.competing_scores(pairs, ev, family, listed | {9}), variants_only)
+    # without item groups nobody is a variant: 5, a copy of 2, still competes with 1 for 9, and is
+    # set aside only where 9 is measured against 2 itself
+    plain, listed_only = duplicates.competing_scores(pairs, ev), duplicates.competing_scores(pairs, ev, None, listed)
+    assert listed_only[0] == pytest.approx(plain[0])
+    assert listed_only[2] == pytest.approx(calibrated(2, 0.950 - 0.981))
+    assert plain[2] == pytest.approx(calibrated(2, 0.950 - 0.986))
+
+
 def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_catalog):
     from engine.verification import pair_scores
 
