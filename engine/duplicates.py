@@ -14,7 +14,10 @@ How a scan works (never all pairs: memory and time grow with the catalog, not it
    would score it, with search's competition between candidates (:func:`competing_scores`: a
    copy must agree with its original better than with its other verified neighbours, which
    tells an original from a recoloured variant of the same photo), and kept when it reaches the
-   threshold (the "copy" threshold by default).
+   threshold (the "copy" threshold by default). An image that no pair confirms as a copy is
+   decoded again and matched with more keypoints (copies under text), and, when it is also far
+   from every other image, embedded turned by 90/180/270 degrees for more candidates (turned
+   copies), as search does with such a query (``dense``, ``model``).
    Pairs the user marked "not a duplicate" are dropped before verification; pairs marked
    "confirmed duplicate" are always kept. Pairs between *declared variants* (two different
    products of one item group in the product feed, e.g. the blue and the green colour of a
@@ -51,11 +54,11 @@ import numpy as np
 
 from . import scoring, verification, visual_words
 from .catalog import Catalog, execute_statements, now_iso
+from .errors import CatalogError, LookalikeError
 from .verification import EVIDENCE
 
 if TYPE_CHECKING:
     from .model import Model
-from .errors import CatalogError, LookalikeError
 
 Progress = Callable[[int, int, str], None]
 
@@ -154,7 +157,7 @@ class ScanResult:
     verified: int = 0                   # pairs at or above the threshold (plus confirmed ones)
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
     variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
-    rechecked: int = 0                  # images decoded again and matched with more keypoints
+    rechecked: int = 0                  # re-checks of images decoded again with more keypoints
     turned: int = 0                     # images also searched turned by 90/180/270 degrees
     include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
@@ -294,11 +297,12 @@ def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
 
     * declared variants of the candidate do not compete with it when it is the variant the query
       agrees with best (a copy of a photo that the variants of one style share);
-    * when the candidate is a listing (has product data), an image without product data whose own
-      best older match (other than the query) is the candidate or a declared variant of it does
-      not compete either: it is another copy of that family's photo (an earlier re-upload, or a
-      copy of the family's other colour), not a rival original. Without this, every copy of a
-      listing's photo would make the next one ambiguous.
+    * when the query has no product data (an upload) and the candidate is a listing, an image
+      without product data whose own best older match is the candidate or a declared variant of
+      it does not compete either: it is another copy of that family's photo (an earlier
+      re-upload, or a copy of the family's other colour), not a rival original. Without this,
+      every copy of a listing's photo would make the next one ambiguous. A listing as the query
+      keeps every competitor (two listings' photos are rivals).
 
     Any other competitor competes as in the vectorised margins."""
     sub = pairs[idx]
@@ -849,7 +853,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                     todo = np.concatenate([todo, more])
                     result.candidates += len(turned.pairs)
                     _verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
-                    _dense_recheck(catalog, pairs, evidence, more, progress, cancel)
+                    result.rechecked += _dense_recheck(catalog, pairs, evidence, more, progress, cancel)
             timings["dense"] = time.perf_counter() - started_dense
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
         listed = listed_images(catalog, np.unique(pairs)) if len(pairs) else set()
