@@ -922,9 +922,15 @@ def _dense_recheck(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray, to
     start = np.r_[0, np.nonzero(query[1:] != query[:-1])[0] + 1]      # rows come by query image
     bounds = np.r_[start[::DENSE_CHUNK_IMAGES], len(rows)]
     chunks = [rows[a:b] for a, b in pairwise(bounds.tolist())]
-    _verify_parallel(catalog, _dense_verifier, pairs, evidence, rows, evidence, progress, cancel,
-                     chunks=chunks, stage="re-checking unmatched images")
-    return len(start)
+    images = len(start)
+
+    def in_images(done: int, total: int, stage: str) -> None:
+        # the chunks hold whole images: count images, not their pairs
+        progress(images if done >= total else done * images // max(total, 1), images, stage)
+
+    _verify_parallel(catalog, _dense_verifier, pairs, evidence, rows, evidence, in_images if progress else None,
+                     cancel, chunks=chunks, stage="re-checking unmatched images")
+    return images
 
 
 #: images embedded turned per model call of :func:`_turned_pairs` (3 rotations each)

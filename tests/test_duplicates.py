@@ -637,6 +637,11 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
             with pytest.raises(ScanCancelled):
                 duplicates.scan(cat, progress=stop_at, cancel=cancel, **kw)
             assert seen[-1] == stage
+        # the re-check counts images (its chunks hold whole images), not their pairs
+        counts = []
+        result = duplicates.scan(cat, progress=lambda d, t, m: m == "re-checking unmatched images" and counts.append((d, t)))
+        assert counts and counts[-1] == (result.rechecked, result.rechecked)
+        assert all(0 <= d <= t == result.rechecked for d, t in counts)
 
     # the CLI: by default, and --stored-only (no decoding)
     names = {original.name, copy.name}
