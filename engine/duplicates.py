@@ -977,10 +977,7 @@ def _turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evid
             rgb = verification.decode(path, model.resize_short_side)
             if rgb is None:
                 continue
-            box = verification.content_box(rgb)
-            if box is not None:
-                x0, y0, x1, y1 = box[0]
-                rgb = rgb[y0:y1, x0:x1]
+            rgb = verification.content(rgb)
             ids.append(image_id)
             images.extend(np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3))
         if images:

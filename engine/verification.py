@@ -184,12 +184,7 @@ def catalog_features(rgb: np.ndarray, *, keypoints: int = MAX_KEYPOINTS) -> Feat
     catalog images are compared whole, as before (on the Luma duplicate benchmark trimming white
     borders too lost recall; docs/duplicates.md). ``keypoints``: DENSE_KEYPOINTS for
     :func:`dense_recheck` (the same image, more of its corners)."""
-    if rgb.ndim == 3:
-        box = content_box(rgb, coloured_only=True)
-        if box is not None:
-            x0, y0, x1, y1 = box[0]
-            rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    return extract(rgb, mirror=True, keypoints=keypoints)
+    return extract(content(rgb, coloured_only=True), mirror=True, keypoints=keypoints)
 
 
 def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
@@ -316,6 +311,16 @@ def content_box(rgb: np.ndarray, *, coloured_only: bool = False
     if (y1 - y0) < 16 or (x1 - x0) < 16 or (y1 - y0) * (x1 - x0) > (1 - MIN_BORDER_SHARE) * h * w:
         return None
     return (int(x0), int(y0), int(x1), int(y1)), bool((colour < WHITE_LEVEL).any())
+
+
+def content(rgb: np.ndarray, *, coloured_only: bool = False) -> np.ndarray:
+    """``rgb`` inside its uniform border (:func:`content_box`; contiguous), or ``rgb`` itself when
+    it has none worth trimming (grey images too)."""
+    box = content_box(rgb, coloured_only=coloured_only)
+    if box is None:
+        return rgb
+    x0, y0, x1, y1 = box[0]
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
 
 
 def mirrored(rgb: np.ndarray) -> np.ndarray:
