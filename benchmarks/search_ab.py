@@ -43,14 +43,17 @@ def export_engine(rev: str, into: Path) -> None:
         py.write_text(re.sub(r"\bfrom engine\.", "from engine_before.", text), encoding="utf-8")
 
 
+LUMA_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "luma" / "images"
+
+
 def main() -> int:
-    from engine.benchmark import DEFAULT_FOLDER, list_images
+    from engine.benchmark import list_images
     from engine.model import resolve_pack
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", required=True, metavar="REV", help="git revision to compare with")
     p.add_argument("--catalog", required=True, help="catalog folder (e.g. a kept bench catalog)")
-    p.add_argument("--folder", default=str(DEFAULT_FOLDER), help="query photos (default: Luma images)")
+    p.add_argument("--folder", default=str(LUMA_IMAGES), help="query photos (default: ../shared Luma images)")
     p.add_argument("--queries", type=int, default=50)
     p.add_argument("--rounds", type=int, default=2, help="passes over the queries (default 2)")
     p.add_argument("-k", "--k", type=int, default=10)

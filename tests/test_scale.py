@@ -166,6 +166,40 @@ def test_bench_command_runs_small(tmp_path, luma_dir, capsys):
     assert figures["ingest_over_phash"] > 0 and figures["machine"]["cores"] >= 1
 
 
+def test_bench_needs_a_folder_and_names_a_missing_one(tmp_path, capsys):
+    """An installed copy has no ../shared: the folder is an argument, and a wrong one is one line."""
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--skip-scale", "--skip-gui"])
+    assert exc.value.code == 2
+    assert "--folder" in capsys.readouterr().err
+    missing = tmp_path / "nowhere"
+    code = main(["bench", "--folder", str(missing), "--skip-scale", "--skip-gui"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert str(missing) in err and "no such folder" in err
+
+
+def test_bench_without_imagehash_skips_the_peer(tmp_path, luma_dir, capsys, monkeypatch):
+    """imagehash only serves the pHash comparison: without it the rest is still measured."""
+    import importlib.util
+
+    from engine.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "imagehash" else real(name, *a, **k))
+    code = main(["bench", "--folder", str(luma_dir / "images"), "--limit", "4", "--queries", "2",
+                 "--skip-scale", "--skip-gui", "--work-dir", str(tmp_path / "bench"),
+                 "--json", str(tmp_path / "bench.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "pHash peer     skipped" in out and "ingest / pHash" not in out
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert figures["phash"] is None and figures["ingest"]["images"] == 4
+
+
 def test_projected_index_scores_with_codes_and_stores_neighbours(tmp_path):
     """A projection wider than the graph: the graph holds GRAPH_DIM dims, an int8 code the rest;
     the index's similarities approximate the projected cosines, every image gets its nearest
