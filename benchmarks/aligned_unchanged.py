@@ -1,5 +1,5 @@
 """How the aligned comparison reads true copies and sibling colours on Luma: the ``unchanged``
-share (and ``aligned`` correlation) of verification.aligned_similarity for
+share (and ``aligned`` correlation) of geometry.aligned_similarity for
 
 * every (copy, original) pair of eval/copies.csv, grouped by edit (the query's features against
   the original's stored features, the plain or, with fewer than MARGIN_MIN_INLIERS inliers,
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import verification as V  # noqa: E402
+from engine import features, geometry  # noqa: E402
 from engine.imaging import load_image  # noqa: E402
 from engine.scoring import MARGIN_MIN_INLIERS  # noqa: E402
 
@@ -35,22 +35,22 @@ GEOMETRY = {"rot", "persp", "scale", "crop", "pad", "blur", "flip"}
 SIBLING = re.compile(r"^([a-z0-9]+)-([a-z]+)_(.+)\.jpg$")
 
 
-def stored(path: Path) -> V.Features:
-    return V.unpack(*V.pack(V.extract(load_image(path, min_short_side=256))))
+def stored(path: Path) -> features.Features:
+    return features.unpack(*features.pack(features.extract(load_image(path, min_short_side=256))))
 
 
-def compare(query_path: Path, candidate: V.Features, mirror: bool = True) -> V.Alignment | None:
-    q = V.extract(load_image(query_path, min_short_side=256), keep_image=True)
-    v = V.verify(q, candidate)
+def compare(query_path: Path, candidate: features.Features, mirror: bool = True) -> geometry.Alignment | None:
+    q = features.extract(load_image(query_path, min_short_side=256), keep_image=True)
+    v = geometry.verify(q, candidate)
     if mirror and v.inliers < MARGIN_MIN_INLIERS:
-        m = V.mirrored_features(q)
-        vm = V.verify(m, candidate)
+        m = features.mirrored_features(q)
+        vm = geometry.verify(m, candidate)
         if vm.inliers > v.inliers:
             q, v = m, vm
-    return V.aligned_similarity(q, candidate, v.homography) if v.homography is not None else None
+    return geometry.aligned_similarity(q, candidate, v.homography) if v.homography is not None else None
 
 
-def line(label: str, values: list[V.Alignment]) -> str:
+def line(label: str, values: list[geometry.Alignment]) -> str:
     u = np.array([a.unchanged for a in values])
     c = np.array([a.ncc for a in values])
     if not len(u):
@@ -65,8 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--luma", default=str(LUMA))
     args = ap.parse_args(argv)
     luma = Path(args.luma)
-    cache: dict[str, V.Features] = {}
-    groups: dict[str, list[V.Alignment]] = defaultdict(list)
+    cache: dict[str, features.Features] = {}
+    groups: dict[str, list[geometry.Alignment]] = defaultdict(list)
     for row in csv.DictReader(open(luma / "eval/copies.csv")):
         if not row["relevant"]:
             continue

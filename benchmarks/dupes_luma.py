@@ -54,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import duplicates, scoring  # noqa: E402
+from engine import duplicates, match_policy, scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 
 LUMA = Path(os.environ.get("LOOKALIKE_LUMA", ROOT.parent / "shared" / "datasets" / "luma"))
@@ -180,7 +180,7 @@ def pair_classes(catalog: Catalog) -> tuple[set, callable]:
 
     colour_variant.same_style = same_style
     family = duplicates.variant_families(catalog, list(paths))
-    colour_variant.declared = lambda a, b: duplicates.declared_variants(family, a, b)
+    colour_variant.declared = lambda a, b: match_policy.declared_variants(family, a, b)
     colour_variant.family = family
     colour_variant.same_photo = same_photo_pairs(catalog, colour_variant.declared)
     return truth_pairs(catalog), colour_variant
@@ -283,13 +283,13 @@ def main() -> int:
     ap.add_argument("--thresholds", default="copy,0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.98",
                     help="comma-separated thresholds to report (names or numbers)")
     ap.add_argument("--lone", action="store_true",
-                    help="score each pair alone (verification.pair_scores) instead of against its "
+                    help="score each pair alone (match_policy.pair_scores) instead of against its "
                          "images' other candidates (the scan's default)")
     ap.add_argument("--no-words", action="store_true",
                     help="without the visual-word candidates (engine.visual_words: turned copies)")
     ap.add_argument("--no-dense", action="store_true",
                     help="without matching unconfirmed images again from their files with more keypoints "
-                         "(verification.dense_recheck: copies under text)")
+                         "(match_policy.dense_recheck: copies under text)")
     ap.add_argument("--no-turned", action="store_true",
                     help="without embedding unconfirmed, isolated images turned (no model given to the scan)")
     ap.add_argument("--missed", action="store_true",

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import evaluation, scoring, search  # noqa: E402
+from engine import evaluation, match_policy, scoring, search  # noqa: E402
 from engine.evaluation import Ranking  # noqa: E402
 
 LUMA = Path(os.environ.get("LOOKALIKE_LUMA", Path(__file__).resolve().parent.parent.parent / "shared/datasets/luma"))
@@ -128,7 +128,7 @@ def evidence_of(r: dict) -> list[scoring.Evidence]:
     evs = [scoring.Evidence(cosine=e["cosine"], inliers=e["inliers"], colour=e["colour"],
                             aligned=e.get("aligned", 0.0), unchanged=e.get("unchanged", 0.0))
            for e in r["evidence"]]
-    scoring.set_margins(evs)
+    match_policy.set_margins(evs)
     for ev, e in zip(evs, r["evidence"]):
         if "margin" in e:
             ev.margin = e["margin"]

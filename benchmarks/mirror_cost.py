@@ -1,4 +1,4 @@
-"""Cost of the mirrored ORB descriptors stored at import (engine.verification.extract(mirror=True)):
+"""Cost of the mirrored ORB descriptors stored at import (engine.features.extract(mirror=True)):
 CPU time per image of the local-feature extraction with and without them, and the bytes stored.
 
     python benchmarks/mirror_cost.py [-n 200]
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import verification  # noqa: E402
+from engine import features  # noqa: E402
 from engine.imaging import load_image  # noqa: E402
 
 LUMA = Path(os.environ.get("LOOKALIKE_LUMA", ROOT.parent / "shared" / "datasets" / "luma"))
@@ -40,14 +40,14 @@ def main() -> int:
         best = None
         for _ in range(args.repeat):
             t = time.process_time()
-            feats = [verification.extract(rgb, mirror=mirror) for rgb in images]
+            feats = [features.extract(rgb, mirror=mirror) for rgb in images]
             cpu = time.process_time() - t
             best = cpu if best is None else min(best, cpu)
         key = f"cpu_ms_per_image_{'mirror' if mirror else 'plain'}"
         out[key] = min(out.get(key, 1e9), round(1000 * best / len(images), 2))
-    kp = sum(len(verification.pack(f)[0]) for f in feats) / len(feats)
-    desc = sum(len(verification.pack(f)[1]) for f in feats) / len(feats)
-    mirrored = sum(len(verification.pack_mirrored(f)) for f in feats) / len(feats)
+    kp = sum(len(features.pack(f)[0]) for f in feats) / len(feats)
+    desc = sum(len(features.pack(f)[1]) for f in feats) / len(feats)
+    mirrored = sum(len(features.pack_mirrored(f)) for f in feats) / len(feats)
     out.update({"bytes_keypoints_and_thumb": round(kp), "bytes_descriptors": round(desc),
                 "bytes_mirrored_descriptors": round(mirrored),
                 "keypoints_per_image": round(sum(len(f) for f in feats) / len(feats), 1)})
@@ -57,7 +57,7 @@ def main() -> int:
         from engine.model import load_model
 
         model = load_model()
-        plain = lambda rgb: (verification.FEATURES_VERSION, *verification.pack(verification.extract(rgb)), None)
+        plain = lambda rgb: (features.FEATURES_VERSION, *features.pack(features.extract(rgb)), None)
         for name, fn in (("plain", plain), ("mirror", ingest_mod._local_features),
                          ("plain", plain), ("mirror", ingest_mod._local_features)):
             saved, ingest_mod._local_features = ingest_mod._local_features, fn

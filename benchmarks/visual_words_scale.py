@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import verification, visual_words  # noqa: E402
+from engine import features, visual_words  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 
 FLIP = 0.06
@@ -65,7 +65,7 @@ def main() -> int:
     args = ap.parse_args()
     cat = Catalog.open(args.catalog, create=False, readonly=True)
     ids = [r[0] for r in cat.db.conn.execute("SELECT id FROM images ORDER BY id")]
-    blobs = cat.local_feature_blobs(ids, verification.FEATURES_VERSION)
+    blobs = cat.local_feature_blobs(ids, features.FEATURES_VERSION)
     sources = [b for b in blobs.values() if b[2] is not None]
     for n in (int(v) for v in args.n.split(",")):
         syn = _Synthetic(sources, n)

@@ -224,7 +224,7 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
         t = time.perf_counter()
         real = 0
         if real_catalog is not None:
-            from .verification import FEATURES_VERSION
+            from .features import FEATURES_VERSION
 
             with Catalog.open(real_catalog, create=False, readonly=True) as src:
                 rows = []

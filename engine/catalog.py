@@ -86,8 +86,8 @@ CREATE TABLE IF NOT EXISTS projection (
 #: when missing (nullable, so older rows and older catalogs stay valid); write statements name
 #: their columns, so a column another version adds never breaks them.
 _ADDED_COLUMNS = (
-    # descriptors of the mirrored image at the mirrored keypoints (engine.verification.mirror_of);
-    # NULL: not computed yet (verification.backfill / `lookalike check --repair` fill it)
+    # descriptors of the mirrored image at the mirrored keypoints (engine.features.mirror_of);
+    # NULL: not computed yet (feature_store.backfill / `lookalike check --repair` fill it)
     ("local_features", "mirrored", "BLOB"),
 )
 
@@ -363,7 +363,7 @@ class Catalog:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
         product_id, model_id, embedding (np.ndarray), labels (list), and optionally
         local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob])
-        (see engine.verification).
+        (see engine.features).
         Returns their image ids."""
         if not rows:
             return []

@@ -21,7 +21,7 @@ Repairs (``--repair``, under the catalog's write lock): rebuild the index from t
 embeddings, re-embed images whose stored embedding is damaged or whose file changed (needs the
 model), forget vanished files (only with ``--forget-missing``), drop orphan tombstones,
 thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged, compute the
-missing local features from the image files (``verification.backfill``).
+missing local features from the image files (``feature_store.backfill``).
 
 Exit status: 0 healthy (or everything found was repaired), 1 problems remain, 2 the catalog
 cannot be opened or is busy.
@@ -335,7 +335,7 @@ def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
 
 
 def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
-    from .verification import FEATURES_VERSION
+    from .features import FEATURES_VERSION
 
     lacking = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
     if not lacking:
@@ -407,7 +407,8 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
         if before.find("thumbnails"):
             actions.append(_clean_thumbnails(catalog, {r[0] for r in conn.execute("SELECT content_hash FROM images")}))
         if before.find("local-features"):
-            from .verification import FEATURES_VERSION, backfill
+            from .feature_store import backfill
+            from .features import FEATURES_VERSION
 
             n = backfill(catalog, progress=progress)
             left = len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))

@@ -52,10 +52,12 @@ from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping, Protocol, Seq
 
 import numpy as np
 
-from . import scoring, verification, visual_words
+from . import match_policy, scoring, visual_words
 from .catalog import Catalog, execute_statements, now_iso
 from .errors import CatalogError, LookalikeError
-from .verification import EVIDENCE
+from .feature_store import decode
+from .features import content
+from .match_policy import EVIDENCE, competing_scores, declared_variants
 
 if TYPE_CHECKING:
     from .model import Model
@@ -208,11 +210,7 @@ def verify_pairs(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> tup
     elsewhere). Uses the match-quality verifier (stored embeddings + local features) when the
     engine has it, else the embedding score; each pair alone, measured with its newer image as
     the query as :func:`pair_evidence` does. Returns (scores, name of the scorer)."""
-    try:
-        from .verification import pair_scores
-    except ImportError:
-        return embedding_pair_scores(catalog, pairs, cosine), "embedding"
-    return np.asarray(pair_scores(catalog, _newer_first(pairs).tolist()), np.float64), "verified"
+    return np.asarray(match_policy.pair_scores(catalog, _newer_first(pairs).tolist()), np.float64), "verified"
 
 
 def _newer_first(pairs: np.ndarray) -> np.ndarray:
@@ -223,119 +221,12 @@ def _newer_first(pairs: np.ndarray) -> np.ndarray:
 
 def pair_evidence(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray | None = None
                   ) -> tuple[np.ndarray, str]:
-    """:func:`engine.verification.pair_evidence` in the verifier form ``_verify_parallel``
+    """:func:`engine.match_policy.pair_evidence` in the verifier form ``_verify_parallel``
     takes: (evidence [m, len(EVIDENCE)], scorer name), measured with each pair's *newer* image
     (the larger id) as the query and the older one as the candidate, as a search with the image
     that arrived later measures it (see :func:`competing_scores`). ``cosine`` is not needed: the
     evidence holds the exact cosine from the stored embeddings."""
-    return verification.pair_evidence(catalog, _newer_first(pairs)), "verified"
-
-
-def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
-                     family: Mapping[int, tuple[str, str]] | None = None,
-                     listed: set[int] | None = None) -> np.ndarray:
-    """Calibrated scores of candidate pairs, each scored the way a search with the pair's *newer*
-    image (the larger id: a listing added later, the one suspected of copying) scores its older
-    one. Such a search verifies the query's nearest neighbours and gives each verified one a
-    *margin*: its aligned pixel agreement minus the best of the query's other verified candidates
-    (``scoring.set_margins``), so the original of an edited copy outranks a recoloured variant of
-    the same photograph. Here the query's candidates are its pairs in the kNN graph, older and
-    newer; ``evidence`` is :func:`pair_evidence`'s (newer image as the query). The score model
-    was fitted on searches by the copy (docs/match-quality.md): scored from the other direction
-    (the original as the query, the copy as the candidate), an overlay or a recolouring of the
-    copy counts against its pixels, and letting either image's competition decide admitted more
-    look-alike products than copies (docs/duplicates.md, round 6). ``family``
-    (:func:`variant_families`): declared variants of a candidate do not compete with it when it is
-    the variant the query agrees with best (a copy of a photo that the variants of one style
-    share is a copy of the family's photo; it is reported with the closest variant, and the other
-    variants still compete with each other). ``listed`` (:func:`listed_images`): the images with
-    product data; an image without any that is itself a copy of a listing's family photo does not
-    compete with that listing (round 7, :func:`_settled_margins`). Pairs without local features get
-    the embedding score; pairs naming a missing image 0. Byte-identical pairs are the caller's
-    (score 1)."""
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    ev = np.asarray(evidence, np.float64)
-    m = len(pairs)
-    if m == 0:
-        return np.zeros(0)
-    cos, inl, col, al, un, has = (ev[:, i] for i in range(len(EVIDENCE)))
-    strong = (inl >= scoring.MARGIN_MIN_INLIERS) & (has > 0)
-    margin = np.zeros(m)
-    idx = np.nonzero(strong)[0]
-    if idx.size:
-        # per image: its best and second-best aligned agreement over its strong pairs
-        node = np.concatenate([pairs[idx, 0], pairs[idx, 1]])
-        edge = np.concatenate([idx, idx])
-        val = al[edge]
-        order = np.lexsort((-val, node))
-        node, edge, val = node[order], edge[order], val[order]
-        first = np.ones(len(node), bool)
-        first[1:] = node[1:] != node[:-1]
-        start = np.nonzero(first)[0]
-        nodes = node[start]
-        best = val[start]
-        best_edge = edge[start]
-        has_second = np.append(start[1:], len(node)) - start > 1
-        second = np.where(has_second, val[np.minimum(start + 1, len(node) - 1)], 0.0)
-        newer = np.maximum(pairs[idx, 0], pairs[idx, 1])
-        at = np.searchsorted(nodes, newer)
-        margin[idx] = al[idx] - np.where(best_edge[at] == idx, second[at], best[at])
-        if family or listed:
-            _settled_margins(pairs, al, idx, family or {}, listed or set(), margin)
-    safe_cos = np.nan_to_num(cos, nan=0.0)
-    s = np.asarray(scoring.calibrated(safe_cos, inl, col, al, un, margin), np.float64)
-    identical = (safe_cos >= scoring.IDENTICAL_COSINE) & (al >= 0.99) & (un >= 0.99)
-    s = np.where(identical, 1.0, s)
-    s = np.where(has > 0, s, np.asarray(scoring.embedding_score(safe_cos), np.float64))
-    return np.where(np.isnan(cos), 0.0, s)
-
-
-def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
-                     family: Mapping[int, tuple[str, str]], listed: set[int], margin: np.ndarray) -> None:
-    """:func:`competing_scores`'s margins, in place, for the strong pairs ``idx`` whose competition
-    product data settle. For a pair of a query (the newer image) and a candidate (the older one):
-
-    * declared variants of the candidate do not compete with it when it is the variant the query
-      agrees with best (a copy of a photo that the variants of one style share);
-    * when the query has no product data (an upload) and the candidate is a listing, an image
-      without product data whose own best older match is the candidate or a declared variant of
-      it does not compete either: it is another copy of that family's photo (an earlier
-      re-upload, or a copy of the family's other colour), not a rival original. Without this,
-      every copy of a listing's photo would make the next one ambiguous. A listing as the query
-      keeps every competitor (two listings' photos are rivals).
-
-    Any other competitor competes as in the vectorised margins."""
-    sub = pairs[idx]
-    newer, older = sub.max(axis=1), sub.min(axis=1)
-    a = al[idx]
-    by_image: dict[int, list[int]] = {}
-    for j, (x, y) in enumerate(sub.tolist()):
-        by_image.setdefault(x, []).append(j)
-        by_image.setdefault(y, []).append(j)
-    # each image's best older match (as the newer image: what it is a copy of, if anything)
-    best_older: dict[int, tuple[float, int]] = {}
-    for j, (q, o) in enumerate(zip(newer.tolist(), older.tolist())):
-        if q not in best_older or a[j] > best_older[q][0]:
-            best_older[q] = (float(a[j]), o)
-
-    def copy_of(c: int, o: int) -> bool:
-        """Whether image ``c``'s best older match is ``o`` or a declared variant of it."""
-        m = best_older.get(c, (0.0, None))[1]
-        return m is not None and (m == o or declared_variants(family, m, o))
-
-    for j, (q, o) in enumerate(zip(newer.tolist(), older.tolist())):
-        mine = by_image[q]
-        if len(mine) < 2 or (o not in family and o not in listed):
-            continue
-        rivals = {k: int(newer[k] if older[k] == q else older[k]) for k in mine if k != j}
-        drop = set()
-        siblings = [k for k, c in rivals.items() if declared_variants(family, o, c)]
-        if siblings and not any(a[k] > a[j] for k in siblings):
-            drop.update(siblings)
-        if o in listed and q not in listed:
-            drop.update(k for k, c in rivals.items() if c not in listed and copy_of(c, o))
-        if drop:
-            margin[idx[j]] = a[j] - max((a[k] for k in rivals if k not in drop), default=0.0)
+    return match_policy.pair_evidence(catalog, _newer_first(pairs)), "verified"
 
 
 def embedding_pair_scores(catalog: Catalog, pairs: np.ndarray, cosine: np.ndarray) -> np.ndarray:
@@ -505,13 +396,6 @@ def listed_images(catalog: Catalog, image_ids: Iterable[int]) -> set[int]:
         out.update(i for (i,) in conn.execute(
             f"SELECT id FROM images WHERE product_id IS NOT NULL AND id IN ({','.join('?' * len(chunk))})", chunk))
     return out
-
-
-def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> bool:
-    """Whether images ``a`` and ``b`` are declared variants: different products of one item group
-    (``family`` from :func:`variant_families`)."""
-    fa, fb = family.get(a), family.get(b)
-    return fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
 
 
 def declared_variant_mask(pairs: np.ndarray, family: Mapping[int, tuple[str, str]]) -> np.ndarray:
@@ -753,7 +637,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     ``words``: add the visual-word candidates (:mod:`engine.visual_words`: turned copies, which
     the embedding's kNN graph misses; catalogs up to ``visual_words.MAX_IMAGES`` images).
     ``dense``: an image that no pair confirms as a copy of an older image is decoded again and
-    matched with more keypoints (:func:`engine.verification.dense_recheck`: copies under text or a
+    matched with more keypoints (:func:`engine.match_policy.dense_recheck`: copies under text or a
     logo), as search does with such a query. ``model`` (the catalog's, :func:`scan_model`): such an
     image that is also far from every other (a turned copy embeds far from its original) is embedded
     turned by 90/180/270 degrees and its nearest images become candidates too, as search does;
@@ -911,11 +795,11 @@ DENSE_CHUNK_IMAGES = 8
 
 def _dense_recheck(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray, todo: np.ndarray,
                    progress: Progress | None, cancel: CancelToken | None) -> int:
-    """:func:`engine.verification.dense_recheck` of the pairs ``todo`` (newer image as the query,
+    """:func:`engine.match_policy.dense_recheck` of the pairs ``todo`` (newer image as the query,
     as :func:`pair_evidence` measured them) in place in ``evidence``, on the verification threads,
     a few query images per chunk. Returns how many images were decoded again."""
     newer = _newer_first(pairs[todo])
-    rows = todo[verification.dense_recheck_rows(newer, evidence[todo])]
+    rows = todo[match_policy.dense_recheck_rows(newer, evidence[todo])]
     if not len(rows):
         return 0
     query = np.maximum(pairs[rows, 0], pairs[rows, 1])
@@ -945,25 +829,17 @@ class _Turned:
 
 def _turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evidence: np.ndarray, since: int,
                   ignored: np.ndarray, progress: Progress | None, cancel: CancelToken | None) -> _Turned:
-    """Candidate pairs for turned copies, as search finds them (``search.ROTATED_TOP``,
-    ``search.ROTATION_MAX_COSINE``): every image scanned (all, or those added since version
-    ``since``) that no pair confirms as a copy (``evidence``: CONFIRMED_INLIERS inliers with aligned
-    pixels of at least ALIGNED_CONFIRMED, either image) and whose nearest candidate is less similar
-    than ROTATION_MAX_COSINE is decoded, its content (inside a uniform border, as search embeds a
+    """Candidate pairs for turned copies (the match policy's turned pass): every image scanned
+    (all, or those added since version ``since``) that is not settled
+    (:func:`engine.match_policy.settled_images` of ``evidence``) is decoded, its content (inside a uniform border, as search embeds a
     query) embedded turned by 90, 180 and 270 degrees, and its ROTATED_TOP nearest images for
     each become candidate pairs, unless already candidates or marked "not a duplicate". Images
     whose file cannot be read are skipped."""
-    from .search import ROTATED_TOP, ROTATION_MAX_COSINE
-
-    rows = np.nonzero(~np.isnan(evidence[:, 0]))[0]
-    confirmed = rows[(evidence[rows, 1] >= verification.CONFIRMED_INLIERS)
-                     & (evidence[rows, 3] >= verification.ALIGNED_CONFIRMED)]
-    near = rows[evidence[rows, 0] >= ROTATION_MAX_COSINE]
-    settled = set(np.unique(pairs[confirmed]).tolist()) | set(np.unique(pairs[near]).tolist())
+    settled = match_policy.settled_images(pairs, evidence)
     scanned = catalog.db.conn.execute("SELECT id, path FROM images WHERE version > ? ORDER BY id", (since,)).fetchall()
     todo = [(int(i), p) for i, p in scanned if int(i) not in settled]
     none = _Turned(np.zeros((0, 2), np.int64), 0)
-    if not todo or ROTATED_TOP <= 0:
+    if not todo or match_policy.ROTATED_TOP <= 0:
         return none
     known = set(_pair_keys(pairs).tolist())
     if len(ignored):
@@ -974,15 +850,15 @@ def _turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evid
         _check(cancel)
         ids, images = [], []
         for image_id, path in todo[start:start + TURNED_CHUNK_IMAGES]:
-            rgb = verification.decode(path, model.resize_short_side)
+            rgb = decode(path, model.resize_short_side)
             if rgb is None:
                 continue
-            rgb = verification.content(rgb)
+            rgb = content(rgb)
             ids.append(image_id)
             images.extend(np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3))
         if images:
             _, embs = model.run(images)
-            labels, _ = _query(index, embs, min(ROTATED_TOP + 1, len(index)), SEARCH_EF)
+            labels, _ = _query(index, embs, min(match_policy.ROTATED_TOP + 1, len(index)), SEARCH_EF)
             for n, image_id in enumerate(ids):
                 for other in labels[3 * n: 3 * n + 3].ravel().tolist():
                     pair = (min(image_id, other), max(image_id, other))
@@ -1010,7 +886,7 @@ def scan_model(catalog: Catalog, requested: str | None = None) -> Model | None:
 
 
 def _dense_verifier(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarray) -> tuple[np.ndarray, str]:
-    return verification.dense_recheck(catalog, _newer_first(pairs), evidence), "verified"
+    return match_policy.dense_recheck(catalog, _newer_first(pairs), evidence), "verified"
 
 
 def verify_workers() -> int:

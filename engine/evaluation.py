@@ -246,7 +246,7 @@ def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None 
     """Open (creating or updating) the catalog of ``gallery`` and return it."""
     from .catalog import Catalog
     from .ingest import ingest
-    from .verification import backfill
+    from .feature_store import backfill
 
     directory = directory or gallery_catalog_dir(gallery, model.model_id)
     catalog = Catalog.open(directory)

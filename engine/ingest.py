@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from . import verification
+from .feature_store import stored_row
+from .features import catalog_features
 from .catalog import Catalog
 from .errors import FeedError, ImageError
 from .faults import fault_point
@@ -274,13 +275,12 @@ class _Prepared:
     height: int = 0
     tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
-    local_features: tuple | None = None  # (version, keypoints, descriptors, mirrored), engine.verification
+    local_features: tuple | None = None  # (version, keypoints, descriptors, mirrored), engine.features
 
 
 def _local_features(rgb) -> tuple:
     """(version, keypoints, descriptors, mirrored descriptors) blobs stored for an image."""
-    f = verification.catalog_features(rgb)
-    return (verification.FEATURES_VERSION, *verification.pack(f), verification.pack_mirrored(f))
+    return stored_row(0, catalog_features(rgb))[1:]
 
 
 def _prepare(source: _Source, known: dict, model) -> _Prepared:

@@ -2,10 +2,11 @@
 
 A score is a calibrated, probability-like value in [0, 1]: the estimated chance that the catalog
 image shows the same product as the query (an edited copy of it, or another photo of it). It is
-computed from the evidence the search gathers for each candidate (:class:`Evidence`):
+computed from the evidence engine.match_policy gathers for each candidate (:class:`Evidence`),
+in search and in the duplicate scan alike; this module is the only place a score is computed:
 
 * ``cosine``  — cosine similarity of the two CNN embeddings;
-* ``inliers`` — ORB matches consistent with one RANSAC homography (engine.verification), 0 when the
+* ``inliers`` — ORB matches consistent with one RANSAC homography (engine.geometry), 0 when the
   candidate was not verified or nothing agreed;
 * ``colour``  — intersection of the two colour histograms of non-background pixels;
 * ``aligned``, ``unchanged`` — after warping the query onto the candidate with that homography:
@@ -14,8 +15,8 @@ computed from the evidence the search gathers for each candidate (:class:`Eviden
   (tells an edited copy's original from a recoloured variant of the same photograph).
 
 and combined by two small logistic models (verified / not verified) whose few coefficients were
-fitted on labelled query/candidate pairs with cross-validation (``benchmarks/match_quality.py fit``; figures and the procedure in
-docs/match-quality.md). Because the score is calibrated, one threshold means the same thing for
+fitted on labelled query/candidate pairs with cross-validation (``benchmarks/match_quality.py
+fit``; figures and the procedure in docs/match-quality.md). Because the score is calibrated, one threshold means the same thing for
 every query, in search, in the duplicate finder and in the GUI.
 """
 
@@ -73,22 +74,9 @@ class Evidence:
                 "verified": self.verified, "transform": self.transform, "identical": self.identical}
 
 
-#: a candidate counts as a geometric competitor of the others from this many inliers on
+#: a candidate with this many inliers is *verified*: scored by the "verified" model, and a
+#: geometric competitor of the query's other verified candidates (engine.match_policy's margins)
 MARGIN_MIN_INLIERS = 15
-
-
-def set_margins(evidence) -> None:
-    """Fill ``Evidence.margin`` for the candidates of one query: how much better a verified
-    candidate's aligned pixel agreement is than that of the best other verified candidate (an
-    edited copy agrees with its original better than with a recoloured variant of the same
-    photograph). A lone verified candidate's margin is its own agreement; unverified: 0."""
-    evidence = list(evidence)
-    strong = [e for e in evidence if e.inliers >= MARGIN_MIN_INLIERS]
-    for e in evidence:
-        if e.inliers < MARGIN_MIN_INLIERS:
-            e.margin = 0.0
-        else:
-            e.margin = e.aligned - max((o.aligned for o in strong if o is not e), default=0.0)
 
 
 def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> dict[str, np.ndarray]:
@@ -122,15 +110,9 @@ def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin
 IDENTICAL_COSINE = 0.999
 
 
-def _identical(e: Evidence) -> bool:
-    return e.identical or (e.cosine >= IDENTICAL_COSINE and e.aligned >= 0.99 and e.unchanged >= 0.99)
-
-
 def score(evidence: Evidence) -> float:
-    e = evidence
-    if _identical(e):
-        return 1.0
-    return float(calibrated(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin))
+    """The score of one candidate's evidence (:func:`score_arrays`)."""
+    return float(scores([evidence])[0])
 
 
 def scores(evidence) -> np.ndarray:
@@ -140,9 +122,32 @@ def scores(evidence) -> np.ndarray:
     if not ev:
         return np.zeros(0, np.float64)
     x = np.array([(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin) for e in ev], np.float64)
-    out = np.asarray(calibrated(*x.T), np.float64)
-    out[np.array([_identical(e) for e in ev])] = 1.0
-    return out
+    return score_arrays(*x.T, identical=np.array([e.identical for e in ev]))
+
+
+def score_arrays(cosine, inliers, colour, aligned, unchanged, margin, *, identical=None,
+                 features=None) -> np.ndarray:
+    """The score of arrays of evidence (one element per candidate), the form the duplicate scan
+    gathers: the calibrated score; 1 for identical images (``identical``: the same file, or
+    pixel-identical after alignment); :func:`embedding_score` where ``features`` is False (neither
+    image has local features); 0 where the cosine is NaN (an image is missing)."""
+    cos = np.asarray(cosine, np.float64)
+    safe_cos = np.nan_to_num(cos, nan=0.0)
+    s = np.asarray(calibrated(safe_cos, inliers, colour, aligned, unchanged, margin), np.float64)
+    same = (safe_cos >= IDENTICAL_COSINE) & (np.asarray(aligned) >= 0.99) & (np.asarray(unchanged) >= 0.99)
+    if identical is not None:
+        same |= np.asarray(identical, bool)
+    s = np.where(same, 1.0, s)
+    if features is not None:
+        s = np.where(np.asarray(features, bool), s, np.asarray(embedding_score(safe_cos), np.float64))
+    return np.where(np.isnan(cos), 0.0, s)
+
+
+def best_unverified_score(cosine: float) -> float:
+    """The highest score a candidate at this cosine can reach without being verified (perfect
+    colour agreement, one inlier short of MARGIN_MIN_INLIERS): a search stops widening its
+    candidate list once this falls below the minimum score asked for."""
+    return float(calibrated(cosine, MARGIN_MIN_INLIERS - 1, 1.0))
 
 
 #: images compared by their embeddings alone count as copies from this cosine on (see
@@ -157,7 +162,7 @@ def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
     calibrated: the embedding alone never reaches the "copy" precision (on the Luma copies, a
     cosine of 0.95 or more is right for 86% of the pairs, 0.97 for 90%; a logistic fit of
     cosine alone tops out at 0.42), so "copy" here means near-identical embeddings. Search and
-    :func:`engine.verification.pair_scores` use :func:`calibrated` wherever pixels exist."""
+    the duplicate scan use :func:`calibrated` wherever pixels exist."""
     c = np.clip(cosine, 0.0, 1.0)
     t, e = THRESHOLDS["copy"], EMBEDDING_COPY_COSINE
     return np.where(c >= e, t + (c - e) * (1.0 - t) / (1.0 - e), c * t / e)

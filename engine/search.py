@@ -11,31 +11,16 @@ from typing import Sequence
 
 import numpy as np
 
-from . import scoring, verification
+from . import match_policy, scoring
+from .features import content_box, extract
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
 from .ingest import content_hash
 
 DEFAULT_K = 10
+#: candidates per group (see :class:`Searcher`)
 MIN_CANDIDATES = 50
-#: candidates (best by embedding cosine) whose local features are geometrically verified
-VERIFY_TOP = 10
-#: a verified candidate with this many inliers is a certain copy: the mirrored query is not tried
-STRONG_INLIERS = verification.CONFIRMED_INLIERS
-#: ... and only when that copy's pixels also agree (aligned) at least this much: the plain features
-#: of a nearly symmetric product match its mirrored copy too, under the wrong (unmirrored) geometry
-ALIGNED_CONFIRMED = verification.ALIGNED_CONFIRMED
-#: candidates verified against the mirrored query (a mirrored copy embeds close to its original)
-MIRROR_TOP = 8
-#: nearest images of each turned query (90/180/270 degrees) added and verified; 0 disables
-ROTATED_TOP = 4
-#: the turned queries are tried only when no candidate is closer than this (cosine)
-ROTATION_MAX_COSINE = 0.8
-#: candidates matched again with the query's DENSE_KEYPOINTS when none verified; 0 disables
-DENSE_TOP = verification.DENSE_TOP
-#: candidates verified before stopping early at a confirmed copy
-VERIFY_MIN = 8
 #: threads that verify candidates side by side (at most the cores this process may use)
 VERIFY_WORKERS = 2
 #: nearest images asked of the index at most while filters reject candidates; a filter so
@@ -174,16 +159,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _verify_pair(query: verification.Features, candidate: verification.Features
-                 ) -> tuple[verification.Verification, verification.Alignment | None]:
-    """ORB/RANSAC verification of one candidate, and its aligned pixel agreement when the
-    candidate is a confirmed copy (MARGIN_MIN_INLIERS): pure, so it can run on any thread."""
-    v = verification.verify(query, candidate)
-    al = (verification.aligned_similarity(query, candidate, v.homography)
-          if v.inliers >= scoring.MARGIN_MIN_INLIERS else None)
-    return v, al
-
-
 class Searcher:
     """Searches one catalog with one model. Thread-safe: the model session and the index are
     shared, SQLite connections are per thread.
@@ -236,12 +211,12 @@ class Searcher:
                 rgb = crop_roi(rgb, roi)
             # a padded copy (a uniform coloured frame) is also searched by its content; a plain
             # white studio background is the photo itself and is only trimmed for verification
-            box = verification.content_box(rgb) if self.verify else None
+            box = content_box(rgb) if self.verify else None
             content = rgb if box is None else np.ascontiguousarray(rgb[box[0][1]:box[0][3], box[0][0]:box[0][2]])
             clock.lap("trim")
             if self.verify:
                 # the query's local features are extracted while the model runs
-                features = _submit(verification.extract, content, keep_image=True)
+                features = _submit(extract, content, keep_image=True)
             clock.lap("features")
             probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
             clock.lap("model")
@@ -291,11 +266,9 @@ class Searcher:
         if index is None or len(index) == 0:
             return []
         n = len(index)
-        # the best score a candidate without a confirmed copy's evidence can reach
-        best_unverified = lambda cos: float(  # noqa: E731
-            scoring.calibrated(cos, scoring.MARGIN_MIN_INLIERS - 1, 1.0))
+        best_unverified = scoring.best_unverified_score
         verifying = rgb is not None and self.verify
-        query: verification.Features | None = None
+        query = None
         scored: list[tuple[float, int, dict, scoring.Evidence]] = []
         seen: set[int] = set()
         want = MIN_CANDIDATES
@@ -319,19 +292,23 @@ class Searcher:
                 kept = self._candidates(index, emb, want, filters, clock, seen)
                 last = kept[-1][1] if kept else 1.0
                 exhausted = want >= n
-                if (len(kept) >= VERIFY_TOP or exhausted
-                        or (best_unverified(last) < filters.min_score and (len(kept) >= VERIFY_TOP or not first))):
+                if (len(kept) >= match_policy.VERIFY_TOP or exhausted
+                        or (best_unverified(last) < filters.min_score and (len(kept) >= match_policy.VERIFY_TOP or not first))):
                     break
                 want *= 4
             if verifying and query is None:
-                query = features.result() if features is not None else verification.extract(rgb, keep_image=True)
+                query = features.result() if features is not None else extract(rgb, keep_image=True)
                 clock.lap("features")
             if first and verifying:
-                evidence = self._verify(rgb, query, index, kept, filters, clock)
+                evidence = match_policy.verify_candidates(
+                    self.catalog, query, kept, pool=_executor(), lap=clock.lap,
+                    turned=self._turned_candidates(rgb, index, filters, clock))
             else:
                 evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
                 if verifying:
-                    self._colour(query, evidence, kept, clock)
+                    match_policy.add_colours(self.catalog, query, evidence,
+                                             {i: rec["path"] for i, _, rec in kept})
+                    clock.lap("colour")
             scored += self._score(evidence, {i: rec for i, _, rec in kept}, filters, same_file_hash, clock)
             seen.update(evidence)
             first = False
@@ -363,7 +340,7 @@ class Searcher:
                filters: SearchFilters, same_file_hash: str | None, clock: _Clock
                ) -> list[tuple[float, int, dict, scoring.Evidence]]:
         """One group's candidates that reach min_score, best first."""
-        scoring.set_margins(evidence.values())
+        match_policy.set_margins(evidence.values())
         if same_file_hash:
             for image_id, ev in evidence.items():
                 ev.identical = records[image_id].get("content_hash") == same_file_hash
@@ -375,127 +352,14 @@ class Searcher:
         clock.lap("score")
         return scored
 
-    def _colour(self, query: verification.Features, evidence: dict[int, scoring.Evidence],
-                kept: list, clock: _Clock) -> None:
-        """Colour agreement of unverified candidates (a later group)."""
-        stored = verification.features_for(self.catalog, list(evidence),
-                                           paths={image_id: rec["path"] for image_id, _, rec in kept})
-        clock.lap("load_features")
-        verification.fill_colours(stored.values())
-        for image_id, f in stored.items():
-            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        clock.lap("colour")
-
-    def _verify(self, rgb: np.ndarray, query: verification.Features, index, kept: list, filters: SearchFilters,
-                clock: _Clock) -> dict[int, scoring.Evidence]:
-        """Evidence for every candidate: colour agreement for all; RANSAC-verified ORB inliers
-        and aligned pixel agreement for the VERIFY_TOP best by cosine. While no candidate is a
-        confirmed copy (STRONG_INLIERS), the mirrored query is verified against the best
-        MIRROR_TOP, then the query turned by 90/180/270 degrees is embedded and its nearest
-        ROTATED_TOP images are added and verified (copies may be turned)."""
-        evidence = {image_id: scoring.Evidence(cosine=float(sim)) for image_id, sim, _ in kept}
-        paths = {image_id: rec["path"] for image_id, _, rec in kept}
-        order = [image_id for image_id, _, _ in kept[:VERIFY_TOP]]
-        stored = verification.features_for(self.catalog, order, paths=paths)
-        clock.lap("load_features")
-        pool = _executor()
-
-        def submit(qf, ids):
-            """Start verifying ``ids`` (on the pool: the caller goes on meanwhile)."""
-            ids = [i for i in ids if i in stored]
-            if pool is not None and len(ids) > 1:
-                return ids, pool.map(_verify_pair, [qf] * len(ids), [stored[i] for i in ids])
-            return ids, (_verify_pair(qf, stored[i]) for i in ids)
-
-        def finish(started, transform, min_inliers=0) -> int:
-            best = 0
-            for image_id, (v, al) in zip(*started):
-                if v.inliers < min_inliers:
-                    continue
-                ev = evidence[image_id]
-                ev.verified = True
-                if v.inliers > ev.inliers:
-                    ev.inliers = v.inliers
-                    ev.transform = transform
-                    if al is not None:      # only used for verified copies
-                        ev.aligned, ev.unchanged = al.ncc, al.unchanged
-                best = max(best, ev.inliers)
-            return best
-
-        def check(qf, ids, transform, min_inliers=0) -> int:
-            return finish(submit(qf, ids), transform, min_inliers)
-
-        # a confirmed copy among the first VERIFY_MIN: its recoloured variants, the only
-        # candidates that could compete with it, embed as close and are among them too
-        started = submit(query, order[:VERIFY_MIN])
-        # meanwhile (counted in "verify"): everyone's colour agreement, the other candidates' from
-        # their stored thumbnails alone (their keypoints are read if a turned query needs them)
-        first = set(order)
-        looks = dict(stored)
-        looks.update(verification.thumbnails_for(self.catalog, [i for i in evidence if i not in first], paths=paths))
-        verification.fill_colours(looks.values())
-        for image_id, f in looks.items():
-            evidence[image_id].colour = verification.colour_similarity(query.colour, f.colour)
-        best = finish(started, "")
-        if best < STRONG_INLIERS:
-            best = max(best, check(query, order[VERIFY_MIN:], ""))
-        clock.lap("verify")
-        aligned = max((e.aligned for e in evidence.values() if e.inliers >= STRONG_INLIERS), default=0.0)
-        if best >= STRONG_INLIERS and aligned >= ALIGNED_CONFIRMED:
-            # a confirmed copy ends the search for mirrored ones, except among the candidates
-            # that embed nearer than it and did not verify: a mirrored copy's original embeds
-            # as close as ever but matches few plain features, and another photo that happens to
-            # share features with the copy must not hide it
-            first_strong = next(n for n, i in enumerate(order) if evidence[i].inliers >= STRONG_INLIERS)
-            nearer = [i for i in order[:min(first_strong, MIRROR_TOP)]
-                      if evidence[i].inliers < scoring.MARGIN_MIN_INLIERS]
-            if nearer:
-                flipped = verification.mirrored_features(query)
-                check(flipped, nearer, "mirrored")
-                clock.lap("verify_mirror")
-            return evidence
-        flipped = verification.mirrored_features(query)
-        best = max(best, check(flipped, order[:MIRROR_TOP], "mirrored"))
-        clock.lap("verify_mirror")
-        if best < scoring.MARGIN_MIN_INLIERS and DENSE_TOP > 0:
-            # nothing verified: text or a logo laid over a copy may have taken most of the query's
-            # keypoints (the strongest corners of the photo), so the best candidates are matched
-            # again with more of them, plain and then mirrored; with more keypoints other photos
-            # (another product's back view on the same model) match more too, so only a
-            # confirmed copy (STRONG_INLIERS) counts from this pass
-            dense = verification.dense_features(query)
-            best = max(best, check(dense, order[:DENSE_TOP], "", STRONG_INLIERS))
-            if best < scoring.MARGIN_MIN_INLIERS:
-                best = max(best, check(verification.dense_features(query, mirror=True),
-                                       order[:DENSE_TOP], "mirrored", STRONG_INLIERS))
-            clock.lap("verify_dense")
-        # a turned copy embeds far from everything; a query with a close neighbour is not one
-        if best >= STRONG_INLIERS or ROTATED_TOP <= 0 or (kept and kept[0][1] >= ROTATION_MAX_COSINE):
-            return evidence
-        _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
-        clock.lap("model_rotated")
-        new: list[int] = []
-        for r, e in zip((1, 2, 3), embs):
-            for image_id, sim, rec in self._candidates(index, e, ROTATED_TOP, filters, clock):
-                if image_id not in evidence:
-                    evidence[image_id] = scoring.Evidence(cosine=float(sim))
-                    paths[image_id] = rec["path"]
-                    kept.append((image_id, sim, rec))
-                    new.append(image_id)
-                elif sim > evidence[image_id].cosine and image_id not in order:
-                    evidence[image_id].cosine = float(sim)
-                if image_id not in new and image_id not in order:
-                    new.append(image_id)
-        stored.update(verification.features_for(self.catalog, [i for i in new if i not in stored], paths=paths))
-        verification.fill_colours(stored[i] for i in new if i in stored)
-        for image_id in new:
-            if image_id in stored:
-                evidence[image_id].colour = verification.colour_similarity(query.colour, stored[image_id].colour)
-        best = check(query, new, "turned")
-        if best < STRONG_INLIERS:
-            check(flipped, new, "turned, mirrored")
-        clock.lap("verify_rotated")
-        return evidence
+    def _turned_candidates(self, rgb: np.ndarray, index, filters: SearchFilters, clock: _Clock):
+        """The turned pass of the match policy: the query embedded turned by 90/180/270 degrees,
+        and the nearest ROTATED_TOP images of each that pass the filters."""
+        def turned() -> list[tuple[int, float, dict]]:
+            _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
+            clock.lap("model_rotated")
+            return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)]
+        return turned
 
 
 def _submit(fn, *args, **kwargs) -> Future | None:

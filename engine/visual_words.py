@@ -3,7 +3,7 @@
 
 The embedding is not rotation invariant, so a turned copy is not among its original's nearest
 neighbours; ORB descriptors are (each keypoint is described in its own orientation), and every
-catalog image stores them and those of its mirrored image (engine.verification). Each descriptor
+catalog image stores them and those of its mirrored image (engine.features). Each descriptor
 is hashed into a *visual word* by sampling WORD_BITS of its 256 bits (bit-sampling LSH for
 Hamming distance), in TABLES independent tables. An image is a bag of its words; two images score
 the tf-idf overlap of their bags (each word weighted by log(n / images holding it); words held by
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import verification
+from .features import FEATURES_VERSION
 
 #: independent hash tables (bit samples)
 TABLES = 8
@@ -76,7 +76,7 @@ def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
             return None
         chunk = ids[start:start + 500]
         descs, rows, mdescs, mrows = [], [], [], []
-        for i, (_, desc, mirrored) in catalog.local_feature_blobs(chunk, verification.FEATURES_VERSION).items():
+        for i, (_, desc, mirrored) in catalog.local_feature_blobs(chunk, FEATURES_VERSION).items():
             d = np.frombuffer(desc, np.uint8).reshape(-1, 32)
             descs.append(d)
             rows.append(np.full(len(d), row_of[i], np.int32))

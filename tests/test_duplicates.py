@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import duplicates, scoring, verification
+from engine import duplicates, features, match_policy, scoring
 from engine.catalog import Catalog
 from engine.duplicates import (
     CONFIRMED,
@@ -373,7 +373,7 @@ def test_real_edited_copy_is_found(small_luma_catalog, catalog_copy, model, tmp_
     with Catalog.open(folder) as cat:
         # a photo with detail: a copy is confirmed geometrically (local features), and a plain
         # texture-less object (the foam roller) has too few for that
-        from engine.verification import features_for
+        from engine.feature_store import features_for
         records = list(cat.iter_records())
         feats = features_for(cat, [r["image_id"] for r in records])
         original = max(records, key=lambda r: len(feats[r["image_id"]]))["path"]
@@ -406,12 +406,12 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
                    [0.85, 60, 0.80, 0.90, 0.80, 1],
                    [0.97, 0, 0.00, 0.00, 0.00, 0],
                    [np.nan, 0, 0, 0, 0, 0]])
-    s = duplicates.competing_scores(pairs, ev)
+    s = match_policy.competing_scores(pairs, ev)
     alone = []
     for row in ev[:3]:
         e = scoring.Evidence(cosine=row[0], inliers=int(row[1]), colour=row[2], aligned=row[3],
                              unchanged=row[4], verified=True)
-        scoring.set_margins([e])
+        match_policy.set_margins([e])
         alone.append(scoring.score(e))
     assert s[0] > s[1] and s[0] > s[2]                   # the original wins
     assert s[1] < alone[1] and s[2] < alone[2]           # the variant loses to the competition
@@ -421,9 +421,9 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     assert s[0] == pytest.approx(float(scoring.calibrated(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60)))
     assert s[1] == pytest.approx(float(scoring.calibrated(0.88, 110, 0.30, 0.60, 0.20, 0.60 - 0.95)))
     assert s[2] == pytest.approx(float(scoring.calibrated(0.90, 150, 0.30, 0.65, 0.20, 0.65 - 0.60)))
-    # no competitor: the score verification.pair_scores gives the pair alone
+    # no competitor: the score match_policy.pair_scores gives the pair alone
     e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True)
-    scoring.set_margins([e])
+    match_policy.set_margins([e])
     assert s[3] == pytest.approx(scoring.score(e))
     assert s[4] == pytest.approx(scoring.embedding_score(0.97)) and s[5] == 0.0   # embedding score; missing image
 
@@ -439,8 +439,8 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
                    [0.90, 190, 0.30, 0.97, 0.40, 1],
                    [0.70, 20, 0.50, 0.50, 0.60, 1]])
     family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green")}
-    plain = duplicates.competing_scores(pairs, ev)
-    aware = duplicates.competing_scores(pairs, ev, family)
+    plain = match_policy.competing_scores(pairs, ev)
+    aware = match_policy.competing_scores(pairs, ev, family)
     calibrated = lambda row, margin: float(scoring.calibrated(*row[:5], margin))  # noqa: E731
     assert plain[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.97))
     assert aware[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.50))
@@ -448,7 +448,7 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
     assert aware[1] == pytest.approx(plain[1]) and aware[2] == pytest.approx(plain[2])
     # one family's variants are nobody else's: another item group's images compete as before
     other = {1: ("JKT", "JKT-red"), 2: ("TEE", "TEE-green")}
-    np.testing.assert_allclose(duplicates.competing_scores(pairs, ev, other), plain)
+    np.testing.assert_allclose(match_policy.competing_scores(pairs, ev, other), plain)
 
 
 def test_another_copy_of_a_listings_photo_is_no_rival_original():
@@ -468,8 +468,8 @@ def test_another_copy_of_a_listings_photo_is_no_rival_original():
     family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green"), 3: ("TEE", "TEE")}
     listed = {1, 2, 3}
     calibrated = lambda n, margin: float(scoring.calibrated(*ev[n, :5], margin))  # noqa: E731
-    variants_only = duplicates.competing_scores(pairs, ev, family)
-    settled = duplicates.competing_scores(pairs, ev, family, listed)
+    variants_only = match_policy.competing_scores(pairs, ev, family)
+    settled = match_policy.competing_scores(pairs, ev, family, listed)
     assert variants_only[0] == pytest.approx(calibrated(0, 0.981 - 0.986))
     assert settled[0] == pytest.approx(calibrated(0, 0.981 - 0.500))
     assert variants_only[0] < scoring.THRESHOLDS["copy"] <= settled[0]
@@ -477,17 +477,17 @@ def test_another_copy_of_a_listings_photo_is_no_rival_original():
     assert settled[1] == pytest.approx(variants_only[1])
     assert settled[1] == pytest.approx(calibrated(1, 0.986 - 0.981))
     # a listing as the query (a new listing, not an upload) keeps every competitor
-    np.testing.assert_allclose(duplicates.competing_scores(pairs, ev, family, listed | {9}), variants_only)
+    np.testing.assert_allclose(match_policy.competing_scores(pairs, ev, family, listed | {9}), variants_only)
     # without item groups nobody is a variant: 5, a copy of 2, still competes with 1 for 9, and is
     # set aside only where 9 is measured against 2 itself
-    plain, listed_only = duplicates.competing_scores(pairs, ev), duplicates.competing_scores(pairs, ev, None, listed)
+    plain, listed_only = match_policy.competing_scores(pairs, ev), match_policy.competing_scores(pairs, ev, None, listed)
     assert listed_only[0] == pytest.approx(plain[0])
     assert listed_only[2] == pytest.approx(calibrated(2, 0.950 - 0.981))
     assert plain[2] == pytest.approx(calibrated(2, 0.950 - 0.986))
 
 
 def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_catalog):
-    from engine.verification import pair_scores
+    from engine.match_policy import pair_scores
 
     with Catalog.open(small_luma_catalog) as cat:
         ids = [r["image_id"] for r in cat.iter_records()][:8]
@@ -495,10 +495,10 @@ def test_pair_evidence_measures_with_the_newer_image_as_the_query(small_luma_cat
         ev, name = duplicates.pair_evidence(cat, pairs)
         assert name == "verified" and ev.shape == (len(pairs), len(duplicates.EVIDENCE))
         newer_first = [(max(a, b), min(a, b)) for a, b in pairs.tolist()]
-        np.testing.assert_allclose(ev, verification.pair_evidence(cat, newer_first), atol=1e-9)
+        np.testing.assert_allclose(ev, match_policy.pair_evidence(cat, newer_first), atol=1e-9)
         # either order given: the same evidence
         np.testing.assert_allclose(duplicates.pair_evidence(cat, pairs[:, ::-1])[0], ev, atol=1e-9)
-        alone = [duplicates.competing_scores(p[None], e[None])[0] for p, e in zip(pairs, ev)]
+        alone = [match_policy.competing_scores(p[None], e[None])[0] for p, e in zip(pairs, ev)]
         np.testing.assert_allclose(alone, pair_scores(cat, newer_first), atol=1e-9)
         lone, _ = duplicates.verify_pairs(cat, pairs, np.full(len(pairs), np.nan))
         np.testing.assert_allclose(lone, alone, atol=1e-9)
@@ -528,7 +528,6 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     import shutil
     import sqlite3
 
-    from engine import verification
     from engine.cli import main
     from engine.ingest import ingest
 
@@ -563,7 +562,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
 
     assert pair not in stored_only_groups(old)
     with Catalog.open(old) as cat:
-        assert len(cat.images_without_local_features(verification.FEATURES_VERSION, mirrored=True)) == 6
+        assert len(cat.images_without_local_features(features.FEATURES_VERSION, mirrored=True)) == 6
     assert main(["check", "--catalog", str(old), "--repair", "--no-files"]) == 0
     assert "computed the local features of 6 images" in capsys.readouterr().out
     assert pair in stored_only_groups(old) and pair in _cli_groups(capsys, old)
@@ -586,11 +585,11 @@ def test_dense_recheck_rows_pick_the_unconfirmed_queries_nearest_candidates():
                    [0.99, 0, 0.9, 0.0, 0.0, 1],
                    [0.90, 30, 0.9, 0.50, 0.9, 1],
                    [0.80, 0, 0.9, 0.0, 0.0, 1]])
-    rows = verification.dense_recheck_rows(pairs, ev)
-    assert verification.DENSE_TOP == 4
+    rows = match_policy.dense_recheck_rows(pairs, ev)
+    assert match_policy.DENSE_TOP == 4
     # by query; 9's four nearest usable candidates (2, 4, 5, 1), 7's two; 8 is confirmed
     assert [tuple(pairs[r]) for r in rows] == [(7, 1), (7, 2), (9, 2), (9, 4), (9, 5), (9, 1)]
-    assert verification.dense_recheck_rows(pairs[:0], ev[:0]).size == 0
+    assert match_policy.dense_recheck_rows(pairs[:0], ev[:0]).size == 0
 
 
 def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsys):

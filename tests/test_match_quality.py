@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from engine import scoring, verification
+from engine import feature_store, features, geometry, match_policy, scoring
 from engine.evaluation import Ranking, average_precision, mean_ap, micro_ap, precision_recall_at, recall_at, summarise
 
 
@@ -120,16 +120,16 @@ def catalog_of(folder, model, images: dict):
 
 
 def test_verification_confirms_a_turned_cropped_copy_and_rejects_another_picture():
-    astro = verification.extract(photo("astronaut"))
-    stored = verification.unpack(*verification.pack(astro))       # as the catalog keeps them
-    copy = verification.extract(edit(photo("astronaut"), angle=12, crop=0.15, quality=50), keep_image=True)
-    v = verification.verify(copy, stored)
+    astro = features.extract(photo("astronaut"))
+    stored = features.unpack(*features.pack(astro))       # as the catalog keeps them
+    copy = features.extract(edit(photo("astronaut"), angle=12, crop=0.15, quality=50), keep_image=True)
+    v = geometry.verify(copy, stored)
     assert v.inliers >= 30
-    assert verification.aligned_similarity(copy, stored, v.homography).ncc > 0.6
-    turned = verification.extract(edit(photo("astronaut"), angle=90, crop=0.1), keep_image=True)
-    assert verification.verify(turned, stored).inliers >= 30
+    assert geometry.aligned_similarity(copy, stored, v.homography).ncc > 0.6
+    turned = features.extract(edit(photo("astronaut"), angle=90, crop=0.1), keep_image=True)
+    assert geometry.verify(turned, stored).inliers >= 30
     for other in ("coffee", "rocket", "chelsea"):
-        assert verification.verify(verification.extract(photo(other)), stored).inliers < 12, other
+        assert geometry.verify(features.extract(photo(other)), stored).inliers < 12, other
 
 
 def test_rotated_copy_keeps_its_colours_and_sibling_colours_do_not(luma_dir):
@@ -138,39 +138,39 @@ def test_rotated_copy_keeps_its_colours_and_sibling_colours_do_not(luma_dir):
     read 0.58 before), while the same copy against the shirt's other colours stays low."""
     from engine.imaging import load_image
 
-    query = verification.extract(load_image(luma_dir / "eval/copies/pos_q00174.jpg"), keep_image=True)
+    query = features.extract(load_image(luma_dir / "eval/copies/pos_q00174.jpg"), keep_image=True)
     shares = {}
     for name in ("msh11-black_main", "msh11-blue_main", "msh11-red_main"):
-        stored = verification.extract(load_image(luma_dir / f"images/{name}.jpg"))
-        stored = verification.unpack(*verification.pack(stored))
-        v = verification.verify(query, stored)
+        stored = features.extract(load_image(luma_dir / f"images/{name}.jpg"))
+        stored = features.unpack(*features.pack(stored))
+        v = geometry.verify(query, stored)
         assert v.homography is not None, name
-        shares[name] = verification.aligned_similarity(query, stored, v.homography).unchanged
+        shares[name] = geometry.aligned_similarity(query, stored, v.homography).unchanged
     assert shares["msh11-black_main"] >= 0.95, shares
     assert shares["msh11-blue_main"] <= 0.75 and shares["msh11-red_main"] <= 0.75, shares
 
 
 def test_mirrored_copy_is_verified_through_the_mirrored_query():
-    stored = verification.extract(photo("rocket"))
+    stored = features.extract(photo("rocket"))
     flipped = edit(photo("rocket"), flip=True)
-    assert verification.verify(verification.extract(flipped), stored).inliers < 12
-    assert verification.verify(verification.extract(verification.mirrored(flipped)), stored).inliers >= 30
+    assert geometry.verify(features.extract(flipped), stored).inliers < 12
+    assert geometry.verify(features.extract(features.mirrored(flipped)), stored).inliers >= 30
 
 
 def test_stored_mirrored_descriptors_verify_a_mirrored_copy():
     rocket = photo("rocket")
-    f = verification.extract(rocket, mirror=True)
-    stored = verification.unpack(*verification.pack(f), verification.pack_mirrored(f))   # as the catalog keeps them
-    copy = verification.extract(edit(rocket, flip=True, crop=0.08, scale=0.7, quality=60))
-    assert verification.verify(copy, stored).inliers < 12
-    mirror = verification.mirror_of(stored)
-    v = verification.verify(mirror, copy)
+    f = features.extract(rocket, mirror=True)
+    stored = features.unpack(*features.pack(f), features.pack_mirrored(f))   # as the catalog keeps them
+    copy = features.extract(edit(rocket, flip=True, crop=0.08, scale=0.7, quality=60))
+    assert geometry.verify(copy, stored).inliers < 12
+    mirror = features.mirror_of(stored)
+    v = geometry.verify(mirror, copy)
     assert v.inliers >= 30
-    assert verification.aligned_similarity(mirror, copy, v.homography).ncc > 0.6     # warped the mirrored way
+    assert geometry.aligned_similarity(mirror, copy, v.homography).ncc > 0.6     # warped the mirrored way
     # descriptors computed at the mirrored keypoints match as well as a second, full detection
-    full = verification.mirrored_features(verification.extract(rocket, keep_image=True))
-    assert v.inliers >= 0.8 * verification.verify(full, copy).inliers
-    assert verification.mirror_of(verification.unpack(*verification.pack(f))) is None   # not stored: none
+    full = features.mirrored_features(features.extract(rocket, keep_image=True))
+    assert v.inliers >= 0.8 * geometry.verify(full, copy).inliers
+    assert features.mirror_of(features.unpack(*features.pack(f))) is None   # not stored: none
 
 
 def test_grey_copy_is_compared_with_its_original_by_luminance():
@@ -181,19 +181,19 @@ def test_grey_copy_is_compared_with_its_original_by_luminance():
     hsv = cv2.cvtColor(original, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = (hsv[..., 0].astype(np.int16) + 60) % 180
     sibling = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    query = verification.extract(edit(original, grey=True, angle=5, quality=70), keep_image=True)
+    query = features.extract(edit(original, grey=True, angle=5, quality=70), keep_image=True)
     ncc = {}
     for name, rgb in (("original", original), ("sibling", sibling)):
-        stored = verification.unpack(*verification.pack(verification.extract(rgb)))
-        v = verification.verify(query, stored)
+        stored = features.unpack(*features.pack(features.extract(rgb)))
+        v = geometry.verify(query, stored)
         assert v.inliers >= 30, name
-        ncc[name] = verification.aligned_similarity(query, stored, v.homography).ncc
+        ncc[name] = geometry.aligned_similarity(query, stored, v.homography).ncc
     assert ncc["original"] >= 0.99 and ncc["original"] > ncc["sibling"], ncc
     # a colour query is still compared in colour: the sibling agrees less than the original
-    colour_query = verification.extract(edit(original, angle=5, quality=70), keep_image=True)
-    stored = verification.unpack(*verification.pack(verification.extract(sibling)))
-    v = verification.verify(colour_query, stored)
-    assert verification.aligned_similarity(colour_query, stored, v.homography).ncc < ncc["sibling"]
+    colour_query = features.extract(edit(original, angle=5, quality=70), keep_image=True)
+    stored = features.unpack(*features.pack(features.extract(sibling)))
+    v = geometry.verify(colour_query, stored)
+    assert geometry.aligned_similarity(colour_query, stored, v.homography).ncc < ncc["sibling"]
 
 
 def test_grey_luma_copy_agrees_best_with_its_own_colour(luma_dir):
@@ -201,14 +201,14 @@ def test_grey_luma_copy_agrees_best_with_its_own_colour(luma_dir):
     recoloured. In colour the black one agreed better (0.93 against 0.86) and ranked first."""
     from engine.imaging import load_image
 
-    query = verification.extract(load_image(luma_dir / "eval/copies/pos_q00175.jpg"), keep_image=True)
+    query = features.extract(load_image(luma_dir / "eval/copies/pos_q00175.jpg"), keep_image=True)
     ncc = {}
     for name in ("wp09-purple_main", "wp09-black_main"):
-        stored = verification.unpack(*verification.pack(
-            verification.extract(load_image(luma_dir / f"images/{name}.jpg"))))
-        v = verification.verify(query, stored)
+        stored = features.unpack(*features.pack(
+            features.extract(load_image(luma_dir / f"images/{name}.jpg"))))
+        v = geometry.verify(query, stored)
         assert v.inliers >= 30, name
-        ncc[name] = verification.aligned_similarity(query, stored, v.homography).ncc
+        ncc[name] = geometry.aligned_similarity(query, stored, v.homography).ncc
     assert ncc["wp09-purple_main"] > ncc["wp09-black_main"] + 0.02, ncc
 
 
@@ -224,7 +224,7 @@ def test_pair_evidence_tries_the_mirrored_match_below_a_confirmed_copy(luma_dir,
         ingest(cat, model, [luma_dir / "images/wj02-black_main.jpg", luma_dir / "eval/copies/pos_q00245.jpg"],
                allow_outside=True)
         ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
-        ev = dict(zip(verification.EVIDENCE, verification.pair_evidence(
+        ev = dict(zip(match_policy.EVIDENCE, match_policy.pair_evidence(
             cat, [(ids["pos_q00245.jpg"], ids["wj02-black_main.jpg"])])[0]))
     assert ev["inliers"] >= 100 and ev["aligned"] >= 0.99, ev
 
@@ -241,13 +241,13 @@ def _smooth_with_text(rgb: np.ndarray, lines: int = 0) -> np.ndarray:
 
 
 def test_text_overlay_that_takes_the_keypoints_is_verified_with_dense_query_features():
-    stored = verification.unpack(*verification.pack(verification.extract(_smooth_with_text(photo("rocket")))))
-    query = verification.extract(_smooth_with_text(photo("rocket"), lines=6), keep_image=True)
-    assert verification.verify(query, stored).inliers < 15        # the text took the keypoints
-    dense = verification.dense_features(query)
+    stored = features.unpack(*features.pack(features.extract(_smooth_with_text(photo("rocket")))))
+    query = features.extract(_smooth_with_text(photo("rocket"), lines=6), keep_image=True)
+    assert geometry.verify(query, stored).inliers < 15        # the text took the keypoints
+    dense = features.dense_features(query)
     assert len(dense) > 2 * len(query)
-    assert verification.verify(dense, stored).inliers >= 30
-    assert verification.dense_features(query, mirror=True).size == query.size
+    assert geometry.verify(dense, stored).inliers >= 30
+    assert features.dense_features(query, mirror=True).size == query.size
 
 
 def test_search_finds_a_text_covered_copy_through_the_dense_pass(model, tmp_path):
@@ -264,17 +264,17 @@ def test_search_finds_a_text_covered_copy_through_the_dense_pass(model, tmp_path
 
 
 def test_local_features_are_compact():
-    f = verification.extract(photo("astronaut"))
-    kp, desc = verification.pack(f)
+    f = features.extract(photo("astronaut"))
+    kp, desc = features.pack(f)
     assert len(kp) + len(desc) < 20_000
-    back = verification.unpack(kp, desc)
+    back = features.unpack(kp, desc)
     assert len(back) == len(f) and back.size == f.size
     np.testing.assert_array_equal(back.descriptors, f.descriptors)
-    m = verification.extract(photo("astronaut"), mirror=True)
-    mirrored = verification.pack_mirrored(m)
+    m = features.extract(photo("astronaut"), mirror=True)
+    mirrored = features.pack_mirrored(m)
     assert len(mirrored) == 32 * len(m) < 11_000       # one more descriptor per keypoint
     np.testing.assert_array_equal(m.descriptors, f.descriptors)     # the plain ones are unchanged
-    assert verification.unpack(kp, desc, mirrored[:-5]).mirrored_descriptors is None   # damaged: ignored
+    assert features.unpack(kp, desc, mirrored[:-5]).mirrored_descriptors is None   # damaged: ignored
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +364,7 @@ def test_copy_of_an_image_not_in_the_catalog_scores_below_copy(photo_catalog, mo
 def test_pair_scores_uses_stored_data_only(photo_catalog):
     ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in photo_catalog.iter_records()}
     a, b = ids["astronaut.png"], ids["coffee.png"]
-    scores = verification.pair_scores(photo_catalog, [(a, a), (a, b), (a, 10_000)])
+    scores = match_policy.pair_scores(photo_catalog, [(a, a), (a, b), (a, 10_000)])
     assert scores.shape == (3,)
     assert scores[0] >= scoring.THRESHOLDS["copy"]
     assert scores[1] < scoring.THRESHOLDS["same product"]
@@ -378,9 +378,9 @@ def test_pair_scores_compare_a_grey_copy_by_luminance_in_either_order(model, tmp
     with catalog_of(tmp_path, model, images) as cat:
         ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
         a, b = ids["original.png"], ids["grey.png"]
-        ev = verification.pair_evidence(cat, [(a, b), (b, a)])
-    aligned = ev[:, verification.EVIDENCE.index("aligned")]
-    assert (ev[:, verification.EVIDENCE.index("inliers")] >= 30).all()
+        ev = match_policy.pair_evidence(cat, [(a, b), (b, a)])
+    aligned = ev[:, match_policy.EVIDENCE.index("aligned")]
+    assert (ev[:, match_policy.EVIDENCE.index("inliers")] >= 30).all()
     assert (aligned >= 0.99).all(), aligned       # 0.89 in colour, original first
 
 
@@ -394,37 +394,39 @@ def test_catalog_stores_a_padded_copy_by_its_content(model, tmp_path):
     with catalog_of(tmp_path, model, {"original": coffee, "framed": framed, "white": white}) as cat:
         ids = {r["path"].rsplit("/", 1)[-1]: r["image_id"] for r in cat.iter_records()}
         o, f, w = ids["original.png"], ids["framed.png"], ids["white.png"]
-        stored = verification.features_for(cat, [o, f, w])
+        stored = feature_store.features_for(cat, [o, f, w])
         assert abs(stored[f].size[0] - stored[o].size[0]) <= 2 and abs(stored[f].size[1] - stored[o].size[1]) <= 2
         assert stored[w].size[1] / stored[w].size[0] == pytest.approx(white.shape[1] / white.shape[0], abs=0.01)
-        ev = verification.pair_evidence(cat, [(f, o)])[0]
-        column = dict(zip(verification.EVIDENCE, ev))
+        ev = match_policy.pair_evidence(cat, [(f, o)])[0]
+        column = dict(zip(match_policy.EVIDENCE, ev))
         assert column["colour"] >= 0.9 and column["aligned"] >= 0.97 and column["unchanged"] >= 0.95, column
         # the frame kept, as before: its colours and a quarter of the thumbnail go to the frame
-        whole = verification.extract(framed, mirror=True)
-        assert verification.colour_similarity(whole.colour, stored[o].colour) < 0.7
+        whole = features.extract(framed, mirror=True)
+        assert features.colour_similarity(whole.colour, stored[o].colour) < 0.7
         # features computed later (a catalog built before local features) are the same
         with cat.transaction(bump=False) as db:
             db.conn.execute("DELETE FROM local_features WHERE image_id = ?", (f,))
-        again = verification.features_for(cat, [f])[f]
+        again = feature_store.features_for(cat, [f])[f]
         assert again.size == stored[f].size
         np.testing.assert_array_equal(again.thumb, stored[f].thumb)
 
 
 def test_thumbnails_for_reads_only_what_colour_needs(photo_catalog):
     ids = [r["image_id"] for r in photo_catalog.iter_records()]
-    full = verification.features_for(photo_catalog, ids)
-    thumbs = verification.thumbnails_for(photo_catalog, ids)
+    full = feature_store.features_for(photo_catalog, ids)
+    thumbs = feature_store.thumbnails_for(photo_catalog, ids)
     assert sorted(thumbs) == sorted(full)
     for i in ids:
         np.testing.assert_array_equal(thumbs[i].thumb, full[i].thumb)
         assert thumbs[i].size == full[i].size and len(thumbs[i]) == 0
         np.testing.assert_array_equal(thumbs[i].colour, full[i].colour)
-    blobs = photo_catalog.local_feature_blobs(ids[:1], verification.FEATURES_VERSION, descriptors=False)
+    blobs = photo_catalog.local_feature_blobs(ids[:1], features.FEATURES_VERSION, descriptors=False)
     assert blobs[ids[0]][1] is None and blobs[ids[0]][2] is None
 
 
 def test_catalog_without_local_features_still_verifies_and_backfills(photo_catalog, model, tmp_path):
+    """A catalog built before local features existed: search computes what it needs in memory and
+    writes nothing (a search never changes the catalog); an explicit backfill stores them."""
     import shutil
 
     from engine.catalog import Catalog
@@ -437,10 +439,12 @@ def test_catalog_without_local_features_still_verifies_and_backfills(photo_catal
         result = Searcher(cat, model).search_image(edit(photo("coffee"), angle=90), k=2)
         assert result.results[0].path.endswith("coffee.png")
         assert result.results[0].score >= scoring.THRESHOLDS["copy"]
-        remaining = len(cat.images_without_local_features(verification.FEATURES_VERSION))
-        assert remaining < len(GALLERY)                       # computed lazily and stored
-        assert verification.backfill(cat) == remaining
-        assert cat.images_without_local_features(verification.FEATURES_VERSION) == []
+        version = cat.version
+        assert len(cat.images_without_local_features(features.FEATURES_VERSION)) == len(GALLERY)
+        assert cat.version == version
+        assert feature_store.missing_count(cat) == len(GALLERY)
+        assert feature_store.backfill(cat) == len(GALLERY)
+        assert cat.images_without_local_features(features.FEATURES_VERSION) == []
 
 
 # ---------------------------------------------------------------------- lookalike eval
