@@ -29,9 +29,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import LookalikeError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_K = 10
 
@@ -242,8 +244,9 @@ def gallery_catalog_dir(gallery: Sequence[str], model_id: str) -> Path:
 
 
 def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None = None, *,
-                          progress=None):
-    """Open (creating or updating) the catalog of ``gallery`` and return it."""
+                          progress=None, warn=None):
+    """Open (creating or updating) the catalog of ``gallery`` and return it. Unreadable gallery
+    images are reported through ``warn(message)`` (default: this module's logger)."""
     from .catalog import Catalog
     from .ingest import ingest
     from .verification import backfill
@@ -253,8 +256,7 @@ def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None 
     report = ingest(catalog, model, gallery, progress=progress)
     if report.failed:
         path, reason = report.failed[0]
-        print(f"warning: {len(report.failed)} gallery images could not be read, e.g. {path}: {reason}",
-              file=sys.stderr)
+        (warn or log.warning)(f"{len(report.failed)} gallery images could not be read, e.g. {path}: {reason}")
     # drop images that left the gallery (a path list keys the folder, so only on edits in place)
     wanted = set(gallery)
     stale = [r["image_id"] for r in catalog.iter_records() if r["path"] not in wanted]
@@ -299,10 +301,10 @@ def latency_summary(rankings: Sequence[Ranking]) -> dict[str, float]:
 
 
 def evaluate(gallery: Sequence[str], queries: Sequence[QuerySpec], model, *, k: int = DEFAULT_K,
-             catalog_dir: Path | None = None, progress=None) -> tuple[dict, list[Ranking]]:
+             catalog_dir: Path | None = None, progress=None, warn=None) -> tuple[dict, list[Ranking]]:
     from .search import Searcher
 
-    catalog = build_gallery_catalog(gallery, model, catalog_dir)
+    catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn)
     try:
         rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress)
     finally:
@@ -310,6 +312,15 @@ def evaluate(gallery: Sequence[str], queries: Sequence[QuerySpec], model, *, k: 
     summary = summarise(rankings, k)
     summary["latency_ms"] = latency_summary(rankings)
     return summary, rankings
+
+
+def write_details(rankings: Iterable[Ranking], path) -> None:
+    """Every query's ranked results and evidence, one JSON object a line."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rankings:
+            fh.write(json.dumps({"query": r.query, "relevant": sorted(r.relevant),
+                                 "results": r.results, "evidence": r.evidence,
+                                 "extra": r.extra}) + "\n")
 
 
 # ---------------------------------------------------------------------- CLI
@@ -330,6 +341,8 @@ def register_cli(sub) -> None:
 
 
 def cmd_eval(args) -> int:
+    import sys
+
     from tqdm import tqdm
 
     from .model import load_model
@@ -351,16 +364,12 @@ def cmd_eval(args) -> int:
     started = time.perf_counter()
     summary, rankings = evaluate(gallery, queries, model, k=args.k,
                                  catalog_dir=Path(args.cache).expanduser() if args.cache else None,
-                                 progress=progress)
+                                 progress=progress, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     bar.close()
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["gallery"] = len(gallery)
     if args.details:
-        with open(args.details, "w", encoding="utf-8") as fh:
-            for r in rankings:
-                fh.write(json.dumps({"query": r.query, "relevant": sorted(r.relevant),
-                                     "results": r.results, "evidence": r.evidence,
-                                     "extra": r.extra}) + "\n")
+        write_details(rankings, args.details)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
