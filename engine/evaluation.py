@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -322,57 +321,3 @@ def write_details(rankings: Iterable[Ranking], path) -> None:
                                  "results": r.results, "evidence": r.evidence,
                                  "extra": r.extra}) + "\n")
 
-
-# ---------------------------------------------------------------------- CLI
-def register_cli(sub) -> None:
-    p = sub.add_parser("eval", help="measure search quality on labelled queries (R@1, R@5, mAP, micro-AP)")
-    p.add_argument("--gallery", nargs="+", required=True, metavar="PATH",
-                   help="gallery images: files, folders or .txt lists of paths")
-    p.add_argument("--queries", required=True, metavar="CSV", help="CSV with columns query,relevant")
-    p.add_argument("-k", "--k", type=int, default=DEFAULT_K, help="results per query (default 10)")
-    p.add_argument("--root", metavar="DIR", help="folder relative paths in the CSV and .txt lists are relative to")
-    p.add_argument("--model", metavar="PACK", default=None, help="model pack (default: the bundled default)")
-    p.add_argument("--cache", metavar="DIR", default=None,
-                   help="catalog folder to build/reuse for the gallery (default: a cache folder keyed by the gallery)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--details", metavar="JSONL", help="write every query's ranked results and evidence here")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.set_defaults(handler=cmd_eval)
-
-
-def cmd_eval(args) -> int:
-    import sys
-
-    from tqdm import tqdm
-
-    from .model import load_model
-
-    if args.k < 1:
-        raise LookalikeError("--k must be at least 1")
-    queries = read_queries(args.queries, args.root)
-    gallery = read_gallery(args.gallery, args.root)
-    model = load_model(args.model)
-    bar = tqdm(total=0, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-
-    def progress(done, total, message):
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.n = done
-        bar.update(0)
-
-    started = time.perf_counter()
-    summary, rankings = evaluate(gallery, queries, model, k=args.k,
-                                 catalog_dir=Path(args.cache).expanduser() if args.cache else None,
-                                 progress=progress, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    bar.close()
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["gallery"] = len(gallery)
-    if args.details:
-        write_details(rankings, args.details)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"gallery {len(gallery)} images, {summary['seconds']} s")
-        print(format_summary(summary))
-    return 0
