@@ -2,7 +2,7 @@
 check of match quality on images the score was not fitted on.
 
     python benchmarks/make_copies.py --images ../shared/datasets/luma/images --out /tmp/mycopies
-    python -m engine.cli eval --gallery /tmp/mycopies/gallery.txt --queries /tmp/mycopies/queries.csv
+    lookalike eval --gallery /tmp/mycopies/gallery.txt --queries /tmp/mycopies/queries.csv
 
 Every other image (sorted by name, offset 1: the opposite half from nothing in particular) goes in
 the gallery; edited copies are made of gallery images (relevant = the original) and of images

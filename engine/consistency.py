@@ -29,10 +29,8 @@ cannot be opened or is busy.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -498,40 +496,3 @@ def _clean_thumbnails(catalog: Catalog, hashes: set[str]) -> str:
             n += 1
     return f"deleted {n} orphan, leftover or damaged thumbnails"
 
-
-# ---------------------------------------------------------------------- CLI
-def register_cli(sub) -> None:
-    p = sub.add_parser("check", help="verify the catalog (database, index, files) and optionally repair it")
-    p.add_argument("--catalog", metavar="DIR", default=None,
-                   help="catalog folder (default: $LOOKALIKE_CATALOG or the user data folder)")
-    p.add_argument("--model", metavar="PACK", default=None,
-                   help="model pack used to re-embed images during a repair (default: the catalog's own)")
-    p.add_argument("--repair", action="store_true",
-                   help="repair what can be repaired (rebuild the index, re-embed changed files, ...)")
-    p.add_argument("--forget-missing", action="store_true",
-                   help="with --repair: forget images whose files are gone from disk")
-    p.add_argument("--full", action="store_true", help="SQLite integrity_check instead of quick_check (slower)")
-    p.add_argument("--no-files", action="store_true", help="do not stat the image files")
-    p.add_argument("--json", action="store_true", help="the report as one JSON object")
-    p.set_defaults(handler=cmd_check)
-
-
-def cmd_check(args) -> int:
-    if args.forget_missing and not args.repair:
-        raise LookalikeError("lookalike check: --forget-missing needs --repair")
-    with Catalog.open(args.catalog, create=False, readonly=not args.repair) as catalog:
-        if args.repair:
-            model = None
-            if args.model:
-                from .session import load_model_for
-
-                model = load_model_for(catalog, args.model)
-            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full, model=model)
-        else:
-            report = check_catalog(catalog, full=args.full, files=not args.no_files)
-    if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
-    else:
-        print(report.text())
-    sys.stdout.flush()
-    return 0 if report.healthy else 1

@@ -41,9 +41,7 @@ module (``CREATE TABLE IF NOT EXISTS``); the core schema does not depend on them
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -1051,151 +1049,12 @@ def export_csv(groups: Iterable[DuplicateGroup], path) -> int:
         return write_groups_csv(groups, out)
 
 
-# ---------------------------------------------------------------------- CLI
-def register_cli(sub) -> None:
-    p = sub.add_parser(
-        "dupes", help="find groups of near-duplicate images in the catalog",
-        description="Find groups of near-duplicate images in the whole catalog (kNN graph + verified "
-                    "scores; every member is a verified copy of its group's representative). "
-                    "With --not-duplicate/--confirm/--reference/--forget it records a decision instead.")
-    p.add_argument("--catalog", metavar="DIR", default=None,
-                   help="catalog folder (default: $LOOKALIKE_CATALOG or the user data folder)")
-    p.add_argument("--threshold", default="copy", metavar="NAME|VALUE",
-                   help="minimum score of a duplicate: copy (default), same-product, similar or a number in [0,1]")
-    p.add_argument("--csv", metavar="FILE", help="write the groups as CSV (one row per image; - for stdout)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--new", action="store_true", dest="only_new",
-                   help="check only the images added since the last scan against the catalog")
-    p.add_argument("-k", type=int, default=DEFAULT_K, help=f"neighbours per image in the graph (default {DEFAULT_K})")
-    p.add_argument("--limit", type=int, default=50, metavar="N",
-                   help="show at most N groups in the text output (default 50; 0 = all)")
-    p.add_argument("--include-variants", action="store_true",
-                   help="also report pairs between declared variants (different products of one "
-                        "item_group_id in the product feed, e.g. two colours sharing a recoloured photo)")
-    p.add_argument("--stored-only", action="store_false", dest="dense",
-                   help="score from stored data only: do not decode the images that no pair confirms "
-                        "as copies to match them again with more keypoints (faster; copies under text "
-                        "or logos are then missed)")
-    p.add_argument("--model", metavar="PACK", default=None,
-                   help="model pack that embeds images turned (default: the catalog's own)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
-    g.add_argument("--not-duplicate", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
-                   help="never report this pair again")
-    g.add_argument("--confirm", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
-                   help="record this pair as a confirmed duplicate (always grouped)")
-    g.add_argument("--forget", nargs=2, action="append", default=[], metavar=("IMAGE", "IMAGE"),
-                   help="drop the decision on this pair")
-    g.add_argument("--reference", action="append", default=[], metavar="IMAGE",
-                   help="prefer this image as its group's representative")
-    g.add_argument("--no-reference", action="append", default=[], metavar="IMAGE",
-                   help="stop preferring this image as representative")
-    g.add_argument("--decisions", action="store_true", help="list the recorded decisions and exit")
-    p.set_defaults(handler=cmd_dupes)
-
-
+# ---------------------------------------------------------------------- naming images
 def resolve_image(catalog: Catalog, text: str) -> int:
     """An image id from a path (as indexed) or a number."""
-    import os
-
     if text.isdigit() and catalog.image_record(int(text)) is not None:
         return int(text)
     row = catalog.image_by_path(os.path.abspath(os.path.expanduser(text)))
     if row is None:
         raise LookalikeError(f"{text}: not an image of catalog {catalog.directory}")
     return int(row["id"])
-
-
-def cmd_dupes(args) -> int:
-    from .cli import open_catalog
-
-    try:
-        threshold = scoring.resolve_threshold(args.threshold)
-    except ValueError as exc:
-        raise LookalikeError(str(exc)) from None
-    with open_catalog(args, create=False) as catalog:
-        if args.decisions:
-            return _print_decisions(catalog, args.json)
-        changes = 0
-        for decision, items in ((NOT_DUPLICATE, args.not_duplicate), (CONFIRMED, args.confirm)):
-            if items:
-                changes += mark_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
-                                                for a, b in items], decision)
-        if args.forget:
-            changes += forget_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
-                                              for a, b in args.forget])
-        for text in args.reference:
-            set_reference(catalog, resolve_image(catalog, text), True)
-            changes += 1
-        for text in args.no_reference:
-            set_reference(catalog, resolve_image(catalog, text), False)
-            changes += 1
-        if args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference:
-            print(f"recorded {changes} decision(s) in {catalog.directory}", file=sys.stderr)
-            return 0
-
-        bar = None
-        if not args.quiet and not args.json:
-            from tqdm import tqdm
-
-            bar = tqdm(total=0, unit="", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-        def progress(done: int, total: int, message: str) -> None:
-            if bar is None:
-                return
-            if bar.total != total or bar.desc != message:
-                bar.reset(total=total)
-                bar.set_description_str(message, refresh=False)
-            bar.n = done
-            bar.update(0)
-
-        try:
-            result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
-                          include_variants=args.include_variants, progress=progress, dense=args.dense,
-                          model=scan_model(catalog, args.model) if args.dense else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        if args.csv:
-            n = export_csv(result.groups, args.csv)
-            if args.csv != "-":
-                print(f"wrote {n} rows ({len(result.groups)} groups) to {args.csv}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(result.to_json(), ensure_ascii=False))
-        elif args.csv != "-":
-            _print_groups(result, args.limit)
-        return 0
-
-
-def _print_groups(result: ScanResult, limit: int) -> None:
-    from tabulate import tabulate
-
-    shown = result.groups if limit <= 0 else result.groups[:limit]
-    for g in shown:
-        rep = g.representative
-        print(f"\ngroup {g.group_id}: {g.size} images, representative {rep.path}"
-              + (f" (product {rep.record.get('product_id')})" if rep.record.get("product_id") else ""))
-        rows = [[f"{m.score:.3f}" + (" ✓" if m.confirmed else ""), m.record.get("product_id") or "",
-                 _clip(m.record.get("title"), 40), m.path] for m in g.members]
-        print(tabulate(rows, headers=["score", "product", "title", "image"], tablefmt="simple"))
-    if len(shown) < len(result.groups):
-        print(f"\n… {len(result.groups) - len(shown)} more groups (use --limit 0, --csv or --json)")
-    print("\n" + result.summary())
-
-
-def _print_decisions(catalog: Catalog, as_json: bool) -> int:
-    rows = decisions(catalog)
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False))
-        return 0
-    from tabulate import tabulate
-
-    print(tabulate([[r["decision"], r["at"], r["a_path"] or f"(gone: {r['hash_a'][:12]})",
-                     r["b_path"] or f"(gone: {r['hash_b'][:12]})"] for r in rows],
-                   headers=["decision", "at", "image", "image"], tablefmt="simple"))
-    return 0
-
-
-def _clip(text, n: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"

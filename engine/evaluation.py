@@ -29,10 +29,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -40,6 +39,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import LookalikeError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_K = 10
 
@@ -242,8 +243,9 @@ def gallery_catalog_dir(gallery: Sequence[str], model_id: str) -> Path:
 
 
 def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None = None, *,
-                          progress=None):
-    """Open (creating or updating) the catalog of ``gallery`` and return it."""
+                          progress=None, warn=None):
+    """Open (creating or updating) the catalog of ``gallery`` and return it. Unreadable gallery
+    images are reported through ``warn(message)`` (default: this module's logger)."""
     from .catalog import Catalog
     from .ingest import ingest
     from .feature_store import backfill
@@ -253,8 +255,7 @@ def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None 
     report = ingest(catalog, model, gallery, progress=progress)
     if report.failed:
         path, reason = report.failed[0]
-        print(f"warning: {len(report.failed)} gallery images could not be read, e.g. {path}: {reason}",
-              file=sys.stderr)
+        (warn or log.warning)(f"{len(report.failed)} gallery images could not be read, e.g. {path}: {reason}")
     # drop images that left the gallery (a path list keys the folder, so only on edits in place)
     wanted = set(gallery)
     stale = [r["image_id"] for r in catalog.iter_records() if r["path"] not in wanted]
@@ -299,10 +300,10 @@ def latency_summary(rankings: Sequence[Ranking]) -> dict[str, float]:
 
 
 def evaluate(gallery: Sequence[str], queries: Sequence[QuerySpec], model, *, k: int = DEFAULT_K,
-             catalog_dir: Path | None = None, progress=None) -> tuple[dict, list[Ranking]]:
+             catalog_dir: Path | None = None, progress=None, warn=None) -> tuple[dict, list[Ranking]]:
     from .search import Searcher
 
-    catalog = build_gallery_catalog(gallery, model, catalog_dir)
+    catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn)
     try:
         rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress)
     finally:
@@ -312,58 +313,11 @@ def evaluate(gallery: Sequence[str], queries: Sequence[QuerySpec], model, *, k: 
     return summary, rankings
 
 
-# ---------------------------------------------------------------------- CLI
-def register_cli(sub) -> None:
-    p = sub.add_parser("eval", help="measure search quality on labelled queries (R@1, R@5, mAP, micro-AP)")
-    p.add_argument("--gallery", nargs="+", required=True, metavar="PATH",
-                   help="gallery images: files, folders or .txt lists of paths")
-    p.add_argument("--queries", required=True, metavar="CSV", help="CSV with columns query,relevant")
-    p.add_argument("-k", "--k", type=int, default=DEFAULT_K, help="results per query (default 10)")
-    p.add_argument("--root", metavar="DIR", help="folder relative paths in the CSV and .txt lists are relative to")
-    p.add_argument("--model", metavar="PACK", default=None, help="model pack (default: the bundled default)")
-    p.add_argument("--cache", metavar="DIR", default=None,
-                   help="catalog folder to build/reuse for the gallery (default: a cache folder keyed by the gallery)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--details", metavar="JSONL", help="write every query's ranked results and evidence here")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.set_defaults(handler=cmd_eval)
+def write_details(rankings: Iterable[Ranking], path) -> None:
+    """Every query's ranked results and evidence, one JSON object a line."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rankings:
+            fh.write(json.dumps({"query": r.query, "relevant": sorted(r.relevant),
+                                 "results": r.results, "evidence": r.evidence,
+                                 "extra": r.extra}) + "\n")
 
-
-def cmd_eval(args) -> int:
-    from tqdm import tqdm
-
-    from .model import load_model
-
-    if args.k < 1:
-        raise LookalikeError("--k must be at least 1")
-    queries = read_queries(args.queries, args.root)
-    gallery = read_gallery(args.gallery, args.root)
-    model = load_model(args.model)
-    bar = tqdm(total=0, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-
-    def progress(done, total, message):
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.n = done
-        bar.update(0)
-
-    started = time.perf_counter()
-    summary, rankings = evaluate(gallery, queries, model, k=args.k,
-                                 catalog_dir=Path(args.cache).expanduser() if args.cache else None,
-                                 progress=progress)
-    bar.close()
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["gallery"] = len(gallery)
-    if args.details:
-        with open(args.details, "w", encoding="utf-8") as fh:
-            for r in rankings:
-                fh.write(json.dumps({"query": r.query, "relevant": sorted(r.relevant),
-                                     "results": r.results, "evidence": r.evidence,
-                                     "extra": r.extra}) + "\n")
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"gallery {len(gallery)} images, {summary['seconds']} s")
-        print(format_summary(summary))
-    return 0

@@ -84,7 +84,7 @@ def _env(**extra) -> dict:
 
 
 def _cli(*args, timeout=120, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True,
                           text=True, env=_env(**env), cwd=ROOT, timeout=timeout)
 
 
@@ -93,7 +93,7 @@ def test_reader_and_second_writer_while_another_process_imports(tmp_path):
     cat = tmp_path / "cat"
     gate = tmp_path / "gate"
     # process A imports and stops (holding the write lock) right after its first committed batch
-    a = subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(tmp_path / "photos"),
+    a = subprocess.Popen([sys.executable, "-m", "cli", "index", str(tmp_path / "photos"),
                           "--catalog", str(cat), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=_env(**{FAULT_ENV: f"ingest-batch-committed:1:wait={gate}"}), cwd=ROOT)
     try:
@@ -134,7 +134,7 @@ def test_two_simultaneous_imports(tmp_path):
     ends with every photo exactly once and consistent."""
     write_photos(tmp_path / "photos", 20)
     cat = tmp_path / "cat"
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(tmp_path / "photos"),
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "index", str(tmp_path / "photos"),
                                "--catalog", str(cat), "--quiet"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT) for _ in range(2)]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]

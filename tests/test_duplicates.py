@@ -340,7 +340,7 @@ def test_csv_one_row_per_image_and_formulas_defused():
 
 
 def test_cli_scan_decide_export(tmp_path, capsys):
-    from engine.cli import main
+    from cli.main import main
 
     rng = np.random.default_rng(10)
     base = spread(rng, 30)
@@ -516,7 +516,7 @@ def _sample_photos(folder: Path) -> Path:
 
 
 def _cli_groups(capsys, folder) -> list[set[str]]:
-    from engine.cli import main
+    from cli.main import main
 
     capsys.readouterr()
     assert main(["dupes", "--catalog", str(folder), "--json"]) == 0
@@ -528,7 +528,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     import shutil
     import sqlite3
 
-    from engine.cli import main
+    from cli.main import main
     from engine.ingest import ingest
 
     photos = _sample_photos(tmp_path / "photos")
@@ -596,7 +596,7 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
     """Luma's pos_q00049 is wb07-brown-0 with a text overlay: the text has the strongest corners
     and takes the copy's stored keypoints, so stored data verify nothing (0 inliers). The scan
     decodes such an image again and matches it with more keypoints, as search does."""
-    from engine.cli import main
+    from cli.main import main
     from engine.ingest import ingest
 
     original = luma_dir / "images" / "wb07-brown-0.jpg"

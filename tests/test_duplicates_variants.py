@@ -186,7 +186,7 @@ def test_grouping_keeps_variants_apart_even_through_a_common_representative():
 
 
 def test_cli_include_variants(shop, capsys):
-    from engine.cli import main
+    from cli.main import main
 
     folder = str(shop.directory)
     assert main(["dupes", "--catalog", folder, "--threshold", str(COSINE_0_9), "--json"]) == 0

@@ -27,7 +27,7 @@ def run_gui(args: list[str], tmp_path: Path, timeout: float = 180) -> subprocess
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
                LOOKALIKE_LOG_DIR=str(tmp_path / "logs"), PYTHONPATH=str(ROOT))  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", "gui", *args],
+        [sys.executable, "-m", "cli", "gui", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -449,7 +449,7 @@ def test_catalog_without_local_features_still_verifies_and_backfills(photo_catal
 
 # ---------------------------------------------------------------------- lookalike eval
 def test_eval_cli_on_a_generated_dataset(tmp_path, capsys):
-    from engine.cli import main
+    from cli.main import main
 
     root = tmp_path / "data"
     (root / "gallery").mkdir(parents=True)
@@ -487,7 +487,7 @@ def test_eval_cli_on_a_generated_dataset(tmp_path, capsys):
 
 
 def test_eval_cli_reports_bad_input_in_one_line(tmp_path, capsys):
-    from engine.cli import main
+    from cli.main import main
 
     (tmp_path / "q.csv").write_text("image,label\nx.jpg,y.jpg\n")
     assert main(["eval", "--gallery", str(tmp_path), "--queries", str(tmp_path / "q.csv"), "-q"]) == 2

@@ -37,7 +37,7 @@ def test_damaged_model_file_is_refused(pack_copy, tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LOOKALIKE_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "index", str(tmp_path), "--catalog",
+    proc = subprocess.run([sys.executable, "-m", "cli", "index", str(tmp_path), "--catalog",
                            str(tmp_path / "cat"), "--model", str(pack_copy), "--quiet"],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -77,7 +77,7 @@ def test_every_odd_input_through_ingest(corpus, model, tmp_path):
 def test_cli_index_reports_one_line_per_broken_file(corpus, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LOOKALIKE_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "index", str(corpus.root), "--catalog",
+    proc = subprocess.run([sys.executable, "-m", "cli", "index", str(corpus.root), "--catalog",
                            str(tmp_path / "cat"), "--quiet"], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 1                           # some files failed; the run completed
@@ -91,7 +91,7 @@ def test_cli_index_reports_one_line_per_broken_file(corpus, tmp_path):
     others = [l for l in proc.stderr.splitlines() if not l.startswith(("error: ", "catalog "))]
     assert others == [], others
 
-    info = subprocess.run([sys.executable, "-m", "engine.cli", "check", "--catalog", str(tmp_path / "cat"),
+    info = subprocess.run([sys.executable, "-m", "cli", "check", "--catalog", str(tmp_path / "cat"),
                            "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert info.returncode == 0, info.stdout + info.stderr
     assert json.loads(info.stdout)["healthy"] is True

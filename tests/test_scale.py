@@ -152,7 +152,7 @@ def test_ingest_is_identical_with_one_or_many_workers(tmp_path, model, luma_imag
 
 
 def test_bench_command_runs_small(tmp_path, luma_dir, capsys):
-    from engine.cli import main
+    from cli.main import main
 
     code = main(["bench", "--folder", str(luma_dir / "images"), "--limit", "8", "--queries", "3",
                  "--skip-scale", "--skip-gui", "--work-dir", str(tmp_path / "bench"),
@@ -168,7 +168,7 @@ def test_bench_command_runs_small(tmp_path, luma_dir, capsys):
 
 def test_bench_needs_a_folder_and_names_a_missing_one(tmp_path, capsys):
     """An installed copy has no ../shared: the folder is an argument, and a wrong one is one line."""
-    from engine.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--skip-scale", "--skip-gui"])
@@ -185,7 +185,7 @@ def test_bench_without_imagehash_skips_the_peer(tmp_path, luma_dir, capsys, monk
     """imagehash only serves the pHash comparison: without it the rest is still measured."""
     import importlib.util
 
-    from engine.cli import main
+    from cli.main import main
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 

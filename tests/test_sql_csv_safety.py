@@ -132,7 +132,7 @@ def test_export_round_trip_via_cli(tmp_path, model):
         cat.link_images([(str(photos[0]), EVIL_ID)])
     out = tmp_path / "products.csv"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "export", "products", "--catalog", str(cat_dir),
+    proc = subprocess.run([sys.executable, "-m", "cli", "export", "products", "--catalog", str(cat_dir),
                            "-o", str(out)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(out.read_text(encoding="utf-8-sig"))

@@ -117,7 +117,7 @@ def phone_photo(src: Path, out: Path) -> tuple[Path, tuple[int, int, int, int]]:
 
 def shoot(catalog: Path, query: Path, out: Path, *extra: str) -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    cmd = [sys.executable, "-m", "engine.cli", "gui", "--catalog", str(catalog), "--query", str(query),
+    cmd = [sys.executable, "-m", "cli", "gui", "--catalog", str(catalog), "--query", str(query),
            "--screenshot", str(out), *extra]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     shrink(out)

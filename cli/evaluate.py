@@ -1,0 +1,54 @@
+"""``lookalike eval``: search quality (R@1, R@5, mAP, micro-AP, P/R per threshold) on labelled queries."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from cli.common import OK, Progress, add_model_option, warn
+
+
+def register(sub) -> None:
+    from engine.evaluation import DEFAULT_K
+
+    p = sub.add_parser("eval", help="measure search quality on labelled queries (R@1, R@5, mAP, micro-AP)")
+    p.add_argument("--gallery", nargs="+", required=True, metavar="PATH",
+                   help="gallery images: files, folders or .txt lists of paths")
+    p.add_argument("--queries", required=True, metavar="CSV", help="CSV with columns query,relevant")
+    p.add_argument("-k", "--k", type=int, default=DEFAULT_K, help="results per query (default 10)")
+    p.add_argument("--root", metavar="DIR", help="folder relative paths in the CSV and .txt lists are relative to")
+    add_model_option(p, help="model pack (default: the bundled default)")
+    p.add_argument("--cache", metavar="DIR", default=None,
+                   help="catalog folder to build/reuse for the gallery (default: a cache folder keyed by the gallery)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--details", metavar="JSONL", help="write every query's ranked results and evidence here")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from engine.errors import LookalikeError
+    from engine.evaluation import evaluate, format_summary, read_gallery, read_queries, write_details
+    from engine.model import load_model
+
+    if args.k < 1:
+        raise LookalikeError("--k must be at least 1")
+    queries = read_queries(args.queries, args.root)
+    gallery = read_gallery(args.gallery, args.root)
+    model = load_model(args.model)
+    started = time.perf_counter()
+    with Progress(disable=args.quiet) as progress:
+        summary, rankings = evaluate(gallery, queries, model, k=args.k,
+                                     catalog_dir=Path(args.cache).expanduser() if args.cache else None,
+                                     progress=progress, warn=warn)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["gallery"] = len(gallery)
+    if args.details:
+        write_details(rankings, args.details)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"gallery {len(gallery)} images, {summary['seconds']} s")
+        print(format_summary(summary))
+    return OK

@@ -1,0 +1,46 @@
+"""``lookalike index``: add images, folders or product feeds to the catalog."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from cli.common import (INTERRUPTED, OK, PROBLEMS, Progress, add_catalog_options, one_line, open_catalog,
+                        warn)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("index", help="add images, folders or product feeds (CSV) to the catalog")
+    add_catalog_options(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or feed CSVs")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let a feed name images outside its own folder (absolute or ../ paths)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from engine.ingest import ingest
+    from engine.session import load_model_for
+
+    with open_catalog(args) as catalog:
+        model = load_model_for(catalog, args.model)
+        print(f"catalog {catalog.directory} · model {model.name} on {model.provider}", file=sys.stderr)
+        progress = Progress(disable=args.quiet, show="file")
+        cancel = threading.Event()
+        try:
+            report = ingest(catalog, model, args.paths, progress=progress, cancel=cancel,
+                            allow_outside=args.allow_outside)
+        except KeyboardInterrupt:
+            progress.close()
+            print("interrupted: images committed so far are kept; run the same command to resume",
+                  file=sys.stderr)
+            return INTERRUPTED
+        progress.close()
+        for path, reason in report.failed:
+            print(one_line(f"error: {path}: {reason}"), file=sys.stderr)
+        for feed, problem in report.problems:
+            warn(f"{feed}: {problem}")
+        print(report.summary() + f" ({report.images_per_second:.0f} images/s)")
+        print(f"catalog now holds {catalog.count_images()} images of {catalog.count_products()} products")
+        return PROBLEMS if report.failed else OK
