@@ -920,8 +920,7 @@ class MainWindow(QMainWindow):
             self._close_duplicates()
             from .duplicates_view import DuplicatesView
 
-            # shares the open catalog (thread-safe) and, once loaded, the model that fits it
-            window = DuplicatesView(catalog, self, model=self.session.model if self.session.ready else None)
+            window = DuplicatesView(self.session, self)  # scans and decisions go through the session
             window.setWindowFlag(Qt.WindowType.Window)
             window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
             window.resize(1200, 780)
@@ -934,7 +933,7 @@ class MainWindow(QMainWindow):
 
     def _close_duplicates(self) -> None:
         if self.duplicates_window is not None:
-            self.duplicates_window.close()  # cancels its scan, waits for its threads
+            self.duplicates_window.close()  # cancels its scan
             self.duplicates_window.deleteLater()
             self.duplicates_window = None
 
