@@ -1,9 +1,10 @@
-"""Thin worker threads: a QRunnable that runs one engine call and reports through Qt signals.
+"""The desktop app's one worker model: a :class:`Task` runs one function on a QThreadPool thread
+and reports through Qt signals (result, one-line error, cancelled, throttled progress);
+a :class:`TaskRunner` keeps tasks alive until their outcome is delivered on the UI thread.
 
-The job functions below are the only places where the desktop app calls the engine's heavy parts
-(model loading, catalog opening, decoding, search, import); they run on QThreadPool threads and
-import the engine lazily so that the window can show before numpy/onnxruntime/hnswlib are loaded.
-Signals are emitted from the pool thread and delivered to the UI thread (queued connections).
+The job functions below are what the session runs on those threads (model loading, catalog
+opening, decoding, search, import, duplicate scans and decisions); they import the engine lazily
+so that the window can show before numpy/onnxruntime/hnswlib are loaded.
 """
 
 from __future__ import annotations
