@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QCheckBox, QComboBox, QFileDialog,
@@ -150,7 +151,6 @@ class DuplicatesView(QWidget):
         self.result: duplicates.ScanResult | None = None
         self._deciding = 0  # decisions being written
         self._recentring = False  # a "set as reference" being written and scored
-        self._closed = False  # outcomes that arrive after closing touch no widget
         # the main window's lazy loader: decoded off the UI thread, LRU-cached, newest request first
         self.thumbnails = ThumbnailLoader(disk_size=256, parent=self)
         self.thumbnails.set_catalog(self.catalog)
@@ -549,10 +549,11 @@ class DuplicatesView(QWidget):
 
     # -- misc ----------------------------------------------------------------------------------
     def _alive(self, fn: Callable[..., None]) -> Callable[..., None]:
-        """``fn``, skipped once the view is closed (a worker's outcome may arrive later)."""
+        """``fn``, skipped once the view's widgets are deleted (a worker's outcome may arrive
+        after the main window has discarded the view)."""
 
         def call(*args: Any) -> None:
-            if not self._closed:
+            if shiboken6.isValid(self):
                 fn(*args)
 
         return call
@@ -563,11 +564,10 @@ class DuplicatesView(QWidget):
 
     def shutdown(self, msecs: int = 5000) -> None:
         """Cancel a running scan and wait for the thumbnail threads (call before closing)."""
-        self._closed = True
         self.session.cancel_scan()
         self.detail_compare.stop()
-        self.thumbnails.shutdown(msecs)
-        self.large_images.shutdown(msecs)
+        self.thumbnails.wait_idle(msecs)
+        self.large_images.wait_idle(msecs)
 
     def closeEvent(self, event) -> None:
         self.shutdown()

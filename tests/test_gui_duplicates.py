@@ -282,6 +282,45 @@ def test_cancel_keeps_the_ui_usable(qtbot, view, monkeypatch):
     assert view.scan_button.isEnabled() and not view.cancel_button.isEnabled()
 
 
+def test_closing_during_a_scan_cancels_it_and_the_view_opens_again(qtbot, session, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    real = workers.scan_duplicates_job
+
+    def slow_scan(catalog, model, *, progress, cancel, **options):
+        started.set()
+        release.wait(10)
+        if cancel.is_set():
+            raise duplicates.ScanCancelled()
+        return real(catalog, model, progress=progress, cancel=cancel, **options)
+
+    monkeypatch.setattr(workers, "scan_duplicates_job", slow_scan)
+    first = DuplicatesView(session)
+    qtbot.addWidget(first)
+    first.show()
+    first.scan_button.click()
+    assert started.wait(5)
+    first.close()                              # the user closes the window: the scan stops
+    release.set()
+    qtbot.waitUntil(lambda: not session.scanning, timeout=5000)
+    assert "cancelled" in first.status.text().lower()
+    first.show()                               # ... and opens it again
+    release.clear()
+    release.set()
+    _scan(qtbot, first)
+    assert first.result is not None and first.scan_button.isEnabled()
+
+    # a view deleted while its scan runs: the outcome arrives and is dropped
+    started.clear()
+    release.clear()
+    second = DuplicatesView(session)
+    second.scan_button.click()
+    assert started.wait(5)
+    second.deleteLater()
+    qtbot.wait(10)
+    release.set()
+    qtbot.waitUntil(lambda: not session.scanning, timeout=10000)
+
+
 def test_decisions_are_written_off_the_ui_thread_with_a_busy_state(qtbot, view, monkeypatch):
     _use_threshold(view, float(scoring.embedding_score(0.9)), monkeypatch)
     _scan(qtbot, view)
