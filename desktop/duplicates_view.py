@@ -3,12 +3,11 @@
 Left: the groups (a virtualised table; 10,000 groups are fine). Right: the images of the selected
 group as thumbnails with their product data, the representative and the selected copy side by
 side, and the actions "Not a duplicate" (N), "Confirm" (C), "Set as reference" (R). Decisions are
-written to the catalog at once (engine.duplicates) and are respected by every later scan, in the
-GUI and the CLI. The scan runs on a worker thread with a progress bar and can be cancelled; the
-UI thread only touches Qt objects and the finished result.
+written to the catalog (engine.duplicates) and are respected by every later scan, in the GUI and
+the CLI. The view works through the :class:`desktop.session.Session`: the scan, the decisions and
+the re-scoring run on its worker threads; the UI thread only touches Qt objects and results.
 
-Usable on its own: ``DuplicatesView(catalog_or_folder)``, or ``python -m desktop.duplicates_view
---catalog DIR``.
+Usable on its own: ``python -m desktop.duplicates_view --catalog DIR``.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+import shiboken6
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QCheckBox, QComboBox, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QListView, QProgressBar,
@@ -29,52 +27,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QChe
                                QWidget)
 
 from engine import duplicates, scoring
-from engine.catalog import Catalog
-from engine.errors import LookalikeError
 
 from .compare_view import CompareView
-from .thumbnails import ThumbnailLoader
-from .workers import TaskRunner
 from .duplicates_model import GroupsModel, MembersModel, member_details
+from .session import Session
+from .thumbnails import ThumbnailLoader
 
 THRESHOLD_CHOICES = [(f"{name} (≥ {value:.2f})", name) for name, value in scoring.THRESHOLDS.items()]
-
-
-# ---------------------------------------------------------------------- background jobs
-class JobSignals(QObject):
-    progress = Signal(int, int, str)
-    done = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
-
-
-class Job(QRunnable):
-    """Runs ``fn(progress=..., cancel=...)`` (or ``fn()``) on a pool thread and reports through
-    :attr:`signals` (queued to the UI thread). A ``LookalikeError`` becomes its one-line message;
-    anything else becomes a short internal-error line (the traceback goes to stderr)."""
-
-    def __init__(self, fn: Callable[..., Any], *, with_progress: bool = False):
-        super().__init__()
-        self.fn = fn
-        self.with_progress = with_progress
-        self.cancel = threading.Event()
-        self.signals = JobSignals()
-
-    def run(self) -> None:
-        try:
-            if self.with_progress:
-                result = self.fn(progress=self.signals.progress.emit, cancel=self.cancel)
-            else:
-                result = self.fn()
-        except duplicates.ScanCancelled:
-            self.signals.cancelled.emit()
-        except LookalikeError as exc:
-            self.signals.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown as one line, never a crash
-            traceback.print_exc()
-            self.signals.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
-        else:
-            self.signals.done.emit(result)
 
 
 # ---------------------------------------------------------------------- compare
@@ -183,18 +142,15 @@ class DuplicatesView(QWidget):
     scanFinished = Signal(object)       # engine.duplicates.ScanResult
     message = Signal(str)
 
-    def __init__(self, catalog: Catalog | str | os.PathLike, parent=None, *, threshold: str = "copy",
-                 model=None):
+    def __init__(self, session: Session, parent=None, *, threshold: str = "copy"):
         super().__init__(parent)
-        # the catalog's model (engine.model.Model) a scan embeds turned images with; None: the
-        # first scan loads it on its worker thread (duplicates.scan_model) and keeps it
-        self.model = model
-        self._owns_catalog = not isinstance(catalog, Catalog)
-        self.catalog = Catalog.open(catalog, create=False) if self._owns_catalog else catalog
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self.job: Job | None = None
+        if session.catalog is None:
+            raise ValueError("the Duplicates view needs a session with an open catalog")
+        self.session = session
+        self.catalog = session.catalog  # the catalog this view shows (the window closes with it)
         self.result: duplicates.ScanResult | None = None
+        self._deciding = 0  # decisions being written
+        self._recentring = False  # a "set as reference" being written and scored
         # the main window's lazy loader: decoded off the UI thread, LRU-cached, newest request first
         self.thumbnails = ThumbnailLoader(disk_size=256, parent=self)
         self.thumbnails.set_catalog(self.catalog)
@@ -267,9 +223,7 @@ class DuplicatesView(QWidget):
         self.compare = PairCompare(self.large_images)
         self._pair: tuple = (None, None)      # (representative, member) shown in the compare panes
         # the search window's compare view (linked zoom, difference, blink) on the same pair
-        self._compare_pool = QThreadPool(self)
-        self._compare_pool.setMaxThreadCount(1)
-        self.detail_compare = CompareView(self._compare_pool, TaskRunner(self))
+        self.detail_compare = CompareView(session.aux_pool, session.runner)
         self.compare_tabs = QTabWidget()
         self.compare_tabs.addTab(self.compare, "Side by side")
         self.compare_tabs.addTab(self.detail_compare, "Compare (difference, blink)")
@@ -282,9 +236,15 @@ class DuplicatesView(QWidget):
         self.reference_button = QPushButton("Set as reference (R)")
         self.reference_button.setToolTip("Make the selected image this group's representative "
                                          "(remembered for later scans)")
+        self.decision_progress = QProgressBar()  # busy while a decision is being written
+        self.decision_progress.setRange(0, 0)
+        self.decision_progress.setMaximumWidth(120)
+        self.decision_progress.setTextVisible(False)
+        self.decision_progress.setVisible(False)
         actions = QHBoxLayout()
         for b in (self.not_dup_button, self.confirm_button, self.reference_button):
             actions.addWidget(b)
+        actions.addWidget(self.decision_progress)
         actions.addStretch(1)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.members_view)
@@ -321,54 +281,51 @@ class DuplicatesView(QWidget):
     # -- scanning ------------------------------------------------------------------------------
     @property
     def scanning(self) -> bool:
-        return self.job is not None
+        return self.session.scanning
+
+    @property
+    def busy(self) -> bool:
+        """A decision or a change of reference is being written."""
+        return self._deciding > 0 or self._recentring
 
     def threshold(self) -> float:
         return scoring.resolve_threshold(self.threshold_box.currentData())
 
     def start_scan(self) -> None:
-        if self.job is not None:
+        started = self.session.scan_duplicates(
+            threshold=self.threshold(),
+            only_new=self.new_only_box.isChecked(),
+            include_variants=self.variants_box.isChecked(),
+            on_done=self._alive(self._on_scanned),
+            on_error=self._alive(self._on_scan_failed),
+            on_cancelled=self._alive(self._on_scan_cancelled),
+            on_progress=self._alive(self._on_progress),
+        )
+        if not started:
             return
-        threshold, only_new, catalog = self.threshold(), self.new_only_box.isChecked(), self.catalog
-        variants = self.variants_box.isChecked()
-
-        def work(progress, cancel):
-            if self.model is None:
-                self.model = duplicates.scan_model(catalog)
-            return duplicates.scan(catalog, threshold=threshold, only_new=only_new, include_variants=variants,
-                                   progress=progress, cancel=cancel, model=self.model)
-
-        job = Job(work, with_progress=True)
-        job.signals.progress.connect(self._on_progress)
-        job.signals.done.connect(self._on_scanned)
-        job.signals.failed.connect(self._on_scan_failed)
-        job.signals.cancelled.connect(self._on_scan_cancelled)
-        self.job = job
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
-        self.scan_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._set_status("Scanning…")
-        self.pool.start(job)
+        self._update_actions()
 
     def cancel_scan(self) -> None:
-        if self.job is not None:
-            self.job.cancel.set()
+        if self.scanning:
+            self.session.cancel_scan()
             self.cancel_button.setEnabled(False)
             self._set_status("Cancelling…")
 
     def _on_progress(self, done: int, total: int, stage: str) -> None:
-        if self.job is None:
+        if not self.scanning:
             return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(done, max(total, 1)))
         self.progress.setFormat(f"{stage} %v/%m")
 
     def _scan_ended(self) -> None:
-        self.job = None
         self.progress.setVisible(False)
-        self.scan_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self._update_actions()
 
     def _on_scanned(self, result: duplicates.ScanResult) -> None:
         self._scan_ended()
@@ -447,82 +404,111 @@ class DuplicatesView(QWidget):
         return [m for r in rows if r > 0 and (m := self.members_model.member(r)) is not None]
 
     def _update_actions(self) -> None:
-        copies = bool(self.selected_members())
-        self.not_dup_button.setEnabled(copies)
-        self.confirm_button.setEnabled(copies)
-        self.reference_button.setEnabled(len(self.selected_members()) == 1)
+        chosen = self.selected_members()
+        free = not self.busy
+        self.not_dup_button.setEnabled(free and bool(chosen))
+        self.confirm_button.setEnabled(free and bool(chosen))
+        # re-centring a group while a scan replaces the groups would be lost
+        self.reference_button.setEnabled(free and len(chosen) == 1 and not self.scanning)
+        self.scan_button.setEnabled(not self.scanning and not self._recentring)
+        self.decision_progress.setVisible(self.busy)
 
     # -- decisions -----------------------------------------------------------------------------
     def mark_not_duplicate(self) -> None:
         """The selected copies are not duplicates of the representative: remembered in the
-        catalog, taken out of the group (a group left with one image disappears)."""
-        group, chosen = self.current_group(), self.selected_members()
-        if group is None or not chosen:
-            return
-        rep = group.representative.image_id
-        if not self._decide(lambda: duplicates.mark_pairs(
-                self.catalog, [(rep, m.image_id) for m in chosen], duplicates.NOT_DUPLICATE,
-                [m.score for m in chosen])):
-            return
-        gone = {m.image_id for m in chosen}
-        group.members = [m for m in group.members if m.image_id not in gone]
-        row = self.groups_view.currentIndex().row()
-        if group.members:
-            self.groups_model.replace_group(row, group)
-            self._show_group(group)
-        else:
-            self.groups_model.remove_group(row)
-            if self.groups_model.rowCount():
-                self.groups_view.selectRow(min(row, self.groups_model.rowCount() - 1))
-            else:
-                self._show_group(None)
-        self._set_status(f"{len(chosen)} image(s) marked as not a duplicate; they will not be reported again.")
+        catalog, then taken out of the group (a group left with one image disappears)."""
+        self._decide(duplicates.NOT_DUPLICATE, self._after_not_duplicate,
+                     "Marking as not a duplicate…")
 
     def confirm(self) -> None:
+        """The selected copies are duplicates of the representative: remembered in the catalog."""
+        self._decide(duplicates.CONFIRMED, self._after_confirm, "Confirming…")
+
+    def _decide(self, decision: str, applied: Callable[[int, list[int]], None], doing: str) -> None:
         group, chosen = self.current_group(), self.selected_members()
-        if group is None or not chosen:
+        if group is None or not chosen or self.busy:
             return
         rep = group.representative.image_id
-        if not self._decide(lambda: duplicates.mark_pairs(
-                self.catalog, [(rep, m.image_id) for m in chosen], duplicates.CONFIRMED,
-                [m.score for m in chosen])):
+        ids = [m.image_id for m in chosen]
+        self._begin_decision(doing)
+        self.session.mark_duplicate_pairs(
+            [(rep, i) for i in ids], decision, [m.score for m in chosen],
+            on_done=self._alive(lambda _n, g=group.group_id: (self._end_decision(), applied(g, ids))),
+            on_error=self._alive(self._decision_failed),
+        )  # fmt: skip
+
+    def _begin_decision(self, text: str) -> None:
+        self._deciding += 1
+        self._set_status(text)
+        self._update_actions()
+
+    def _end_decision(self) -> None:
+        self._deciding = max(0, self._deciding - 1)
+        self._update_actions()
+
+    def _decision_failed(self, message: str) -> None:
+        self._end_decision()
+        self._set_status(f"Cannot record the decision: {message}")
+
+    def _after_not_duplicate(self, group_id: int, ids: list[int]) -> None:
+        row = self.groups_model.row_of(group_id)
+        group = self.groups_model.group(row)
+        if group is None:  # a new scan replaced the groups meanwhile
             return
-        for m in chosen:
-            m.confirmed = True
-        row = self.groups_view.currentIndex().row()
+        gone = set(ids)
+        group.members = [m for m in group.members if m.image_id not in gone]
+        shown = self.groups_view.currentIndex().row() == row
+        if group.members:
+            self.groups_model.replace_group(row, group)
+            if shown:
+                self._show_group(group)
+        else:
+            self.groups_model.remove_group(row)
+            if shown and self.groups_model.rowCount():
+                self.groups_view.selectRow(min(row, self.groups_model.rowCount() - 1))
+            elif shown:
+                self._show_group(None)
+        self._set_status(f"{len(ids)} image(s) marked as not a duplicate; they will not be reported again.")
+
+    def _after_confirm(self, group_id: int, ids: list[int]) -> None:
+        row = self.groups_model.row_of(group_id)
+        group = self.groups_model.group(row)
+        if group is None:
+            return
+        for m in group.members:
+            if m.image_id in ids:
+                m.confirmed = True
         self.groups_model.replace_group(row, group)
-        current = self.members_view.currentIndex().row()
-        self._show_group(group, select_row=max(current, 1))
-        self._set_status(f"{len(chosen)} image(s) confirmed as duplicates.")
+        if self.groups_view.currentIndex().row() == row:
+            current = self.members_view.currentIndex().row()
+            self._show_group(group, select_row=max(current, 1))
+        self._set_status(f"{len(ids)} image(s) confirmed as duplicates.")
 
     def set_reference(self) -> None:
         """Make the selected image the representative; the others are scored against it on a worker
         thread, and those below the threshold leave the group."""
         group, chosen = self.current_group(), self.selected_members()
-        if group is None or len(chosen) != 1 or self.job is not None:
-            return
-        new_rep = chosen[0].image_id
-        old_rep = group.representative.image_id
-        if not self._decide(lambda: (duplicates.set_reference(self.catalog, old_rep, False),
-                                     duplicates.set_reference(self.catalog, new_rep, True))):
+        if group is None or len(chosen) != 1 or self.busy or self.scanning:
             return
         threshold = self.result.threshold if self.result is not None else self.threshold()
-        catalog = self.catalog
-        job = Job(lambda: duplicates.rescore_group(catalog, group, new_rep))
-        job.signals.done.connect(lambda g: self._on_recentred(group.group_id, g, threshold))
-        job.signals.failed.connect(lambda msg: self._set_status(f"Cannot re-score the group: {msg}"))
-        self.job = job
-        self.scan_button.setEnabled(False)
+        snapshot = duplicates.DuplicateGroup(group.group_id, group.representative, list(group.members))
+        self._recentring = True
         self._set_status("Scoring the group against its new reference…")
-        job.signals.done.connect(lambda _: self._job_ended())
-        job.signals.failed.connect(lambda _: self._job_ended())
-        self.pool.start(job)
+        self._update_actions()
+        self.session.set_duplicate_reference(
+            snapshot, chosen[0].image_id,
+            on_done=self._alive(lambda g: self._on_recentred(group.group_id, g, threshold)),
+            on_error=self._alive(self._recentre_failed),
+        )  # fmt: skip
 
-    def _job_ended(self) -> None:
-        self.job = None
-        self.scan_button.setEnabled(True)
+    def _recentre_failed(self, message: str) -> None:
+        self._recentring = False
+        self._update_actions()
+        self._set_status(f"Cannot set the reference: {message}")
 
     def _on_recentred(self, group_id: int, group: duplicates.DuplicateGroup, threshold: float) -> None:
+        self._recentring = False
+        self._update_actions()
         row = self.groups_model.row_of(group_id)
         if row < 0:
             return
@@ -541,14 +527,6 @@ class DuplicatesView(QWidget):
             self.groups_model.remove_group(row)
             self._show_group(self.current_group())
         self._set_status(text)
-
-    def _decide(self, fn: Callable[[], Any]) -> bool:
-        try:
-            fn()
-        except LookalikeError as exc:
-            self._set_status(f"Cannot record the decision: {exc}")
-            return False
-        return True
 
     # -- export --------------------------------------------------------------------------------
     def export_csv(self, path: str | os.PathLike | None = None) -> int:
@@ -570,22 +548,29 @@ class DuplicatesView(QWidget):
         return n
 
     # -- misc ----------------------------------------------------------------------------------
+    def _alive(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn``, skipped once the view's widgets are deleted (a worker's outcome may arrive
+        after the main window has discarded the view)."""
+
+        def call(*args: Any) -> None:
+            if shiboken6.isValid(self):
+                fn(*args)
+
+        return call
+
     def _set_status(self, text: str) -> None:
         self.status.setText(text)
         self.message.emit(text)
 
     def shutdown(self, msecs: int = 5000) -> None:
-        """Cancel a running scan and wait for the worker threads (call before closing)."""
-        if self.job is not None:
-            self.job.cancel.set()
-        self.pool.waitForDone(msecs)
+        """Cancel a running scan and wait for the thumbnail threads (call before closing)."""
+        self.session.cancel_scan()
+        self.detail_compare.stop()
         self.thumbnails.wait_idle(msecs)
         self.large_images.wait_idle(msecs)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
-        if self._owns_catalog:
-            self.catalog.close()
         super().closeEvent(event)
 
 
@@ -593,18 +578,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lookalike-duplicates", description="The Duplicates view on its own.")
     ap.add_argument("--catalog", metavar="DIR", default=None)
     args, qt_args = ap.parse_known_args(argv)
+    from PySide6.QtCore import QEventLoop
+
     from engine.paths import default_catalog_dir
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
-    try:
-        view = DuplicatesView(Path(args.catalog) if args.catalog else default_catalog_dir())
-    except LookalikeError as exc:
-        print(f"lookalike: error: {exc}", file=sys.stderr)
+    session = Session()
+    outcome: list[str | None] = []
+    loop = QEventLoop()
+    session.catalogOpened.connect(lambda _info: (outcome.append(None), loop.quit()))
+    session.catalogFailed.connect(lambda message: (outcome.append(message), loop.quit()))
+    session.open_catalog(Path(args.catalog) if args.catalog else default_catalog_dir(), create=False)
+    loop.exec()
+    if outcome[0] is not None:
+        print(f"lookalike: error: {outcome[0]}", file=sys.stderr)
+        session.shutdown()
         return 2
+    view = DuplicatesView(session)
     view.setWindowTitle(f"Duplicates — {view.catalog.directory}")
     view.resize(1200, 780)
     view.show()
-    return app.exec()
+    code = app.exec()
+    session.shutdown()
+    return code
 
 
 if __name__ == "__main__":

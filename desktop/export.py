@@ -1,18 +1,16 @@
 """Export search results to CSV (Qt-free).
 
-Cells that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a carriage
-return) are prefixed with a single quote, so an exported file is safe to open in Excel/LibreOffice.
+The cells are written by the engine's CSV writer (:func:`engine.export.write_csv`), so the app,
+``lookalike export`` and ``lookalike dupes --csv`` quote and escape alike: numbers stay numbers,
+and text that a spreadsheet would run as a formula (``= + - @``, a tab or a carriage return first)
+gets a leading apostrophe.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 COLUMNS = [
     "query",
@@ -31,18 +29,8 @@ COLUMNS = [
 ]
 
 
-def safe_cell(value: Any) -> str:
-    """The cell text, neutralised if a spreadsheet would read it as a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = "" if math.isnan(value) else f"{value:.4f}".rstrip("0").rstrip(".")
-    else:
-        text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def match_row(query: str, match: Any) -> list[str]:
+def match_row(query: str, match: Any) -> list[Any]:
+    """The values of one result, in COLUMNS order (escaped when written)."""
     product = getattr(match, "product", None) or {}
     values = {
         "query": query,
@@ -59,7 +47,7 @@ def match_row(query: str, match: Any) -> list[str]:
         "url": product.get("url"),
         "path": match.path,
     }
-    return [safe_cell(values[c]) for c in COLUMNS]
+    return [values[c] for c in COLUMNS]
 
 
 def export_results_csv(path: str | Path, query: str, matches: Iterable[Any]) -> int:
@@ -67,11 +55,7 @@ def export_results_csv(path: str | Path, query: str, matches: Iterable[Any]) -> 
 
     UTF-8 with a byte-order mark, so spreadsheets detect the encoding of non-ASCII titles.
     """
-    count = 0
+    from engine.export import write_csv  # the engine loads after the window shows
+
     with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for match in matches:
-            writer.writerow(match_row(query, match))
-            count += 1
-    return count
+        return write_csv(fh, COLUMNS, (match_row(query, m) for m in matches))

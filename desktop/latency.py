@@ -11,6 +11,7 @@ and could not repaint or react to input. Use it in tests and benchmarks::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -32,9 +33,16 @@ class LatencySummary:
 
 
 class LatencyProbe(QObject):
-    def __init__(self, interval_ms: int = 10, parent: QObject | None = None):
+    def __init__(
+        self,
+        interval_ms: int = 10,
+        parent: QObject | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         super().__init__(parent)
         self.interval_ms = interval_ms
+        self._clock = clock  # seconds
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(interval_ms)
@@ -46,18 +54,18 @@ class LatencyProbe(QObject):
 
     def start(self) -> None:
         self.stalls_ms = []
-        self._started = self._last = time.perf_counter()
+        self._started = self._last = self._clock()
         self._stopped = None
         self._timer.start()
 
     def stop(self) -> LatencySummary:
         self._timer.stop()
         self._tick()
-        self._stopped = time.perf_counter()
+        self._stopped = self._clock()
         return self.summary()
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         if self._last is not None:
             self.stalls_ms.append(max(0.0, (now - self._last) * 1000.0 - self.interval_ms))
         self._last = now
@@ -69,7 +77,7 @@ class LatencyProbe(QObject):
     def summary(self) -> LatencySummary:
         stalls = sorted(self.stalls_ms)
         p99 = stalls[min(len(stalls) - 1, int(0.99 * len(stalls)))] if stalls else 0.0
-        end = self._stopped or time.perf_counter()
+        end = self._stopped or self._clock()
         return LatencySummary(
             ticks=len(stalls),
             seconds=end - self._started,

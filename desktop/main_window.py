@@ -1,5 +1,8 @@
 """The main window: query panel and filters (left), results grid / compare view (centre),
-details (right), a message banner and a status bar. It wires widgets to the :class:`Session`."""
+details (right), a message banner and a status bar. It wires widgets to the :class:`Session`.
+
+Its actions, menus and toolbar are built by :mod:`desktop.menus`; the status bar is
+:mod:`desktop.status_bar`; drops and pastes are read by :mod:`desktop.query_input`."""
 
 from __future__ import annotations
 
@@ -10,25 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QImage, QKeySequence
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QSplitter,
     QStackedWidget,
-    QTextBrowser,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
-from . import resources
+from . import menus, resources
 from .banner import MessageBanner
 from .catalog_dialog import CatalogStatsDialog
 from .compare_view import CompareView
@@ -36,11 +35,13 @@ from .details_panel import DetailsPanel
 from .export import export_results_csv
 from .filters_panel import FiltersPanel, engine_thresholds
 from .import_dialog import ImportDialog, report_summary
+from .query_input import DropTarget, clipboard_query
 from .query_panel import QueryPanel
 from .results_model import ResultsModel
 from .results_view import ResultDelegate, ResultsView
 from .session import Query, SearchOptions, Session, split_dropped_paths
 from .settings import Settings
+from .status_bar import StatusBar, plural
 from .thumbnails import ThumbnailLoader
 from .workers import CatalogInfo, Task, catalog_info_job
 
@@ -49,10 +50,6 @@ log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
 FEED_FILTER = "Product feeds (*.csv *.tsv *.txt);;All files (*)"
 MIN_SIZE = QSize(1280, 860)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
 
 class MainWindow(QMainWindow):
@@ -71,7 +68,6 @@ class MainWindow(QMainWindow):
         self.persist = persist  # screenshots and benchmarks leave the user's settings alone
         self.setWindowTitle("Lookalike")
         self.setWindowIcon(resources.app_icon())
-        self.setAcceptDrops(True)
         self.session = Session(model_loader=model_loader, parent=self)
         ratio = (
             QGuiApplication.primaryScreen().devicePixelRatio()
@@ -86,7 +82,10 @@ class MainWindow(QMainWindow):
         self.shown_result: Any = None
         self.shown_query: Query | None = None
         self._build_widgets()
-        self._build_actions()
+        menus.build_actions(self)
+        menus.build_menus(self)
+        menus.build_toolbar(self)
+        self._fill_recent_menu()
         self._build_status_bar()
         self._connect()
         self._set_tab_order()
@@ -159,200 +158,21 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog: QDialog | None = None
         self.duplicates_window: QWidget | None = None
 
-    def _action(
-        self, text: str, slot, shortcut=None, icon: str | None = None, tip: str | None = None
-    ) -> QAction:
-        action = QAction(text, self)
-        if icon:
-            action.setIcon(resources.icon(icon))
-        if shortcut is not None:
-            if isinstance(shortcut, (list, tuple)):
-                action.setShortcuts([QKeySequence(s) for s in shortcut])
-            else:
-                action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-            action.setToolTip(
-                f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
-                if shortcut
-                else tip
-            )
-        action.triggered.connect(lambda _checked=False: slot())
-        self.addAction(action)  # shortcuts work even when the menu bar is hidden
-        return action
-
-    def _build_actions(self) -> None:
-        A = self._action
-        self.act_open = A(
-            "&Open image…",
-            self.open_images,
-            QKeySequence.StandardKey.Open,
-            "open",
-            "Open query images",
-        )
-        self.act_paste = A(
-            "&Paste image",
-            self.paste,
-            QKeySequence.StandardKey.Paste,
-            "paste",
-            "Search with the image on the clipboard",
-        )
-        self.act_export = A(
-            "&Export results…", self.export_results, "Ctrl+E", "export", "Export the results to CSV"
-        )
-        self.act_quit = A("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_new_catalog = A(
-            "&New catalog…",
-            self.new_catalog,
-            None,
-            "catalog",
-            "Create an empty catalog in a folder",
-        )
-        self.act_open_catalog = A(
-            "&Open catalog…",
-            self.choose_catalog,
-            "Ctrl+Shift+O",
-            "catalog",
-            "Open a catalog folder",
-        )
-        self.act_import_folder = A(
-            "Import &folder…",
-            self.import_folder,
-            "Ctrl+I",
-            "import",
-            "Import a folder of product images",
-        )
-        self.act_import_feed = A(
-            "Import product &feed…",
-            self.import_feed,
-            "Ctrl+Shift+I",
-            "import",
-            "Import a product feed (CSV)",
-        )
-        self.act_duplicates = A(
-            "Find &duplicates…",
-            self.open_duplicates,
-            "Ctrl+D",
-            "compare",
-            "Scan the catalog for groups of copies (duplicate listings)",
-        )
-        self.act_stats = A(
-            "Catalog &statistics",
-            self.show_stats,
-            None,
-            "stats",
-            "Catalog size, facets and import errors",
-        )
-        self.act_remove = A(
-            "&Remove selected from catalog…",
-            self.remove_selected,
-            None,
-            "remove",
-            "Remove the selected results from the catalog",
-        )
-        self.act_remove.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
-        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.results_view.addAction(self.act_remove)
-        self.removeAction(self.act_remove)
-        self.act_next = A("&Next result", lambda: self.step_result(1), ["N", "Ctrl+Right"])
-        self.act_prev = A("&Previous result", lambda: self.step_result(-1), ["P", "Ctrl+Left"])
-        self.act_compare = A(
-            "&Compare with query",
-            self.toggle_compare,
-            "C",
-            "compare",
-            "Compare the selected result with the query",
-        )
-        self.act_next_query = A("Ne&xt query", lambda: self.session.step_query(-1), "Alt+Down")
-        self.act_prev_query = A("Pre&vious query", lambda: self.session.step_query(1), "Alt+Up")
-        self.act_clear_roi = A(
-            "Search &whole image",
-            self.query_panel.view.clear_roi,
-            "Ctrl+Backspace",
-            "clear-region",
-            "Clear the region of interest",
-        )
-        self.act_research = A(
-            "Search &again", lambda: self.session.search_current(force=True), "F5"
-        )
-        self.act_focus_filters = A("&Filters", lambda: self.filters.category.setFocus(), "Ctrl+F")
-        self.act_reveal = A(
-            "Show in &folder", self.details.reveal_in_folder, "Ctrl+Shift+R", "folder"
-        )
-        self.act_open_url = A(
-            "Open product &page", self.details.open_product_url, "Ctrl+Shift+U", "link"
-        )
-        self.act_shortcuts = A("&Keyboard shortcuts", self.show_shortcuts, "F1")
-
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        for a in (self.act_open, self.act_paste, None, self.act_export, None, self.act_quit):
-            file_menu.addSeparator() if a is None else file_menu.addAction(a)
-        catalog_menu = bar.addMenu("&Catalog")
-        catalog_menu.addAction(self.act_new_catalog)
-        catalog_menu.addAction(self.act_open_catalog)
-        self.recent_menu = catalog_menu.addMenu("&Recent catalogs")
-        catalog_menu.addSeparator()
-        catalog_menu.addAction(self.act_import_folder)
-        catalog_menu.addAction(self.act_import_feed)
-        catalog_menu.addSeparator()
-        catalog_menu.addAction(self.act_duplicates)
-        catalog_menu.addAction(self.act_stats)
-        catalog_menu.addAction(self.act_remove)
-        search_menu = bar.addMenu("&Search")
-        for a in (
-            self.act_next, self.act_prev, self.act_compare, None, self.act_next_query, self.act_prev_query,
-            None, self.act_clear_roi, self.act_research, self.act_focus_filters, None, self.act_reveal, self.act_open_url,
-        ):  # fmt: skip
-            search_menu.addSeparator() if a is None else search_menu.addAction(a)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.act_shortcuts)
-        about = QAction("&About Lookalike", self)
-        about.triggered.connect(self.show_about)
-        help_menu.addAction(about)
-        self._fill_recent_menu()
-
-        tools = QToolBar("Main")
-        tools.setObjectName("main-toolbar")
-        tools.setIconSize(QSize(20, 20))
-        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for a in (
-            self.act_open,
-            self.act_paste,
-            None,
-            self.act_open_catalog,
-            self.act_import_folder,
-            self.act_stats,
-            None,
-            self.act_compare,
-            self.act_export,
-        ):
-            tools.addSeparator() if a is None else tools.addAction(a)
-        self.addToolBar(tools)
-        self.toolbar = tools
-
     def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.import_bar = QProgressBar()
-        self.import_bar.setMaximumWidth(160)
-        self.import_bar.setMaximumHeight(14)
-        self.import_bar.setTextVisible(False)
-        self.import_bar.hide()
-        self.search_label = QLabel("")
-        self.catalog_label = QLabel("Catalog: opening…")
-        self.model_label = QLabel("Model: loading…")
-        for widget in (self.import_bar, self.search_label, self.catalog_label, self.model_label):
-            status.addPermanentWidget(widget)
+        self.status = StatusBar(self)
+        self.setStatusBar(self.status)
+        # the labels, for the screenshot command and tests
+        self.import_bar = self.status.import_bar
+        self.search_label = self.status.search_label
+        self.catalog_label = self.status.catalog_label
+        self.model_label = self.status.model_label
 
     def _connect(self) -> None:
         s = self.session
         s.message.connect(self.banner.show_message)
         s.modelLoaded.connect(self._on_model_loaded)
-        s.modelFailed.connect(lambda msg: self.model_label.setText("Model: not available"))
-        s.catalogFailed.connect(
-            lambda msg: s.model is None and self.model_label.setText("Model: waiting for a catalog")
-        )
-        s.modelFailed.connect(lambda msg: self.model_label.setToolTip(msg))
+        s.modelFailed.connect(self.status.model_failed)
+        s.catalogFailed.connect(lambda msg: s.model is None and self.status.model_waiting())
         s.catalogOpened.connect(self._on_catalog_opened)
         s.catalogFailed.connect(self._on_catalog_failed)
         s.catalogChanged.connect(self._on_catalog_changed)
@@ -384,6 +204,18 @@ class MainWindow(QMainWindow):
         self.compare_view.closeRequested.connect(self.show_results)
         self.compare_view.message.connect(self.banner.show_message)
         self.import_dialog.cancelRequested.connect(s.cancel_import)
+        self.recent_menu.catalogChosen.connect(self.open_recent)
+        self.recent_menu.clearRequested.connect(self._clear_recent)
+        self.drop_target = DropTarget(self)
+        self.drop_target.filesDropped.connect(lambda files: self._dropped(self.add_paths, files))
+        self.drop_target.imageDropped.connect(
+            lambda image: self._dropped(
+                self.session.add_query_qimage, image, time.strftime("Dropped image %H:%M:%S")
+            )
+        )
+        self.drop_target.notAnImage.connect(
+            lambda: self._dropped(self.banner.warning, "The dropped data is not an image.")
+        )
 
     def _set_tab_order(self) -> None:
         chain = [
@@ -480,66 +312,26 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> bool:
         """Search with the clipboard: an image (screenshot), image files, or a path as text."""
-        mime = QGuiApplication.clipboard().mimeData()
-        if mime is not None and mime.hasImage():
-            image = QImage(mime.imageData())
-            if not image.isNull():
-                self.session.add_query_qimage(image)
-                return True
-        if mime is not None and mime.hasUrls():
-            files = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
-            if files:
-                self.add_paths(files)
-                return True
-        if mime is not None and mime.hasText():
-            text = mime.text().strip().strip('"')
-            if text and "\n" not in text and len(text) < 4096 and Path(text).is_file():
-                self.add_paths([Path(text)])
-                return True
-        self.banner.warning(
-            "The clipboard holds no image: copy an image or take a screenshot, then paste."
-        )
-        return False
-
-    def dragEnterEvent(self, event) -> None:
-        mime = event.mimeData()
-        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
-            event.acceptProposedAction()
+        found = clipboard_query(QGuiApplication.clipboard().mimeData())
+        if isinstance(found, QImage):
+            self.session.add_query_qimage(found)
+        elif found:
+            self.add_paths(found)
         else:
-            event.ignore()
+            self.banner.warning(
+                "The clipboard holds no image: copy an image or take a screenshot, then paste."
+            )
+        return found is not None
 
-    def dragMoveEvent(self, event) -> None:
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:
-        mime = event.mimeData()
-        files = (
-            [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
-            if mime.hasUrls()
-            else []
-        )
-        if files:
-            self.add_paths(files)
-        elif mime.hasImage():
-            image = QImage(mime.imageData())
-            if image.isNull():
-                self.banner.warning("The dropped data is not an image.")
-            else:
-                self.session.add_query_qimage(image, name=time.strftime("Dropped image %H:%M:%S"))
-        else:
-            event.ignore()
-            return
-        event.acceptProposedAction()
+    def _dropped(self, handle, *args: Any) -> None:
+        handle(*args)
         self.activateWindow()
 
     # ------------------------------------------------------------------------------------------
     # session -> widgets
     # ------------------------------------------------------------------------------------------
     def _on_model_loaded(self, model: Any) -> None:
-        name = getattr(model, "name", "model")
-        provider = getattr(model, "provider", "?")
-        self.model_label.setText(f"Model: {name} · {provider}")
-        self.model_label.setToolTip(f"{getattr(model, 'model_id', name)} on {provider}")
+        self.status.show_model(model)
         thresholds = engine_thresholds()
         if thresholds:
             self.filters.set_thresholds(thresholds)
@@ -553,7 +345,7 @@ class MainWindow(QMainWindow):
         self.details.show_match(None)
         self.show_results()
         self.filters.set_facets(info.facets)
-        self._show_catalog(info)
+        self.status.show_catalog(info)
         recent = str(info.directory)
         if self.persist:
             self.settings.add_recent_catalog(recent)
@@ -562,22 +354,14 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _on_catalog_failed(self, message: str) -> None:
-        self.catalog_label.setText("Catalog: none")
-        self.catalog_label.setToolTip(message)
+        self.status.catalog_failed(message)
         self._update_actions()
 
     def _on_catalog_changed(self, info: CatalogInfo) -> None:
         self.filters.set_facets(info.facets)
-        self._show_catalog(info)
+        self.status.show_catalog(info)
         if self.stats_dialog.isVisible():
             self.show_stats()
-
-    def _show_catalog(self, info: CatalogInfo) -> None:
-        self.catalog_label.setText(
-            f"Catalog: {info.directory.name or info.directory} · {_plural(info.images, 'image')}, "
-            f"{_plural(info.products, 'product')}"
-        )
-        self.catalog_label.setToolTip(str(info.directory))
 
     def _on_current_query(self, query: Query | None) -> None:
         self.query_panel.show_query(query)
@@ -631,9 +415,7 @@ class MainWindow(QMainWindow):
         self.query_panel.show_roi(query)
         seconds = self.session.last_search_seconds
         if seconds is not None:
-            self.search_label.setText(
-                f"Last search {seconds * 1000:.0f} ms at {time.strftime('%H:%M:%S')}"
-            )
+            self.status.search_done(seconds)
 
     def _show_result(self, query: Query | None, result: Any) -> None:
         previous = self.results_view.current_match()
@@ -689,7 +471,7 @@ class MainWindow(QMainWindow):
                 parts.append(
                     f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}"
                 )
-        text = f"{_plural(len(matches), 'result')} for {name}"
+        text = f"{plural(len(matches), 'result')} for {name}"
         return text + (": " + ", ".join(parts) if parts else "")
 
     def _on_current_result(self, current: QModelIndex, _previous: QModelIndex) -> None:
@@ -775,7 +557,7 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.banner.error(f"{path}: cannot write ({exc.strerror or exc})")
             return None
-        self.banner.info(f"Exported {_plural(count, 'result')} to {path}")
+        self.banner.info(f"Exported {plural(count, 'result')} to {path}")
         return path
 
     def remove_selected(self, *, confirm: bool = True) -> None:
@@ -787,7 +569,7 @@ class MainWindow(QMainWindow):
             answer = QMessageBox.question(
                 self,
                 "Remove from catalog",
-                f"Remove {_plural(len(matches), 'image')} from the catalog {self.session.catalog_info.directory}?\n"
+                f"Remove {plural(len(matches), 'image')} from the catalog {self.session.catalog_info.directory}?\n"
                 "The image files themselves are not deleted.",
             )
             if answer != QMessageBox.StandardButton.Yes:
@@ -804,18 +586,10 @@ class MainWindow(QMainWindow):
     # catalogs and imports
     # ------------------------------------------------------------------------------------------
     def _fill_recent_menu(self, extra: str | None = None) -> None:
-        self.recent_menu.clear()
         recent = self.settings.recent_catalogs()
         if extra and extra not in recent:
             recent.insert(0, extra)
-        for directory in recent:
-            action = self.recent_menu.addAction(directory)
-            action.triggered.connect(lambda _c=False, d=directory: self.open_recent(d))
-        if recent:
-            self.recent_menu.addSeparator()
-            clear = self.recent_menu.addAction("Clear the list")
-            clear.triggered.connect(self._clear_recent)
-        self.recent_menu.setEnabled(bool(recent))
+        self.recent_menu.fill(recent)
 
     def _clear_recent(self) -> None:
         self.settings.clear_recent_catalogs()
@@ -877,23 +651,16 @@ class MainWindow(QMainWindow):
     def _on_import_started(self, paths: list[str]) -> None:
         info = self.session.catalog_info
         self.import_dialog.start(paths, info.directory if info else "")
-        self.import_bar.setRange(0, 0)
-        self.import_bar.show()
-        self.statusBar().showMessage("Importing…")
+        self.status.import_started()
         self._update_actions()
 
     def _on_import_progress(self, done: int, total: int, message: str) -> None:
         self.import_dialog.set_progress(done, total, message)
-        if total > 0:
-            if self.import_bar.maximum() != total:
-                self.import_bar.setRange(0, total)
-            self.import_bar.setValue(done)
-            self.import_bar.setToolTip(f"Importing: {done} of {total}")
+        self.status.import_progress(done, total)
 
     def _on_import_finished(self, report: Any) -> None:
         self.import_dialog.finish(report)
-        self.import_bar.hide()
-        self.statusBar().clearMessage()
+        self.status.import_ended()
         level = "warning" if report.failed or report.cancelled else "info"
         self.banner.show_message(
             level,
@@ -905,8 +672,7 @@ class MainWindow(QMainWindow):
 
     def _on_import_failed(self, message: str) -> None:
         self.import_dialog.fail(message)
-        self.import_bar.hide()
-        self.statusBar().clearMessage()
+        self.status.import_ended()
         self._update_actions()
 
     def open_duplicates(self) -> QWidget | None:
@@ -920,12 +686,11 @@ class MainWindow(QMainWindow):
             self._close_duplicates()
             from .duplicates_view import DuplicatesView
 
-            # shares the open catalog (thread-safe) and, once loaded, the model that fits it
-            window = DuplicatesView(catalog, self, model=self.session.model if self.session.ready else None)
+            window = DuplicatesView(self.session, self)  # scans and decisions go through the session
             window.setWindowFlag(Qt.WindowType.Window)
             window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
             window.resize(1200, 780)
-            window.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            window.message.connect(lambda text: self.status.showMessage(text, 8000))
             self.duplicates_window = window
         window.show()
         window.raise_()
@@ -934,7 +699,7 @@ class MainWindow(QMainWindow):
 
     def _close_duplicates(self) -> None:
         if self.duplicates_window is not None:
-            self.duplicates_window.close()  # cancels its scan, waits for its threads
+            self.duplicates_window.close()  # cancels its scan
             self.duplicates_window.deleteLater()
             self.duplicates_window = None
 
@@ -983,35 +748,7 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         if self.shortcuts_dialog is None:
-            dialog = QDialog(self)
-            dialog.setWindowTitle("Keyboard shortcuts")
-            layout = QVBoxLayout(dialog)
-            text = QTextBrowser()
-            rows = []
-            for action in self.actions():
-                keys = ", ".join(
-                    s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()
-                )
-                if keys:
-                    rows.append(
-                        f"<tr><td><b>{keys}</b></td><td>{action.text().replace('&', '')}</td></tr>"
-                    )
-            rows.append(
-                "<tr><td><b>Del</b></td><td>Remove the selected results from the catalog</td></tr>"
-            )
-            rows.append(
-                "<tr><td><b>Esc</b></td><td>Clear the region / leave the compare view</td></tr>"
-            )
-            rows.append(
-                "<tr><td><b>+ − 0 1</b></td><td>Compare view: zoom in, out, fit, actual pixels</td></tr>"
-            )
-            text.setHtml("<table cellpadding='3'>" + "".join(rows) + "</table>")
-            layout.addWidget(text)
-            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-            buttons.rejected.connect(dialog.hide)
-            layout.addWidget(buttons)
-            dialog.resize(460, 520)
-            self.shortcuts_dialog = dialog
+            self.shortcuts_dialog = menus.shortcuts_dialog(self)
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
 

@@ -11,14 +11,19 @@ Thread pools:
   so a catalog is never closed under a running search;
 * ``aux_pool`` (2 threads): model loading (in parallel with the catalog at start-up), decoding
   query images, loading compare images;
-* ``import_pool`` (1 thread): imports, which take minutes and must not block searches.
+* ``import_pool`` (1 thread): imports, which take minutes and must not block searches;
+* ``scan_pool`` (1 thread): duplicate scans (minutes on a large catalog), and closing a catalog
+  that was replaced, after the scan that used it has stopped.
+
+Duplicate decisions and re-scoring are short catalog writes: they run on ``engine_pool``. Every
+job is a :class:`desktop.workers.Task`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +52,7 @@ IMAGE_SUFFIXES = {
     ".heic",
 }
 FEED_SUFFIXES = {".csv", ".tsv", ".txt"}
+IMPORT_BUSY = "the catalog is busy: an import is writing to it; try again once it has finished"
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ class Session(QObject):
         self.aux_pool.setMaxThreadCount(2)
         self.import_pool = QThreadPool(self)
         self.import_pool.setMaxThreadCount(1)
+        self.scan_pool = QThreadPool(self)
+        self.scan_pool.setMaxThreadCount(1)
 
         self.model: Any = None
         self.model_error: str | None = None
@@ -155,8 +163,9 @@ class Session(QObject):
         self._searching_generation = -1
         self.last_search_seconds: float | None = None
 
-        self._import_cancel: threading.Event | None = None
+        self._import_task: Task | None = None
         self.importing = False
+        self._scan_task: Task | None = None
         self._closing = False
 
         # engine-thread-only cache of the Searcher
@@ -230,7 +239,7 @@ class Session(QObject):
         self.catalog_error = None
         self.runner.start(
             self.engine_pool,
-            Task(workers.open_catalog_job, directory, create, self.catalog),
+            Task(workers.open_catalog_job, directory, create),
             on_done=self._on_catalog_opened,
             on_error=lambda msg, d=directory: self._on_catalog_failed(d, msg),
         )
@@ -238,7 +247,12 @@ class Session(QObject):
 
     def _on_catalog_opened(self, info: CatalogInfo) -> None:
         self.catalog_loading = False
+        previous = self.catalog
         self.catalog = info.catalog
+        if previous is not None and previous is not info.catalog:
+            # on the scan pool: after a scan of it has stopped (cancelled here)
+            self.cancel_scan()
+            self.runner.start(self.scan_pool, Task(workers.close_catalog_job, previous))
         self.catalog_info = info
         self._catalog_version += 1
         for query in self.queries:  # results belong to the previous catalog
@@ -487,17 +501,16 @@ class Session(QObject):
             return False
         paths = [str(p) for p in paths]
         self.importing = True
-        self._import_cancel = threading.Event()
         self.importStarted.emit(paths)
-        self.runner.start(
+        self._import_task = self.runner.start(
             self.import_pool,
             Task(
                 workers.import_job,
                 self.catalog,
                 self.model,
                 paths,
-                self._import_cancel,
                 wants_progress=True,
+                cancellable=True,
             ),
             on_done=self._on_import_done,
             on_error=self._on_import_failed,
@@ -506,12 +519,12 @@ class Session(QObject):
         return True
 
     def cancel_import(self) -> None:
-        if self._import_cancel is not None:
-            self._import_cancel.set()
+        if self._import_task is not None:
+            self._import_task.cancel()
 
     @property
     def import_cancelling(self) -> bool:
-        return self._import_cancel is not None and self._import_cancel.is_set()
+        return self._import_task is not None and self._import_task.cancel_requested
 
     def _after_catalog_write(self) -> None:
         self._catalog_version += 1
@@ -521,7 +534,7 @@ class Session(QObject):
 
     def _on_import_done(self, report: Any) -> None:
         self.importing = False
-        self._import_cancel = None
+        self._import_task = None
         self._after_catalog_write()
         self.importFinished.emit(report)
         if self.current is not None and not self._closing:
@@ -529,7 +542,7 @@ class Session(QObject):
 
     def _on_import_failed(self, message: str) -> None:
         self.importing = False
-        self._import_cancel = None
+        self._import_task = None
         self._after_catalog_write()
         self.importFailed.emit(message)
         self.message.emit("error", f"Import failed: {message}")
@@ -561,13 +574,133 @@ class Session(QObject):
         )
 
     # ------------------------------------------------------------------------------------------
+    # duplicates (desktop.duplicates_view): the outcome goes to the caller's callbacks
+    # ------------------------------------------------------------------------------------------
+    @property
+    def scanning(self) -> bool:
+        return self._scan_task is not None
+
+    def scan_duplicates(
+        self,
+        *,
+        threshold: float,
+        only_new: bool = False,
+        include_variants: bool = False,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+        on_cancelled: Callable[[], None],
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> bool:
+        """Scan the open catalog for groups of copies (``engine.duplicates.scan``) on the scan
+        pool, with the model loaded for it (turned copies); False when a scan is running or no
+        catalog is open."""
+        if self.catalog is None or self._scan_task is not None:
+            return False
+        task = Task(
+            workers.scan_duplicates_job,
+            self.catalog,
+            self.model if self.ready else None,
+            # a model that failed to load for this catalog would fail in the scan too
+            load_model=not self.ready and self.model_error is None,
+            threshold=threshold,
+            only_new=only_new,
+            include_variants=include_variants,
+            wants_progress=True,
+            cancellable=True,
+        )
+        self._scan_task = task
+
+        def ended(callback: Callable[..., None]) -> Callable[..., None]:
+            def call(*args: Any) -> None:
+                if self._scan_task is task:
+                    self._scan_task = None
+                callback(*args)
+
+            return call
+
+        self.runner.start(
+            self.scan_pool,
+            task,
+            on_done=ended(on_done),
+            on_error=ended(on_error),
+            on_cancelled=ended(on_cancelled),
+            on_progress=on_progress,
+        )
+        return True
+
+    def cancel_scan(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+
+    def mark_duplicate_pairs(
+        self,
+        pairs: list[tuple[int, int]],
+        decision: str,
+        scores: list[float | None],
+        *,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        """Remember a decision ("not_duplicate", "confirmed") for image pairs, off the UI thread."""
+        self._write_catalog(
+            workers.mark_pairs_job, [tuple(p) for p in pairs], decision, list(scores),
+            on_done=on_done, on_error=on_error,
+        )  # fmt: skip
+
+    def set_duplicate_reference(
+        self,
+        group: Any,
+        new: int,
+        *,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        """Make image ``new`` the group's remembered representative; ``on_done`` gets the group
+        re-centred on it and scored afresh."""
+        self._write_catalog(
+            workers.set_reference_job, group, group.representative.image_id, int(new),
+            on_done=on_done, on_error=on_error,
+        )  # fmt: skip
+
+    def _write_catalog(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        """A short catalog write on the engine thread. An import holds the catalog's write lock
+        until it ends, and the write would wait for it (with the searches queued behind): it
+        fails at once instead, here or, when the import started meanwhile, in the job."""
+        if self.catalog is None:
+            on_error("no catalog is open")
+            return
+        if self.importing:
+            on_error(IMPORT_BUSY)
+            return
+        self.runner.start(
+            self.engine_pool,
+            Task(self._write_unless_importing, fn, self.catalog, *args),
+            on_done=on_done,
+            on_error=on_error,
+        )
+
+    def _write_unless_importing(self, fn: Callable[..., Any], *args: Any) -> Any:  # engine thread
+        if self.importing:
+            from engine.errors import CatalogBusyError
+
+            raise CatalogBusyError(IMPORT_BUSY)
+        return fn(*args)
+
+    # ------------------------------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Cancel the import, wait for the workers and close the catalog."""
+        """Cancel the import and the scan, wait for the workers and close the catalog."""
         self._closing = True
         self._generation += 1
         self.cancel_import()
+        self.cancel_scan()
         deadline = time.monotonic() + timeout_ms / 1000
-        for pool in (self.import_pool, self.engine_pool, self.aux_pool):
+        for pool in (self.import_pool, self.scan_pool, self.engine_pool, self.aux_pool):
             pool.waitForDone(max(0, int((deadline - time.monotonic()) * 1000)))
         if self.catalog is not None:
             try:

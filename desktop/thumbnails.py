@@ -19,8 +19,10 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage
+
+from .workers import Task, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +31,24 @@ class _Signals(QObject):
     loaded = Signal(int, int, object)  # generation, image id, QImage or None (failed)
 
 
-class _Drain(QRunnable):
-    """Decodes queued thumbnails, most recent request first, until the stack is empty."""
-
-    def __init__(self, loader: ThumbnailLoader):
-        super().__init__()
-        self.loader = loader
-
-    def run(self) -> None:
-        from .workers import lower_thread_priority
-
-        lower_thread_priority()
-        loader = self.loader
-        while True:
-            job = loader._next_job()
-            if job is None:
-                return
-            generation, catalog, image_id = job
-            image: QImage | None
-            try:
-                path = catalog.thumbnail(image_id, loader.disk_size)
-                image = QImage(str(path))
-                if image.isNull():
-                    raise OSError(f"{path}: not a readable image")
-                box = loader.display_size
-                if image.width() > box.width() or image.height() > box.height():
-                    image = image.scaled(
-                        box,
-                        Qt.AspectRatioMode.KeepAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation,
-                    )
-                image = image.convertToFormat(QImage.Format.Format_RGB32)
-            except Exception as exc:  # noqa: BLE001 - a missing thumbnail is drawn as "broken"
-                log.debug("thumbnail %s failed: %s", image_id, exc)
-                image = None
-            loader._signals.loaded.emit(generation, image_id, image)
+def _decode(catalog: Any, image_id: int, disk_size: int, box: QSize) -> QImage | None:
+    """The thumbnail of one catalog image at most ``box`` large, or None when it cannot be read
+    (drawn as "broken")."""
+    try:
+        path = catalog.thumbnail(image_id, disk_size)
+        image = QImage(str(path))
+        if image.isNull():
+            raise OSError(f"{path}: not a readable image")
+        if image.width() > box.width() or image.height() > box.height():
+            image = image.scaled(
+                box,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        return image.convertToFormat(QImage.Format.Format_RGB32)
+    except Exception as exc:  # noqa: BLE001 - a missing thumbnail is drawn as "broken"
+        log.debug("thumbnail %s failed: %s", image_id, exc)
+        return None
 
 
 class ThumbnailLoader(QObject):
@@ -87,6 +72,7 @@ class ThumbnailLoader(QObject):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
         self._threads = threads
+        self._runner = TaskRunner(self)
         self._signals = _Signals()
         self._signals.loaded.connect(self._on_loaded)
         self._cache: OrderedDict[int, QImage] = OrderedDict()
@@ -162,7 +148,17 @@ class ThumbnailLoader(QObject):
             if start:
                 self._draining += 1
         if start:
-            self._pool.start(_Drain(self))
+            self._runner.start(self._pool, Task(self._drain))
+
+    def _drain(self) -> None:  # pool thread
+        """Decode queued thumbnails, most recent request first, until the stack is empty."""
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            generation, catalog, image_id = job
+            image = _decode(catalog, image_id, self.disk_size, self.display_size)
+            self._signals.loaded.emit(generation, image_id, image)
 
     def _next_job(self) -> tuple[int, Any, int] | None:  # pool thread
         with self._lock:

@@ -1,9 +1,10 @@
-"""Thin worker threads: a QRunnable that runs one engine call and reports through Qt signals.
+"""The desktop app's one worker model: a :class:`Task` runs one function on a QThreadPool thread
+and reports through Qt signals (result, one-line error, cancelled, throttled progress);
+a :class:`TaskRunner` keeps tasks alive until their outcome is delivered on the UI thread.
 
-The job functions below are the only places where the desktop app calls the engine's heavy parts
-(model loading, catalog opening, decoding, search, import); they run on QThreadPool threads and
-import the engine lazily so that the window can show before numpy/onnxruntime/hnswlib are loaded.
-Signals are emitted from the pool thread and delivered to the UI thread (queued connections).
+The job functions below are what the session runs on those threads (model loading, catalog
+opening, decoding, search, import, duplicate scans and decisions); they import the engine lazily
+so that the window can show before numpy/onnxruntime/hnswlib are loaded.
 """
 
 from __future__ import annotations
@@ -52,12 +53,16 @@ def lower_thread_priority() -> None:
 
 def describe_error(exc: BaseException) -> str:
     """One line for the user: engine errors already are; anything else gets its type name."""
+    import sqlite3
+
     from engine.errors import LookalikeError
 
     if isinstance(exc, LookalikeError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, MemoryError):
         return "out of memory"
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return "the catalog is busy (another process is writing to it); try again later"
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
@@ -68,15 +73,19 @@ def describe_error(exc: BaseException) -> str:
 class TaskSignals(QObject):
     finished = Signal(object)  # the job's return value
     failed = Signal(str)  # one-line message
+    cancelled = Signal()  # the job stopped with an exception after cancel() was called
     progress = Signal(int, int, str)  # done, total, message
 
 
 class Task(QRunnable):
-    """Runs ``fn(*args, **kwargs)`` on a pool thread.
+    """Runs ``fn(*args, **kwargs)`` on a pool thread: the one worker of the desktop app.
 
-    If ``fn`` accepts a ``progress`` keyword (``wants_progress=True``) it receives a callable
-    ``progress(done, total, message)`` that emits :attr:`TaskSignals.progress`, at most every
-    ``progress_interval`` seconds (the last call, ``done == total``, always goes through).
+    ``wants_progress=True``: ``fn`` also gets ``progress=callable(done, total, message)``, which
+    emits :attr:`TaskSignals.progress` at most every ``progress_interval`` seconds (the last call,
+    ``done >= total``, always goes through). ``cancellable=True``: ``fn`` also gets
+    ``cancel=threading.Event`` (set by :meth:`cancel`; engine jobs poll ``cancel.is_set()``). A job
+    that raises after it was cancelled reports :attr:`TaskSignals.cancelled`, not a failure; one
+    that returns anyway (an import's partial report) reports its result.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class Task(QRunnable):
         fn: Callable[..., Any],
         *args: Any,
         wants_progress: bool = False,
+        cancellable: bool = False,
         progress_interval: float = 0.05,
         **kwargs: Any,
     ):
@@ -92,8 +102,18 @@ class Task(QRunnable):
         self.signals = TaskSignals()
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.wants_progress = wants_progress
+        self.cancellable = cancellable
         self.progress_interval = progress_interval
+        self.cancel_event = threading.Event()
         self._last_progress = 0.0
+
+    def cancel(self) -> None:
+        """Ask the job to stop (thread-safe; a job that does not poll runs to its end)."""
+        self.cancel_event.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_event.is_set()
 
     def _progress(self, done: int, total: int, message: str = "") -> None:
         now = time.perf_counter()
@@ -103,12 +123,17 @@ class Task(QRunnable):
 
     def run(self) -> None:  # pool thread
         lower_thread_priority()
+        kwargs = dict(self.kwargs)
+        if self.wants_progress:
+            kwargs["progress"] = self._progress
+        if self.cancellable:
+            kwargs["cancel"] = self.cancel_event
         try:
-            if self.wants_progress:
-                result = self.fn(*self.args, progress=self._progress, **self.kwargs)
-            else:
-                result = self.fn(*self.args, **self.kwargs)
+            result = self.fn(*self.args, **kwargs)
         except BaseException as exc:
+            if self.cancel_event.is_set():
+                self.signals.cancelled.emit()
+                return
             from engine.errors import LookalikeError
 
             if not isinstance(exc, LookalikeError):
@@ -119,7 +144,11 @@ class Task(QRunnable):
 
 
 class TaskRunner(QObject):
-    """Starts tasks on a pool and keeps them alive until their result has been delivered."""
+    """Starts tasks on a pool and keeps them alive until their outcome has been delivered.
+
+    Exactly one of ``on_done``, ``on_error`` and ``on_cancelled`` is called, on the UI thread; a
+    cancelled task without ``on_cancelled`` counts as failed ("cancelled").
+    """
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -133,6 +162,7 @@ class TaskRunner(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_progress: Callable[[int, int, str], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
     ) -> Task:
         self._live.add(task)
         if on_progress is not None:
@@ -148,8 +178,16 @@ class TaskRunner(QObject):
             if on_error is not None:
                 on_error(message)
 
+        def cancelled() -> None:
+            if on_cancelled is not None:
+                self._live.discard(task)
+                on_cancelled()
+            else:
+                error("cancelled")
+
         task.signals.finished.connect(done)
         task.signals.failed.connect(error)
+        task.signals.cancelled.connect(cancelled)
         pool.start(task)
         return task
 
@@ -208,23 +246,22 @@ def catalog_info_job(catalog: Any, *, full_stats: bool = False) -> CatalogInfo:
     )
 
 
-def open_catalog_job(
-    directory: str | Path | None, create: bool, previous: Any = None
-) -> CatalogInfo:
+def open_catalog_job(directory: str | Path | None, create: bool) -> CatalogInfo:
     from engine.catalog import Catalog
 
     catalog = Catalog.open(directory, create=create)
     try:
-        info = catalog_info_job(catalog)
+        return catalog_info_job(catalog)
     except BaseException:
         catalog.close()
         raise
-    if previous is not None and previous is not catalog:
-        try:
-            previous.close()
-        except Exception:
-            log.warning("closing the previous catalog failed", exc_info=True)
-    return info
+
+
+def close_catalog_job(catalog: Any) -> None:
+    try:
+        catalog.close()
+    except Exception:
+        log.warning("closing the previous catalog failed", exc_info=True)
 
 
 @dataclass
@@ -303,8 +340,9 @@ def import_job(
     catalog: Any,
     model: Any,
     paths: list[str],
-    cancel: threading.Event,
+    *,
     progress: Callable[[int, int, str], None],
+    cancel: threading.Event,
 ) -> Any:
     from engine.ingest import ingest
 
@@ -316,3 +354,49 @@ def import_job(
 def remove_images_job(catalog: Any, ids: list[int]) -> tuple[int, CatalogInfo]:
     removed = catalog.remove_images(list(ids))
     return removed, catalog_info_job(catalog)
+
+
+def scan_duplicates_job(
+    catalog: Any,
+    model: Any,
+    *,
+    load_model: bool,
+    threshold: float,
+    only_new: bool,
+    include_variants: bool,
+    progress: Callable[[int, int, str], None],
+    cancel: threading.Event,
+) -> Any:
+    """``engine.duplicates.scan``, embedding turned images with ``model``; ``load_model``: none
+    was loaded for the catalog yet, load the one that fits it (none for synthetic catalogs)."""
+    from engine import duplicates
+
+    if model is None and load_model:
+        model = duplicates.scan_model(catalog)
+    return duplicates.scan(
+        catalog,
+        threshold=threshold,
+        only_new=only_new,
+        include_variants=include_variants,
+        progress=progress,
+        cancel=cancel,
+        model=model,
+    )
+
+
+def mark_pairs_job(
+    catalog: Any, pairs: list[tuple[int, int]], decision: str, scores: list[float | None]
+) -> int:
+    from engine import duplicates
+
+    return duplicates.mark_pairs(catalog, pairs, decision, scores)
+
+
+def set_reference_job(catalog: Any, group: Any, old: int, new: int) -> Any:
+    """Make ``new`` the group's remembered representative instead of ``old``; the group
+    re-centred on it, every other image scored afresh (``engine.duplicates.rescore_group``)."""
+    from engine import duplicates
+
+    duplicates.set_reference(catalog, old, False)
+    duplicates.set_reference(catalog, new, True)
+    return duplicates.rescore_group(catalog, group, new)

@@ -131,6 +131,28 @@ def window(make_window, gui_catalog):
     return make_window(gui_catalog)
 
 
+def _no_model(catalog):
+    from engine.errors import ModelError
+
+    raise ModelError("no model pack made this catalog's embeddings")
+
+
+def open_session(qtbot, catalog: Path, *, model_loader=_no_model):
+    """A Session (desktop.session) with ``catalog`` open and its model load settled: loaded by
+    ``model_loader``, or failed (the default, for catalogs of synthetic embeddings). The caller
+    shuts it down."""
+    from desktop.session import Session
+
+    session = Session(model_loader=model_loader)
+    with qtbot.waitSignal(session.catalogOpened, timeout=WAIT_MS):
+        session.open_catalog(catalog, create=False)
+    qtbot.waitUntil(
+        lambda: not session.model_loading and (session.ready or session.model_error is not None),
+        timeout=WAIT_MS,
+    )
+    return session
+
+
 def wait_idle(qtbot, window, timeout: int = WAIT_MS) -> None:
     """Wait until the current query's results are in the grid."""
     qtbot.waitUntil(window.is_idle, timeout=timeout)

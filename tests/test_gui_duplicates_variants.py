@@ -16,6 +16,7 @@ from desktop.duplicates_model import member_details  # noqa: E402
 from desktop.duplicates_view import DuplicatesView  # noqa: E402
 from engine import scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
+from tests.gui_fixtures import open_session  # noqa: E402
 from tests.synthetic_vectors import near, unit  # noqa: E402
 
 DIM = 64
@@ -54,7 +55,8 @@ def _scan(qtbot, view):
 
 
 def test_include_declared_variants_checkbox(qtbot, variants_catalog, monkeypatch):
-    view = DuplicatesView(variants_catalog)
+    session = open_session(qtbot, variants_catalog)
+    view = DuplicatesView(session)
     qtbot.addWidget(view)
     view.show()
     monkeypatch.setattr(view, "threshold", lambda: float(scoring.embedding_score(0.9)))
@@ -75,3 +77,4 @@ def test_include_declared_variants_checkbox(qtbot, variants_catalog, monkeypatch
     details = member_details(next(m for m in [jacket.representative, *jacket.members] if m.image_id == 21))
     assert "variant of J · green" in details
     view.shutdown()
+    session.shutdown()

@@ -1,10 +1,14 @@
-"""CSV export of search results (Qt-free): columns, encoding and formula-injection safety."""
+"""CSV export of search results (Qt-free): columns, encoding and formula-injection safety, and
+the same quoting as the engine's exports."""
 
 from __future__ import annotations
 
 import csv
+import io
 
-from desktop.export import COLUMNS, export_results_csv, safe_cell
+from desktop.export import COLUMNS, export_results_csv
+from engine.duplicates import DuplicateGroup, Member, write_groups_csv
+from engine.export import safe_cell, write_csv
 from engine.search import Match
 
 
@@ -15,8 +19,8 @@ def test_cells_a_spreadsheet_would_run_are_neutralised():
         assert safe_cell(text) == text
     assert safe_cell(None) == ""
     assert safe_cell(0.5) == "0.5"
-    assert safe_cell(12.0) == "12"
-    assert safe_cell(-3.0) == "'-3"
+    assert safe_cell(12.0) == "12.0"
+    assert safe_cell(-3.0) == "-3.0"  # a number, not a formula
 
 
 def test_export_writes_one_row_per_match(tmp_path):
@@ -36,9 +40,57 @@ def test_export_writes_one_row_per_match(tmp_path):
     assert rows[0] == COLUMNS
     first = dict(zip(COLUMNS, rows[1]))
     assert first["title"] == "'=cmd|' /C calc'!A0"
-    assert first["score"] == "0.97" and first["price"] == "52" and first["currency"] == "EUR"
+    assert first["score"] == "0.97" and first["price"] == "52.0" and first["currency"] == "EUR"
     assert first["product_id"] == "MJ01" and first["image_id"] == "7"
     second = dict(zip(COLUMNS, rows[2]))
     assert (
         second["path"] == "/p/é b.jpg" and second["title"] == "" and second["strength"] == "similar"
     )
+
+
+TRICKY = [
+    # title, brand, price
+    ("=1+1", "Ac,me", 52.0),
+    ('Mug "deluxe", 2 pcs', "O'Neill", -5.25),
+    ("two\nlines", "+brand", 12),
+    ("-2+3", "@cmd", None),
+    ("\tindent", "plain", 0.1 + 0.2),
+    ("Café crème", "", 1e21),
+]
+
+
+def test_results_and_duplicates_exports_quote_alike(tmp_path):
+    """The app's results export and the engine's exports (here ``lookalike dupes --csv``) write
+    the same values as the same CSV text: numbers, separators, quotes, newlines, formulas."""
+    matches = [
+        Match(rank=i + 1, image_id=i, path=f"/p/{i},x.jpg", score=0.5,
+              product={"title": t, "brand": b, "price": p})
+        for i, (t, b, p) in enumerate(TRICKY)
+    ]  # fmt: skip
+    out = tmp_path / "results.csv"
+    export_results_csv(out, "q.jpg", matches)
+    app_text = out.read_text(encoding="utf-8-sig")
+
+    records = [{"path": f"/p/{i},x.jpg", "title": t, "brand": b, "price": p} for i, (t, b, p) in enumerate(TRICKY)]
+    groups = [DuplicateGroup(1, Member(0, None, record=records[0]),
+                             [Member(i, 0.5, record=r) for i, r in enumerate(records[1:], 1)])]  # fmt: skip
+    engine_out = io.StringIO()
+    write_groups_csv(groups, engine_out)
+    engine_text = engine_out.getvalue()
+
+    def columns(text: str, names: tuple[str, ...]) -> list[tuple[str, ...]]:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        return [tuple(r[n] for n in names) for r in rows]
+
+    shared = ("path", "title", "brand", "price")
+    assert columns(app_text, shared) == columns(engine_text, shared)
+    for title, brand, price in TRICKY:  # the raw text of each cell, quoted alike
+        for value in (title, brand, price):
+            one = io.StringIO()
+            write_csv(one, ["x"], [[value]])
+            raw = one.getvalue().split("\r\n", 1)[1].rstrip("\r\n")
+            if raw:
+                assert raw in app_text and raw in engine_text, raw
+    cells = dict(zip(shared, columns(app_text, shared)[0]))
+    assert cells["title"] == "'=1+1" and cells["brand"] == "Ac,me" and cells["price"] == "52.0"
+    assert columns(app_text, ("price",))[1] == ("-5.25",)  # a negative price stays a number

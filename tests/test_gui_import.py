@@ -161,10 +161,8 @@ def test_closing_the_window_during_an_import_cancels_it_cleanly(
     with qtbot.waitSignal(window.session.importProgress, timeout=WAIT_MS):
         window.start_import([luma_dir / "images"])
     assert window.import_dialog.isVisible()
-    started = __import__("time").monotonic()
     window.close()  # cancels the import and waits for the workers
-    assert __import__("time").monotonic() - started < 30
-    assert not window.session.importing or window.session.import_cancelling
+    assert window.session.import_cancelling  # cancelled, not run to its end
     assert window.session.import_pool.activeThreadCount() == 0
     with Catalog.open(catalog_dir, create=False) as cat:
         assert cat.count_images() == len(cat.index() or [])

@@ -1,0 +1,72 @@
+"""Register one image onto another with the matcher that verifies search results (Qt-free).
+
+The desktop compare view shows a match in the query's pixel frame. The homography comes from
+:mod:`engine.verification`, so the compare view agrees with the search on what is a copy: ORB
+features (:func:`~engine.verification.extract`), ratio-test matches and a RANSAC homography
+(:func:`~engine.verification.verify`), with more keypoints (:func:`~engine.verification.
+dense_features`) when the plain ones do not confirm a copy, as search does. This module only maps
+that homography from the feature scale back to full-resolution pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import scoring, verification
+
+#: fewer inliers than this: not registered (the count at which search calls a match verified)
+MIN_INLIERS = scoring.MARGIN_MIN_INLIERS
+
+
+@dataclass
+class Registration:
+    homography: np.ndarray  # 3x3, candidate pixels -> query pixels (full resolution)
+    inliers: int  # ratio-test matches consistent with it
+    aligned: float  # verification.aligned_similarity: correlation of the aligned pixels
+    unchanged: float  # ... and the share of candidate pixels whose colour the query keeps
+    dense: bool  # found with DENSE_KEYPOINTS
+
+
+def _to_features(shape: tuple[int, ...], f: verification.Features) -> np.ndarray:
+    """Full-resolution pixels -> feature-scale pixels of ``f`` (pixel centres kept aligned, as
+    a resize does)."""
+    h, w = shape[:2]
+    sx, sy = f.size[1] / w, f.size[0] / h
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], np.float64)
+
+
+def register(
+    query_rgb: np.ndarray, candidate_rgb: np.ndarray, *, min_inliers: int = MIN_INLIERS
+) -> Registration | None:
+    """The homography that puts ``candidate_rgb`` into ``query_rgb``'s frame, with its evidence;
+    None when the two images do not verify as the same picture (fewer than ``min_inliers``).
+    Mirrored copies are not tried: mirror the candidate first."""
+    query = verification.extract(query_rgb, keep_image=True)
+    candidate = verification.extract(candidate_rgb, keep_image=True)
+    found = verification.verify(query, candidate)
+    dense = False
+    if found.inliers < verification.CONFIRMED_INLIERS:
+        # an overlay's corners may have taken most keypoints: match again with more, as search does
+        q, c = verification.dense_features(query), verification.dense_features(candidate)
+        again = verification.verify(q, c)
+        if again.inliers > found.inliers:
+            query, candidate, found, dense = q, c, again, True
+    if found.homography is None or found.inliers < min_inliers:
+        return None
+    agreement = verification.aligned_similarity(query, candidate, found.homography)
+    # query pixels -> query features -> candidate features -> candidate pixels, then inverted
+    forward = (
+        np.linalg.inv(_to_features(candidate_rgb.shape, candidate))
+        @ found.homography
+        @ _to_features(query_rgb.shape, query)
+    )
+    try:
+        back = np.linalg.inv(forward)
+    except np.linalg.LinAlgError:
+        return None
+    if abs(back[2, 2]) < 1e-12:
+        return None
+    back /= back[2, 2]
+    return Registration(back, found.inliers, agreement.ncc, agreement.unchanged, dense)
