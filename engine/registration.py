@@ -1,10 +1,10 @@
 """Register one image onto another with the matcher that verifies search results (Qt-free).
 
 The desktop compare view shows a match in the query's pixel frame. The homography comes from
-:mod:`engine.verification`, so the compare view agrees with the search on what is a copy: ORB
-features (:func:`~engine.verification.extract`), ratio-test matches and a RANSAC homography
-(:func:`~engine.verification.verify`), with more keypoints (:func:`~engine.verification.
-dense_features`) when the plain ones do not confirm a copy, as search does. This module only maps
+:mod:`engine.geometry`, so the compare view agrees with the search on what is a copy: ORB
+features (:func:`~engine.features.extract`), ratio-test matches and a RANSAC homography
+(:func:`~engine.geometry.verify`), with more keypoints (:func:`~engine.features.dense_features`)
+when the plain ones do not confirm a copy (:data:`engine.match_policy.CONFIRMED_INLIERS`). This module only maps
 that homography from the feature scale back to full-resolution pixels.
 """
 
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import scoring, verification
+from . import geometry, scoring
+from .features import Features, dense_features, extract
+from .match_policy import CONFIRMED_INLIERS
 
 #: fewer inliers than this: not registered (the count at which search calls a match verified)
 MIN_INLIERS = scoring.MARGIN_MIN_INLIERS
@@ -24,12 +26,12 @@ MIN_INLIERS = scoring.MARGIN_MIN_INLIERS
 class Registration:
     homography: np.ndarray  # 3x3, candidate pixels -> query pixels (full resolution)
     inliers: int  # ratio-test matches consistent with it
-    aligned: float  # verification.aligned_similarity: correlation of the aligned pixels
+    aligned: float  # geometry.aligned_similarity: correlation of the aligned pixels
     unchanged: float  # ... and the share of candidate pixels whose colour the query keeps
     dense: bool  # found with DENSE_KEYPOINTS
 
 
-def _to_features(shape: tuple[int, ...], f: verification.Features) -> np.ndarray:
+def _to_features(shape: tuple[int, ...], f: Features) -> np.ndarray:
     """Full-resolution pixels -> feature-scale pixels of ``f`` (pixel centres kept aligned, as
     a resize does)."""
     h, w = shape[:2]
@@ -43,19 +45,19 @@ def register(
     """The homography that puts ``candidate_rgb`` into ``query_rgb``'s frame, with its evidence;
     None when the two images do not verify as the same picture (fewer than ``min_inliers``).
     Mirrored copies are not tried: mirror the candidate first."""
-    query = verification.extract(query_rgb, keep_image=True)
-    candidate = verification.extract(candidate_rgb, keep_image=True)
-    found = verification.verify(query, candidate)
+    query = extract(query_rgb, keep_image=True)
+    candidate = extract(candidate_rgb, keep_image=True)
+    found = geometry.verify(query, candidate)
     dense = False
-    if found.inliers < verification.CONFIRMED_INLIERS:
+    if found.inliers < CONFIRMED_INLIERS:
         # an overlay's corners may have taken most keypoints: match again with more, as search does
-        q, c = verification.dense_features(query), verification.dense_features(candidate)
-        again = verification.verify(q, c)
+        q, c = dense_features(query), dense_features(candidate)
+        again = geometry.verify(q, c)
         if again.inliers > found.inliers:
             query, candidate, found, dense = q, c, again, True
     if found.homography is None or found.inliers < min_inliers:
         return None
-    agreement = verification.aligned_similarity(query, candidate, found.homography)
+    agreement = geometry.aligned_similarity(query, candidate, found.homography)
     # query pixels -> query features -> candidate features -> candidate pixels, then inverted
     forward = (
         np.linalg.inv(_to_features(candidate_rgb.shape, candidate))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from engine import verification
+from engine import geometry
 from engine.registration import MIN_INLIERS, register
 
 
@@ -61,15 +61,15 @@ def test_a_copy_under_text_is_found_with_more_keypoints(monkeypatch):
     """When the plain keypoints do not confirm a copy, the dense ones are tried, as search does."""
     original = np.ascontiguousarray(skdata.chelsea())
     copy, _ = _edited(original)
-    real = verification.verify
+    real = geometry.verify
     calls = []
 
     def weak_first(query, candidate):  # the plain match finds too little
         calls.append(len(query))
         result = real(query, candidate)
-        return verification.Verification() if len(calls) == 1 else result
+        return geometry.Verification() if len(calls) == 1 else result
 
-    monkeypatch.setattr(verification, "verify", weak_first)
+    monkeypatch.setattr(geometry, "verify", weak_first)
     found = register(original, copy)
     assert found is not None and found.dense
     assert calls[1] > calls[0]  # the second match used more keypoints
