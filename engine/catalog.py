@@ -9,7 +9,7 @@ Layout of a catalog folder::
     write.lock        held by the one process that writes (imports, removals)
 
 :class:`Catalog` is the store of records and holds every SQL statement of the engine (with the
-small modules it owns: catalog_schema, catalog_health). It owns the vector store
+small modules it owns: catalog_schema, catalog_health, decision_store). It owns the vector store
 (``catalog.vectors``) and the thumbnail cache (``catalog.thumbnails``).
 
 Every write transaction bumps ``meta.version`` and stamps the rows it touches with it; removals
@@ -34,6 +34,7 @@ from filelock import FileLock, Timeout
 
 from .catalog_health import CatalogHealth
 from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
+from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError
 from .faults import fault_point
 from .paths import default_catalog_dir
@@ -578,9 +579,14 @@ class Catalog:
         return sorted(r[0] for r in self.db.conn.execute(
             "SELECT id FROM images WHERE version > ?", (since_version,)))
 
+    def image_paths(self, since_version: int = -1) -> list[tuple[int, str]]:
+        """(id, path) of the images written after ``since_version`` (all by default), by id."""
+        return self.db.conn.execute("SELECT id, path FROM images WHERE version > ? ORDER BY id",
+                                    (since_version,)).fetchall()
+
     def image_ids_at(self, path: str) -> list[int]:
-        """Ids of the image stored under this absolute path and of every image under it as a
-        folder, ascending."""
+        """Ids of the image stored under this path and of every image under it as a folder,
+        ascending (``path`` as os.path.abspath gives it: no trailing separator)."""
         return sorted(r[0] for r in self.db.conn.execute(
             "SELECT id FROM images WHERE path=? OR substr(path, 1, ?)=?",
             (path, len(path) + 1, path.rstrip(os.sep) + os.sep)))
@@ -599,6 +605,36 @@ class Catalog:
         row = self.db.conn.execute("SELECT path, content_hash FROM images WHERE id=?",
                                    (int(image_id),)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def image_dimensions(self, image_ids: Iterable[int]) -> dict[int, tuple[int | None, int | None]]:
+        """image id -> (width, height) as stored (None where unknown; unknown ids left out)."""
+        return {i: (w, h) for i, w, h in self._rows_by_id(
+            "SELECT id, width, height FROM images WHERE id IN ({})", image_ids)}
+
+    def iter_filter_fields(self) -> Iterator[tuple[int, str | None, str | None, float | None]]:
+        """(image id, category, brand, price) of every image: what search filters look at
+        (product fields None for an image without a product)."""
+        yield from self.db.conn.execute(
+            "SELECT i.id, p.category, p.brand, p.price FROM images i LEFT JOIN products p ON p.id = i.product_id")
+
+    def same_content_groups(self, since_version: int = -1) -> list[list[int]]:
+        """The ids (ascending) of each set of two or more images with one content hash (byte-
+        identical files), for the sets with an image written after ``since_version``."""
+        return [sorted(int(i) for i in ids_text.split(",")) for (ids_text,) in self.db.conn.execute(
+            "SELECT group_concat(id) FROM images GROUP BY content_hash HAVING count(*) > 1 "
+            "AND max(version) > ?", (since_version,))]
+
+    def item_groups(self, image_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """image id -> (item group, product id) of the images whose product declares an item
+        group (``products.group_id``, not empty); the others are left out."""
+        return {i: (group, product) for i, group, product in self._rows_by_id(
+            "SELECT i.id, p.group_id, i.product_id FROM images i JOIN products p ON p.id = i.product_id "
+            "WHERE p.group_id IS NOT NULL AND p.group_id != '' AND i.id IN ({})", image_ids)}
+
+    def listed_images(self, image_ids: Iterable[int]) -> set[int]:
+        """The images among ``image_ids`` that belong to a product (a listing from a feed)."""
+        return {r[0] for r in self._rows_by_id(
+            "SELECT id FROM images WHERE product_id IS NOT NULL AND id IN ({})", image_ids)}
 
     def iter_file_stamps(self) -> Iterator[tuple[int, str, int | None, float | None]]:
         """(id, path, file size, mtime) of every image as indexed, by id."""
@@ -637,6 +673,11 @@ class Catalog:
     def health(self) -> CatalogHealth:
         """The checks and repairs of the database (engine.catalog_health)."""
         return CatalogHealth(self)
+
+    @property
+    def decision_store(self) -> DecisionStore:
+        """The duplicate finder's decisions and references (engine.decision_store)."""
+        return DecisionStore(self)
 
     # ------------------------------------------------------------------ delegations
     # The index and thumbnails as earlier callers use them: ``catalog.vectors`` and
