@@ -531,8 +531,12 @@ class Catalog:
             last = rows[-1][0]
 
     # ------------------------------------------------------------------ statistics
-    def count_images(self) -> int:
-        return self.db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    def count_images(self, since_version: int | None = None) -> int:
+        """The number of images (``since_version``: written after that version)."""
+        if since_version is None:
+            return self.db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+        return self.db.conn.execute("SELECT count(*) FROM images WHERE version > ?",
+                                    (since_version,)).fetchone()[0]
 
     def count_products(self) -> int:
         return self.db.conn.execute("SELECT count(*) FROM products").fetchone()[0]

@@ -62,7 +62,10 @@ def test_image_ids_and_paths_by_version(shop):
             shop, "SELECT id, path FROM images WHERE version > ? ORDER BY id", (since,))
     assert shop.image_paths(v1 + 1) == [(ids[5], "/other/f.jpg"), (ids[6], "/other/g.jpg")]
     # duplicates._knn_candidates: SELECT count(*) FROM images WHERE version > ?
-    assert len(shop.image_ids(v1)) == _sql(shop, "SELECT count(*) FROM images WHERE version > ?", (v1,))[0][0]
+    for since in (-1, v1, v1 + 1, v1 + 2):
+        assert shop.count_images(since) == _sql(
+            shop, "SELECT count(*) FROM images WHERE version > ?", (since,))[0][0]
+    assert shop.count_images() == 7 and shop.count_images(v1) == 4
 
 
 def test_images_at_a_path_or_under_a_folder(shop):
