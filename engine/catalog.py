@@ -37,8 +37,9 @@ from .catalog_schema import create_or_migrate, execute_statements, has_column, n
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError
 from .faults import fault_point
+from .index import Projection, VectorIndex
 from .paths import default_catalog_dir
-from .thumbnail_cache import THUMBNAIL_DIR, ThumbnailCache
+from .thumbnail_cache import DEFAULT_SIZE, THUMBNAIL_DIR, ThumbnailCache
 from .vector_store import VectorStore
 
 __all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
@@ -686,36 +687,37 @@ class Catalog:
     # ------------------------------------------------------------------ delegations
     # The index and thumbnails as earlier callers use them: ``catalog.vectors`` and
     # ``catalog.thumbnails`` hold the implementations.
-    def index(self):
+    def index(self) -> VectorIndex | None:
         return self.vectors.index()
 
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors.nearest(vectors, k, shortlist=shortlist)
 
-    def sync_index(self, index=None, *, save: bool | None = None) -> int:
+    def sync_index(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
         return self.vectors.sync(index, save=save)
 
-    def rebuild_index(self, **params):
+    def rebuild_index(self, **params) -> VectorIndex:
         return self.vectors.rebuild(**params)
 
     def projection_key(self) -> str | None:
         return self.vectors.projection_key()
 
-    def projection(self):
+    def projection(self) -> Projection | None:
         return self.vectors.projection()
 
     def projection_due(self) -> bool:
         return self.vectors.projection_due()
 
-    def fit_projection(self, **kwargs):
+    def fit_projection(self, **kwargs) -> Projection:
         return self.vectors.fit_projection(**kwargs)
 
-    def maybe_fit_projection(self):
+    def maybe_fit_projection(self) -> Projection | None:
         return self.vectors.maybe_fit_projection()
 
-    def thumbnail(self, image_id: int, size: int = 256) -> Path:
+    def thumbnail(self, image_id: int, size: int = DEFAULT_SIZE) -> Path:
         return self.thumbnails.get(image_id, size)
+
 
 def _chunks(items: list, n: int) -> Iterator[list]:
     for i in range(0, len(items), n):
