@@ -273,8 +273,7 @@ def bench_index(catalog_dir: Path, *, queries: int = 200, k: int = 10, seed: int
 
     with Catalog.open(catalog_dir, create=False) as cat:
         # queries: other photos of synthetic products (the catalog's rows + within-product noise)
-        ids_all = np.array([r[0] for r in cat.db.conn.execute(
-            "SELECT id FROM images WHERE path LIKE '/synthetic/%' ORDER BY id")], np.int64)
+        ids_all = np.array(cat.image_ids_at("/synthetic"), np.int64)
         rng = np.random.default_rng(seed)
         base_ids = np.sort(rng.choice(ids_all, size=min(queries, len(ids_all)), replace=False))
         q = synthetic_queries(cat.embeddings(base_ids.tolist()), len(base_ids), seed=seed)

@@ -2,10 +2,15 @@
 
 Layout of a catalog folder::
 
-    catalog.db        SQLite (WAL): products, images (+ embeddings), ingest_errors, removed, meta
-    index.bin/.json   the HNSW index over image embeddings (see engine.index)
-    thumbnails/       cached JPEG thumbnails, keyed by content hash and size
+    catalog.db        SQLite (WAL): products, images (+ embeddings), local_features,
+                      ingest_errors, removed, projection, meta (schema: engine.catalog_schema)
+    index.bin/.json   the HNSW index over image embeddings (engine.vector_store, engine.index)
+    thumbnails/       cached JPEG thumbnails, keyed by content hash and size (engine.thumbnail_cache)
     write.lock        held by the one process that writes (imports, removals)
+
+:class:`Catalog` is the store of records and holds every SQL statement of the engine (with the
+small modules it owns: catalog_schema, catalog_health, decision_store). It owns the vector store
+(``catalog.vectors``) and the thumbnail cache (``catalog.thumbnails``).
 
 Every write transaction bumps ``meta.version`` and stamps the rows it touches with it; removals
 leave a tombstone in ``removed``. The index file records the version it reflects, so an index that
@@ -16,11 +21,9 @@ being trusted blindly. Embeddings live in the database, so the index can always 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -29,91 +32,29 @@ import numpy as np
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from .errors import CatalogBusyError, CatalogError, ImageError
+from .catalog_health import CatalogHealth
+from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
+from .decision_store import DecisionStore
+from .errors import CatalogBusyError, CatalogError
 from .faults import fault_point
-from .index import GRAPH_DIM, PROJECTION_DIM, Projection, VectorIndex
+from .index import Projection, VectorIndex
 from .paths import default_catalog_dir
+from .thumbnail_cache import DEFAULT_SIZE, THUMBNAIL_DIR, ThumbnailCache
+from .vector_store import VectorStore
 
-log = logging.getLogger(__name__)
+__all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
+           "execute_statements", "now_iso", "pack_embedding", "unpack_embeddings"]
 
-SCHEMA_VERSION = 1
 DB_NAME = "catalog.db"
 INDEX_NAME = "index.bin"
 LOCK_NAME = "write.lock"
-THUMBNAIL_DIR = "thumbnails"
 
 PRODUCT_COLUMNS = (
     "id", "title", "brand", "price", "currency", "category", "url", "description", "sku", "gtin",
     "group_id",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS products (
-    id TEXT PRIMARY KEY, title TEXT, brand TEXT, price REAL, currency TEXT, category TEXT,
-    url TEXT, description TEXT, sku TEXT, gtin TEXT, group_id TEXT, extra TEXT,
-    remote_images TEXT, source TEXT, updated_at TEXT
-);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL,
-    file_size INTEGER, mtime REAL, width INTEGER, height INTEGER,
-    product_id TEXT REFERENCES products(id) ON DELETE SET NULL,
-    model_id TEXT NOT NULL, embedding BLOB NOT NULL, labels TEXT,
-    added_at TEXT NOT NULL, updated_at TEXT NOT NULL, version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS images_product ON images(product_id);
-CREATE INDEX IF NOT EXISTS images_hash ON images(content_hash);
-CREATE INDEX IF NOT EXISTS images_version ON images(version);
-CREATE INDEX IF NOT EXISTS products_category ON products(category);
-CREATE INDEX IF NOT EXISTS products_brand ON products(brand);
-CREATE TABLE IF NOT EXISTS removed (image_id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS ingest_errors (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ingest_errors_path ON ingest_errors(path);
-CREATE TABLE IF NOT EXISTS local_features (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL,
-    mirrored BLOB
-);
-CREATE TABLE IF NOT EXISTS projection (
-    id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
-    fitted_on INTEGER NOT NULL, fitted_at TEXT NOT NULL
-);
-"""
-
-#: Columns added to tables after their first release: (table, column, SQL type). Added on open
-#: when missing (nullable, so older rows and older catalogs stay valid); write statements name
-#: their columns, so a column another version adds never breaks them.
-_ADDED_COLUMNS = (
-    # descriptors of the mirrored image at the mirrored keypoints (engine.features.mirror_of);
-    # NULL: not computed yet (feature_store.backfill / `lookalike check --repair` fill it)
-    ("local_features", "mirrored", "BLOB"),
-)
-
-#: A catalog this large gets a PCA projection for its index (below it, full dims cost little RAM:
-#: 10k x 5 KB = 50 MB). See docs/benchmarks.md.
-PROJECTION_MIN_IMAGES = 10_000
-#: Refit (and rebuild the index) when the catalog has grown this many times since the last fit.
-PROJECTION_REFIT_GROWTH = 4
-#: Embeddings sampled to fit the projection.
-PROJECTION_SAMPLE = 50_000
-#: Candidates fetched from a projected index (ranked there by its in-memory codes) and re-ranked
-#: with the stored embeddings, at least (docs/benchmarks.md: at 1M the code's top 32 holds 99.7 %
-#: of the exact top 10 when the candidates hold them).
-RERANK_SHORTLIST = 32
-
-
-def execute_statements(conn: sqlite3.Connection, sql: str) -> None:
-    """Run the ';'-separated statements of ``sql`` (CREATE ... IF NOT EXISTS, no triggers) one by
-    one inside the caller's transaction (``executescript`` would commit it first)."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+#: Every column of the products table (what may be read by name, see product_rows).
+PRODUCT_TABLE_COLUMNS = PRODUCT_COLUMNS + ("extra", "remote_images", "source", "updated_at")
 
 
 def pack_embedding(vec: np.ndarray) -> bytes:
@@ -136,18 +77,16 @@ class Catalog:
         self.directory = Path(directory)
         self.db_path = self.directory / DB_NAME
         self.index_path = self.directory / INDEX_NAME
-        self.thumbnails_dir = self.directory / THUMBNAIL_DIR
         self.readonly = readonly
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
         self._write_lock = threading.RLock()
         self._file_lock: FileLock | None = None
         self._lock_depth = 0
-        self._index: VectorIndex | None = None
-        self._index_lock = threading.Lock()
-        self._sync_lock = threading.RLock()     # one thread applies database changes to the index
-        self._projection: Projection | None = None
         self._closed = False
         self._columns: dict[tuple[str, str], bool] = {}
+        self.vectors = VectorStore(self)            # the HNSW index (engine.vector_store)
+        self.thumbnails = ThumbnailCache(self)      # thumbnails/ (engine.thumbnail_cache)
         self._init_db()
 
     # ------------------------------------------------------------------ opening
@@ -173,31 +112,9 @@ class Catalog:
             # timeout) for a process that is creating or migrating the same catalog right now,
             # where statements run one by one could meet its half-made schema ("database is locked")
             with self.transaction(bump=False):
-                execute_statements(conn, _SCHEMA)
-                if not self.readonly:
-                    self._add_missing_columns(conn)
-                version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if version is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (now_iso(),))
-                elif int(version[0]) > SCHEMA_VERSION:
-                    raise CatalogError(
-                        f"{self.db_path}: made by a newer Lookalike (schema {version[0]}); upgrade the app")
+                create_or_migrate(conn, self.db_path, readonly=self.readonly)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.db_path}: not a usable catalog database ({exc})") from exc
-
-    @staticmethod
-    def _add_missing_columns(conn: sqlite3.Connection) -> None:
-        """Idempotent migration: add the columns of _ADDED_COLUMNS a catalog lacks."""
-        for table, column, kind in _ADDED_COLUMNS:
-            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                try:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                except sqlite3.OperationalError as exc:
-                    if "duplicate column" not in str(exc):      # another process just added it
-                        raise
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -215,20 +132,14 @@ class Catalog:
             conn.execute("PRAGMA busy_timeout=30000")
             db = sqlite_utils.Database(conn)
             self._local.db = db
-            self._all_connections().append(conn)
+            self._connections.append(conn)
         return db
-
-    def _all_connections(self) -> list:
-        if not hasattr(self, "_connections"):
-            self._connections = []
-        return self._connections
 
     def close(self) -> None:
         if self._closed:
             return
-        with self._index_lock:
-            self._index = None
-        for conn in self._all_connections():
+        self.vectors.close()
+        for conn in self._connections:
             try:
                 conn.close()
             except sqlite3.Error:
@@ -286,6 +197,42 @@ class Catalog:
             else:
                 conn.execute("COMMIT")
 
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Run the block's reads on this thread's connection in one read transaction (one
+        consistent snapshot even while another process commits). Nests as a no-op."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write_lock_if_free(self) -> Iterator[bool]:
+        """Whether this object may write the catalog's files (the index) now, without waiting:
+        True while it holds the write lock, or when the lock was free (then held for the block);
+        False when another process holds it (that process writes them)."""
+        if self.readonly:
+            yield False
+            return
+        if self._lock_depth > 0:               # this catalog object is the writer
+            yield True
+            return
+        lock = FileLock(str(self.directory / LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
     # ------------------------------------------------------------------ meta
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -336,6 +283,15 @@ class Catalog:
         if row is None:
             return None
         return self._product_dict(row, self.db.conn.execute("SELECT * FROM products LIMIT 0").description)
+
+    def product_rows(self, columns: Sequence[str]) -> Iterator[tuple]:
+        """The named columns of every product (raw values: ``extra`` and ``remote_images`` are
+        JSON text), by id."""
+        unknown = [c for c in columns if c not in PRODUCT_TABLE_COLUMNS]
+        if unknown or not columns:
+            raise ValueError(f"not columns of the products table: {unknown or columns}")
+        # the names are checked against the constant list above
+        return iter(self.db.conn.execute(f"SELECT {', '.join(columns)} FROM products ORDER BY id"))
 
     @staticmethod
     def _product_dict(row, description) -> dict:
@@ -408,17 +364,11 @@ class Catalog:
                             ) -> dict[int, tuple[bytes, bytes | None, bytes | None]]:
         """image id -> (keypoints, descriptors, mirrored descriptors or None) blobs of the given
         features version; ``descriptors=False``: the keypoints blob only (None for the others)."""
-        out: dict[int, tuple[bytes, bytes | None, bytes | None]] = {}
-        conn = self.db.conn
         mirrored = "mirrored" if descriptors and self._has_column("local_features", "mirrored") else "NULL"
         desc_col = "descriptors" if descriptors else "NULL"
-        for chunk in _chunks([int(i) for i in image_ids], 500):
-            marks = ",".join("?" * len(chunk))
-            for i, kp, desc, mdesc in conn.execute(
-                    f"SELECT image_id, keypoints, {desc_col}, {mirrored} FROM local_features "
-                    f"WHERE version=? AND image_id IN ({marks})", (version, *chunk)):
-                out[i] = (kp, desc, mdesc)
-        return out
+        return {i: (kp, desc, mdesc) for i, kp, desc, mdesc in self._rows_by_id(
+            f"SELECT image_id, keypoints, {desc_col}, {mirrored} FROM local_features "
+            "WHERE version=? AND image_id IN ({})", image_ids, (version,))}
 
     def put_local_feature_blobs(self, rows: Sequence[tuple]) -> None:
         """Store (image_id, version, keypoints, descriptors[, mirrored descriptors]) rows
@@ -445,7 +395,7 @@ class Catalog:
         # a read-only catalog made before the column existed is not migrated
         key = (table, column)
         if key not in self._columns:
-            self._columns[key] = column in {r[1] for r in self.db.conn.execute(f"PRAGMA table_info({table})")}
+            self._columns[key] = has_column(self.db.conn, table, column)
         return self._columns[key]
 
     def link_images(self, pairs: Iterable[tuple[str, str]]) -> int:
@@ -479,21 +429,14 @@ class Catalog:
                 n += conn.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk).rowcount
                 conn.executemany("INSERT OR REPLACE INTO removed VALUES (?, ?)",
                                  [(i, self.current_version) for i in chunk])
-        index = self._loaded_index()
-        if index is not None:
-            index.remove(ids)
-            self._save_index(index)
+        self.vectors.remove(ids)
         return n
 
     def remove_paths(self, paths: Iterable[str | os.PathLike]) -> int:
         """Remove images by file path, or every image under a folder path."""
         ids: list[int] = []
-        conn = self.db.conn
         for p in paths:
-            p = os.path.abspath(os.path.expanduser(p))
-            ids += [r[0] for r in conn.execute(
-                "SELECT id FROM images WHERE path=? OR substr(path, 1, ?)=?",
-                (p, len(p) + 1, p.rstrip(os.sep) + os.sep))]
+            ids += self.image_ids_at(os.path.abspath(os.path.expanduser(p)))
         return self.remove_images(ids)
 
     def missing_images(self) -> list[tuple[int, str]]:
@@ -545,12 +488,8 @@ class Catalog:
 
     def image_records(self, image_ids: Sequence[int]) -> list[dict]:
         """Records joined with product data, in the order of ``image_ids`` (missing ids skipped)."""
-        found: dict[int, dict] = {}
-        conn = self.db.conn
-        for chunk in _chunks([int(i) for i in image_ids], 500):
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(self._RECORD_SQL + f" WHERE i.id IN ({marks})", chunk):
-                found[row[0]] = self._record(row)
+        found = {row[0]: self._record(row)
+                 for row in self._rows_by_id(self._RECORD_SQL + " WHERE i.id IN ({})", image_ids)}
         return [found[i] for i in image_ids if i in found]
 
     def iter_records(self, batch: int = 1000) -> Iterator[dict]:
@@ -567,26 +506,25 @@ class Catalog:
 
     def embeddings(self, image_ids: Sequence[int]) -> np.ndarray:
         """Stored full-precision embeddings, rows in the order of ``image_ids``."""
-        blobs: dict[int, bytes] = {}
-        conn = self.db.conn
-        for chunk in _chunks([int(i) for i in image_ids], 500):
-            marks = ",".join("?" * len(chunk))
-            for i, b in conn.execute(f"SELECT id, embedding FROM images WHERE id IN ({marks})", chunk):
-                blobs[i] = b
+        blobs = dict(self._rows_by_id("SELECT id, embedding FROM images WHERE id IN ({})", image_ids))
         missing = [i for i in image_ids if int(i) not in blobs]
         if missing:
             raise CatalogError(f"{self.db_path}: images {missing[:5]} have no stored embedding")
         return unpack_embeddings([blobs[int(i)] for i in image_ids], self.embedding_dim or 0)
 
-    def iter_embeddings(self, batch: int = 5000, *, since_version: int = -1
+    def iter_embeddings(self, batch: int = 5000, *, since_version: int = -1, dim: int | None = None
                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, embeddings) in batches, for images written after ``since_version``."""
+        """(ids, embeddings) in batches, by id, for images written after ``since_version``;
+        with ``dim`` only the embeddings of that many dimensions (the others are damaged)."""
         conn = self.db.conn
+        sql = "SELECT id, embedding FROM images WHERE id > ? AND version > ?"
+        params: tuple = (since_version,)
+        if dim is not None:
+            sql += " AND length(embedding) = ?"
+            params += (int(dim) * 4,)
         last = -1
         while True:
-            rows = conn.execute(
-                "SELECT id, embedding FROM images WHERE id > ? AND version > ? ORDER BY id LIMIT ?",
-                (last, since_version, batch)).fetchall()
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (last, *params, batch)).fetchall()
             if not rows:
                 return
             ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -594,8 +532,12 @@ class Catalog:
             last = rows[-1][0]
 
     # ------------------------------------------------------------------ statistics
-    def count_images(self) -> int:
-        return self.db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    def count_images(self, since_version: int | None = None) -> int:
+        """The number of images (``since_version``: written after that version)."""
+        if since_version is None:
+            return self.db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+        return self.db.conn.execute("SELECT count(*) FROM images WHERE version > ?",
+                                    (since_version,)).fetchone()[0]
 
     def count_products(self) -> int:
         return self.db.conn.execute("SELECT count(*) FROM products").fetchone()[0]
@@ -620,7 +562,7 @@ class Catalog:
     def stats(self) -> dict:
         conn = self.db.conn
         size = sum(f.stat().st_size for f in self.directory.glob("*") if f.is_file())
-        index = self.index()
+        index = self.vectors.index()
         return {
             "catalog": str(self.directory),
             "images": self.count_images(),
@@ -634,242 +576,147 @@ class Catalog:
             "index": index.info() if index is not None else None,
         }
 
-    # ------------------------------------------------------------------ index
-    def _loaded_index(self) -> VectorIndex | None:
-        with self._index_lock:
-            return self._index
+    # ------------------------------------------------------------------ image queries
+    def image_ids(self, since_version: int = -1) -> list[int]:
+        """Ids of the images written after ``since_version`` (all by default), ascending."""
+        # sorted here: the version index covers the query, a scan in id order would read every
+        # row's embedding pages
+        return sorted(r[0] for r in self.db.conn.execute(
+            "SELECT id FROM images WHERE version > ?", (since_version,)))
 
-    def index(self) -> VectorIndex | None:
-        """The HNSW index, loaded on first use and brought up to date with the database.
-        None while the catalog holds no images."""
-        with self._index_lock:
-            key = self.projection_key()
-            if self._index is not None and (self._index.projection.key if self._index.projection
-                                            else None) != key:
-                self._index = None          # another process refitted the projection
-            if self._index is None:
-                dim = self.embedding_dim
-                if dim is None:
-                    return None
-                self._index = self._open_index(dim)
-                return self._index
-            index = self._index
-        self.sync_index(index)
-        return index
+    def image_paths(self, since_version: int = -1) -> list[tuple[int, str]]:
+        """(id, path) of the images written after ``since_version`` (all by default), by id."""
+        return self.db.conn.execute("SELECT id, path FROM images WHERE version > ? ORDER BY id",
+                                    (since_version,)).fetchall()
 
-    def _open_index(self, dim: int) -> VectorIndex:
-        """Load the saved index and check it against the database (the cheap consistency check
-        on open): an index claiming a version the database never reached (a restored or replaced
-        database), or whose vector count differs from the image count once brought up to date
-        (a damaged or mismatched file), is rebuilt from the stored embeddings."""
-        index = VectorIndex.load_or_create(self.index_path, dim, self.projection())
-        with self._sync_lock, self._read_snapshot():
-            version = self.version
-            if index.version > version:
-                reason = f"index is at version {index.version}, the database at {version}"
-            else:
-                self._sync_locked(index, save=False)
-                count = self.count_images()
-                if len(index) == count:
-                    reason = None
-                else:
-                    reason = f"index holds {len(index)} vectors for {count} images"
-            if reason is not None:
-                log.warning("%s: %s; rebuilding it from the stored embeddings", self.index_path, reason)
-                index = VectorIndex.create(dim, ef=index.ef, M=index.M, ef_construction=index.ef_construction,
-                                           capacity=self.count_images(), projection=self.projection())
-                self._sync_locked(index, save=False)
-        if index.dirty:
-            self._save_index(index)
-        return index
+    def image_ids_at(self, path: str) -> list[int]:
+        """Ids of the image stored under this path and of every image under it as a folder,
+        ascending (``path`` as os.path.abspath gives it: no trailing separator)."""
+        return sorted(r[0] for r in self.db.conn.execute(
+            "SELECT id FROM images WHERE path=? OR substr(path, 1, ?)=?",
+            (path, len(path) + 1, path.rstrip(os.sep) + os.sep)))
 
-    @contextmanager
-    def _read_snapshot(self) -> Iterator[None]:
-        """Run the block's reads on this thread's connection in one read transaction (one
-        consistent snapshot even while another process commits). Nests as a no-op."""
+    def paths_of(self, image_ids: Iterable[int]) -> dict[int, str]:
+        """image id -> path (unknown ids left out)."""
+        return dict(self._rows_by_id("SELECT id, path FROM images WHERE id IN ({})", image_ids))
+
+    def content_hashes(self, image_ids: Iterable[int] | None = None) -> dict[int, str]:
+        """image id -> content hash, of the given images (unknown ids left out) or of all."""
+        if image_ids is None:
+            return dict(self.db.conn.execute("SELECT id, content_hash FROM images"))
+        return dict(self._rows_by_id("SELECT id, content_hash FROM images WHERE id IN ({})", image_ids))
+
+    def path_and_hash(self, image_id: int) -> tuple[str, str] | None:
+        row = self.db.conn.execute("SELECT path, content_hash FROM images WHERE id=?",
+                                   (int(image_id),)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def image_dimensions(self, image_ids: Iterable[int]) -> dict[int, tuple[int | None, int | None]]:
+        """image id -> (width, height) as stored (None where unknown; unknown ids left out)."""
+        return {i: (w, h) for i, w, h in self._rows_by_id(
+            "SELECT id, width, height FROM images WHERE id IN ({})", image_ids)}
+
+    def iter_filter_fields(self) -> Iterator[tuple[int, str | None, str | None, float | None]]:
+        """(image id, category, brand, price) of every image: what search filters look at
+        (product fields None for an image without a product)."""
+        yield from self.db.conn.execute(
+            "SELECT i.id, p.category, p.brand, p.price FROM images i LEFT JOIN products p ON p.id = i.product_id")
+
+    def same_content_groups(self, since_version: int = -1) -> list[list[int]]:
+        """The ids (ascending) of each set of two or more images with one content hash (byte-
+        identical files), for the sets with an image written after ``since_version``."""
+        return [sorted(int(i) for i in ids_text.split(",")) for (ids_text,) in self.db.conn.execute(
+            "SELECT group_concat(id) FROM images GROUP BY content_hash HAVING count(*) > 1 "
+            "AND max(version) > ?", (since_version,))]
+
+    def item_groups(self, image_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """image id -> (item group, product id) of the images whose product declares an item
+        group (``products.group_id``, not empty); the others are left out."""
+        return {i: (group, product) for i, group, product in self._rows_by_id(
+            "SELECT i.id, p.group_id, i.product_id FROM images i JOIN products p ON p.id = i.product_id "
+            "WHERE p.group_id IS NOT NULL AND p.group_id != '' AND i.id IN ({})", image_ids)}
+
+    def listed_images(self, image_ids: Iterable[int]) -> set[int]:
+        """The images among ``image_ids`` that belong to a product (a listing from a feed)."""
+        return {r[0] for r in self._rows_by_id(
+            "SELECT id FROM images WHERE product_id IS NOT NULL AND id IN ({})", image_ids)}
+
+    def iter_file_stamps(self) -> Iterator[tuple[int, str, int | None, float | None]]:
+        """(id, path, file size, mtime) of every image as indexed, by id."""
+        yield from self.db.conn.execute("SELECT id, path, file_size, mtime FROM images ORDER BY id")
+
+    def removed_since(self, version: int) -> list[int]:
+        """Ids of the images removed after ``version`` (tombstones)."""
+        return [r[0] for r in self.db.conn.execute("SELECT image_id FROM removed WHERE version > ?",
+                                                   (version,))]
+
+    def _rows_by_id(self, sql: str, image_ids: Iterable[int], params: tuple = ()) -> Iterator[tuple]:
+        """The rows of ``sql`` for the ids: its ``IN ({})`` gets a chunk of at most 500 (SQLite
+        limits parameters), after the leading ``params``."""
         conn = self.db.conn
-        if conn.in_transaction:
-            yield
-            return
-        conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            conn.execute("COMMIT")
+        for chunk in _chunks([int(i) for i in image_ids], 500):
+            yield from conn.execute(sql.replace("{}", ",".join("?" * len(chunk))), (*params, *chunk))
 
-    # ------------------------------------------------------------------ projection
-    def projection_key(self) -> str | None:
+    # ------------------------------------------------------------------ projection storage
+    def stored_projection_key(self) -> str | None:
+        """The key of the stored PCA projection (engine.index.Projection), or None."""
         row = self.db.conn.execute("SELECT key FROM projection WHERE id=1").fetchone()
         return row[0] if row else None
 
-    def projection(self) -> Projection | None:
-        """The catalog's PCA projection for its index, or None (full dims)."""
-        key = self.projection_key()
-        if key is None:
-            return None
-        if self._projection is None or self._projection.key != key:
-            row = self.db.conn.execute("SELECT data FROM projection WHERE id=1").fetchone()
-            self._projection = Projection.from_bytes(row[0])
-        return self._projection
+    def stored_projection(self) -> bytes | None:
+        """The stored PCA projection (Projection.to_bytes), or None."""
+        row = self.db.conn.execute("SELECT data FROM projection WHERE id=1").fetchone()
+        return row[0] if row else None
 
-    def projection_due(self) -> bool:
-        dim = self.embedding_dim
-        if dim is None or dim <= GRAPH_DIM:
-            return False                       # nothing to gain
-        n = self.count_images()
-        current = self.projection()
-        if current is None:
-            return n >= PROJECTION_MIN_IMAGES
-        if current.dim < min(PROJECTION_DIM, dim) and n >= PROJECTION_MIN_IMAGES:
-            return True                        # fitted for an older, narrower index layout
-        return n >= PROJECTION_REFIT_GROWTH * current.fitted_on
+    def store_projection(self, key: str, data: bytes, fitted_on: int) -> None:
+        with self.transaction(bump=False) as db:
+            db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
+                            (key, data, int(fitted_on), now_iso()))
 
-    def fit_projection(self, *, dim: int | None = None, sample: int = PROJECTION_SAMPLE,
-                       seed: int = 0, **index_params) -> Projection:
-        """Fit a PCA projection on a sample of the stored embeddings, store it and rebuild the
-        index with it (minutes for a million images: done rarely, see :meth:`projection_due`)."""
-        with self.writer():
-            ids = np.array([r[0] for r in self.db.conn.execute("SELECT id FROM images")], np.int64)
-            if len(ids) < 2:
-                raise CatalogError(f"{self.directory}: too few images to fit a projection")
-            rng = np.random.default_rng(seed)
-            pick = np.sort(rng.choice(ids, size=min(sample, len(ids)), replace=False))
-            projection = Projection.fit(self.embeddings(pick.tolist()), dim or PROJECTION_DIM,
-                                        fitted_on=len(ids))
-            with self.transaction(bump=False) as db:
-                db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
-                                (projection.key, projection.to_bytes(), projection.fitted_on, now_iso()))
-            self._projection = projection
-            self.rebuild_index(**index_params)
-        return projection
+    # ------------------------------------------------------------------ owned stores
+    @property
+    def health(self) -> CatalogHealth:
+        """The checks and repairs of the database (engine.catalog_health)."""
+        return CatalogHealth(self)
 
-    def maybe_fit_projection(self) -> Projection | None:
-        """Fit (or refit) the projection when the catalog has outgrown the current one."""
-        if self.readonly or not self.projection_due():
-            return None
-        return self.fit_projection()
+    @property
+    def decision_store(self) -> DecisionStore:
+        """The duplicate finder's decisions and references (engine.decision_store)."""
+        return DecisionStore(self)
+
+    # ------------------------------------------------------------------ delegations
+    # The index and thumbnails as earlier callers use them: ``catalog.vectors`` and
+    # ``catalog.thumbnails`` hold the implementations.
+    def index(self) -> VectorIndex | None:
+        return self.vectors.index()
 
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest images of each query embedding: (ids [N,k'], cosines [N,k']).
-        With a projected index, the index's best ``max(shortlist, RERANK_SHORTLIST, k)``
-        candidates (by its in-memory approximate cosines) are re-ranked with the stored
-        full-precision embeddings, so the cosines are exact."""
-        index = self.index()
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if index is None or len(index) == 0:
-            return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
-        if index.projection is None:
-            return index.query(vectors, k)
-        ids, _ = index.query(vectors, max(k, shortlist or 0, RERANK_SHORTLIST))
-        k = min(k, ids.shape[1])
-        out_ids = np.empty((len(vectors), k), np.int64)
-        out_sims = np.empty((len(vectors), k), np.float32)
-        for row, (cand, q) in enumerate(zip(ids, vectors)):
-            sims = self.embeddings(cand.tolist()) @ q
-            order = np.argsort(-sims, kind="stable")[:k]
-            out_ids[row], out_sims[row] = cand[order], sims[order]
-        return out_ids, out_sims
+        return self.vectors.nearest(vectors, k, shortlist=shortlist)
 
     def sync_index(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
-        """Apply database changes newer than the index's version. Returns the number applied."""
-        index = index or self._loaded_index()
-        if index is None:
-            return 0
-        with self._sync_lock:
-            return self._sync_locked(index, save)
-
-    def _sync_locked(self, index: VectorIndex, save: bool | None) -> int:
-        target = self.version
-        if index.version >= target:
-            if save and index.dirty:
-                self._save_index(index)
-            return 0
-        changed = 0
-        conn = self.db.conn
-        gone = [r[0] for r in conn.execute("SELECT image_id FROM removed WHERE version > ?", (index.version,))]
-        if gone:
-            changed += index.remove(gone)
-        for ids, vecs in self.iter_embeddings(since_version=index.version):
-            index.add(ids, vecs)
-            changed += len(ids)
-        index.version = target
-        if save is None:
-            save = not self.readonly
-        if save and (changed or index.dirty):
-            self._save_index(index)
-        return changed
-
-    def _save_index(self, index: VectorIndex) -> None:
-        """Save the index, only while holding the write lock: a process that merely reads (a
-        search while another process imports) never writes the index files; the writer does."""
-        if self.readonly:
-            return
-        with self._sync_lock:
-            if self._lock_depth > 0:           # this catalog object is the writer
-                self._write_index_file(index)
-                return
-            lock = FileLock(str(self.directory / LOCK_NAME))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:                    # another process writes; it saves the index
-                return
-            try:
-                self._write_index_file(index)
-            finally:
-                lock.release()
-
-    def _write_index_file(self, index: VectorIndex) -> None:
-        try:
-            index.save(self.index_path)
-        except OSError as exc:  # a stale index is recovered from the database on next open
-            raise CatalogError(f"{self.index_path}: cannot save the index ({exc.strerror})") from exc
+        return self.vectors.sync(index, save=save)
 
     def rebuild_index(self, **params) -> VectorIndex:
-        """Build a fresh index from the stored embeddings and save it."""
-        dim = self.embedding_dim
-        if dim is None:
-            raise CatalogError(f"{self.directory}: catalog is empty, nothing to index")
-        index = VectorIndex.create(dim, projection=self.projection(),
-                                   capacity=max(self.count_images(), 1), **params)
-        for ids, vecs in self.iter_embeddings():
-            index.add(ids, vecs)
-        index.version = self.version
-        self._save_index(index)
-        with self._index_lock:
-            self._index = index
-        return index
+        return self.vectors.rebuild(**params)
 
-    # ------------------------------------------------------------------ thumbnails
-    def thumbnail(self, image_id: int, size: int = 256) -> Path:
-        """A cached JPEG thumbnail (longest side ``size``), created on first use. Qt-free; call
-        it off any UI thread. Raises ImageError if the image cannot be read."""
-        import cv2
+    def projection_key(self) -> str | None:
+        return self.vectors.projection_key()
 
-        from .imaging import load_image
+    def projection(self) -> Projection | None:
+        return self.vectors.projection()
 
-        row = self.db.conn.execute("SELECT path, content_hash FROM images WHERE id=?",
-                                   (int(image_id),)).fetchone()
-        if row is None:
-            raise CatalogError(f"{self.directory}: no image with id {image_id}")
-        path, digest = row
-        out = self.thumbnails_dir / digest[:2] / f"{digest[:32]}-{size}.jpg"
-        if out.exists():
-            return out
-        rgb = load_image(path, min_short_side=size)
-        h, w = rgb.shape[:2]
-        scale = size / max(h, w)
-        if scale < 1:
-            rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                             interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
-        if not ok:
-            raise ImageError(path, "cannot encode a thumbnail")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, out)
-        return out
+    def projection_due(self) -> bool:
+        return self.vectors.projection_due()
+
+    def fit_projection(self, **kwargs) -> Projection:
+        return self.vectors.fit_projection(**kwargs)
+
+    def maybe_fit_projection(self) -> Projection | None:
+        return self.vectors.maybe_fit_projection()
+
+    def thumbnail(self, image_id: int, size: int = DEFAULT_SIZE) -> Path:
+        return self.thumbnails.get(image_id, size)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -33,17 +33,16 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .catalog import INDEX_NAME, THUMBNAIL_DIR, Catalog
+from .catalog import Catalog
 from .errors import CatalogError, LookalikeError
 from .index import VectorIndex
+from .thumbnail_cache import digest_of
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 EXAMPLES = 5
-_THUMB_RE = re.compile(r"^([0-9a-f]{32})-\d+\.jpg$")
 _TMP_RE = re.compile(r"\.tmp$")
 
 
@@ -116,7 +115,6 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
     t0 = time.perf_counter()
     report = CheckReport(str(catalog.directory))
     _check_sqlite(catalog, report, full)
-    conn = catalog.db.conn
     report.images = catalog.count_images()
     report.version = catalog.version
     _check_versions(catalog, report)
@@ -124,7 +122,7 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
     _check_index(catalog, report)
     if files:
         _check_files(catalog, report)
-    _check_thumbnails(catalog, report, {r[0] for r in conn.execute("SELECT content_hash FROM images")})
+    _check_thumbnails(catalog, report, set(catalog.content_hashes().values()))
     _check_temp_files(catalog, report)
     _check_local_features(catalog, report)
     report.seconds = time.perf_counter() - t0
@@ -132,10 +130,9 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
 
 
 def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> None:
-    conn = catalog.db.conn
     pragma = "integrity_check" if full else "quick_check"
     try:
-        rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]   # constant pragma name
+        rows = catalog.health.integrity_check(full)
     except Exception as exc:  # sqlite3.DatabaseError: the file is not a database any more
         report.add("sqlite", PROBLEM, f"database unreadable ({exc})")
         return
@@ -145,7 +142,7 @@ def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> None:
         report.add("sqlite", PROBLEM, f"database damaged: {len(rows)} errors from {pragma}",
                    count=len(rows), examples=rows,
                    repair="REINDEX (rebuilds SQLite's indexes); restore a backup if that is not enough")
-    fk = conn.execute("PRAGMA foreign_key_check").fetchall()
+    fk = catalog.health.foreign_key_problems()
     if fk:
         report.add("foreign-keys", PROBLEM, f"{len(fk)} images link to products that do not exist",
                    count=len(fk), examples=[f"image {r[1]}" for r in fk],
@@ -153,42 +150,30 @@ def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> None:
 
 
 def _check_versions(catalog: Catalog, report: CheckReport) -> None:
-    conn = catalog.db.conn
-    top = max(conn.execute("SELECT coalesce(max(version), 0) FROM images").fetchone()[0],
-              conn.execute("SELECT coalesce(max(version), 0) FROM removed").fetchone()[0])
+    top = catalog.health.highest_row_version()
     if top > report.version:
         report.add("version", PROBLEM, f"rows are stamped with version {top}, above the catalog's "
                    f"{report.version}", repair="raise the catalog version")
-    ghosts = [r[0] for r in conn.execute(
-        "SELECT r.image_id FROM removed r JOIN images i ON i.id = r.image_id")]
+    ghosts = catalog.health.stale_tombstones()
     if ghosts:
         report.add("tombstones", PROBLEM, f"{len(ghosts)} images are marked removed but still present",
                    count=len(ghosts), examples=ghosts, repair="drop the stale removal marks, rebuild the index")
 
 
 def _check_embeddings(catalog: Catalog, report: CheckReport) -> None:
-    conn = catalog.db.conn
     if report.images == 0:
         report.add("embeddings", OK, "no images yet")
         return
-    sizes = conn.execute("SELECT length(embedding), count(*) FROM images GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    sizes = catalog.health.embedding_sizes()
     dim = sizes[0][0] // 4
     models = catalog.model_ids()
     if len(models) > 1:
         report.add("models", PROBLEM, f"embeddings of {len(models)} models are mixed: "
                    + ", ".join(f"{m} ({n})" for m, n in models.items()),
                    count=len(models), repair=None)
-    bad: list[int] = []
-    if len(sizes) > 1:
-        bad += [r[0] for r in conn.execute("SELECT id FROM images WHERE length(embedding) != ?", (dim * 4,))]
-    for ids, vecs in _iter_embeddings_of_size(catalog, dim):
-        norms = np.linalg.norm(vecs, axis=1)
-        broken = ~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)
-        bad += ids[broken].tolist()
+    bad = _damaged_embeddings(catalog, sizes)
     if bad:
-        paths = [r[0] for r in conn.execute(
-            f"SELECT path FROM images WHERE id IN ({','.join('?' * min(len(bad), EXAMPLES))})",
-            bad[:EXAMPLES])]
+        paths = [p for _, p in sorted(catalog.paths_of(bad[:EXAMPLES]).items())]
         report.add("embeddings", PROBLEM, f"{len(bad)} stored embeddings are damaged (wrong size, "
                    "not finite or not unit length)", count=len(bad), examples=paths,
                    repair="re-embed those images from their files")
@@ -197,22 +182,19 @@ def _check_embeddings(catalog: Catalog, report: CheckReport) -> None:
         report.add("embeddings", OK, f"{report.images} embeddings of {dim} dims, model {model}")
 
 
-def _iter_embeddings_of_size(catalog: Catalog, dim: int, batch: int = 5000):
-    conn = catalog.db.conn
-    last = -1
-    while True:
-        rows = conn.execute("SELECT id, embedding FROM images WHERE id > ? AND length(embedding) = ? "
-                            "ORDER BY id LIMIT ?", (last, dim * 4, batch)).fetchall()
-        if not rows:
-            return
-        ids = np.array([r[0] for r in rows], np.int64)
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
-        yield ids, vecs
-        last = rows[-1][0]
+def _damaged_embeddings(catalog: Catalog, sizes: list[tuple[int, int]]) -> list[int]:
+    """Ids of the images whose stored embedding is not of the most common size (``sizes``:
+    catalog.health.embedding_sizes()), not finite or not unit length."""
+    dim = sizes[0][0] // 4
+    bad = catalog.health.embeddings_not_of_size(dim * 4) if len(sizes) > 1 else []
+    for ids, vecs in catalog.iter_embeddings(dim=dim):
+        norms = np.linalg.norm(vecs, axis=1)
+        bad += ids[~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)].tolist()
+    return bad
 
 
 def _check_index(catalog: Catalog, report: CheckReport) -> None:
-    path = catalog.directory / INDEX_NAME
+    path = catalog.vectors.path
     dim = catalog.embedding_dim
     if dim is None:
         if path.exists():
@@ -220,7 +202,7 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
         else:
             report.add("index", OK, "no images, no index")
         return
-    projection = catalog.projection()
+    projection = catalog.vectors.projection()
     if not path.exists() or not VectorIndex.meta_path(path).exists():
         report.add("index-file", NOTE, "no saved index (it is built from the stored embeddings on "
                    "next use)", repair="build and save it")
@@ -234,7 +216,7 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                        repair="rebuild it from the stored embeddings")
             index = VectorIndex.create(dim, capacity=report.images, projection=projection)
             index.version = -1
-    with catalog._sync_lock, catalog._read_snapshot():
+    with catalog.vectors.snapshot():
         version = catalog.version
         if index.version > version:
             report.add("index-version", PROBLEM, f"saved index is at version {index.version}, ahead of "
@@ -245,8 +227,8 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
             report.add("index-version", NOTE, f"saved index is at version {index.version}, the database at "
                        f"{version} (an interrupted or running import; it is brought up to date on next "
                        "use)", repair="bring it up to date and save it")
-        catalog._sync_locked(index, save=False)
-        db_ids = {r[0] for r in catalog.db.conn.execute("SELECT id FROM images")}
+        catalog.vectors.sync(index, save=False)
+        db_ids = set(catalog.image_ids())
         idx_ids = index.ids()
         missing, extra = sorted(db_ids - idx_ids), sorted(idx_ids - db_ids)
         if missing or extra:
@@ -256,7 +238,7 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                        repair="rebuild the index from the stored embeddings")
             return
         differ = 0
-        for ids, vecs in _iter_embeddings_of_size(catalog, dim):
+        for ids, vecs in catalog.iter_embeddings(dim=dim):
             ids = [i for i in ids.tolist() if i in idx_ids]
             if ids:
                 got = index.vectors(ids)
@@ -271,8 +253,7 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
 
 def _check_files(catalog: Catalog, report: CheckReport) -> None:
     missing, changed = [], []
-    for image_id, path, size, mtime in catalog.db.conn.execute(
-            "SELECT id, path, file_size, mtime FROM images ORDER BY id"):
+    for image_id, path, size, mtime in catalog.iter_file_stamps():
         try:
             st = os.stat(path)
         except OSError:
@@ -291,23 +272,15 @@ def _check_files(catalog: Catalog, report: CheckReport) -> None:
         report.add("files", OK, f"{report.images} image files present and unchanged")
 
 
-def _thumbnail_files(catalog: Catalog):
-    root = catalog.directory / THUMBNAIL_DIR
-    if root.is_dir():
-        for dirpath, _dirs, names in os.walk(root):
-            for name in names:
-                yield Path(dirpath) / name
-
-
 def _check_thumbnails(catalog: Catalog, report: CheckReport, hashes: set[str]) -> None:
     orphan, damaged, total = [], [], 0
-    for p in _thumbnail_files(catalog):
+    for p in catalog.thumbnails.files():
         total += 1
-        m = _THUMB_RE.match(p.name)
-        if m is None:
+        digest = digest_of(p)
+        if digest is None:
             (orphan if _TMP_RE.search(p.name) else damaged).append(p)
             continue
-        if m.group(1) not in hashes:
+        if digest not in hashes:
             orphan.append(p)
             continue
         try:
@@ -357,25 +330,18 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
         before = check_catalog(catalog, full=full)
         actions: list[str] = []
         rebuild = False
-        conn = catalog.db.conn
         if before.find("sqlite"):
-            conn.execute("REINDEX")
+            catalog.health.reindex()
             actions.append("REINDEX of the database")
         if before.find("foreign-keys"):
-            with catalog.transaction() as db:
-                db.conn.execute("UPDATE images SET product_id=NULL, version=? WHERE product_id IS NOT NULL "
-                                "AND product_id NOT IN (SELECT id FROM products)", (catalog.current_version,))
+            catalog.health.unlink_missing_products()
             actions.append("unlinked images from missing products")
         if before.find("version"):
-            with catalog.transaction(bump=False) as db:
-                top = max(db.conn.execute("SELECT coalesce(max(version),0) FROM images").fetchone()[0],
-                          db.conn.execute("SELECT coalesce(max(version),0) FROM removed").fetchone()[0])
-                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(top + 1),))
+            catalog.health.raise_version()
             actions.append("raised the catalog version")
             rebuild = True
         if before.find("tombstones"):
-            with catalog.transaction() as db:
-                n = db.conn.execute("DELETE FROM removed WHERE image_id IN (SELECT id FROM images)").rowcount
+            n = catalog.health.drop_stale_tombstones()
             actions.append(f"dropped {n} stale removal marks")
             rebuild = True
         missing = before.find("files-missing")
@@ -393,17 +359,14 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
             if catalog.count_images():
                 catalog.rebuild_index()
                 actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
-            elif catalog.index_path.exists():
-                for p in (catalog.index_path, VectorIndex.meta_path(catalog.index_path),
-                          VectorIndex.side_path(catalog.index_path)):
-                    p.unlink(missing_ok=True)
+            elif catalog.vectors.path.exists():
+                catalog.vectors.delete_files()
                 actions.append("deleted the index of an empty catalog")
         if reembed:
             _reembed(catalog, reembed, model, actions, progress)
-        if catalog.index() is not None:          # leave a saved index that is up to date
-            catalog.sync_index(save=True)
+        catalog.vectors.save()                   # leave a saved index that is up to date
         if before.find("thumbnails"):
-            actions.append(_clean_thumbnails(catalog, {r[0] for r in conn.execute("SELECT content_hash FROM images")}))
+            actions.append(_clean_thumbnails(catalog, set(catalog.content_hashes().values())))
         if before.find("local-features"):
             from .feature_store import backfill
             from .features import FEATURES_VERSION
@@ -432,7 +395,7 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
 
 def _changed_files(catalog: Catalog):
     out = []
-    for image_id, path, size, mtime in catalog.db.conn.execute("SELECT id, path, file_size, mtime FROM images"):
+    for image_id, path, size, mtime in catalog.iter_file_stamps():
         try:
             st = os.stat(path)
         except OSError:
@@ -444,13 +407,7 @@ def _changed_files(catalog: Catalog):
 
 def _drop_damaged_embeddings(catalog: Catalog, actions: list[str]) -> list[tuple[str, str | None]]:
     """Forget images whose stored embedding is damaged; returns (path, product id) to re-embed."""
-    conn = catalog.db.conn
-    sizes = conn.execute("SELECT length(embedding), count(*) FROM images GROUP BY 1 ORDER BY 2 DESC").fetchall()
-    dim = sizes[0][0] // 4
-    bad = [r[0] for r in conn.execute("SELECT id FROM images WHERE length(embedding) != ?", (dim * 4,))]
-    for ids, vecs in _iter_embeddings_of_size(catalog, dim):
-        norms = np.linalg.norm(vecs, axis=1)
-        bad += ids[~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)].tolist()
+    bad = _damaged_embeddings(catalog, catalog.health.embedding_sizes())
     records = catalog.image_records(bad)
     catalog.remove_images(bad)
     actions.append(f"dropped {len(bad)} damaged embeddings")
@@ -482,9 +439,9 @@ def _reembed(catalog: Catalog, items: list[tuple[str, str | None]], model, actio
 
 def _clean_thumbnails(catalog: Catalog, hashes: set[str]) -> str:
     n = 0
-    for p in list(_thumbnail_files(catalog)):
-        m = _THUMB_RE.match(p.name)
-        keep = m is not None and m.group(1) in hashes
+    for p in list(catalog.thumbnails.files()):
+        digest = digest_of(p)
+        keep = digest is not None and digest in hashes
         if keep:
             try:
                 with open(p, "rb") as fh:

@@ -48,9 +48,7 @@ IMAGE_FIELDS = ("image_id", "path", "product_id", "title", "brand", "price", "cu
 
 
 def export_products(catalog: Catalog, out: IO[str]) -> int:
-    cols = ", ".join(PRODUCT_FIELDS)
-    rows = catalog.db.conn.execute(f"SELECT {cols} FROM products ORDER BY id")
-    return write_csv(out, PRODUCT_FIELDS, rows)
+    return write_csv(out, PRODUCT_FIELDS, catalog.product_rows(PRODUCT_FIELDS))
 
 
 def export_images(catalog: Catalog, out: IO[str]) -> int:

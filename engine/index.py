@@ -13,9 +13,9 @@ float32 (512 B); the other 384 dims are kept beside the graph as an int8 code wi
 image (:class:`_Side`). A query walks the graph in 128 dims, then scores every candidate with the
 whole 512-d vector (graph part + code: an approximate cosine, far closer to the exact one than the
 128-d graph's) and expands the best candidates with their stored nearest neighbours (``NEIGHBOURS``
-per image, found at build time), which pulls in images the graph search misses. The catalog reads
-the exact embeddings of the best ``RERANK_SHORTLIST`` only (``Catalog.nearest``), so scores are
-always exact cosines. An index records the projection it was built with (``projection`` in the
+per image, found at build time), which pulls in images the graph search misses. The vector store
+reads the exact embeddings of the best ``RERANK_SHORTLIST`` only (``VectorStore.nearest``), so
+scores are always exact cosines. An index records the projection it was built with (``projection`` in the
 sidecar) and is rebuilt when the catalog's projection changes. docs/benchmarks.md has the
 measurements behind every number here.
 """

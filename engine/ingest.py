@@ -95,17 +95,10 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
             progress(done, total, "checking files")
         _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
         catalog.record_errors(report.failed + report.problems)
-        if not catalog.maybe_fit_projection():       # a (re)fit rebuilds and saves the index
-            _save_index(catalog)
+        if not catalog.vectors.maybe_fit_projection():   # a (re)fit rebuilds and saves the index
+            catalog.vectors.save()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _save_index(catalog: Catalog) -> None:
-    """Bring the index up to date with what was committed and save it (loading it first: an
-    import must leave a saved index behind, not a first search that builds it)."""
-    if catalog.index() is not None:
-        catalog.sync_index(save=True)
 
 
 # ---------------------------------------------------------------------- collecting
@@ -383,7 +376,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 if len(pending) >= batch_size:
                     flush()
                     if time.monotonic() - last_save > INDEX_SAVE_SECONDS:
-                        _save_index(catalog)
+                        catalog.vectors.save()
                         last_save = time.monotonic()
             if progress:
                 progress(done, total, prepared.source.path)

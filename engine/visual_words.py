@@ -183,7 +183,7 @@ def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int
     """Pairs (lo, hi) [m, 2]: for each queried image (all by default) the ``top`` catalog images
     whose visual words agree best with its own or its mirrored image's (see the module
     docstring). Images without stored local features take no part. Empty beyond MAX_IMAGES."""
-    ids = [r[0] for r in catalog.db.conn.execute("SELECT id FROM images ORDER BY id")]
+    ids = catalog.image_ids()
     n = len(ids)
     empty = np.zeros((0, 2), np.int64)
     if n < 2 or n > MAX_IMAGES:

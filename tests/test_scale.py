@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from engine import catalog as catalog_mod
+from engine import vector_store
 from engine.benchmark import TopK, recall_at, synthetic_embeddings, synthetic_queries
 from engine.catalog import Catalog
 from engine.errors import CatalogError
@@ -113,7 +113,7 @@ def test_index_built_with_another_projection_is_rebuilt(tmp_path):
 
 
 def test_projection_is_fitted_when_due_and_refitted_after_growth(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog_mod, "PROJECTION_MIN_IMAGES", 200)
+    monkeypatch.setattr(vector_store, "PROJECTION_MIN_IMAGES", 200)
     x = _data(1000, 512)
     with Catalog.open(tmp_path / "cat") as cat:
         cat.put_images(_rows(x[:150]))
@@ -268,14 +268,14 @@ def test_neighbour_lists_follow_incremental_adds(tmp_path):
 
 
 def test_projection_of_an_older_narrower_layout_is_refitted(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog_mod, "PROJECTION_MIN_IMAGES", 200)
+    monkeypatch.setattr(vector_store, "PROJECTION_MIN_IMAGES", 200)
     x = _data(400, 256, seed=6)
     with Catalog.open(tmp_path / "cat") as cat:
         cat.put_images(_rows(x))
         cat.fit_projection(dim=64)                        # as an older version fitted it
-        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 64)
+        monkeypatch.setattr(vector_store, "PROJECTION_DIM", 64)
         assert not cat.projection_due()
-        monkeypatch.setattr(catalog_mod, "PROJECTION_DIM", 192)
+        monkeypatch.setattr(vector_store, "PROJECTION_DIM", 192)
         assert cat.projection_due()
         assert cat.maybe_fit_projection().dim == 192 and cat.index().projection.dim == 192
 

@@ -1,0 +1,79 @@
+"""The catalog's thumbnail cache: JPEG thumbnails in ``thumbnails/`` of the catalog folder, made
+on first use. A thumbnail is named after its image's content hash and size
+(``thumbnails/ab/<32 hex digits>-<size>.jpg``), so it survives moves and re-imports and is shared
+by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import CatalogError, ImageError
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+
+THUMBNAIL_DIR = "thumbnails"
+DEFAULT_SIZE = 256
+JPEG_QUALITY = 88
+_NAME_RE = re.compile(r"^([0-9a-f]{32})-\d+\.jpg$")
+
+
+def digest_of(path: Path) -> str | None:
+    """The content hash a thumbnail file is named after (its first 32 hex digits), or None for
+    a file not named like a thumbnail (a leftover temporary file, a stranger)."""
+    m = _NAME_RE.match(path.name)
+    return m.group(1) if m else None
+
+
+class ThumbnailCache:
+    """``catalog.thumbnails``: the cached thumbnails of one catalog's images."""
+
+    def __init__(self, catalog: "Catalog"):
+        self.catalog = catalog
+        self.directory = catalog.directory / THUMBNAIL_DIR
+
+    def path_for(self, content_hash: str, size: int = DEFAULT_SIZE) -> Path:
+        """Where the thumbnail of the image with this content hash is cached."""
+        return self.directory / content_hash[:2] / f"{content_hash[:32]}-{size}.jpg"
+
+    def get(self, image_id: int, size: int = DEFAULT_SIZE) -> Path:
+        """A cached JPEG thumbnail (longest side ``size``), created on first use. Qt-free; call
+        it off any UI thread. Raises ImageError if the image cannot be read."""
+        import cv2
+
+        from .imaging import load_image
+
+        found = self.catalog.path_and_hash(image_id)
+        if found is None:
+            raise CatalogError(f"{self.catalog.directory}: no image with id {image_id}")
+        path, digest = found
+        out = self.path_for(digest, size)
+        if out.exists():
+            return out
+        rgb = load_image(path, min_short_side=size)
+        h, w = rgb.shape[:2]
+        scale = size / max(h, w)
+        if scale < 1:
+            rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                             interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ImageError(path, "cannot encode a thumbnail")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # write beside, then rename: a reader never sees half a file, two writers never mix theirs
+        tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, out)
+        return out
+
+    def files(self) -> Iterator[Path]:
+        """Every file in the cache (thumbnails, and whatever else is there)."""
+        if self.directory.is_dir():
+            for dirpath, _dirs, names in os.walk(self.directory):
+                for name in names:
+                    yield Path(dirpath) / name
