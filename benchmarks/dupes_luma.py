@@ -256,7 +256,7 @@ def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores
 
 
 def verification_rate(catalog: Catalog, n: int, k: int) -> int:
-    pairs, cosine, _ = duplicates._knn_candidates(
+    pairs, cosine, _ = duplicates.knn_candidates(
         catalog, catalog.index(), since_version=-1, k=k, floor=duplicates.CANDIDATE_FLOOR,
         expand_above=duplicates.EXPAND_ABOVE, ef=duplicates.SEARCH_EF, progress=None, cancel=None)
     sel = np.random.default_rng(0).choice(len(pairs), min(n, len(pairs)), replace=False)
@@ -266,7 +266,7 @@ def verification_rate(catalog: Catalog, n: int, k: int) -> int:
         duplicates.VERIFY_THREADS_MAX = threads
         out = np.zeros((len(pairs), len(duplicates.EVIDENCE)))
         t, cpu = time.perf_counter(), time.process_time()
-        duplicates._verify_parallel(catalog, duplicates.pair_evidence, pairs, cosine,
+        duplicates.verify_parallel(catalog, duplicates.pair_evidence, pairs, cosine,
                                     np.arange(len(pairs)), out, None, None)
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         print(json.dumps({"threads": threads, "pairs": len(pairs), "wall_s": round(wall, 1),
@@ -315,7 +315,7 @@ def main() -> int:
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
     found = {tuple(p) for p in pairs.tolist()}
-    area = duplicates._areas(catalog, np.unique(pairs))
+    area = duplicates.image_areas(catalog, np.unique(pairs))
     print(json.dumps({"scoring": result.scoring, "images": result.images, "k": args.k,
                       "candidate_pairs": result.candidates, "scan_seconds": round(seconds, 1),
                       "scan_cpu_seconds": round(cpu, 1), "load": round(os.getloadavg()[0], 1),

@@ -54,8 +54,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from engine import scoring
-    from engine.duplicates import (CONFIRMED, NOT_DUPLICATE, export_csv, forget_pairs, mark_pairs,
-                                   resolve_image, scan, scan_model, set_reference)
+    from engine.decision_store import CONFIRMED, NOT_DUPLICATE
+    from engine.duplicates import export_csv, scan, scan_model
     from engine.errors import LookalikeError
 
     try:
@@ -68,16 +68,16 @@ def run(args) -> int:
         changes = 0
         for decision, items in ((NOT_DUPLICATE, args.not_duplicate), (CONFIRMED, args.confirm)):
             if items:
-                changes += mark_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
+                changes += catalog.decision_store.mark_pairs([(catalog.resolve_image(a), catalog.resolve_image(b))
                                                 for a, b in items], decision)
         if args.forget:
-            changes += forget_pairs(catalog, [(resolve_image(catalog, a), resolve_image(catalog, b))
+            changes += catalog.decision_store.forget_pairs([(catalog.resolve_image(a), catalog.resolve_image(b))
                                               for a, b in args.forget])
         for text in args.reference:
-            set_reference(catalog, resolve_image(catalog, text), True)
+            catalog.decision_store.set_reference(catalog.resolve_image(text), True)
             changes += 1
         for text in args.no_reference:
-            set_reference(catalog, resolve_image(catalog, text), False)
+            catalog.decision_store.set_reference(catalog.resolve_image(text), False)
             changes += 1
         if args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference:
             print(f"recorded {changes} decision(s) in {catalog.directory}", file=sys.stderr)
@@ -113,9 +113,7 @@ def _print_groups(result, limit: int) -> None:
 
 
 def _print_decisions(catalog, as_json: bool) -> int:
-    from engine.duplicates import decisions
-
-    rows = decisions(catalog)
+    rows = catalog.decision_store.decisions()
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return OK

@@ -389,7 +389,7 @@ def mark_pairs_job(
 ) -> int:
     from engine import duplicates
 
-    return duplicates.mark_pairs(catalog, pairs, decision, scores)
+    return catalog.decision_store.mark_pairs(pairs, decision, scores)
 
 
 def set_reference_job(catalog: Any, group: Any, old: int, new: int) -> Any:
@@ -397,6 +397,6 @@ def set_reference_job(catalog: Any, group: Any, old: int, new: int) -> Any:
     re-centred on it, every other image scored afresh (``engine.duplicates.rescore_group``)."""
     from engine import duplicates
 
-    duplicates.set_reference(catalog, old, False)
-    duplicates.set_reference(catalog, new, True)
+    catalog.decision_store.set_reference(old, False)
+    catalog.decision_store.set_reference(new, True)
     return duplicates.rescore_group(catalog, group, new)

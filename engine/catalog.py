@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 from .catalog_health import CatalogHealth
 from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
 from .decision_store import DecisionStore
-from .errors import CatalogBusyError, CatalogError
+from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
 from .index import Projection, VectorIndex
 from .paths import default_catalog_dir
@@ -481,6 +481,15 @@ class Catalog:
         d["labels"] = json.loads(d["labels"]) if d["labels"] else []
         d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
         return d
+
+    def resolve_image(self, text: str) -> int:
+        """An image id from a path (as indexed) or a number; a one-line error otherwise."""
+        if text.isdigit() and self.image_record(int(text)) is not None:
+            return int(text)
+        row = self.image_by_path(os.path.abspath(os.path.expanduser(text)))
+        if row is None:
+            raise LookalikeError(f"{text}: not an image of catalog {self.directory}")
+        return int(row["id"])
 
     def image_record(self, image_id: int) -> dict | None:
         row = self.db.conn.execute(self._RECORD_SQL + " WHERE i.id=?", (int(image_id),)).fetchone()

@@ -56,12 +56,12 @@ def test_image_ids_and_paths_by_version(shop):
         assert shop.image_ids(since) == sorted(
             r[0] for r in _sql(shop, "SELECT id FROM images WHERE version > ?", (since,)))
     assert shop.image_ids(v1) == ids[3:] and shop.image_ids(v1 + 2) == []
-    # duplicates._turned_pairs: SELECT id, path FROM images WHERE version > ? ORDER BY id
+    # duplicates.turned_pairs: SELECT id, path FROM images WHERE version > ? ORDER BY id
     for since in (-1, v1, v1 + 1):
         assert shop.image_paths(since) == _sql(
             shop, "SELECT id, path FROM images WHERE version > ? ORDER BY id", (since,))
     assert shop.image_paths(v1 + 1) == [(ids[5], "/other/f.jpg"), (ids[6], "/other/g.jpg")]
-    # duplicates._knn_candidates: SELECT count(*) FROM images WHERE version > ?
+    # duplicates.knn_candidates: SELECT count(*) FROM images WHERE version > ?
     for since in (-1, v1, v1 + 1, v1 + 2):
         assert shop.count_images(since) == _sql(
             shop, "SELECT count(*) FROM images WHERE version > ?", (since,))[0][0]
@@ -85,7 +85,7 @@ def test_per_image_lookups(shop):
     assert shop.content_hashes() == dict(_sql(shop, "SELECT id, content_hash FROM images"))
     assert shop.path_and_hash(ids[3]) == ("/shop/sub/d.jpg", "same1")
     assert shop.path_and_hash(999_999) is None
-    # duplicates._areas: SELECT id, width, height FROM images WHERE id IN (...)
+    # duplicates.image_areas: SELECT id, width, height FROM images WHERE id IN (...)
     dims = shop.image_dimensions(np.array(ids + [999_999]))
     assert dims == {i: (w, h) for i, w, h in _sql(
         shop, f"SELECT id, width, height FROM images WHERE id IN ({','.join('?' * len(ids))})", ids)}
@@ -116,7 +116,7 @@ def test_same_content_groups(shop):
     assert shop.same_content_groups(v1) == sorted([[ids[0], ids[3]], [ids[5], ids[6]]])  # d is newer
     assert shop.same_content_groups(v1 + 1) == [[ids[5], ids[6]]]
     assert shop.same_content_groups(v1 + 2) == []
-    # duplicates._hash_pairs's statement, ids parsed as there
+    # duplicates.hash_pairs's statement, ids parsed as there
     for since in (-1, v1, v1 + 1):
         want = [sorted(int(i) for i in t.split(",")) for (t,) in _sql(
             shop, "SELECT group_concat(id) FROM images GROUP BY content_hash HAVING count(*) > 1 "

@@ -1,10 +1,9 @@
-"""catalog.decision_store: the duplicate finder's decisions and references, with the tables and
-semantics of the functions in engine.duplicates (each reads what the other wrote)."""
+"""catalog.decision_store: the duplicate finder's decisions and references."""
 
 import numpy as np
 import pytest
 
-from engine import decision_store, duplicates
+from engine import decision_store
 from engine.catalog import Catalog
 from engine.decision_store import CONFIRMED, NOT_DUPLICATE, DecisionStore
 from engine.errors import CatalogError, LookalikeError
@@ -28,9 +27,7 @@ def cat(tmp_path):
 
 def test_the_catalog_owns_a_store():
     assert isinstance(Catalog.decision_store, property)
-    assert decision_store.DECISIONS == duplicates.DECISIONS
-    assert (decision_store.NOT_DUPLICATE, decision_store.CONFIRMED) == (duplicates.NOT_DUPLICATE,
-                                                                        duplicates.CONFIRMED)
+    assert decision_store.DECISIONS == (NOT_DUPLICATE, CONFIRMED)
 
 
 def test_mark_forget_and_list_pairs(cat):
@@ -88,21 +85,6 @@ def test_decisions_outlive_the_images_they_were_made_on(cat):
     row = store.decisions()[0]
     assert (row["b_id"], row["b_path"]) == (None, None) and row["hash_b"] == "hb"
     assert store.decided_pairs(NOT_DUPLICATE).shape == (0, 2)
-
-
-def test_same_tables_as_the_duplicate_finder(cat):
-    ids, store = cat.ids, cat.decision_store
-    duplicates.mark_pairs(cat, [(ids["a"], ids["c"])], NOT_DUPLICATE, [0.5])
-    store.mark_pairs([(ids["a"], ids["d"])], CONFIRMED, [0.9])
-    duplicates.set_reference(cat, ids["d"])
-    store.set_reference(ids["a"])
-    assert store.decisions() == duplicates.decisions(cat)
-    assert store.references() == duplicates.references(cat) == {ids["a"], ids["d"]}
-    for decision in (CONFIRMED, NOT_DUPLICATE):
-        assert np.array_equal(store.decided_pairs(decision), duplicates._decided_pairs(cat, decision))
-    assert store.hashes([ids["a"], ids["b2"]]) == duplicates._hashes(cat, [ids["a"], ids["b2"]])
-    assert store.forget_pairs([(ids["c"], ids["a"])]) == 1
-    assert duplicates.decisions(cat) == store.decisions() and len(store.decisions()) == 1
 
 
 def test_schema_is_created_once_on_first_use(cat, tmp_path):

@@ -217,8 +217,8 @@ def test_not_duplicate_is_remembered_and_confirmed_is_kept(tmp_path):
                                                        [near(rng, base[1], 0.7)]]))
     ids = [r[0] for r in cat.db.conn.execute("SELECT id FROM images ORDER BY path")]
     assert groups_of(scan(cat)) == [{ids[0], ids[20]}]
-    duplicates.mark_pairs(cat, [(ids[20], ids[0])], NOT_DUPLICATE)
-    duplicates.mark_pairs(cat, [(ids[1], ids[21])], CONFIRMED)       # below the threshold, confirmed
+    cat.decision_store.mark_pairs([(ids[20], ids[0])], NOT_DUPLICATE)
+    cat.decision_store.mark_pairs([(ids[1], ids[21])], CONFIRMED)       # below the threshold, confirmed
     cat.close()
     with Catalog.open(tmp_path / "c") as cat:                           # persists across sessions
         result = scan(cat)
@@ -226,14 +226,14 @@ def test_not_duplicate_is_remembered_and_confirmed_is_kept(tmp_path):
         assert result.ignored == 1
         member = result.groups[0].members[0]
         assert member.confirmed and member.score < 0.9
-        stored = duplicates.decisions(cat)
+        stored = cat.decision_store.decisions()
         assert {(d["decision"], frozenset((d["a_id"], d["b_id"]))) for d in stored} == {
             (NOT_DUPLICATE, frozenset((ids[0], ids[20]))), (CONFIRMED, frozenset((ids[1], ids[21])))}
         # changing one's mind: the later decision replaces the earlier one
-        duplicates.mark_pairs(cat, [(ids[0], ids[20])], CONFIRMED)
-        assert len(duplicates.decisions(cat)) == 2
+        cat.decision_store.mark_pairs([(ids[0], ids[20])], CONFIRMED)
+        assert len(cat.decision_store.decisions()) == 2
         assert {ids[0], ids[20]} in groups_of(scan(cat))
-        assert duplicates.forget_pairs(cat, [(ids[0], ids[20]), (ids[1], ids[21])]) == 2
+        assert cat.decision_store.forget_pairs([(ids[0], ids[20]), (ids[1], ids[21])]) == 2
         assert groups_of(scan(cat)) == [{ids[0], ids[20]}]
 
 
@@ -243,7 +243,7 @@ def test_decisions_follow_the_content_not_the_path(tmp_path):
     copy = near(rng, base[0], 0.96)
     cat = make_catalog(tmp_path / "c", np.concatenate([base, [copy]]))
     a, b = cat.image_by_path("/syn/0000.jpg")["id"], cat.image_by_path("/syn/0010.jpg")["id"]
-    duplicates.mark_pairs(cat, [(a, b)], NOT_DUPLICATE)
+    cat.decision_store.mark_pairs([(a, b)], NOT_DUPLICATE)
     # the copy is removed and imported again from another folder: still not a duplicate
     cat.remove_images([b])
     add(cat, [copy], start=500, hashes=["h" + "10".zfill(31)])
@@ -258,10 +258,10 @@ def test_reference_choice_is_remembered(tmp_path):
                        sizes=[(2000, 2000)] * 10 + [(100, 100)])
     small = cat.image_by_path("/syn/0010.jpg")["id"]
     assert scan(cat).groups[0].representative.image_id != small            # the larger one
-    duplicates.set_reference(cat, small)
-    assert duplicates.references(cat) == {small}
+    cat.decision_store.set_reference(small)
+    assert cat.decision_store.references() == {small}
     assert scan(cat).groups[0].representative.image_id == small
-    duplicates.set_reference(cat, small, False)
+    cat.decision_store.set_reference(small, False)
     assert scan(cat).groups[0].representative.image_id != small
     cat.close()
 
@@ -695,5 +695,5 @@ def test_turned_copy_far_from_everything_is_searched_turned(tmp_path, model):
         assert no_model.turned == 0 and pair not in groups(no_model)
         assert duplicates.scan(cat, floor=0.99, words=False, model=model, dense=False).turned == 0
         ids = sorted(r["image_id"] for r in cat.iter_records() if Path(r["path"]).name in pair)
-        duplicates.mark_pairs(cat, [tuple(ids)], NOT_DUPLICATE)
+        cat.decision_store.mark_pairs([tuple(ids)], NOT_DUPLICATE)
         assert pair not in groups(duplicates.scan(cat, floor=0.99, words=False, model=model))

@@ -134,7 +134,7 @@ def _csv(groups) -> str:
 
 
 def test_confirmed_variant_pair_is_always_reported(shop):
-    duplicates.mark_pairs(shop, [(1, 2)], CONFIRMED)
+    shop.decision_store.mark_pairs([(1, 2)], CONFIRMED)
     result = _scan(shop)
     groups = _groups(result)
     # confirmed 1~2 is reported; 11 (blue's second photo, a closer copy of 1) is a declared

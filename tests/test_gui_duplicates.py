@@ -24,6 +24,7 @@ from desktop.duplicates_model import GroupsModel, MembersModel  # noqa: E402
 from desktop.duplicates_view import DuplicatesView, main  # noqa: E402
 from engine import duplicates, scoring  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
+from engine.decision_store import DecisionStore  # noqa: E402
 from engine.duplicates import DuplicateGroup, Member  # noqa: E402
 from tests.gui_fixtures import open_session  # noqa: E402
 from tests.synthetic_vectors import near, unit  # noqa: E402
@@ -196,7 +197,7 @@ def test_not_a_duplicate_is_remembered_across_scans_and_sessions(qtbot, view, mo
     assert view.groups_model.rowCount() == 1
     assert all(copy.image_id not in g.image_ids for g in view.groups_model.groups())
     with Catalog.open(dupes_catalog) as cat:
-        stored = duplicates.decisions(cat)
+        stored = cat.decision_store.decisions()
     assert [(d["decision"], {d["a_id"], d["b_id"]}) for d in stored] == [
         ("not_duplicate", {group.representative.image_id, copy.image_id})]
 
@@ -221,8 +222,8 @@ def test_confirm_and_set_reference(qtbot, view, monkeypatch, dupes_catalog):
     assert old_rep in {m.image_id for m in g.members}          # 0.97 to the new reference
     assert all(m.score >= scoring.embedding_score(0.9) for m in g.members)
     with Catalog.open(dupes_catalog) as cat:
-        assert duplicates.references(cat) == {new_rep}
-        assert duplicates.decisions(cat)[0]["decision"] == "confirmed"
+        assert cat.decision_store.references() == {new_rep}
+        assert cat.decision_store.decisions()[0]["decision"] == "confirmed"
     # the next scan keeps the user's reference
     result = _scan(qtbot, view)
     assert any(gr.representative.image_id == new_rep for gr in result.groups)
@@ -326,7 +327,7 @@ def test_decisions_are_written_off_the_ui_thread_with_a_busy_state(qtbot, view, 
     _scan(qtbot, view)
     entered, release = threading.Event(), threading.Event()
     threads: list[int] = []
-    real = duplicates.mark_pairs
+    real = DecisionStore.mark_pairs
 
     def slow_mark_pairs(*args, **kwargs):  # as if the catalog were slow to write
         threads.append(threading.get_ident())
@@ -334,7 +335,7 @@ def test_decisions_are_written_off_the_ui_thread_with_a_busy_state(qtbot, view, 
         release.wait(10)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(duplicates, "mark_pairs", slow_mark_pairs)
+    monkeypatch.setattr(DecisionStore, "mark_pairs", slow_mark_pairs)
     before = view.current_group().size
     view.members_view.setCurrentIndex(view.members_model.index(1))
     view.not_dup_button.click()
@@ -366,7 +367,7 @@ def test_a_decision_during_an_import_fails_with_one_line(qtbot, view, session, m
     assert view.current_group().size == before and not view.current_group().members[0].confirmed
     assert view.confirm_button.isEnabled()
     with Catalog.open(view.catalog.directory) as cat:
-        assert duplicates.decisions(cat) == []
+        assert cat.decision_store.decisions() == []
 
 
 def test_standalone_from_a_missing_folder_fails_with_one_line(tmp_path, qtbot, capsys):
@@ -377,7 +378,7 @@ def test_standalone_from_a_missing_folder_fails_with_one_line(tmp_path, qtbot, c
 
 def test_scan_embeds_isolated_images_turned_with_the_sessions_model(qtbot, dupes_catalog):
     """The session hands the model it loaded for the catalog to the scan (turned copies,
-    engine.duplicates._turned_pairs), which runs it on a worker thread; without one (the
+    engine.duplicates.turned_pairs), which runs it on a worker thread; without one (the
     catalog's embeddings come from no model pack) the scan has no turned pass."""
     calls: list[tuple[int, str]] = []
 
