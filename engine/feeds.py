@@ -11,6 +11,9 @@ Windows-1252 when the first 64 KiB are not UTF-8), delimiter (``, ; TAB |``: the
 the header names the most known columns; ``csv.Sniffer`` breaks ties), format (a ``Handle``
 column means Shopify). Column names are matched case-insensitively, ignoring a ``g:`` prefix and
 punctuation (``image_link`` = ``Image Link`` = ``g:image_link``). See docs/feeds.md.
+
+Helpers live in ``feed_columns`` (column names, format), ``feed_text`` (encoding, dialect, HTML)
+and ``feed_values`` (prices, image references); this module holds the entry points and the reader.
 """
 
 from __future__ import annotations
@@ -18,21 +21,19 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import html.parser
 import io
-import os
-import re
 import sys
-import unicodedata
 from array import array
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
+from . import feed_text
 from .errors import FeedError
+from .feed_columns import _FORMAT_NAMES, _GMC_MORE_IMAGES, _Plan, _classify
+from .feed_text import (_SURROGATES, _choose_dialect, _detect_encoding, _first_record, _is_utf8, _repair,
+                        html_to_text, unescape_entities)
+from .feed_values import _currency, _ImageRefs, _quote, _split_list, parse_price
 
 __all__ = ["Product", "FeedItem", "FeedReader", "is_feed", "feed_format", "read_feed", "parse_price",
            "html_to_text", "FEED_SUFFIXES"]
@@ -70,425 +71,6 @@ class FeedItem:
     # rows of a Handle that are not next to its first rows). Fields that are None were not given by
     # these rows: a consumer should merge (keep earlier values, add images), not blank them.
     repeated: bool = False
-
-
-# ---------------------------------------------------------------------------------------- columns
-def _key(name: str) -> str:
-    """Normalised column name: 'g:Image_Link ' -> 'image link', 'Body (HTML)' -> 'body html'."""
-    s = name.strip().lstrip("\ufeff").strip().lower()
-    if s.startswith("g:"):
-        s = s[2:]
-    return " ".join(re.sub(r"[\W_]+", " ", s).split())
-
-
-# role -> accepted column names (normalised), in order of preference
-_GMC_FIELDS: dict[str, tuple[str, ...]] = {
-    "id": ("id", "item id", "offer id", "product id"),
-    "title": ("title", "name", "product name"),
-    "brand": ("brand",),
-    "price": ("price",),
-    "currency": ("currency", "price currency"),
-    "product_type": ("product type",),
-    "google_category": ("google product category", "product category", "category"),
-    "url": ("link", "url", "product url", "product link"),
-    "description": ("description",),
-    "sku": ("sku",),
-    "gtin": ("gtin", "ean", "upc"),
-    "group_id": ("item group id", "group id"),
-}
-_GMC_IMAGES = ("image link", "image url", "image", "main image url")
-_GMC_MORE_IMAGES = ("additional image link", "additional image links", "additional image url",
-                    "additional image urls", "additional images")
-_GMC_OTHER = ("sale price", "availability", "condition", "mpn", "color", "size", "gender", "age group",
-              "mobile link", "shipping", "material", "pattern", "identifier exists", "adult")
-
-_SHOPIFY_FIELDS: dict[str, tuple[str, ...]] = {
-    "id": ("handle",),
-    "title": ("title",),
-    "brand": ("vendor",),
-    "price": ("variant price",),
-    "currency": ("currency", "variant currency", "price currency"),
-    "type": ("type",),
-    "product_category": ("product category", "google shopping google product category"),
-    "description": ("body html", "body", "description"),
-    "sku": ("variant sku",),
-    "gtin": ("variant barcode",),
-}
-_SHOPIFY_IMAGES = ("image src", "variant image")
-_SHOPIFY_CONSUMED = ("image position",)          # meaningless once images are in order
-_SHOPIFY_OTHER = ("tags", "published", "option1 name", "option1 value", "variant grams",
-                  "variant inventory qty", "image alt text", "status", "gift card", "seo title")
-
-_KNOWN_GMC = frozenset(k for names in _GMC_FIELDS.values() for k in names) | frozenset(
-    _GMC_IMAGES + _GMC_MORE_IMAGES + _GMC_OTHER)
-_KNOWN_SHOPIFY = frozenset(k for names in _SHOPIFY_FIELDS.values() for k in names) | frozenset(
-    _SHOPIFY_IMAGES + _SHOPIFY_CONSUMED + _SHOPIFY_OTHER)
-
-
-def _classify(header: list[str]) -> tuple[str | None, list[str]]:
-    """(format, missing required columns) for a header; format None when it is no feed at all."""
-    keys = {_key(h) for h in header}
-    if "handle" in keys and len(keys & _KNOWN_SHOPIFY) >= 2:
-        return "shopify", ([] if keys & set(_SHOPIFY_IMAGES) else ["Image Src"])
-    has_id = bool(keys & set(_GMC_FIELDS["id"]))
-    has_image = bool(keys & set(_GMC_IMAGES))
-    if (has_id or has_image) and len(keys & _KNOWN_GMC) >= 2:
-        missing = ([] if has_id else ["id"]) + ([] if has_image else ["image_link"])
-        return "gmc", missing
-    return None, []
-
-
-def _score(header: list[str]) -> int:
-    keys = {_key(h) for h in header}
-    return len(keys & (_KNOWN_GMC | _KNOWN_SHOPIFY))
-
-
-_FORMAT_NAMES = {"gmc": "Google Merchant Center feed", "shopify": "Shopify product export"}
-
-
-# --------------------------------------------------------------------------------------- encoding
-_escaped = 0   # bytes runs escaped by the handler below, process-wide; only compared for change
-
-
-def _escape_undecodable(exc: UnicodeError):
-    """Decode-error handler: keep each bad byte as a lone surrogate (like 'surrogateescape') and
-    count the event, so the reader knows to repair rows (see ``_repair``) only when needed."""
-    global _escaped
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    _escaped += 1
-    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start:exc.end]), exc.end
-
-
-codecs.register_error("lookalike.escape", _escape_undecodable)
-
-_SURROGATES = re.compile("[\udc00-\udcff]+")
-# Windows-1252 byte -> character; its 5 undefined bytes map to the same code points as Latin-1
-_CP1252 = [bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(256)]
-
-
-def _repair(text: str, utf8: bool) -> str:
-    """Undecodable bytes escaped by the handler: Windows-1252 characters in a UTF-8 file (a file
-    mixing both is common: an export edited in a legacy tool), U+FFFD otherwise."""
-    if utf8:
-        return _SURROGATES.sub(lambda m: "".join(_CP1252[ord(c) - 0xDC00] for c in m.group()), text)
-    return _SURROGATES.sub("\ufffd", text)
-
-
-def _detect_encoding(sample: bytes, complete: bool) -> str:
-    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        return "utf-32"
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    head = sample[:4096]
-    if len(head) >= 4 and b"\x00" in head:
-        # UTF-16 without a BOM: the header starts with ASCII letters, so every other byte is 0
-        even, odd = head[0::2].count(0), head[1::2].count(0)
-        if head[1] == head[3] == 0 and head[0] and odd > len(head) // 4 and even < odd // 8:
-            return "utf-16-le"
-        if head[0] == head[2] == 0 and head[1] and even > len(head) // 4 and odd < even // 8:
-            return "utf-16-be"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
-    except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8-sig"
-
-
-def _is_utf8(encoding: str) -> bool:
-    return codecs.lookup(encoding).name == "utf-8" or codecs.lookup(encoding).name == "utf-8-sig"
-
-
-# ---------------------------------------------------------------------------------------- dialect
-_DELIMITERS = ",;\t|"
-
-
-def _first_record(text: str, delimiter: str) -> list[str]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        for row in reader:
-            if any(c.strip() for c in row):
-                return row
-    except csv.Error:
-        pass
-    return []
-
-
-def _choose_dialect(text: str) -> tuple[str, bool]:
-    """(delimiter, skipinitialspace): the delimiter under which the header names the most known
-    columns; the sniffer's guess, then the widest header, break ties."""
-    sniffed, skip_space = None, False
-    try:
-        d = csv.Sniffer().sniff(text[:16384], delimiters=_DELIMITERS)
-        sniffed, skip_space = d.delimiter, bool(d.skipinitialspace)
-    except csv.Error:
-        pass
-    best, best_score = ",", None
-    for delim in _DELIMITERS:
-        header = _first_record(text, delim)
-        score = (_score(header), delim == sniffed, len(header))
-        if best_score is None or score > best_score:
-            best, best_score = delim, score
-    return best, skip_space and best == sniffed
-
-
-# ------------------------------------------------------------------------------------------ price
-_CURRENCY_SYMBOLS = {
-    "$": "USD", "us$": "USD", "usd$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "￥": "JPY", "円": "JPY",
-    "元": "CNY", "rmb": "CNY", "₹": "INR", "rs": "INR", "rs.": "INR", "₩": "KRW", "₽": "RUB", "₺": "TRY",
-    "₪": "ILS", "₫": "VND", "₱": "PHP", "₦": "NGN", "₴": "UAH", "฿": "THB", "₡": "CRC", "₲": "PYG",
-    "₸": "KZT", "₼": "AZN", "₾": "GEL", "zł": "PLN", "kč": "CZK", "ft": "HUF", "lei": "RON",
-    "r$": "BRL", "c$": "CAD", "ca$": "CAD", "cad$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD",
-    "hk$": "HKD", "s$": "SGD", "mx$": "MXN", "nt$": "TWD", "fr.": "CHF", "sfr.": "CHF", "r": "ZAR",
-}
-_NUMBER = re.compile(r"\d[\d.,'\u00a0\u202f\u2009 ]*")
-_THOUSANDS_SPACES = str.maketrans("", "", "'\u00a0\u202f\u2009 ")
-
-
-def _number(raw: str) -> float | None:
-    s = raw.strip().translate(_THOUSANDS_SPACES)
-    dots, commas = s.count("."), s.count(",")
-    if dots and commas:                       # the last one is the decimal mark
-        decimal = "." if s.rfind(".") > s.rfind(",") else ","
-    elif dots == 1 or commas == 1:
-        # one separator followed by exactly three digits is a thousands separator ("1,234",
-        # "1.234"), except after a lone 0 ("0.125"); otherwise it is the decimal mark
-        sep = "." if dots else ","
-        whole, _, frac = s.partition(sep)
-        decimal = None if len(frac) == 3 and whole.strip("0") else sep
-    else:                                     # none, or several of one kind: thousands only
-        decimal = None
-    whole, _, frac = s.rpartition(decimal) if decimal else (s, "", "")
-    if decimal and not whole:
-        return None
-    groups = re.split(r"[.,]", whole)
-    if len(groups) > 1 and (not 1 <= len(groups[0]) <= 3 or any(len(g) != 3 for g in groups[1:])
-                            or len({c for c in whole if c in ".,"}) > 1):
-        return None
-    s = "".join(groups) + ("." + frac if frac else "")
-    if not re.fullmatch(r"\d+(\.\d+)?", s):
-        return None
-    return float(s)
-
-
-_AMBIGUOUS_CURRENCY = frozenset({"kr", "kr.", ",-", ".-"})   # a currency, but which one is unclear
-
-
-def _currency(token: str) -> str | None:
-    """ISO code for a currency token ('usd', '€', 'R$'); '' when it is a known ambiguous one."""
-    low = token.lower()
-    if low in _CURRENCY_SYMBOLS:
-        return _CURRENCY_SYMBOLS[low]
-    if low in _AMBIGUOUS_CURRENCY:
-        return ""
-    if re.fullmatch(r"[A-Za-z]{3}", token):
-        return token.upper()
-    return None
-
-
-_SIMPLE_PRICE = re.compile(r"(\d{1,15}(?:\.\d{1,2})?)(?: ?([A-Z]{3}))?")
-
-
-def parse_price(text) -> tuple[float | None, str | None]:
-    """'34.00 USD', 'USD 34.00', '$34', '34,00 €', '1.234,56 EUR', '1,234.56', '€ 12', '12.5'
-    -> (value, ISO 4217 code or None). Empty or not understood -> (None, None).
-
-    A separator followed by exactly three digits is read as a thousands separator ("1,234" is
-    1234); with both '.' and ',' the last one is the decimal mark. An ISO code written next to
-    the number wins over a symbol ("$12 CAD" is CAD)."""
-    if text is None:
-        return None, None
-    s = str(text).strip()
-    m = _SIMPLE_PRICE.fullmatch(s)              # "34.00 USD", "12.5": most feeds, fast
-    if m:
-        code = m.group(2)
-        return float(m.group(1)), (_CURRENCY_SYMBOLS.get(code.lower(), code) if code else None)
-    return _parse_price(s)
-
-
-@lru_cache(maxsize=4096)
-def _parse_price(s: str) -> tuple[float | None, str | None]:
-    s = re.sub(r"(?<=\d)[.,]-(?=\s|$)", "", s)          # "12,-" / "12.-" (whole amounts)
-    m = _NUMBER.search(s)
-    if not m:
-        return None, None
-    value = _number(m.group())
-    if value is None:
-        return None, None
-    rest = (s[:m.start()] + " " + s[m.end():]).split()
-    codes, symbols = set(), set()
-    for tok in rest:
-        cur = _currency(tok)
-        if cur is None:                  # words, signs ("-12"), a second number: not a price
-            return None, None
-        if cur:
-            (codes if re.fullmatch(r"[A-Za-z]{3}", tok) and tok.lower() not in _CURRENCY_SYMBOLS
-             else symbols).add(cur)
-    if len(codes) > 1 or (not codes and len(symbols) > 1):
-        return None, None
-    currency = next(iter(codes or symbols), None)
-    return value, currency
-
-
-# ------------------------------------------------------------------------------------------- html
-class _TextExtractor(html.parser.HTMLParser):
-    _BLOCK = frozenset("p br div li ul ol tr td th table h1 h2 h3 h4 h5 h6 section article "
-                       "blockquote pre hr dt dd header footer".split())
-    _HIDDEN = frozenset("script style template noscript head".split())
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._HIDDEN:
-            self._hidden += 1
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_startendtag(self, tag, attrs):
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in self._HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if not self._hidden:
-            self.parts.append(data)
-
-
-_TEXT_ROLES = frozenset({"title", "brand", "description"})
-
-
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-
-
-def unescape_entities(text: str) -> str:
-    """Decode the HTML character references feeds carry in plain-text cells ("HeatTech&trade;",
-    "Tom &amp; Jerry", "&#174;"), and only complete ones: a reference must end with ";", so text
-    that merely contains an ampersand ("AT&T", "R&D", "&gt" written literally) is kept as it is
-    (``html.unescape`` would also decode HTML's legacy forms without ";", turning "&gt" into ">")."""
-    if "&" not in text:
-        return text
-    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
-
-
-def html_to_text(markup: str) -> str:
-    """Text of an HTML fragment: entities decoded, scripts/styles dropped, one line per block."""
-    parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
-# ----------------------------------------------------------------------------------------- images
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-def _fold(name: str) -> str:
-    return unicodedata.normalize("NFC", name).casefold()
-
-
-def _quote(text: str, limit: int = 120) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-class _ImageRefs:
-    """Turns image cells into local paths (confined to the feed's folder) or remote links."""
-
-    def __init__(self, folder: Path, allow_outside: bool):
-        self.folder = os.path.realpath(folder)
-        self._prefix = self.folder.rstrip(os.sep) + os.sep
-        self.allow_outside = allow_outside
-        # folder as written -> (real path + separator, as a Path, folded names of its symlinks)
-        self._dirs: dict[str, tuple[str, Path, frozenset[str] | None]] = {}
-
-    def _real_dir(self, head: str) -> tuple[str, Path, frozenset[str] | None]:
-        """(real path of the folder ``head`` (as written) with a trailing separator, the same as a
-        Path, folded names of the symlinks in it or None when it cannot be listed)."""
-        entry = self._dirs.get(head)
-        if entry is None:
-            if len(self._dirs) >= 4096:
-                self._dirs.clear()
-            real = os.path.realpath(os.path.join(self.folder, head))
-            links: frozenset[str] | None
-            try:
-                with os.scandir(real) as it:
-                    links = frozenset(_fold(e.name) for e in it if e.is_symlink())
-            except (FileNotFoundError, NotADirectoryError):
-                links = frozenset()                 # nothing there, so no symlink either
-            except OSError:
-                links = None                        # cannot list it: check each file
-            entry = self._dirs[head] = (real.rstrip(os.sep) + os.sep, Path(real), links)
-        return entry
-
-    def _realpath(self, path: str) -> tuple[str, Path]:
-        """os.path.realpath(join(feed folder, path)), fast: realpath(dir/name) is realpath(dir)/name
-        unless name is a symlink, so each folder is resolved and listed once (the listing says
-        which names are symlinks) instead of an lstat per path component per image."""
-        head, sep, tail = path.rpartition(os.sep)
-        if tail in ("", ".", ".."):
-            real = os.path.realpath(os.path.join(self.folder, path))
-            return real, Path(real)
-        real_head, head_path, links = self._real_dir(head if head or not sep else os.sep)
-        full = real_head + tail
-        # names are compared case- and normalisation-folded: on macOS/Windows 'A.jpg' opens 'a.jpg'
-        if os.path.islink(full) if links is None else bool(links) and _fold(tail) in links:
-            real = os.path.realpath(full)
-            return real, Path(real)
-        return full, head_path / tail
-
-    def resolve(self, ref: str, local: dict[str, Path], remote: list[str], problems: list[str], where: str):
-        """Add ``ref`` (a non-empty, stripped cell value) to local or remote, or a problem."""
-        if ":" in ref:
-            lower = ref[:8].lower()
-            if lower.startswith(("http://", "https://")):
-                remote.append(ref)
-                return
-            if lower.startswith("file:"):
-                parts = urlsplit(ref)
-                if parts.netloc not in ("", "localhost"):
-                    problems.append(f"{where}: image link {_quote(ref)} names another computer; skipped")
-                    return
-                path = url2pathname(parts.path)
-            elif _WINDOWS_DRIVE.match(ref):
-                if os.name != "nt":
-                    problems.append(f"{where}: image path {_quote(ref)} is a Windows path; skipped")
-                    return
-                path = ref
-            elif m := _SCHEME.match(ref):
-                problems.append(f"{where}: image link {_quote(ref)} ({m.group(1)}:) is not supported; skipped")
-                return
-            else:
-                path = ref
-        else:
-            path = ref
-        if os.sep == "/":
-            if "\\" in path:
-                path = path.replace("\\", "/")   # a relative path written on Windows
-        elif "/" in path:
-            path = path.replace("/", os.sep)
-        if "\x00" in path:
-            problems.append(f"{where}: image path {_quote(ref)} contains a NUL character; skipped")
-            return
-        real, real_path = self._realpath(path)
-        if not (self.allow_outside or real.startswith(self._prefix)):
-            problems.append(f"{where}: image path {_quote(ref)} points outside the feed folder; refused")
-            return
-        local.setdefault(real, real_path)
-
-
-def _split_list(cell: str) -> list[str]:
-    return [part.strip() for part in cell.split(",") if part.strip()]
 
 
 # ----------------------------------------------------------------------------------- file access
@@ -607,6 +189,10 @@ class _SeenIds:
                     self._insert(h)
         return self._insert(self._hash(key))
 
+# roles whose cells may carry HTML character references ("HeatTech&trade;"); decoded on read
+_TEXT_ROLES = frozenset({"title", "brand", "description"})
+
+
 
 class FeedReader:
     """Iterator of FeedItem over one feed file (what read_feed returns).
@@ -667,7 +253,7 @@ class FeedReader:
         text = io.TextIOWrapper(raw, encoding=self.encoding, errors=errors, newline="")
         reader = csv.reader(text, delimiter=self.delimiter, quotechar='"', doublequote=True,
                             skipinitialspace=self._skip_space, strict=False)
-        escaped_before = _escaped
+        escaped_before = feed_text._escaped        # a module global: read it where it lives
         repairing = fallback_reported = False
         width = 0
         try:
@@ -692,7 +278,7 @@ class FeedReader:
                     raise FeedError(f"{self.path}: read failed after line {reader.line_num} "
                                     f"({exc.strerror or exc})") from None
                 problems: list[str] = []
-                if not repairing and _escaped != escaped_before:
+                if not repairing and feed_text._escaped != escaped_before:
                     repairing = True
                 if repairing and _SURROGATES.search("".join(row)):
                     row = [_repair(c, self._utf8) for c in row]
@@ -903,36 +489,3 @@ class _ShopifyGroup:
         self.rows.append((line, row))
         self.problems.extend(problems)
 
-
-class _Plan:
-    """Column plan of one header: which column holds each role (first accepted name wins), the
-    image columns, and the columns copied to Product.extra (under unique original names)."""
-
-    def __init__(self, header: list[str], fmt: str):
-        fields = _GMC_FIELDS if fmt == "gmc" else _SHOPIFY_FIELDS
-        images = _GMC_IMAGES + _GMC_MORE_IMAGES if fmt == "gmc" else _SHOPIFY_IMAGES
-        dropped = () if fmt == "gmc" else _SHOPIFY_CONSUMED
-        self.header = header
-        self.keys = [_key(h) for h in header]
-        first: dict[str, int] = {}
-        for i, k in enumerate(self.keys):
-            first.setdefault(k, i)
-        self.index: dict[str, int] = {}
-        for role, names in fields.items():
-            for name in names:
-                if name in first:
-                    self.index[role] = first[name]
-                    break
-        self.images = [i for i, k in enumerate(self.keys) if k in images]
-        self.label: dict[int, str] = {}
-        used: set[str] = set()
-        for i, name in enumerate(header):
-            base = name or f"column {i + 1}"
-            label, n = base, 2
-            while label in used:
-                label, n = f"{base} ({n})", n + 1
-            used.add(label)
-            self.label[i] = label
-        claimed = set(self.index.values()) | set(self.images) | {
-            i for i, k in enumerate(self.keys) if k in dropped}
-        self.extra = [(i, self.label[i]) for i in range(len(header)) if i not in claimed]
