@@ -257,7 +257,7 @@ def missed_pairs(catalog: Catalog, groups, truth: set, pairs: np.ndarray, scores
 
 def verification_rate(catalog: Catalog, n: int, k: int) -> int:
     pairs, cosine, _ = duplicates.knn_candidates(
-        catalog, catalog.index(), since_version=-1, k=k, floor=duplicates.CANDIDATE_FLOOR,
+        catalog, catalog.vectors.index(), since_version=-1, k=k, floor=duplicates.CANDIDATE_FLOOR,
         expand_above=duplicates.EXPAND_ABOVE, ef=duplicates.SEARCH_EF, progress=None, cancel=None)
     sel = np.random.default_rng(0).choice(len(pairs), min(n, len(pairs)), replace=False)
     pairs, cosine = pairs[sel], cosine[sel]

@@ -94,10 +94,10 @@ def build(directory: Path, n: int) -> None:
                 catalog.put_images(rows)
         print(f"wrote {n} rows in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         t = time.perf_counter()
-        if catalog.maybe_fit_projection() is None:     # as an import does: 10,000+ images get the PCA index
-            catalog.rebuild_index()
+        if catalog.vectors.maybe_fit_projection() is None:     # as an import does: 10,000+ images get the PCA index
+            catalog.vectors.rebuild()
         print(f"built the HNSW index in {time.perf_counter() - t:.1f} s "
-              f"({'PCA-projected' if catalog.projection() is not None else 'full dimension'})", file=sys.stderr)
+              f"({'PCA-projected' if catalog.vectors.projection() is not None else 'full dimension'})", file=sys.stderr)
     np.save(directory / "synthetic-source.npy", source)
 
 
@@ -145,7 +145,7 @@ def add_new(directory: Path, n: int) -> dict:
             catalog.put_images([{"path": f"/synthetic/new-{start + i:07d}.jpg", "content_hash": f"n{start + i:031d}",
                                  "file_size": 1, "mtime": 0.0, "width": 800, "height": 800,
                                  "model_id": MODEL_ID, "embedding": v, "labels": []} for i, v in enumerate(vecs)])
-            catalog.sync_index(save=True)
+            catalog.vectors.sync(save=True)
         import_s = time.perf_counter() - t
         result = duplicates.scan(catalog, only_new=True, verifier=duplicates.embedding_verifier)
         new_in_groups = sum(1 for g in result.groups for i in g.image_ids

@@ -8,7 +8,7 @@ the image is ready :attr:`ThumbnailLoader.ready` carries its image id and the mo
 scrolls, the items now on screen are decoded before the ones that scrolled past; old requests
 beyond ``max_pending`` are dropped. Decoded QImages are kept in an LRU cache (UI thread only).
 
-The decode itself is ``catalog.thumbnail(image_id, size)`` (the engine's disk thumbnail cache,
+The decode itself is ``catalog.thumbnails.get(image_id, size)`` (the engine's disk thumbnail cache,
 created on first use) followed by ``QImage(path)``, both safe off the UI thread.
 """
 
@@ -35,7 +35,7 @@ def _decode(catalog: Any, image_id: int, disk_size: int, box: QSize) -> QImage |
     """The thumbnail of one catalog image at most ``box`` large, or None when it cannot be read
     (drawn as "broken")."""
     try:
-        path = catalog.thumbnail(image_id, disk_size)
+        path = catalog.thumbnails.get(image_id, disk_size)
         image = QImage(str(path))
         if image.isNull():
             raise OSError(f"{path}: not a readable image")

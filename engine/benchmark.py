@@ -252,9 +252,9 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
             progress(f"  catalog rows: {done}/{n}")
         out["rows_seconds"] = time.perf_counter() - t
         t, c = time.perf_counter(), time.process_time()
-        projection = cat.fit_projection() if cat.projection_due() else None
+        projection = cat.vectors.fit_projection() if cat.vectors.projection_due() else None
         if projection is None:
-            cat.rebuild_index()
+            cat.vectors.rebuild()
         out["index_build_seconds"] = time.perf_counter() - t    # PCA fit + HNSW build + save
         out["index_build_cpu_seconds"] = time.process_time() - c
         out["projection"] = None if projection is None else {
@@ -281,7 +281,7 @@ def bench_index(catalog_dir: Path, *, queries: int = 200, k: int = 10, seed: int
         for ids, vecs in cat.iter_embeddings(batch=20_000):
             truth.update(ids, vecs)
         t = time.perf_counter()
-        index = cat.index()
+        index = cat.vectors.index()
         load_s = time.perf_counter() - t
         n = len(index)
         res: dict = {"vectors": n, "index_load_seconds": load_s,
@@ -296,7 +296,7 @@ def bench_index(catalog_dir: Path, *, queries: int = 200, k: int = 10, seed: int
                 index.query(v, k)
                 hnsw_ms.append((time.perf_counter() - t) * 1000)
                 t = time.perf_counter()
-                ids, _ = cat.nearest(v, k)
+                ids, _ = cat.vectors.nearest(v, k)
                 full_ms.append((time.perf_counter() - t) * 1000)
                 found.append(ids[0])
             hnsw_only = index.query(q, k)[0]
@@ -318,8 +318,8 @@ def index_rss_bytes(catalog_dir: Path) -> int:
         "from engine.catalog import Catalog\n"
         "import numpy, hnswlib, sqlite_utils\n"
         "cat = Catalog.open(sys.argv[1], create=False, readonly=True)\n"
-        "cat.projection_key(); gc.collect(); before = rss_bytes()\n"
-        "index = cat.index(); gc.collect()\n"
+        "cat.vectors.projection_key(); gc.collect(); before = rss_bytes()\n"
+        "index = cat.vectors.index(); gc.collect()\n"
         "print(rss_bytes() - before)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(catalog_dir)], capture_output=True, text=True,
                           cwd=str(Path(__file__).resolve().parent.parent), timeout=1800)

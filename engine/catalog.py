@@ -37,9 +37,8 @@ from .catalog_schema import create_or_migrate, execute_statements, has_column, n
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
-from .index import Projection, VectorIndex
 from .paths import default_catalog_dir
-from .thumbnail_cache import DEFAULT_SIZE, THUMBNAIL_DIR, ThumbnailCache
+from .thumbnail_cache import THUMBNAIL_DIR, ThumbnailCache
 from .vector_store import VectorStore
 
 __all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
@@ -692,40 +691,6 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
-
-    # ------------------------------------------------------------------ delegations
-    # The index and thumbnails as earlier callers use them: ``catalog.vectors`` and
-    # ``catalog.thumbnails`` hold the implementations.
-    def index(self) -> VectorIndex | None:
-        return self.vectors.index()
-
-    def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-        return self.vectors.nearest(vectors, k, shortlist=shortlist)
-
-    def sync_index(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
-        return self.vectors.sync(index, save=save)
-
-    def rebuild_index(self, **params) -> VectorIndex:
-        return self.vectors.rebuild(**params)
-
-    def projection_key(self) -> str | None:
-        return self.vectors.projection_key()
-
-    def projection(self) -> Projection | None:
-        return self.vectors.projection()
-
-    def projection_due(self) -> bool:
-        return self.vectors.projection_due()
-
-    def fit_projection(self, **kwargs) -> Projection:
-        return self.vectors.fit_projection(**kwargs)
-
-    def maybe_fit_projection(self) -> Projection | None:
-        return self.vectors.maybe_fit_projection()
-
-    def thumbnail(self, image_id: int, size: int = DEFAULT_SIZE) -> Path:
-        return self.thumbnails.get(image_id, size)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

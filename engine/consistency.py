@@ -357,7 +357,7 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
         if rebuild or any(before.find(c) for c in ("index-file", "index-version", "index-ids",
                                                     "index-vectors", "index")):
             if catalog.count_images():
-                catalog.rebuild_index()
+                catalog.vectors.rebuild()
                 actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
             elif catalog.vectors.path.exists():
                 catalog.vectors.delete_files()

@@ -152,8 +152,8 @@ def aligned_similarity(query: Features, candidate: Features, H: np.ndarray, *,
     # a pixel keeps its colour when it lies within tolerance of the colour range of the candidate
     # pixel's 3x3 neighbourhood (per channel): at 48 px a rotated or warped copy's resampling and a
     # sub-pixel homography error shift textured edges by up to a pixel, which a pixel-to-pixel
-    # difference reads as recolouring (rotated copies kept a median 0.81 of their pixels, 1.0 now:
-    # benchmarks/aligned_unchanged.py). uint8 subtraction saturates at 0: inside the range is 0.
+    # difference reads as recolouring (benchmarks/aligned_unchanged.py measures it on rotated
+    # copies). uint8 subtraction saturates at 0: inside the range is 0.
     outside = cv2.max(cv2.subtract(cv2.erode(blurred, _KERNEL3), warped),
                       cv2.subtract(warped, cv2.dilate(blurred, _KERNEL3)))
     unchanged = float((outside[region].max(axis=1) <= UNCHANGED_TOLERANCE).mean())

@@ -70,7 +70,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 #: M_TOP_PAD). A progressive JPEG decode allocates the DCT coefficients of the whole image (~12 MB
 #: for a 1300x1600 photo, at any reduced scale) and frees them at the end; with glibc's default
 #: the heap shrank after every decode and the next one page-faulted those megabytes in again:
-#: 12-18 ms per Luma photo, 7-8 ms with the pad (docs/benchmarks.md, Run 9).
+#: 12-18 ms per Luma photo, 7-8 ms with the pad (docs/benchmarks.md).
 HEAP_TOP_PAD = 64 << 20
 
 

@@ -239,7 +239,7 @@ class Searcher:
         """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
         are not in ``skip``, best first. Several query embeddings (views of one query): each
         image's best cosine counts."""
-        ids, sims = self.catalog.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
+        ids, sims = self.catalog.vectors.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
         best: dict[int, float] = {}
         for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
             for i, s in zip(row_ids, row_sims):
@@ -261,7 +261,7 @@ class Searcher:
         counts. ``features``: the query's local features being extracted (a future), if any.
         ``same_file_hash``: catalog images with exactly the query file's bytes rank first among
         equal scores."""
-        index = self.catalog.index()
+        index = self.catalog.vectors.index()
         clock.lap("index_sync")
         if index is None or len(index) == 0:
             return []
@@ -322,9 +322,7 @@ class Searcher:
     def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock) -> list[tuple[int, float]]:
         """(image id, exact cosine) of every catalog image that passes the filters, best first:
         for filters so selective that the index's nearest images hardly contain any."""
-        rows = self.catalog.db.conn.execute(          # the fields SearchFilters looks at
-            "SELECT i.id, p.category, p.brand, p.price FROM images i LEFT JOIN products p ON p.id = i.product_id")
-        ids = [i for i, category, brand, price in rows
+        ids = [i for i, category, brand, price in self.catalog.iter_filter_fields()
                if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
         clock.lap("join")
         queries = np.atleast_2d(np.asarray(embs, np.float32))

@@ -40,15 +40,15 @@ def test_index_follows_database_and_survives_reopen(tmp_path):
     vecs = _vecs(20)
     with Catalog.open(tmp_path) as cat:
         ids = cat.put_images([_row(f"/{i}.jpg", v) for i, v in enumerate(vecs)])
-        index = cat.index()
+        index = cat.vectors.index()
         assert len(index) == 20
         got, sims = index.query(vecs[3], 1)
         assert got[0, 0] == ids[3]
         cat.remove_images([ids[3]])
-        assert len(cat.index()) == 19
+        assert len(cat.vectors.index()) == 19
     # the saved index is reloaded and is up to date
     with Catalog.open(tmp_path) as cat:
-        index = cat.index()
+        index = cat.vectors.index()
         assert len(index) == 19 and ids[3] not in index.query(vecs[3], 19)[0][0].tolist()
 
 
@@ -56,7 +56,7 @@ def test_stale_index_is_brought_up_to_date(tmp_path):
     vecs = _vecs(10)
     with Catalog.open(tmp_path) as cat:
         ids = cat.put_images([_row(f"/{i}.jpg", v) for i, v in enumerate(vecs[:5])])
-        cat.index()                                  # saved at version v
+        cat.vectors.index()                                  # saved at version v
     # another writer (or a crash before the index was saved) changes the database only
     with Catalog.open(tmp_path) as cat:
         cat.put_images([_row(f"/{i}.jpg", v) for i, v in enumerate(vecs[5:], start=5)])
@@ -65,7 +65,7 @@ def test_stale_index_is_brought_up_to_date(tmp_path):
             db.conn.execute("INSERT INTO removed VALUES (?, ?)", (ids[0], cat.current_version))
     # stale index file on disk: older version, must be synced on load
     with Catalog.open(tmp_path) as cat:
-        index = cat.index()
+        index = cat.vectors.index()
         assert len(index) == 9
         assert ids[0] not in index.query(vecs[0], 9)[0][0].tolist()
 
@@ -74,10 +74,10 @@ def test_lost_index_file_is_rebuilt_from_embeddings(tmp_path):
     vecs = _vecs(30)
     with Catalog.open(tmp_path) as cat:
         cat.put_images([_row(f"/{i}.jpg", v) for i, v in enumerate(vecs)])
-        cat.index()
+        cat.vectors.index()
     (tmp_path / "index.bin").write_bytes(b"\0" * 10)
     with Catalog.open(tmp_path) as cat:
-        assert len(cat.index()) == 30
+        assert len(cat.vectors.index()) == 30
 
 
 def test_remove_paths_by_folder_and_missing(tmp_path):
@@ -91,7 +91,7 @@ def test_remove_paths_by_folder_and_missing(tmp_path):
         assert cat.remove_paths(["/gone"]) == 2          # folder prefix, not /gone2
         assert cat.remove_missing() == 1                 # /gone2/3.jpg
         assert [r["path"] for r in cat.iter_records()] == [str(real / "x.jpg")]
-        assert len(cat.index()) == 1
+        assert len(cat.vectors.index()) == 1
 
 
 def test_second_writer_gets_a_clear_busy_error(tmp_path):
@@ -118,7 +118,7 @@ def test_readers_in_threads_while_writing(tmp_path):
         def reader():
             try:
                 for _ in range(30):
-                    index = cat.index()
+                    index = cat.vectors.index()
                     ids, _ = index.query(vecs[0], 5)
                     cat.image_records(ids[0].tolist())
             except Exception as exc:  # pragma: no cover - the assertion reports it
@@ -132,7 +132,7 @@ def test_readers_in_threads_while_writing(tmp_path):
         for t in threads:
             t.join()
         assert not errors
-        assert len(cat.index()) == 200
+        assert len(cat.vectors.index()) == 200
 
 
 def test_not_a_catalog(tmp_path):

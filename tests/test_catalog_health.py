@@ -50,7 +50,7 @@ def test_tombstones_and_versions(tmp_path):
         assert after.healthy, after.text()
         assert {"tombstones", "version"} <= {f.check for f in after.findings if f.repaired}
         assert cat.health.stale_tombstones() == [] and cat.version >= cat.health.highest_row_version()
-        assert len(cat.index()) == 6
+        assert len(cat.vectors.index()) == 6
 
 
 def test_raise_version_and_drop_tombstones_directly(tmp_path):

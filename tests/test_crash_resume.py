@@ -58,7 +58,7 @@ def _assert_consistent(catalog: Path) -> None:
     with Catalog.open(catalog, create=False, readonly=True) as cat:
         report = check_catalog(cat)
         assert report.healthy, report.text()
-        index = cat.index()
+        index = cat.vectors.index()
         db_ids = {r[0] for r in cat.db.conn.execute("SELECT id FROM images")}
         assert index.ids() == db_ids and len(index) == len(db_ids)
 
@@ -106,7 +106,7 @@ def test_kill_9_at_every_stage_then_resume(tmp_path):
     assert _state(cat)[0] == 72 - 3
     # a reader opening the catalog now gets correct search results (index fixed in memory)
     with Catalog.open(cat, create=False, readonly=True) as c:
-        index = c.index()
+        index = c.vectors.index()
         assert len(index) == 69 and not (set(gone) & index.ids())
         rec = c.db.conn.execute("SELECT id FROM images WHERE path=?", (str(more[5]),)).fetchone()
         ids, sims = index.query(c.embeddings([rec[0]]), 1)

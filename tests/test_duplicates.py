@@ -188,8 +188,8 @@ def test_projected_index_scores_are_exact_cosines(tmp_path):
     rng = np.random.default_rng(11)
     base = spread(rng, 60)
     cat = make_catalog(tmp_path / "c", np.concatenate([base, [near(rng, base[i], 0.95) for i in range(3)]]))
-    cat.fit_projection(dim=16)
-    assert cat.index().projection is not None
+    cat.vectors.fit_projection(dim=16)
+    assert cat.vectors.index().projection is not None
     result = scan(cat, k=10)
     assert len(result.groups) == 3
     for g in result.groups:

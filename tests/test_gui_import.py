@@ -89,7 +89,7 @@ def test_cancelled_import_leaves_a_consistent_catalog(qtbot, make_window, tmp_pa
     assert Path(window.results_model.matches()[0].path) == some
     window.close()
     with Catalog.open(catalog_dir, create=False) as cat:
-        index = cat.index()
+        index = cat.vectors.index()
         assert cat.count_images() == report.added == len(index)
         ids = [r["image_id"] for r in cat.iter_records()]
         found, _ = index.query(cat.embeddings(ids[:3]), 1)
@@ -165,7 +165,7 @@ def test_closing_the_window_during_an_import_cancels_it_cleanly(
     assert window.session.import_cancelling  # cancelled, not run to its end
     assert window.session.import_pool.activeThreadCount() == 0
     with Catalog.open(catalog_dir, create=False) as cat:
-        assert cat.count_images() == len(cat.index() or [])
+        assert cat.count_images() == len(cat.vectors.index() or [])
         assert cat.count_images() < 717
 
 

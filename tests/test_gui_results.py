@@ -103,10 +103,10 @@ def test_visible_thumbnails_load_lazily_off_the_ui_thread(qtbot, searched, monke
     # painting never decodes: a repaint of new cards only asks the loader, whose threads decode
     window.thumbnails.set_catalog(window.session.catalog)  # forget the decoded thumbnails
     decoded_on: set[int] = set()
-    catalog = window.session.catalog
-    real = catalog.thumbnail
+    cache = window.session.catalog.thumbnails
+    real = cache.get
     monkeypatch.setattr(
-        catalog, "thumbnail", lambda *a, **k: decoded_on.add(threading.get_ident()) or real(*a, **k)
+        cache, "get", lambda *a, **k: decoded_on.add(threading.get_ident()) or real(*a, **k)
     )
     window.results_view.viewport().repaint()
     assert not any(window.thumbnails.is_cached(int(m.image_id)) for m in window.results_model.matches())
@@ -122,8 +122,9 @@ class RecordingCatalog:
         self.files = files
         self.calls: list[int] = []
         self.threads: set[int] = set()
+        self.thumbnails = self      # the catalog's thumbnail cache: get(image_id, size)
 
-    def thumbnail(self, image_id: int, size: int = 256) -> Path:
+    def get(self, image_id: int, size: int = 256) -> Path:
         self.calls.append(image_id)
         self.threads.add(threading.get_ident())
         return self.files[image_id % len(self.files)]

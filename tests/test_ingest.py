@@ -60,11 +60,11 @@ def test_reindex_is_incremental(tmp_path, model, photo_folder):
         assert (third.added, third.updated, third.unchanged) == (0, 1, 2)
         after = {r["path"]: r["image_id"] for r in cat.iter_records()}
         assert before == after
-        assert len(cat.index()) == 3
+        assert len(cat.vectors.index()) == 3
         # a vanished file is forgotten on request
         (photo_folder / "cat.png").unlink()
         assert cat.remove_missing() == 1
-        assert cat.count_images() == 2 and len(cat.index()) == 2
+        assert cat.count_images() == 2 and len(cat.vectors.index()) == 2
 
 
 def test_cancel_keeps_a_consistent_catalog(tmp_path, model, luma_images):
@@ -79,10 +79,10 @@ def test_cancel_keeps_a_consistent_catalog(tmp_path, model, luma_images):
         assert report.cancelled
         n = cat.count_images()
         assert 0 < n < 120 and n == report.added
-        assert len(cat.index()) == n
+        assert len(cat.vectors.index()) == n
         rest = ingest(cat, model, luma_images[:120], batch_size=8)
         assert rest.added == 120 - n and rest.unchanged == n
-        assert cat.count_images() == 120 == len(cat.index())
+        assert cat.count_images() == 120 == len(cat.vectors.index())
 
 
 def test_symlink_loops_and_broken_links(tmp_path, model):

@@ -63,14 +63,14 @@ def test_projected_index_with_reranking_keeps_recall(tmp_path):
     exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
     with Catalog.open(tmp_path / "cat") as cat:
         ids = np.array(cat.put_images(_rows(x)))
-        p = cat.fit_projection(dim=64)
-        assert cat.index().projection.key == p.key and cat.index().stored_dim == 64
-        found, sims = cat.nearest(q, 10)
+        p = cat.vectors.fit_projection(dim=64)
+        assert cat.vectors.index().projection.key == p.key and cat.vectors.index().stored_dim == 64
+        found, sims = cat.vectors.nearest(q, 10)
         # cosines are exact (re-ranked with the stored embeddings), not those of the projection
         np.testing.assert_allclose(sims, np.take_along_axis(q @ x.T, np.searchsorted(ids, found), 1),
                                    atol=1e-5)
         assert recall_at(np.searchsorted(ids, found), exact) >= 0.97
-        index_only = np.searchsorted(ids, cat.index().query(q, 10)[0])
+        index_only = np.searchsorted(ids, cat.vectors.index().query(q, 10)[0])
         assert recall_at(index_only, exact) < recall_at(np.searchsorted(ids, found), exact) + 1e-9
 
 
@@ -79,23 +79,23 @@ def test_projected_index_survives_save_reopen_sync_and_removal(tmp_path):
     more = _data(300, 128, seed=2)
     with Catalog.open(tmp_path / "cat") as cat:
         ids = cat.put_images(_rows(x))
-        key = cat.fit_projection(dim=32).key
+        key = cat.vectors.fit_projection(dim=32).key
     meta = json.loads((tmp_path / "cat" / "index.json").read_text())
     assert meta["projection"] == key and meta["count"] == 1500
 
     with Catalog.open(tmp_path / "cat") as cat:
-        index = cat.index()
+        index = cat.vectors.index()
         assert index.projection.key == key and len(index) == 1500      # loaded, not rebuilt
         new_ids = cat.put_images(_rows(more, start=1500))
-        found, sims = cat.nearest(more[:5], 1)
+        found, sims = cat.vectors.nearest(more[:5], 1)
         assert found[:, 0].tolist() == new_ids[:5] and np.allclose(sims[:, 0], 1.0, atol=1e-5)
         cat.remove_images(ids[:10])
-        found, _ = cat.nearest(x[:10], 3)
+        found, _ = cat.vectors.nearest(x[:10], 3)
         assert not set(found.ravel().tolist()) & set(ids[:10])
-        cat.sync_index(save=True)
+        cat.vectors.sync(save=True)
 
     with Catalog.open(tmp_path / "cat", readonly=True) as cat:
-        assert len(cat.index()) == 1790 and cat.nearest(more[7], 1)[0][0, 0] == new_ids[7]
+        assert len(cat.vectors.index()) == 1790 and cat.vectors.nearest(more[7], 1)[0][0, 0] == new_ids[7]
 
 
 def test_index_built_with_another_projection_is_rebuilt(tmp_path):
@@ -117,21 +117,21 @@ def test_projection_is_fitted_when_due_and_refitted_after_growth(tmp_path, monke
     x = _data(1000, 512)
     with Catalog.open(tmp_path / "cat") as cat:
         cat.put_images(_rows(x[:150]))
-        assert cat.maybe_fit_projection() is None and cat.projection() is None
+        assert cat.vectors.maybe_fit_projection() is None and cat.vectors.projection() is None
         cat.put_images(_rows(x[150:300], 150))
-        first = cat.maybe_fit_projection()
-        assert first is not None and first.fitted_on == 300 and cat.index().projection.key == first.key
+        first = cat.vectors.maybe_fit_projection()
+        assert first is not None and first.fitted_on == 300 and cat.vectors.index().projection.key == first.key
         cat.put_images(_rows(x[300:1000], 300))
-        assert cat.maybe_fit_projection() is None          # grown 3.3x: not yet
-        second = cat.fit_projection(dim=16)                # explicit refit
-        assert second.key != first.key and len(cat.index()) == 1000
+        assert cat.vectors.maybe_fit_projection() is None          # grown 3.3x: not yet
+        second = cat.vectors.fit_projection(dim=16)                # explicit refit
+        assert second.key != first.key and len(cat.vectors.index()) == 1000
 
         # another process sees the refit on its next search and reloads the index
         with Catalog.open(tmp_path / "cat") as other:
-            assert other.index().projection.key == second.key
-            cat.fit_projection(sample=500, seed=3)
-            assert other.index().projection.key == cat.projection_key() != second.key
-            assert other.nearest(x[999], 1)[0][0, 0] == 1000
+            assert other.vectors.index().projection.key == second.key
+            cat.vectors.fit_projection(sample=500, seed=3)
+            assert other.vectors.index().projection.key == cat.vectors.projection_key() != second.key
+            assert other.vectors.nearest(x[999], 1)[0][0, 0] == 1000
 
 
 def test_ingest_is_identical_with_one_or_many_workers(tmp_path, model, luma_images):
@@ -272,12 +272,12 @@ def test_projection_of_an_older_narrower_layout_is_refitted(tmp_path, monkeypatc
     x = _data(400, 256, seed=6)
     with Catalog.open(tmp_path / "cat") as cat:
         cat.put_images(_rows(x))
-        cat.fit_projection(dim=64)                        # as an older version fitted it
+        cat.vectors.fit_projection(dim=64)                        # as an older version fitted it
         monkeypatch.setattr(vector_store, "PROJECTION_DIM", 64)
-        assert not cat.projection_due()
+        assert not cat.vectors.projection_due()
         monkeypatch.setattr(vector_store, "PROJECTION_DIM", 192)
-        assert cat.projection_due()
-        assert cat.maybe_fit_projection().dim == 192 and cat.index().projection.dim == 192
+        assert cat.vectors.projection_due()
+        assert cat.vectors.maybe_fit_projection().dim == 192 and cat.vectors.index().projection.dim == 192
 
 
 def test_check_accepts_a_projected_index_and_sees_a_damaged_side_file(tmp_path):
@@ -286,7 +286,7 @@ def test_check_accepts_a_projected_index_and_sees_a_damaged_side_file(tmp_path):
     x = _data(600, 256, seed=9)
     with Catalog.open(tmp_path / "cat") as cat:
         cat.put_images(_rows(x))
-        cat.fit_projection(dim=192)
+        cat.vectors.fit_projection(dim=192)
         report = check_catalog(cat, files=False)
         assert report.healthy, report.to_json()
         assert [f.status for f in report.findings if f.check == "index"] == ["ok"]

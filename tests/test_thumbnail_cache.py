@@ -32,7 +32,7 @@ def test_thumbnail_is_made_once_and_named_after_the_content(tmp_path):
         assert list(cat.thumbnails.files()) == []
         image_id, digest = _put(cat, _image(tmp_path / "wide.png", 600, 300))
         out = cat.thumbnails.get(image_id, 128)
-        assert out == cat.thumbnails.path_for(digest, 128) == cat.thumbnail(image_id, 128)
+        assert out == cat.thumbnails.path_for(digest, 128) == cat.thumbnails.get(image_id, 128)
         assert out.read_bytes()[:3] == b"\xff\xd8\xff" and digest_of(out) == digest
         assert cv2.imread(str(out)).shape[:2] == (64, 128)          # longest side = size
         made = out.stat().st_mtime_ns
@@ -50,9 +50,9 @@ def test_small_images_are_not_enlarged_and_copies_share_a_thumbnail(tmp_path):
         copy.write_bytes(small.read_bytes())
         a, _ = _put(cat, small)
         b, _ = _put(cat, copy)
-        out = cat.thumbnail(a)
+        out = cat.thumbnails.get(a)
         assert cv2.imread(str(out)).shape[:2] == (30, 40)
-        assert cat.thumbnail(b) == out
+        assert cat.thumbnails.get(b) == out
 
 
 def test_unknown_image_and_foreign_files(tmp_path):

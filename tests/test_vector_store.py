@@ -39,7 +39,7 @@ def test_nearest_is_exact_without_a_projection(tmp_path):
         assert (ids == stored[want]).all()
         np.testing.assert_allclose(sims, np.take_along_axis(exact, want, axis=1), atol=1e-5)
         # the Catalog's method is the same search
-        same_ids, same_sims = cat.nearest(q, 5)
+        same_ids, same_sims = cat.vectors.nearest(q, 5)
         assert (same_ids == ids).all() and np.allclose(same_sims, sims)
 
 
@@ -48,7 +48,7 @@ def test_nearest_with_a_projection_returns_exact_cosines(tmp_path):
     with Catalog.open(tmp_path) as cat:
         stored = np.array(cat.put_images(_rows(x)))
         projection = cat.vectors.fit_projection(dim=192)
-        assert cat.vectors.projection().key == projection.key == cat.projection_key()
+        assert cat.vectors.projection().key == projection.key == cat.vectors.projection_key()
         assert cat.vectors.index().projection.key == projection.key
         q = x[[3, 77, 401]]
         ids, sims = cat.vectors.nearest(q, 10, shortlist=50)
@@ -64,12 +64,12 @@ def test_index_is_loaded_once_and_kept_in_step(tmp_path):
         assert cat.vectors.index() is None and cat.vectors.loaded() is None   # no images yet
         ids = cat.put_images(_rows(x[:30]))
         index = cat.vectors.index()
-        assert cat.vectors.loaded() is index and cat.index() is index and len(index) == 30
+        assert cat.vectors.loaded() is index and cat.vectors.index() is index and len(index) == 30
         cat.put_images(_rows(x[30:], 30))
         assert cat.vectors.index() is index and len(index) == 40     # synced on use
         cat.remove_images(ids[:5])
         assert len(cat.vectors.loaded()) == 35                      # dropped at once
-        assert cat.vectors.sync() == 0 and cat.sync_index() == 0      # nothing left to apply
+        assert cat.vectors.sync() == 0 and cat.vectors.sync() == 0      # nothing left to apply
 
 
 def test_sync_applies_changes_to_a_given_index(tmp_path):
@@ -122,7 +122,7 @@ def test_rebuild_and_delete_files(tmp_path):
         with pytest.raises(CatalogError, match="empty"):
             cat.vectors.rebuild()
         cat.put_images(_rows(x))
-        index = cat.rebuild_index(M=8)
+        index = cat.vectors.rebuild(M=8)
         assert cat.vectors.loaded() is index and index.M == 8 and len(index) == 12
         assert _saved_version(cat) == cat.version
         assert cat.vectors.delete_files() is True
@@ -137,11 +137,11 @@ def test_projection_policy_delegates(tmp_path, monkeypatch):
     x = _vecs(480, d=256, seed=4)
     with Catalog.open(tmp_path) as cat:
         cat.put_images(_rows(x[:90]))
-        assert not cat.projection_due() and cat.maybe_fit_projection() is None
+        assert not cat.vectors.projection_due() and cat.vectors.maybe_fit_projection() is None
         cat.put_images(_rows(x[90:120], 90))
-        assert cat.vectors.projection_due() and cat.projection() is None
-        fitted = cat.maybe_fit_projection()
-        assert fitted.fitted_on == 120 and cat.projection().key == fitted.key
+        assert cat.vectors.projection_due() and cat.vectors.projection() is None
+        fitted = cat.vectors.maybe_fit_projection()
+        assert fitted.fitted_on == 120 and cat.vectors.projection().key == fitted.key
         cat.put_images(_rows(x[120:], 120))                           # 480 = 4 x 120
         assert cat.vectors.projection_due()
         refit = cat.vectors.maybe_fit_projection()

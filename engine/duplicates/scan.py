@@ -68,7 +68,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                         include_variants=include_variants)
 
     t = time.perf_counter()
-    index = catalog.index()
+    index = catalog.vectors.index()
     timings["index"] = time.perf_counter() - t
     if index is None or len(index) < 2:
         result.scoring = "none"
