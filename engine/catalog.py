@@ -649,6 +649,29 @@ class Catalog:
         return {r[0] for r in self._rows_by_id(
             "SELECT id FROM images WHERE product_id IS NOT NULL AND id IN ({})", image_ids)}
 
+    def image_products(self) -> list[tuple[int, str]]:
+        """(image id, product id) of every image that belongs to a product, by id."""
+        return self.db.conn.execute(
+            "SELECT id, product_id FROM images WHERE product_id IS NOT NULL ORDER BY id").fetchall()
+
+    def count_grouped_images(self) -> int:
+        """The images whose product has two or more images (what a learned metric is fitted on)."""
+        return self.db.conn.execute(
+            "SELECT count(*) FROM images WHERE product_id IN (SELECT product_id FROM images "
+            "WHERE product_id IS NOT NULL GROUP BY product_id HAVING count(*) > 1)").fetchone()[0]
+
+    def images_of_products(self, product_ids: Iterable[str]) -> dict[str, list[int]]:
+        """product id -> the ids of its images, ascending (products without images left out)."""
+        out: dict[str, list[int]] = {}
+        ids = list(dict.fromkeys(str(p) for p in product_ids))
+        for n in range(0, len(ids), 500):
+            chunk = ids[n:n + 500]
+            for image_id, product in self.db.conn.execute(
+                    f"SELECT id, product_id FROM images WHERE product_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY id", chunk):
+                out.setdefault(product, []).append(image_id)
+        return out
+
     def iter_file_stamps(self) -> Iterator[tuple[int, str, int | None, float | None]]:
         """(id, path, file size, mtime) of every image as indexed, by id."""
         yield from self.db.conn.execute("SELECT id, path, file_size, mtime FROM images ORDER BY id")
@@ -680,6 +703,22 @@ class Catalog:
         with self.transaction(bump=False) as db:
             db.conn.execute("INSERT OR REPLACE INTO projection VALUES (1, ?, ?, ?, ?)",
                             (key, data, int(fitted_on), now_iso()))
+
+    def stored_learned_metric(self) -> bytes | None:
+        """The stored learned metric (engine.learned_metric.LearnedMetric.to_bytes), or None."""
+        try:
+            row = self.db.conn.execute("SELECT data FROM learned_metric WHERE id=1").fetchone()
+        except sqlite3.OperationalError:     # a read-only catalog made before the table existed
+            return None
+        return row[0] if row else None
+
+    def store_learned_metric(self, data: bytes | None) -> None:
+        """Store the learned metric (None: forget it)."""
+        with self.transaction(bump=False) as db:
+            if data is None:
+                db.conn.execute("DELETE FROM learned_metric")
+            else:
+                db.conn.execute("INSERT OR REPLACE INTO learned_metric VALUES (1, ?, ?)", (data, now_iso()))
 
     # ------------------------------------------------------------------ owned stores
     @property

@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS projection (
     id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
     fitted_on INTEGER NOT NULL, fitted_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS learned_metric (
+    id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL, fitted_at TEXT NOT NULL
+);
 """
 
 #: Columns added to tables after their first release: (table, column, SQL type). Added on open

@@ -25,6 +25,7 @@ from .feature_store import stored_row
 from .features import catalog_features
 from .catalog import Catalog
 from .errors import FeedError, ImageError
+from . import learned_metric
 from .faults import fault_point
 from .imaging import (UNSUPPORTED_IMAGE_EXTENSIONS, decode_image_bytes, image_size, is_image_path,
                       max_file_bytes)
@@ -97,6 +98,7 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
         catalog.record_errors(report.failed + report.problems)
         if not catalog.vectors.maybe_fit_projection():   # a (re)fit rebuilds and saves the index
             catalog.vectors.save()
+        learned_metric.maybe_refit(catalog)              # several photos per product teach it
     report.seconds = time.perf_counter() - started
     return report
 

@@ -116,6 +116,43 @@ def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> 
 
 
 # ---------------------------------------------------------------------- a query against candidates
+#: photos of one product averaged into its prototype at most (the first by id)
+PROTOTYPE_IMAGES = 64
+
+
+def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[int, Evidence],
+                           records: dict[int, dict]) -> None:
+    """The re-shot evidence of a query's candidates: ``learned``, the cosine of the query and the
+    candidate image in the catalog's learned space (engine.learned_metric; the plain cosine when
+    the catalog has no metric), and ``product``, the query against the mean of the candidate's
+    product's photos there (several photos of a product describe it better than one; an image
+    without a product is its own prototype). ``query``: the query's embedding(s) [D] or [M, D]
+    (several views: the best counts)."""
+    if not evidence:
+        return
+    project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
+    q = project(np.atleast_2d(np.asarray(query, np.float32)))
+    ids = list(evidence)
+    own = project(catalog.embeddings(ids))
+    learned = (own @ q.T).max(axis=1)
+    products = {records[i].get("product_id") for i in ids if records.get(i, {}).get("product_id")}
+    members = catalog.images_of_products(products) if products else {}
+    members = {p: m[:PROTOTYPE_IMAGES] for p, m in members.items() if len(m) > 1}
+    prototypes: dict[str, np.ndarray] = {}
+    if members:
+        every = sorted({i for m in members.values() for i in m})
+        at = {i: n for n, i in enumerate(every)}
+        vecs = project(catalog.embeddings(every))
+        for product, m in members.items():
+            mean = vecs[[at[i] for i in m]].mean(axis=0)
+            prototypes[product] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    for n, image_id in enumerate(ids):
+        ev = evidence[image_id]
+        ev.learned = float(learned[n])
+        proto = prototypes.get(records.get(image_id, {}).get("product_id"))
+        ev.product = ev.learned if proto is None else float((q @ proto).max())
+
+
 def add_colours(catalog, query: Features, evidence: dict[int, Evidence], paths: dict[int, str]) -> None:
     """Colour agreement of unverified candidates (a search's later groups), from their stored
     thumbnails."""

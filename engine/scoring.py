@@ -23,7 +23,7 @@ every query, in search, in the duplicate finder and in the GUI.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,12 +66,22 @@ class Evidence:
     verified: bool = False     # local features were compared (inliers is meaningful)
     identical: bool = False    # the same file (bytes), or pixel-identical after alignment: score 1
     transform: str = ""        # "", "mirrored", "rotated 90", ...: how the query matched
+    learned: float | None = None   # cosine in the catalog's learned space (None: not measured)
+    product: float | None = None   # ... against the mean of the candidate's product's photos
+    text: float = 0.0          # agreement of the words read on the query with the product's text
+    words: list = field(default_factory=list)   # the matched words: [query word, product word]
 
     def to_json(self) -> dict:
-        return {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
-                "colour": round(float(self.colour), 4), "aligned": round(float(self.aligned), 4),
-                "unchanged": round(float(self.unchanged), 4), "margin": round(float(self.margin), 4),
-                "verified": self.verified, "transform": self.transform, "identical": self.identical}
+        out = {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
+               "colour": round(float(self.colour), 4), "aligned": round(float(self.aligned), 4),
+               "unchanged": round(float(self.unchanged), 4), "margin": round(float(self.margin), 4),
+               "verified": self.verified, "transform": self.transform, "identical": self.identical,
+               "text": round(float(self.text), 4), "words": [list(w) for w in self.words]}
+        if self.learned is not None:
+            out["learned"] = round(float(self.learned), 4)
+        if self.product is not None:
+            out["product"] = round(float(self.product), 4)
+        return out
 
 
 #: a candidate with this many inliers is *verified*: scored by the "verified" model, and a
@@ -91,6 +101,19 @@ def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, ma
         "margin": np.asarray(margin, np.float64),
         # the verified candidate the query agrees with best (a copy has one original)
         "best": (np.asarray(margin, np.float64) > 0).astype(np.float64),
+    }
+
+
+def same_product_features(cosine, learned, product, text=0.0, inliers=0) -> dict[str, np.ndarray]:
+    """The features of the "same product" model: the plain cosine, the cosine in the catalog's
+    learned space and against the candidate's product prototype (engine.match_policy), the
+    agreement of the words read on the query with the product's text, and verified inliers."""
+    return {
+        "cosine": np.asarray(cosine, np.float64),
+        "learned": np.asarray(learned, np.float64),
+        "product": np.asarray(product, np.float64),
+        "text": np.asarray(text, np.float64),
+        "log_inliers": np.log1p(np.asarray(inliers, np.float64)),
     }
 
 

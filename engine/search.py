@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import match_policy, scoring
+from . import learned_metric, match_policy, scoring
 from .features import content_box, extract
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
@@ -175,6 +175,7 @@ class Searcher:
         self.catalog = catalog
         self.model = model
         self.verify = verify     # False: embedding similarity only (no local features)
+        self._metric: tuple[int, object] | None = None     # (catalog version, learned metric)
 
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
@@ -309,7 +310,10 @@ class Searcher:
                     match_policy.add_colours(self.catalog, query, evidence,
                                              {i: rec["path"] for i, _, rec in kept})
                     clock.lap("colour")
-            scored += self._score(evidence, {i: rec for i, _, rec in kept}, filters, same_file_hash, clock)
+            records = {i: rec for i, _, rec in kept}
+            match_policy.add_product_similarity(self.catalog, self._learned_metric(), emb, evidence, records)
+            clock.lap("product")
+            scored += self._score(evidence, records, filters, same_file_hash, clock)
             seen.update(evidence)
             first = False
             if len(scored) >= k or exhausted or best_unverified(last) < filters.min_score:
@@ -349,6 +353,13 @@ class Searcher:
         scored.sort(key=lambda x: (-x[0], x[2].get("content_hash") != same_file_hash))
         clock.lap("score")
         return scored
+
+    def _learned_metric(self):
+        """The catalog's learned metric (engine.learned_metric), re-read when the catalog changed."""
+        version = self.catalog.version
+        if self._metric is None or self._metric[0] != version:
+            self._metric = (version, learned_metric.stored(self.catalog))
+        return self._metric[1]
 
     def _turned_candidates(self, rgb: np.ndarray, index, filters: SearchFilters, clock: _Clock):
         """The turned pass of the match policy: the query embedded turned by 90/180/270 degrees,
