@@ -1,4 +1,5 @@
-"""``lookalike eval``: search quality (R@1, R@5, mAP, micro-AP, P/R per threshold) on labelled queries."""
+"""``lookalike eval``: search quality (R@1, R@5, mAP, micro-AP, P/R per threshold) on labelled queries,
+per group when the query file has a ``group`` column, next to the raw embedding's ranking."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="measure search quality on labelled queries (R@1, R@5, mAP, micro-AP)")
     p.add_argument("--gallery", nargs="+", required=True, metavar="PATH",
-                   help="gallery images: files, folders or .txt lists of paths")
-    p.add_argument("--queries", required=True, metavar="CSV", help="CSV with columns query,relevant")
+                   help="gallery: image files, folders, .txt lists of paths or product feeds "
+                        "(Merchant CSV, Shopify export; imported with their products)")
+    p.add_argument("--queries", required=True, metavar="CSV",
+                   help="CSV with columns query,relevant (optional group: figures per group)")
     p.add_argument("-k", "--k", type=int, default=DEFAULT_K, help="results per query (default 10)")
     p.add_argument("--root", metavar="DIR", help="folder relative paths in the CSV and .txt lists are relative to")
     add_model_option(p, help="model pack (default: the bundled default)")
     p.add_argument("--cache", metavar="DIR", default=None,
                    help="catalog folder to build/reuse for the gallery (default: a cache folder keyed by the gallery)")
+    p.add_argument("--reference", choices=("cosine", "none"), default="cosine",
+                   help="also rank by raw embedding cosine (exact, no verification) and report it "
+                        "next to the search's figures (default: cosine)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--details", metavar="JSONL", help="write every query's ranked results and evidence here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -41,7 +47,7 @@ def run(args) -> int:
     with Progress(disable=args.quiet) as progress:
         summary, rankings = evaluate(gallery, queries, model, k=args.k,
                                      catalog_dir=Path(args.cache).expanduser() if args.cache else None,
-                                     progress=progress, warn=warn)
+                                     reference=args.reference, progress=progress, warn=warn)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["gallery"] = len(gallery)
     if args.details:
@@ -49,6 +55,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"gallery {len(gallery)} images, {summary['seconds']} s")
+        feeds = f" from {len(gallery.feeds)} product feed(s)" if gallery.feeds else ""
+        print(f"gallery {len(gallery)} images{feeds}, {summary['seconds']} s")
         print(format_summary(summary))
     return OK

@@ -1,16 +1,24 @@
 """`lookalike eval`: retrieval quality of the real search pipeline on labelled queries.
 
-Query file: CSV with header ``query,relevant`` (extra columns ignored); ``relevant`` holds zero or
-more gallery paths separated by ``;`` (empty: nothing in the gallery should match). Relative
+Query file: CSV with header ``query,relevant`` (extra columns kept with the query); ``relevant``
+holds zero or more gallery paths separated by ``;`` (empty: nothing in the gallery should match).
+An optional ``group`` column (e.g. Fruit, Vegetables, Packages) adds every figure per group. Relative
 paths are resolved against the CSV's folder, or, where they do not exist there, against the
 nearest folder above it where they do (the Luma eval files name paths relative to the dataset
 folder, one level up); ``--root`` names the base folder explicitly.
 
-Gallery: image files, folders (recursive) and ``.txt`` lists of paths (one a line, resolved like
-the CSV's). A catalog of the gallery is built in a cache folder keyed by the gallery's path list
-and the model, and brought up to date incrementally (unchanged files are not re-read), so a
-second run starts at once. Every query goes through :class:`engine.search.Searcher` exactly as
-``lookalike search`` does; a query never counts as matching itself.
+Gallery: image files, folders (recursive), ``.txt`` lists of paths (one a line, resolved like
+the CSV's) and product feeds (Merchant CSV, Shopify export), imported as ``lookalike index``
+imports them: products, their text and their several photos each. Relevant items stay image
+paths. A catalog of the gallery is built in a cache folder keyed by the gallery (its path list,
+or the feeds' paths) and the model, and brought up to date incrementally (unchanged files are not
+re-read), so a second run starts at once. Every query goes through
+:class:`engine.search.Searcher` exactly as ``lookalike search`` does; a query never counts as
+matching itself.
+
+Reference: the same queries ranked over the same gallery by raw embedding cosine alone (exact,
+every gallery image, no verification, no calibrated score), so each report shows what the
+embedding alone gives next to what the search gives.
 
 Metrics (queries with no relevant item count only in micro-AP and in precision):
 
@@ -22,11 +30,16 @@ Metrics (queries with no relevant item count only in micro-AP and in precision):
           recall measured against every relevant item (capped at k per query). It is high only if one
           global threshold separates true matches from everything else;
 * precision / recall at each named threshold, over the same pool.
+
+A result is relevant when its path is. A search that returns one result per product (a result
+carrying ``image_count``) is measured against the number of relevant *products*, so a product
+with 40 relevant photos counts once in recall, mAP and the pool.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -54,6 +67,17 @@ class Ranking:
     results: list[tuple[str, float]] = field(default_factory=list)
     evidence: list[dict] = field(default_factory=list)   # per result, for calibration
     extra: dict = field(default_factory=dict)
+    # relevant units a perfect ranking can show: len(relevant), or fewer when one result stands
+    # for several relevant images (results per product)
+    n_relevant: int | None = None
+
+    @property
+    def to_find(self) -> int:
+        return len(self.relevant) if self.n_relevant is None else self.n_relevant
+
+    @property
+    def group(self) -> str:
+        return (self.extra.get("group") or "").strip()
 
 
 def recall_at(rankings: Sequence[Ranking], k: int) -> float:
@@ -76,7 +100,7 @@ def average_precision(ranked_correct: Sequence[bool], n_relevant: int) -> float:
 
 
 def mean_ap(rankings: Sequence[Ranking], k: int) -> float:
-    aps = [average_precision([p in r.relevant for p, _ in r.results[:k]], min(len(r.relevant), k))
+    aps = [average_precision([p in r.relevant for p, _ in r.results[:k]], min(r.to_find, k))
            for r in rankings if r.relevant]
     return float(np.mean(aps)) if aps else float("nan")
 
@@ -86,7 +110,7 @@ def pool(rankings: Sequence[Ranking], k: int) -> tuple[np.ndarray, np.ndarray, i
     scores, correct = [], []
     n_pos = 0
     for r in rankings:
-        n_pos += min(len(r.relevant), k)
+        n_pos += min(r.to_find, k)
         for p, s in r.results[:k]:
             scores.append(s)
             correct.append(p in r.relevant)
@@ -112,11 +136,9 @@ def precision_recall_at(rankings: Sequence[Ranking], threshold: float, k: int) -
     return precision, recall, n
 
 
-def summarise(rankings: Sequence[Ranking], k: int = DEFAULT_K,
-              thresholds: dict[str, float] | None = None) -> dict:
-    from .scoring import THRESHOLDS
-
-    thresholds = THRESHOLDS if thresholds is None else thresholds
+def figures(rankings: Sequence[Ranking], k: int = DEFAULT_K,
+            thresholds: dict[str, float] | None = None) -> dict:
+    """R@1, R@5, mAP, micro-AP and P / R at each threshold of one set of rankings."""
     out = {
         "queries": len(rankings),
         "queries_with_relevant": sum(1 for r in rankings if r.relevant),
@@ -127,25 +149,91 @@ def summarise(rankings: Sequence[Ranking], k: int = DEFAULT_K,
         "micro-AP": micro_ap(rankings, k),
         "thresholds": {},
     }
-    for name, t in thresholds.items():
+    for name, t in (thresholds or {}).items():
         p, r, n = precision_recall_at(rankings, t, k)
         out["thresholds"][name] = {"threshold": t, "precision": p, "recall": r, "pairs": n}
     return out
 
 
+def by_group(rankings: Sequence[Ranking]) -> dict[str, list[Ranking]]:
+    """Rankings per value of the query file's ``group`` column (sorted by name); empty when no
+    query names a group. Queries without one form the group ``""``."""
+    if not any(r.group for r in rankings):
+        return {}
+    groups: dict[str, list[Ranking]] = {}
+    for r in rankings:
+        groups.setdefault(r.group, []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def summarise(rankings: Sequence[Ranking], k: int = DEFAULT_K,
+              thresholds: dict[str, float] | None = None,
+              reference: Sequence[Ranking] | None = None) -> dict:
+    """Figures over all queries, and per group when the queries have one (``groups``).
+    ``reference``: the same queries ranked by raw embedding cosine (:func:`reference_rankings`),
+    summarised under ``reference`` (rankings and figures, no thresholds: cosine is no score)."""
+    from .scoring import THRESHOLDS
+
+    thresholds = THRESHOLDS if thresholds is None else thresholds
+    out = figures(rankings, k, thresholds)
+    groups = by_group(rankings)
+    if groups:
+        out["groups"] = {g: figures(rs, k, thresholds) for g, rs in groups.items()}
+    if reference is not None:
+        ref = figures(reference, k)
+        del ref["thresholds"]
+        ref["method"] = "raw embedding cosine, exact"
+        ref_groups = by_group(reference)
+        if ref_groups:
+            ref["groups"] = {}
+            for g, rs in ref_groups.items():
+                ref["groups"][g] = f = figures(rs, k)
+                del f["thresholds"]
+        out["reference"] = ref
+    return out
+
+
+def _fmt(x) -> str:
+    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
 def format_summary(s: dict) -> str:
-    def f(x):
-        return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    f = _fmt
     lines = [f"queries {s['queries']} ({s['queries_with_relevant']} with a relevant item), top {s['k']}",
              f"R@1 {f(s['R@1'])}   R@5 {f(s['R@5'])}   mAP {f(s['mAP'])}   micro-AP {f(s['micro-AP'])}"]
     for name, t in s["thresholds"].items():
         lines.append(f"  at {name!r:16} (score >= {t['threshold']:.3f}): precision {f(t['precision'])}  "
                      f"recall {f(t['recall'])}  ({t['pairs']} pairs)")
+    ref = s.get("reference")
+    if ref:
+        lines.append(f"raw embedding (cosine, exact, no verification): R@1 {f(ref['R@1'])}   "
+                     f"R@5 {f(ref['R@5'])}   mAP {f(ref['mAP'])}   micro-AP {f(ref['micro-AP'])}")
+    if s.get("groups"):
+        lines.append(format_groups(s))
     if "latency_ms" in s:
         lat = s["latency_ms"]
         lines.append("latency per query (ms, median): " + ", ".join(
             f"{k} {v:.1f}" for k, v in lat.items()))
     return "\n".join(lines)
+
+
+def format_groups(s: dict) -> str:
+    """The per-group table: queries, raw-embedding R@1 next to Lookalike's, R@5, mAP, micro-AP
+    and P / R at each threshold; the last row is all queries."""
+    f = _fmt
+    ref = s.get("reference") or {}
+    names = list(s["thresholds"])
+    head = (f"{'group':14} {'queries':>7} {'raw R@1':>7} {'R@1':>6} {'R@5':>6} {'mAP':>6} {'micro-AP':>8}"
+            + "".join(f"  {(n + ' P / R'):>20}" for n in names))
+    rows = [head]
+    items = [*s["groups"].items(), ("all", s)]
+    for g, fig in items:
+        raw = (ref if g == "all" and fig is s else (ref.get("groups") or {}).get(g, {})).get("R@1")
+        rows.append(f"{(g or '(none)'):14} {fig['queries']:>7} {f(raw):>7} {f(fig['R@1']):>6} "
+                    f"{f(fig['R@5']):>6} {f(fig['mAP']):>6} {f(fig['micro-AP']):>8}"
+                    + "".join(f"  {(f(t['precision']) + ' / ' + f(t['recall'])):>20}"
+                              for t in fig["thresholds"].values()))
+    return "\n".join(rows)
 
 
 # ---------------------------------------------------------------------- reading inputs
@@ -207,61 +295,137 @@ def read_queries(csv_path: str | os.PathLike, root: str | os.PathLike | None = N
     return out
 
 
-def read_gallery(items: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> list[str]:
-    """Gallery image paths from files, folders and .txt lists."""
+@dataclass
+class Gallery:
+    """What a gallery holds: every image path (sorted), and how it is imported: product feeds
+    (with their products) and the image files given outside a feed. Iterates over the images."""
+    images: list[str]
+    feeds: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.feeds and not self.files:
+            self.files = list(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self):
+        return iter(self.images)
+
+    def key(self) -> list[str]:
+        """What keys the cached catalog: the image paths (as before feeds were accepted), or the
+        feeds and the files outside them (a feed's images are whatever it lists today)."""
+        return self.files if not self.feeds else [*(f"feed:{f}" for f in self.feeds), *self.files]
+
+
+def _feed_images(feed: Path) -> list[str]:
+    """The local images a product feed lists, as the import stores their paths (a FeedError
+    names the file when it cannot be read)."""
+    from .feeds import read_feed
+
+    with read_feed(feed) as reader:
+        return [str(img) for item in reader for img in item.images]
+
+
+def read_gallery(items: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> Gallery:
+    """The gallery of image files, folders, .txt lists and product feeds (GMC, Shopify)."""
+    from .feeds import is_feed
     from .imaging import is_image_path
 
-    out: list[str] = []
+    files: list[str] = []
+    feeds: list[str] = []
+    images: list[str] = []
     for item in items:
         p = Path(item).expanduser()
-        if p.is_file() and p.suffix.lower() == ".txt":
+        if p.is_file() and not is_image_path(p) and is_feed(p):
+            feeds.append(os.path.normpath(os.path.abspath(p)))
+            images += _feed_images(p)
+        elif p.is_file() and p.suffix.lower() == ".txt":
             lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
             lines = [ln for ln in lines if ln and not ln.startswith("#")]
             base = _resolve_base(lines, p.parent.resolve(), Path(root).expanduser().resolve() if root else None)
-            out += [os.path.normpath(ln if os.path.isabs(ln) else str(base / ln)) for ln in lines]
+            files += [os.path.normpath(ln if os.path.isabs(ln) else str(base / ln)) for ln in lines]
         elif p.is_dir():
-            for dirpath, _, files in os.walk(p):
-                out += [os.path.normpath(os.path.abspath(os.path.join(dirpath, f)))
-                        for f in sorted(files) if is_image_path(f)]
+            for dirpath, _, names in os.walk(p):
+                files += [os.path.normpath(os.path.abspath(os.path.join(dirpath, f)))
+                          for f in sorted(names) if is_image_path(f)]
         elif p.is_file():
-            out.append(os.path.normpath(os.path.abspath(p)))
+            files.append(os.path.normpath(os.path.abspath(p)))
         else:
             raise LookalikeError(f"{p}: gallery path not found")
-    out = sorted(set(out))
-    if not out:
+    files = sorted(set(files))
+    images = sorted(set(images) | set(files))
+    if not images:
         raise LookalikeError("the gallery holds no images")
-    return out
+    return Gallery(images=images, feeds=sorted(set(feeds)), files=files)
+
+
+def _as_gallery(gallery: Gallery | Sequence[str]) -> Gallery:
+    return gallery if isinstance(gallery, Gallery) else Gallery(images=sorted(gallery))
 
 
 # ---------------------------------------------------------------------- running
-def gallery_catalog_dir(gallery: Sequence[str], model_id: str) -> Path:
+def gallery_catalog_dir(gallery: Gallery | Sequence[str], model_id: str) -> Path:
     from platformdirs import user_cache_dir
 
-    key = hashlib.blake2b(("\n".join([model_id, *gallery])).encode(), digest_size=10).hexdigest()
+    key = hashlib.blake2b(("\n".join([model_id, *_as_gallery(gallery).key()])).encode(),
+                          digest_size=10).hexdigest()
     base = Path(os.environ.get("LOOKALIKE_EVAL_CACHE") or user_cache_dir("lookalike")) / "eval-catalogs"
     return base / key
 
 
-def build_gallery_catalog(gallery: Sequence[str], model, directory: Path | None = None, *,
+def build_gallery_catalog(gallery: Gallery | Sequence[str], model, directory: Path | None = None, *,
                           progress=None, warn=None):
-    """Open (creating or updating) the catalog of ``gallery`` and return it. Unreadable gallery
-    images are reported through ``warn(message)`` (default: this module's logger)."""
+    """Open (creating or updating) the catalog of ``gallery`` and return it: feeds are imported
+    with their products, as ``lookalike index`` does. Unreadable gallery images are reported
+    through ``warn(message)`` (default: this module's logger)."""
     from .catalog import Catalog
     from .ingest import ingest
     from .feature_store import backfill
 
+    gallery = _as_gallery(gallery)
     directory = directory or gallery_catalog_dir(gallery, model.model_id)
     catalog = Catalog.open(directory)
-    report = ingest(catalog, model, gallery, progress=progress)
+    report = ingest(catalog, model, [*gallery.feeds, *gallery.files], progress=progress)
     if report.failed:
         path, reason = report.failed[0]
         (warn or log.warning)(f"{len(report.failed)} gallery images could not be read, e.g. {path}: {reason}")
-    # drop images that left the gallery (a path list keys the folder, so only on edits in place)
-    wanted = set(gallery)
+    # drop images that left the gallery (a path list keys the folder, so only on edits in place;
+    # a feed keys it by its path, so also when the feed no longer lists them)
+    wanted = set(gallery.images)
     stale = [r["image_id"] for r in catalog.iter_records() if r["path"] not in wanted]
     catalog.remove_images(stale)
     backfill(catalog)
     return catalog
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical(path: str) -> str:
+    """One spelling per file: feeds store resolved paths, folders and lists as written."""
+    return os.path.realpath(path)
+
+
+def _relevance(catalog, q: QuerySpec, per_product: bool) -> tuple[frozenset[str], int | None]:
+    """The query's relevant paths (canonical) and, for results per product, how many distinct
+    products (or images outside any product) they make."""
+    relevant = frozenset(_canonical(p) for p in q.relevant)
+    if not per_product:
+        return relevant, None
+    units = set()
+    for p in relevant:
+        rec = catalog.image_by_path(p)
+        units.add(("product", rec["product_id"]) if rec and rec["product_id"] else ("image", p))
+    return relevant, len(units)
+
+
+def _own_ids(catalog, query: str) -> frozenset[int]:
+    ids = set()
+    for p in {query, _canonical(query)}:
+        rec = catalog.image_by_path(p)
+        if rec:
+            ids.add(rec["id"])
+    return frozenset(ids)
 
 
 def run_queries(searcher, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
@@ -272,19 +436,67 @@ def run_queries(searcher, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
     for n, q in enumerate(queries, 1):
         # a query in the gallery is left out of its own search (before scoring, so it does not
         # compete with the other candidates either)
-        own = searcher.catalog.image_by_path(q.query)
-        filters = SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
+        filters = SearchFilters(exclude_ids=_own_ids(searcher.catalog, q.query))
         result = searcher.search_path(q.query, k=k, filters=filters)
         if result.error:
             raise LookalikeError(f"{q.query}: {result.error}")
-        kept = [m for m in result.results if os.path.normpath(m.path) != q.query][:k]
+        own = _canonical(q.query)
+        kept = [m for m in result.results if _canonical(m.path) != own][:k]
+        # a result standing for a product (several images) carries image_count
+        per_product = any(getattr(m, "image_count", None) is not None for m in kept)
+        relevant, n_relevant = _relevance(searcher.catalog, q, per_product)
         out.append(Ranking(
-            query=q.query, relevant=q.relevant,
-            results=[(os.path.normpath(m.path), float(m.score)) for m in kept],
+            query=q.query, relevant=relevant, n_relevant=n_relevant,
+            results=[(_canonical(m.path), float(m.score)) for m in kept],
             evidence=[m.evidence.to_json() if m.evidence is not None else {} for m in kept],
-            extra={"timings": result.timings, **q.extra}))
+            extra={"timings": result.timings, **q.extra, **({"per_product": True} if per_product else {})}))
         if progress:
             progress(n, len(queries), q.query)
+    return out
+
+
+def reference_rankings(catalog, model, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
+                       per_product: bool = False, progress=None, batch: int = 32) -> list[Ranking]:
+    """The queries ranked over every gallery image by raw embedding cosine: the whole query image
+    embedded as decoded for search, exact dot products, no trimming, no verification, no score
+    (the result's value is the cosine). ``per_product``: one result per product (its best image),
+    as a search returning products gives, so the figures compare like with like."""
+    from .imaging import load_image
+
+    records = {r["image_id"]: r for r in catalog.iter_records()}
+    ids, chunks = [], []
+    for chunk_ids, embs in catalog.iter_embeddings():
+        keep = [j for j, i in enumerate(chunk_ids.tolist()) if i in records]
+        ids += [int(chunk_ids[j]) for j in keep]
+        chunks.append(embs[keep])
+    gallery = np.concatenate(chunks) if chunks else np.zeros((0, model.embedding_dim), np.float32)
+    paths = [_canonical(records[i]["path"]) for i in ids]
+    unit = [("product", records[i]["product_id"]) if per_product and records[i]["product_id"]
+            else ("image", p) for i, p in zip(ids, paths)]
+    position = {p: j for j, p in enumerate(paths)}
+    out: list[Ranking] = []
+    for start in range(0, len(queries), batch):
+        part = queries[start:start + batch]
+        # ImageError names the file; the search already failed on it otherwise
+        rgbs = [load_image(q.query, min_short_side=model.resize_short_side) for q in part]
+        sims = model.embed(rgbs) @ gallery.T if len(gallery) else np.zeros((len(part), 0), np.float32)
+        for q, row in zip(part, sims):
+            own = position.get(_canonical(q.query))
+            if own is not None:
+                row[own] = -np.inf          # a query never matches itself
+            results, seen = [], set()
+            for j in np.argsort(-row, kind="stable").tolist():
+                if len(results) >= k or row[j] == -np.inf:
+                    break
+                if unit[j] in seen:
+                    continue
+                seen.add(unit[j])
+                results.append((paths[j], float(row[j])))
+            relevant, n_relevant = _relevance(catalog, q, per_product)
+            out.append(Ranking(query=q.query, relevant=relevant, n_relevant=n_relevant,
+                               results=results, extra=dict(q.extra)))
+        if progress:
+            progress(min(start + batch, len(queries)), len(queries), "raw embedding reference")
     return out
 
 
@@ -299,16 +511,28 @@ def latency_summary(rankings: Sequence[Ranking]) -> dict[str, float]:
     return {name: float(np.median(v + [0.0] * (n - len(v)))) for name, v in stages.items()}
 
 
-def evaluate(gallery: Sequence[str], queries: Sequence[QuerySpec], model, *, k: int = DEFAULT_K,
-             catalog_dir: Path | None = None, progress=None, warn=None) -> tuple[dict, list[Ranking]]:
+def evaluate(gallery: Gallery | Sequence[str], queries: Sequence[QuerySpec], model, *,
+             k: int = DEFAULT_K, catalog_dir: Path | None = None, reference: str | None = "cosine",
+             progress=None, warn=None) -> tuple[dict, list[Ranking]]:
+    """Search every query and summarise (per group too, when the queries have one). With
+    ``reference="cosine"`` the same queries are also ranked by raw embedding cosine, summarised
+    under ``reference``, and each ranking's ``extra["reference"]`` holds that ranking."""
     from .search import Searcher
 
+    if reference not in (None, "none", "cosine"):
+        raise LookalikeError(f"unknown reference {reference!r} (cosine or none)")
     catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn)
     try:
         rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress)
+        ref = None
+        if reference == "cosine":
+            ref = reference_rankings(catalog, model, queries, k, progress=progress,
+                                     per_product=any(r.extra.get("per_product") for r in rankings))
+            for r, rr in zip(rankings, ref):
+                r.extra["reference"] = rr.results
     finally:
         catalog.close()
-    summary = summarise(rankings, k)
+    summary = summarise(rankings, k, reference=ref)
     summary["latency_ms"] = latency_summary(rankings)
     return summary, rankings
 
