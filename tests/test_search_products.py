@@ -176,3 +176,41 @@ def test_group_by_product_on_hand_made_matches():
     assert result_groups.count([m.product for m in ranked], "image") == 8
     with pytest.raises(ValueError, match="group"):
         result_groups.check("products")
+
+
+def test_cli_products_by_default_and_all_images(product_catalog, tmp_path):
+    import json
+    import shutil
+
+    from tests.test_search import run_cli
+
+    cat = tmp_path / "catalog"
+    shutil.copytree(product_catalog, cat, ignore=shutil.ignore_patterns("write.lock"))
+    query = tmp_path / "astronaut-edited.jpg"
+    cv2.imwrite(str(query), cv2.cvtColor(_query("astronaut"), cv2.COLOR_RGB2BGR))
+
+    proc = run_cli("search", "--catalog", cat, "--json", "-k", "20", query)
+    assert proc.returncode == 0, proc.stderr
+    products = json.loads(proc.stdout)
+    assert products["group"] == "product" and len(products["results"]) == 8
+    top = products["results"][0]
+    assert top["product_id"] == "ASTRO" and top["image_count"] == 3 and len(top["images"]) == 2
+    assert all(r["image_count"] == 1 + len(r["images"]) for r in products["results"])
+
+    proc = run_cli("search", "--catalog", cat, "--json", "-k", "20", "--all-images", query)
+    assert proc.returncode == 0, proc.stderr
+    images = json.loads(proc.stdout)
+    assert images["group"] == "image" and len(images["results"]) == 14
+    assert all(r["image_count"] == 1 and r["images"] == [] for r in images["results"])
+    assert images["results"][0]["image_id"] == top["image_id"]
+
+    # the table: a "photos" column per product, none per image
+    proc = run_cli("search", "--catalog", cat, "-k", "3", query)
+    assert proc.returncode == 0 and "photos" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith("#"))
+    row = next(line for line in proc.stdout.splitlines() if "ASTRO" in line)
+    column = header.index("photos")
+    assert row[column:column + len("photos")].strip() == "3"
+    proc = run_cli("search", "--catalog", cat, "-k", "3", "--all-images", query)
+    assert proc.returncode == 0 and "photos" not in proc.stdout
+    assert sum("ASTRO" in line for line in proc.stdout.splitlines()) >= 2
