@@ -17,8 +17,8 @@ longer ranked list (more candidate groups) extends a shorter one and never reord
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Hashable
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 PRODUCT = "product"
 IMAGE = "image"

@@ -79,7 +79,7 @@ class Match:
     #: results per product: how many of the product's images matched (this one included), and
     #: the others, in ranking order (best first); 1 and [] for an image result
     image_count: int = 1
-    images: list["Match"] = field(default_factory=list)
+    images: list[Match] = field(default_factory=list)
 
     def to_json(self) -> dict:
         p = self.product

@@ -13,7 +13,7 @@ import skimage.data
 
 from engine import result_groups
 from engine.catalog import Catalog
-from engine.search import IMAGE, PRODUCT, SearchFilters, Searcher
+from engine.search import IMAGE, PRODUCT, Searcher, SearchFilters
 
 
 def _photo(name: str) -> np.ndarray:
@@ -65,7 +65,7 @@ def _query(name: str) -> np.ndarray:
     h, w = rgb.shape[:2]
     turned = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 4, 1.0), (w, h),
                             borderValue=(255, 255, 255))[h // 12 :, : w - w // 12]
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(turned), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    _, buf = cv2.imencode(".jpg", np.ascontiguousarray(turned), [cv2.IMWRITE_JPEG_QUALITY, 80])
     return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
 
 
@@ -113,7 +113,7 @@ def test_product_mode_returns_distinct_products_with_their_photos(product_catalo
 
 
 def test_k_counts_products_and_longer_lists_extend_shorter_ones(product_catalog, model, monkeypatch):
-    import engine.search as search
+    from engine import search
 
     query = _query("rocket")
     with Catalog.open(product_catalog, readonly=True) as cat:
