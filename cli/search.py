@@ -1,4 +1,6 @@
-"""``lookalike search``: the catalog products that match query images, as a table or JSON lines."""
+"""``lookalike search``: the catalog products that match query images, as a table or JSON lines:
+one result per product (its best image, with how many of its photos matched), or per image with
+``--all-images``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ def register(sub) -> None:
     p = sub.add_parser("search", help="find the catalog products that match query images")
     add_catalog_options(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-k", type=int, default=10, help="number of results per query (default 10)")
+    p.add_argument("-k", type=int, default=10,
+                   help="number of results (products, or images with --all-images) per query (default 10)")
+    p.add_argument("--all-images", action="store_true",
+                   help="one result per matching image, instead of one per product (its best "
+                        "image, with how many of its photos matched)")
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
     p.add_argument("--min-score", default="0", metavar="NAME|VALUE",
                    help="hide results below this score: a number in [0,1] or copy, same-product, similar")
@@ -57,7 +63,8 @@ def run(args) -> int:
         searcher = Searcher(catalog, model)
         failed = 0
         for image in args.images:
-            result = searcher.search_path(image, k=args.k, filters=filters, roi=roi)
+            result = searcher.search_path(image, k=args.k, filters=filters, roi=roi,
+                                          group="image" if args.all_images else "product")
             failed += result.error is not None
             if args.json:
                 print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
@@ -75,11 +82,15 @@ def _print_result(result) -> None:
     if not result.results:
         print("  no matches")
         return
+    per_product = result.group == "product"
     rows = []
     for m in result.results:
         j = m.to_json()
         rows.append([m.rank, f"{m.score:.3f}", m.strength, j["product_id"] or "", clip(j["title"], 40),
-                     j["price"] or "", clip(os.path.basename(m.path), 36)])
-    print_table(rows, ["#", "score", "match", "product", "title", "price", "image"])
+                     j["price"] or "", *([m.image_count] if per_product else []),
+                     clip(os.path.basename(m.path), 36)])
+    # per product: "photos" counts the product's matching images; "image" is its best one
+    print_table(rows, ["#", "score", "match", "product", "title", "price",
+                       *(["photos"] if per_product else []), "image"])
     t = result.timings
     print(f"  {t.get('total', 0) + t.get('decode', 0):.0f} ms")

@@ -1,4 +1,5 @@
-"""Right panel: everything known about the selected result, with actions on it."""
+"""Right panel: everything known about the selected result, with actions on it, and the
+product's matched photos when several of them matched."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QPixmap
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFormLayout,
     QFrame,
     QGridLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -22,10 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from . import resources
-from .results_model import format_price, match_title, product_sku
+from .results_model import format_price, format_score, image_count, match_title, product_sku
 from .results_view import STRENGTH_LABELS, strength_color
 
 WEB_SCHEMES = {"http", "https"}
+PHOTO_ICON = 48
+PHOTO_ROLE = Qt.ItemDataRole.UserRole + 1  # the photo's Match
 SHOWN_KEYS = {
     "image_id", "path", "width", "height", "product_id", "title", "brand", "price", "currency",
     "category", "url", "description", "extra", "added_at", "sku", "file_size",
@@ -72,6 +78,7 @@ def web_url(text: Any) -> QUrl | None:
 
 class DetailsPanel(QScrollArea):
     compareRequested = Signal(object)  # Match
+    photoActivated = Signal(object)  # Match: one of the product's photos, to compare with the query
     message = Signal(str, str)  # level, text
 
     def __init__(self, parent=None):
@@ -108,6 +115,21 @@ class DetailsPanel(QScrollArea):
         self.badge.setWordWrap(True)
         self.badge.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.badge)
+
+        # a product several of whose photos matched: each of them (double-click: compare)
+        self.photos_label = QLabel()
+        self.photos_label.setWordWrap(True)
+        self.photos_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout.addWidget(self.photos_label)
+        self.photos = QListWidget()
+        self.photos.setAccessibleName("Matched photos of the product")
+        self.photos.setIconSize(QSize(PHOTO_ICON, PHOTO_ICON))
+        self.photos.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.photos.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.photos.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.photos.itemActivated.connect(self._on_photo_activated)
+        layout.addWidget(self.photos)
+        self._photo_items: dict[int, QListWidgetItem] = {}
 
         self.form = QFormLayout()
         self.form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
@@ -195,6 +217,54 @@ class DetailsPanel(QScrollArea):
     def set_thumbnail(self, image_id: int, image: QImage | None) -> None:
         if self.match is not None and int(self.match.image_id) == image_id and image is not None:
             self._set_preview(image)
+        item = self._photo_items.get(int(image_id))
+        if item is not None and image is not None and not image.isNull():
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
+
+    def photo_matches(self) -> list[Any]:
+        """The product's matched photos, best first (the shown one first), when there are
+        several; else empty."""
+        match = self.match
+        if match is None or image_count(match) < 2:
+            return []
+        return [match, *(getattr(match, "images", None) or [])]
+
+    def image_ids(self) -> set[int]:
+        """The catalog images whose thumbnails the panel shows."""
+        ids = {int(m.image_id) for m in self.photo_matches()}
+        if self.match is not None:
+            ids.add(int(self.match.image_id))
+        return ids
+
+    def _fill_photos(self) -> None:
+        self.photos.clear()
+        self._photo_items = {}
+        photos = self.photo_matches()
+        self.photos_label.setVisible(bool(photos))
+        self.photos.setVisible(bool(photos))
+        if not photos:
+            return
+        self.photos_label.setText(
+            f"<b>{image_count(self.match)} photos</b> of this product matched "
+            "(double-click one to compare it):"
+        )
+        placeholder = QIcon(resources.pixmap("placeholder", PHOTO_ICON))
+        for photo in photos:
+            name = Path(str(photo.path)).name
+            strength = STRENGTH_LABELS.get(photo.strength, "").lower()
+            text = " · ".join(t for t in (format_score(photo.score), strength, name) if t)
+            item = QListWidgetItem(placeholder, text)
+            item.setToolTip(f"image #{photo.image_id} · score {photo.score:.3f}\n{photo.path}")
+            item.setData(PHOTO_ROLE, photo)
+            self.photos.addItem(item)
+            self._photo_items[int(photo.image_id)] = item
+        row = self.photos.sizeHintForRow(0) if self.photos.count() else PHOTO_ICON
+        self.photos.setFixedHeight(min(len(photos), 4) * max(row, PHOTO_ICON + 4) + 6)
+
+    def _on_photo_activated(self, item: QListWidgetItem) -> None:
+        photo = item.data(PHOTO_ROLE)
+        if photo is not None:
+            self.photoActivated.emit(photo)
 
     def _set_preview(self, image: QImage | None) -> None:
         if image is None or image.isNull():
@@ -223,6 +293,8 @@ class DetailsPanel(QScrollArea):
             self.copy_path_button,
         ):
             button.setEnabled(has)
+        if not keep_preview:
+            self._fill_photos()
         if not has:
             self.title.setText("No result selected")
             self.badge.setText("Select a result to see its product data.")

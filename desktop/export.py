@@ -18,6 +18,7 @@ COLUMNS = [
     "score",
     "strength",
     "image_id",
+    "image_count",
     "product_id",
     "title",
     "brand",
@@ -38,6 +39,7 @@ def match_row(query: str, match: Any) -> list[Any]:
         "score": round(float(match.score), 4),
         "strength": match.strength,
         "image_id": match.image_id,
+        "image_count": getattr(match, "image_count", 1),  # the product's matched photos
         "product_id": product.get("product_id"),
         "title": product.get("title"),
         "brand": product.get("brand"),

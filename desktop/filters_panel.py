@@ -1,4 +1,5 @@
-"""Search knobs: category, brand, price range, minimum score, number of results."""
+"""Search knobs: category, brand, price range, minimum score, number of results, and whether a
+product with several matching photos is one result or one per photo."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -111,6 +113,15 @@ class FiltersPanel(QGroupBox):
         self.count.setAccessibleName("Number of results")
         form.addRow("&Results", self.count)
 
+        # one result per product (its best photo, "N photos" when several matched) by default
+        self.all_images = QCheckBox("Show all &images")
+        self.all_images.setAccessibleName("Show all images")
+        self.all_images.setToolTip(
+            "One result per matching image. Off: one result per product, shown by its best "
+            "photo, with how many of its photos matched"
+        )
+        form.addRow(self.all_images)
+
         self.reset_button = QPushButton("Reset filters")
         self.reset_button.clicked.connect(self.reset)
         form.addRow(self.reset_button)
@@ -128,6 +139,7 @@ class FiltersPanel(QGroupBox):
             self.price_max.valueChanged,
             self.min_score.valueChanged,
             self.count.valueChanged,
+            self.all_images.toggled,
         ):
             signal.connect(self._schedule)
         self.min_score.valueChanged.connect(
@@ -166,6 +178,7 @@ class FiltersPanel(QGroupBox):
             "price_max": price(self.price_max),
             "min_score": self.min_score.value() / SCORE_STEPS,
             "k": self.count.value(),
+            "group": "image" if self.all_images.isChecked() else "product",
         }
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
@@ -183,7 +196,9 @@ class FiltersPanel(QGroupBox):
     def set_min_score(self, value: float) -> None:
         self.min_score.setValue(round(max(0.0, min(1.0, value)) * SCORE_STEPS))
 
-    def set_values(self, *, k: int | None = None, min_score: float | None = None) -> None:
+    def set_values(
+        self, *, k: int | None = None, min_score: float | None = None, group: str | None = None
+    ) -> None:
         """Restore remembered knobs without triggering a search."""
         self._quiet = True
         try:
@@ -191,6 +206,8 @@ class FiltersPanel(QGroupBox):
                 self.count.setValue(int(k))
             if min_score is not None:
                 self.set_min_score(min_score)
+            if group is not None:
+                self.all_images.setChecked(group == "image")
         finally:
             self._quiet = False
 

@@ -47,6 +47,16 @@ from .workers import CatalogInfo, Task, catalog_info_job
 
 log = logging.getLogger(__name__)
 
+
+def _shows(match: Any, previous: Any) -> bool:
+    """``match`` is the result ``previous`` was, or holds its image or product (after switching
+    between results per product and per image)."""
+    ids = {int(match.image_id), *(int(m.image_id) for m in getattr(match, "images", None) or [])}
+    if int(previous.image_id) in ids:
+        return True
+    product = (previous.product or {}).get("product_id")
+    return bool(product) and (match.product or {}).get("product_id") == product
+
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
 FEED_FILTER = "Product feeds (*.csv *.tsv *.txt);;All files (*)"
 MIN_SIZE = QSize(1280, 860)
@@ -89,7 +99,11 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect()
         self._set_tab_order()
-        self.filters.set_values(k=self.settings.result_count(), min_score=self.settings.min_score())
+        self.filters.set_values(
+            k=self.settings.result_count(),
+            min_score=self.settings.min_score(),
+            group=self.settings.result_group(),
+        )
         self.session.options = SearchOptions(**self.filters.options())
         self._update_actions()
         self.resize(MIN_SIZE)
@@ -200,6 +214,7 @@ class MainWindow(QMainWindow):
         self.results_view.activatedMatch.connect(lambda _m: self.show_compare())
         self.thumbnails.ready.connect(self._on_thumbnail)
         self.details.compareRequested.connect(lambda _m: self.show_compare())
+        self.details.photoActivated.connect(self.show_compare)
         self.details.message.connect(self.banner.show_message)
         self.compare_view.closeRequested.connect(self.show_results)
         self.compare_view.message.connect(self.banner.show_message)
@@ -228,6 +243,7 @@ class MainWindow(QMainWindow):
             self.filters.price_max,
             self.filters.min_score,
             self.filters.count,
+            self.filters.all_images,
             self.filters.reset_button,
             self.results_view,
             self.details.compare_button,
@@ -278,6 +294,7 @@ class MainWindow(QMainWindow):
         self.settings.set_window_blob("left_splitter", self.left_splitter.saveState())
         self.settings.set_result_count(self.session.options.k)
         self.settings.set_min_score(self.session.options.min_score)
+        self.settings.set_result_group(self.session.options.group)
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -426,7 +443,10 @@ class MainWindow(QMainWindow):
             # keep the same product selected across re-searches, else select the best match
             row = 0
             if previous is not None:
-                row = next((i for i, m in enumerate(matches) if m.image_id == previous.image_id), 0)
+                row = next(
+                    (i for i, m in enumerate(matches) if m.image_id == previous.image_id),
+                    next((i for i, m in enumerate(matches) if _shows(m, previous)), 0),
+                )
             index = self.results_model.index(row, 0)
             self.results_view.selectionModel().setCurrentIndex(
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect
@@ -478,6 +498,10 @@ class MainWindow(QMainWindow):
         match = self.results_model.match_at(current.row()) if current.isValid() else None
         thumb = self.thumbnails.get(int(match.image_id)) if match is not None else None
         self.details.show_match(match, thumb)
+        for photo in self.details.photo_matches():  # a product's other photos: small icons
+            image = self.thumbnails.get(int(photo.image_id))  # None: loading, ready comes later
+            if image is not None:
+                self.details.set_thumbnail(int(photo.image_id), image)
         if match is not None and self.session.catalog is not None:
             catalog = self.session.catalog
             self.session.runner.start(
@@ -490,8 +514,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _on_thumbnail(self, image_id: int) -> None:
-        match = self.details.match
-        if match is not None and int(match.image_id) == image_id:
+        if image_id in self.details.image_ids():
             self.details.set_thumbnail(image_id, self.thumbnails.get(image_id))
 
     def _on_roi(self, roi: Any) -> None:
@@ -503,6 +526,7 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.settings.set_result_count(options["k"])
             self.settings.set_min_score(options["min_score"])
+            self.settings.set_result_group(options["group"])
 
     # ------------------------------------------------------------------------------------------
     # results actions
@@ -510,8 +534,9 @@ class MainWindow(QMainWindow):
     def step_result(self, delta: int) -> None:
         self.results_view.step(delta)
 
-    def show_compare(self) -> bool:
-        match = self.results_view.current_match()
+    def show_compare(self, match: Any = None) -> bool:
+        """Compare ``match`` (default: the selected result) with the query."""
+        match = match if match is not None else self.results_view.current_match()
         if match is None or self.shown_query is None or self.shown_query.image is None:
             self.banner.info("Select a result to compare it with the query.")
             return False

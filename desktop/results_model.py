@@ -13,6 +13,7 @@ ImageIdRole = Qt.ItemDataRole.UserRole + 2
 ScoreRole = Qt.ItemDataRole.UserRole + 3
 StrengthRole = Qt.ItemDataRole.UserRole + 4
 ThumbnailStateRole = Qt.ItemDataRole.UserRole + 5  # "ready" | "loading" | "failed"
+ImageCountRole = Qt.ItemDataRole.UserRole + 6  # how many of the product's photos matched
 
 STRENGTH_ORDER = ("likely copy", "same product", "similar")
 
@@ -45,6 +46,16 @@ def product_sku(product: dict, match: Any = None) -> str:
     return ""
 
 
+def image_count(match: Any) -> int:
+    """How many photos a result stands for: the product's matching photos (1 for an image)."""
+    return int(getattr(match, "image_count", 1) or 1)
+
+
+def photos_text(count: int) -> str:
+    """The "N photos" badge of a product result whose photos matched more than once."""
+    return f"{count} photos" if count > 1 else ""
+
+
 def match_title(match: Any) -> str:
     product = match.product or {}
     title = product.get("title")
@@ -56,7 +67,8 @@ def match_title(match: Any) -> str:
 
 
 class ResultsModel(QAbstractListModel):
-    """One row per :class:`engine.search.Match`; thumbnails come from a :class:`ThumbnailLoader`."""
+    """One row per :class:`engine.search.Match` (a product, shown by its best photo, or an image);
+    thumbnails come from a :class:`ThumbnailLoader`."""
 
     def __init__(self, thumbnails: ThumbnailLoader, parent=None):
         super().__init__(parent)
@@ -110,6 +122,8 @@ class ResultsModel(QAbstractListModel):
             return float(match.score)
         if role == StrengthRole:
             return match.strength or ""
+        if role == ImageCountRole:
+            return image_count(match)
         if role == ThumbnailStateRole:
             image_id = int(match.image_id)
             if self.thumbnails.is_cached(image_id):
@@ -132,10 +146,16 @@ class ResultsModel(QAbstractListModel):
                 lines.append(_html(price))
             if product.get("category"):
                 lines.append(_html(str(product["category"])))
+            if image_count(match) > 1:
+                lines.append(f"{image_count(match)} photos of this product matched; the best is shown")
             lines.append(f"<small>{_html(str(match.path))}</small>")
             return "<br>".join(lines)
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"Result {match.rank}: {match_title(match)}, score {match.score:.2f} {match.strength}"
+            photos = f", {photos_text(image_count(match))}" if image_count(match) > 1 else ""
+            return (
+                f"Result {match.rank}: {match_title(match)}, score {match.score:.2f} "
+                f"{match.strength}{photos}"
+            )
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:

@@ -34,11 +34,13 @@ from PySide6.QtWidgets import (
 
 from . import resources
 from .results_model import (
+    ImageCountRole,
     MatchRole,
     ThumbnailStateRole,
     format_price,
     format_score,
     match_title,
+    photos_text,
     product_sku,
 )
 
@@ -61,7 +63,8 @@ def strength_color(strength: str) -> QColor:
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Paints a card: thumbnail (or placeholder), strength badge, rank, title, SKU, price, score."""
+    """Paints a card: thumbnail (or placeholder), strength badge, rank, "N photos" (a product
+    several of whose photos matched), title, SKU, price, score."""
 
     THUMB = 160
     PAD = 8
@@ -153,6 +156,15 @@ class ResultDelegate(QStyledItemDelegate):
         painter.fillPath(rank_path, QColor(0, 0, 0, 150))
         painter.setPen(Qt.GlobalColor.white)
         painter.drawText(rank_rect, Qt.AlignmentFlag.AlignCenter, rank)
+        # bottom-left: how many of the product's photos matched (the best one is shown)
+        photos = self.photos_badge(index)
+        if photos:
+            photos_rect = QRect(0, 0, sfm.horizontalAdvance(photos) + 10, sfm.height() + 4)
+            photos_rect.moveBottomLeft(box.bottomLeft())
+            photos_path = QPainterPath()
+            photos_path.addRoundedRect(QRectF(photos_rect), 3, 3)
+            painter.fillPath(photos_path, QColor(0, 0, 0, 150))
+            painter.drawText(photos_rect, Qt.AlignmentFlag.AlignCenter, photos)
 
         # text lines
         fm = QFontMetrics(option.font)
@@ -216,6 +228,12 @@ class ResultDelegate(QStyledItemDelegate):
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(QRectF(rect.adjusted(2, 2, -2, -2)), 5, 5)
         painter.restore()
+
+
+    @staticmethod
+    def photos_badge(index: QModelIndex | QPersistentModelIndex) -> str:
+        """The card's "N photos" badge: empty unless several of the product's photos matched."""
+        return photos_text(int(index.data(ImageCountRole) or 1))
 
 
 def _split_line(text: str, fm: QFontMetrics, width: int) -> tuple[str, str]:

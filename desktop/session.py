@@ -63,10 +63,13 @@ class SearchOptions:
     price_min: float | None = None
     price_max: float | None = None
     min_score: float = 0.0
+    group: str = "product"  # one result per product (its best image), or "image": every image
 
     def filters(self) -> dict:
+        """The fields that are :class:`engine.search.SearchFilters` fields."""
         d = asdict(self)
         d.pop("k")
+        d.pop("group")
         return d
 
 
@@ -438,6 +441,7 @@ class Session(QObject):
                 self.options.k,
                 self.options.filters(),
                 query.roi,
+                self.options.group,
             ),
             on_done=lambda result, g=generation, q=query, k=key: self._on_search_done(
                 g, q, k, result

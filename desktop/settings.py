@@ -76,6 +76,14 @@ class Settings:
     def set_min_score(self, value: float) -> None:
         self.q.setValue("search/min_score", float(value))
 
+    def result_group(self) -> str:
+        """"product" (one result per product, the default) or "image" (every matching image)."""
+        value = self._get("search/group", "product", str)
+        return value if value in ("product", "image") else "product"
+
+    def set_result_group(self, group: str) -> None:
+        self.q.setValue("search/group", str(group))
+
     # -- folders remembered by file dialogs --------------------------------------------------
     def last_dir(self, purpose: str) -> str:
         return self._get(f"dirs/{purpose}", str(Path.home()), str)

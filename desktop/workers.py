@@ -316,18 +316,22 @@ def search_job(
     k: int,
     filters: dict,
     roi: tuple[int, int, int, int] | None,
+    group: str = "product",
 ) -> Any:
     """Search with a file (decoded by the engine exactly as ``lookalike search`` does, so the
-    scores match the command line) or with pixels (clipboard, dropped image data)."""
+    scores match the command line) or with pixels (clipboard, dropped image data). ``group``:
+    ``"product"`` (one result per product) or ``"image"`` (one per image)."""
     from engine.search import SearchFilters
 
     searcher = searcher_factory()
     started = time.perf_counter()
     if path is not None:
-        result = searcher.search_path(path, k=k, filters=SearchFilters(**filters), roi=roi)
+        result = searcher.search_path(
+            path, k=k, filters=SearchFilters(**filters), roi=roi, group=group
+        )
     else:
         result = searcher.search_image(
-            rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name
+            rgb, k=k, filters=SearchFilters(**filters), roi=roi, name=name, group=group
         )
     wall_ms = (time.perf_counter() - started) * 1000
     timings = getattr(result, "timings", None)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import learned_metric, match_policy, scoring
+from . import learned_metric, match_policy, result_groups, scoring
 from .features import content_box, extract
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
@@ -19,6 +19,9 @@ from .imaging import load_image
 from .ingest import content_hash
 
 DEFAULT_K = 10
+#: what one result is (engine.result_groups): a product (its best image and how many of its
+#: images matched; the default) or an image
+PRODUCT, IMAGE = result_groups.PRODUCT, result_groups.IMAGE
 #: candidates per group (see :class:`Searcher`)
 MIN_CANDIDATES = 50
 #: threads that verify candidates side by side (at most the cores this process may use)
@@ -73,6 +76,10 @@ class Match:
     product: dict = field(default_factory=dict)
     strength: str = ""
     evidence: scoring.Evidence | None = None    # what the score was computed from
+    #: results per product: how many of the product's images matched (this one included), and
+    #: the others, in ranking order (best first); 1 and [] for an image result
+    image_count: int = 1
+    images: list[Match] = field(default_factory=list)
 
     def to_json(self) -> dict:
         p = self.product
@@ -85,6 +92,9 @@ class Match:
             "product_id": p.get("product_id"), "title": p.get("title"), "brand": p.get("brand"),
             "price": price, "category": p.get("category"), "url": p.get("url"),
             "evidence": self.evidence.to_json() if self.evidence is not None else None,
+            "image_count": self.image_count,
+            "images": [{"image_id": m.image_id, "path": m.path, "score": round(float(m.score), 4),
+                        "strength": m.strength} for m in self.images],
         }
 
 
@@ -96,10 +106,12 @@ class QueryResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)   # stage -> milliseconds (wall)
     cpu: dict[str, float] = field(default_factory=dict)       # stage -> CPU milliseconds (all threads)
+    group: str = PRODUCT          # what one result is: "product" or "image"
 
     def to_json(self) -> dict:
         return {
             "query": self.query,
+            "group": self.group,
             "labels": [{"name": l.name, "score": round(float(l.score), 4)} for l in self.labels],
             "results": [m.to_json() for m in self.results],
             "error": self.error,
@@ -169,7 +181,16 @@ class Searcher:
     search asks for more results than the first group gives, the next group (the images among
     the 4x more nearest that are not in a previous group) is ranked after it, and so on. So a
     longer list extends a shorter one and never reorders it: the same query asked for 10 or 60
-    results gives the same first 10, with the same scores."""
+    results gives the same first 10, with the same scores.
+
+    Results per product (``group="product"``, the default): the ranked images are collapsed by
+    product after ranking (:mod:`engine.result_groups`): a product is represented by its
+    best-ranked image, with ``image_count`` and ``images`` (its other matched images); an image
+    without a product is its own result; ``k`` counts products, and further groups of candidates
+    are drawn until the ranked images make ``k`` products. The products come in the order of
+    their first image, so the property above holds for products too (only a product's
+    ``image_count`` and ``images`` may grow, when a longer list scores more of its images).
+    ``group="image"``: one result per image, as ranked."""
 
     def __init__(self, catalog: Catalog, model, *, verify: bool = True):
         self.catalog = catalog
@@ -180,7 +201,11 @@ class Searcher:
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
                     filters: SearchFilters | None = None,
-                    roi: tuple[int, int, int, int] | None = None) -> QueryResult:
+                    roi: tuple[int, int, int, int] | None = None,
+                    group: str = PRODUCT) -> QueryResult:
+        """Search with an image file. ``group``: ``"product"`` (k products, each its best
+        image) or ``"image"`` (k images); see the class docstring."""
+        result_groups.check(group)
         name = os.path.abspath(os.path.expanduser(path))
         clock = _Clock()
         try:
@@ -188,24 +213,27 @@ class Searcher:
             rgb = load_image(path, min_short_side=None if roi else self.model.resize_short_side)
             digest = _file_hash(path)
         except ImageError as exc:
-            return QueryResult(query=name, error=exc.reason)
+            return QueryResult(query=name, error=exc.reason, group=group)
         clock.lap("decode")
         return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
-                            same_file_hash=None if roi else digest, clock=clock)
+                            same_file_hash=None if roi else digest, clock=clock, group=group)
 
     def search_image(self, rgb: np.ndarray, *, k: int = DEFAULT_K,
                      filters: SearchFilters | None = None,
                      roi: tuple[int, int, int, int] | None = None,
-                     name: str = "<image>", same_file_hash: str | None = None) -> QueryResult:
+                     name: str = "<image>", same_file_hash: str | None = None,
+                     group: str = PRODUCT) -> QueryResult:
         """Search with an RGB uint8 image; ``roi`` = (x, y, w, h) in the image's pixels.
         ``same_file_hash``: the content hash of the query file; catalog images with exactly these
-        bytes rank first among equal scores (near-identical re-encodes can tie at 1.0)."""
+        bytes rank first among equal scores (near-identical re-encodes can tie at 1.0).
+        ``group``: ``"product"`` or ``"image"``, as for :meth:`search_path`."""
+        result_groups.check(group)
         return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
-                            same_file_hash=same_file_hash, clock=_Clock())
+                            same_file_hash=same_file_hash, clock=_Clock(), group=group)
 
     def _search(self, rgb: np.ndarray, *, k: int, filters: SearchFilters | None,
                 roi: tuple[int, int, int, int] | None, name: str, same_file_hash: str | None,
-                clock: _Clock) -> QueryResult:
+                clock: _Clock, group: str = PRODUCT) -> QueryResult:
         features: Future | None = None
         try:
             if roi is not None:
@@ -223,12 +251,17 @@ class Searcher:
             clock.lap("model")
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
             matches = self._matches(emb, k, filters or SearchFilters(), clock,
-                                    content if self.verify else None, same_file_hash, features)
+                                    content if self.verify else None, same_file_hash, features,
+                                    group=group)
+            if group == PRODUCT:    # after ranking: the ranked images, collapsed by product
+                matches = result_groups.by_product(matches, k)
+                clock.lap("group")
             return QueryResult(query=name, labels=labels, results=matches,
-                               timings=_with_total(clock.wall), cpu=_with_total(clock.cpu))
+                               timings=_with_total(clock.wall), cpu=_with_total(clock.cpu),
+                               group=group)
         except LookalikeError as exc:
             return QueryResult(query=name, error=str(exc), timings=_with_total(clock.wall),
-                               cpu=_with_total(clock.cpu))
+                               cpu=_with_total(clock.cpu), group=group)
         finally:
             if features is not None:
                 features.cancel()
@@ -254,14 +287,15 @@ class Searcher:
 
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters, clock: _Clock,
                  rgb: np.ndarray | None = None, same_file_hash: str | None = None,
-                 features: Future | None = None) -> list[Match]:
+                 features: Future | None = None, group: str = IMAGE) -> list[Match]:
         """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
         then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches,
         group by group (see the class docstring). ``emb``: the query's embedding(s) [D] or
         [M, D]; ``rgb`` (the query image) enables verification; without it only the embedding
         counts. ``features``: the query's local features being extracted (a future), if any.
         ``same_file_hash``: catalog images with exactly the query file's bytes rank first among
-        equal scores."""
+        equal scores. ``group="product"``: groups are drawn until the ranked images make ``k``
+        products, and every ranked image is returned (for :func:`result_groups.by_product`)."""
         index = self.catalog.vectors.index()
         clock.lap("index_sync")
         if index is None or len(index) == 0:
@@ -316,12 +350,13 @@ class Searcher:
             scored += self._score(evidence, records, filters, same_file_hash, clock)
             seen.update(evidence)
             first = False
-            if len(scored) >= k or exhausted or best_unverified(last) < filters.min_score:
+            if (result_groups.count((rec for _, _, rec, _ in scored), group) >= k
+                    or exhausted or best_unverified(last) < filters.min_score):
                 break
             want *= 4
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
-                for i, (score, image_id, rec, ev) in enumerate(scored[:k])]
+                for i, (score, image_id, rec, ev) in enumerate(scored if group == PRODUCT else scored[:k])]
 
     def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock) -> list[tuple[int, float]]:
         """(image id, exact cosine) of every catalog image that passes the filters, best first:

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import subprocess
@@ -86,10 +87,11 @@ def test_search_json_contract_and_bad_query(small_luma_catalog, catalog_copy, tm
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert first["query"] == good and first["error"] is None
-    assert set(first) == {"query", "labels", "results", "error"}
+    assert set(first) == {"query", "group", "labels", "results", "error"} and first["group"] == "product"
     assert len(first["labels"]) == 3 and {"name", "score"} <= set(first["labels"][0])
     r = first["results"][0]
-    assert {"rank", "path", "score", "product_id", "title", "brand", "price", "category"} <= set(r)
+    assert {"rank", "path", "score", "product_id", "title", "brand", "price", "category",
+            "image_count", "images"} <= set(r)
     assert r["rank"] == 1 and r["path"] == good and 0 <= r["score"] <= 1
     assert second["query"] == str(bad) and second["results"] == [] and second["error"]
     # the readable table works too, and a successful run exits 0
@@ -180,12 +182,13 @@ def test_selective_filter_is_served_by_an_exact_scan(luma_catalog_180, catalog_c
     filters = SearchFilters(category="Rare")
     with Catalog.open(cat_dir, readonly=True) as cat:
         searcher = Searcher(cat, model)
-        through_index = searcher.search_path(query, k=10, filters=filters)
+        search_path = functools.partial(searcher.search_path, group="image")   # the 3 rare images
+        through_index = search_path(query, k=10, filters=filters)
         monkeypatch.setattr(search, "MAX_INDEX_FETCH", 10)      # the first fetch (50) is past it
         scans = []
         real_scan = Searcher._scan
         monkeypatch.setattr(Searcher, "_scan", lambda self, *a: scans.append(1) or real_scan(self, *a))
-        scanned = {k: searcher.search_path(query, k=k, filters=filters) for k in (2, 10)}
+        scanned = {k: search_path(query, k=k, filters=filters) for k in (2, 10)}
     assert len(scans) == 2
     assert sorted(m.path for m in through_index.results) == sorted(rare)
     # the scan's cosines are computed from the stored embeddings, the index's by hnswlib: equal

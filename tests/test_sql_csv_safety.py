@@ -86,7 +86,8 @@ def test_hostile_product_fields_never_reach_sql_text(tmp_path, model, monkeypatc
 
         # search with filters made of the hostile values
         res = Searcher(cat, model).search_path(
-            photos[0], k=3, filters=SearchFilters(brand=EVIL["brand"], category=EVIL["category"]))
+            photos[0], k=3, filters=SearchFilters(brand=EVIL["brand"], category=EVIL["category"]),
+            group="image")
         assert res.error is None and {m.image_id for m in res.results} == {
             recs[str(photos[0])]["image_id"], recs[str(evil_name)]["image_id"]}
 
