@@ -713,8 +713,9 @@ class Catalog:
         return row[0] if row else None
 
     def store_learned_metric(self, data: bytes | None) -> None:
-        """Store the learned metric (None: forget it)."""
-        with self.transaction(bump=False) as db:
+        """Store the learned metric (None: forget it). The catalog's version moves on, so that
+        searchers holding the previous metric read the new one."""
+        with self.transaction() as db:
             if data is None:
                 db.conn.execute("DELETE FROM learned_metric")
             else:

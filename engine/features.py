@@ -135,6 +135,13 @@ def fill_colours(features) -> None:
         f._colour = h / total if total > 0 else np.zeros(nb, np.float32)
 
 
+def backdrop(thumb: np.ndarray) -> float:
+    """The share of an image's thumbnail that is plain white backdrop (a studio photo: about half;
+    a phone photo of a shelf: none)."""
+    px = np.asarray(thumb).reshape(-1, 3)
+    return float((px >= WHITE_LEVEL).all(axis=1).mean()) if len(px) else 0.0
+
+
 def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Histogram intersection in [0, 1] (0 when either image has no non-white pixel)."""
     return float(np.minimum(a, b).sum())

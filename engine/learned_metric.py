@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,16 +144,28 @@ def fit_for(catalog, *, seed: int = 0) -> LearnedMetric | None:
     return metric
 
 
+_cache: dict[str, tuple[int, LearnedMetric | None]] = {}
+_cache_lock = threading.Lock()
+
+
 def stored(catalog) -> LearnedMetric | None:
-    """The catalog's stored metric (None: never fitted, or the catalog has too few groups)."""
+    """The catalog's stored metric (None: never fitted, or the catalog has too few groups), read
+    again only when the catalog has changed."""
+    key, version = str(catalog.db_path), catalog.version
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
     data = catalog.stored_learned_metric()
-    if data is None:
-        return None
-    try:
-        return LearnedMetric.from_bytes(data)
-    except (ValueError, KeyError, OSError) as exc:       # damaged: as if never fitted
-        log.warning("%s: learned metric unreadable (%s); refitted at the next import", catalog.directory, exc)
-        return None
+    metric = None
+    if data is not None:
+        try:
+            metric = LearnedMetric.from_bytes(data)
+        except (ValueError, KeyError, OSError) as exc:       # damaged: as if never fitted
+            log.warning("%s: learned metric unreadable (%s); refitted at the next import", catalog.directory, exc)
+    with _cache_lock:
+        _cache[key] = (version, metric)
+    return metric
 
 
 def refit_due(catalog, current: LearnedMetric | None) -> bool:

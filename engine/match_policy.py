@@ -45,7 +45,7 @@ import numpy as np
 
 from . import scoring
 from .feature_store import decode, features_for, thumbnails_for
-from .features import (DENSE_KEYPOINTS, Features, catalog_features, colour_similarity, dense_features,
+from .features import (DENSE_KEYPOINTS, Features, backdrop, catalog_features, colour_similarity, dense_features,
                        fill_colours, mirror_of, mirrored_features)
 from .geometry import Alignment, Verification, aligned_similarity, verify
 from .scoring import MARGIN_MIN_INLIERS, Evidence
@@ -74,7 +74,8 @@ ROTATION_MAX_COSINE = 0.8
 MIRROR_PRETEST_STRIDE = 4
 MIRROR_PRETEST_INLIERS = 6
 #: columns of :func:`pair_evidence`
-EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features")
+EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features", "product", "backdrop",
+            "metric")
 
 
 def confirms_copy(inliers, aligned):
@@ -120,37 +121,45 @@ def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> 
 PROTOTYPE_IMAGES = 64
 
 
-def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[int, Evidence],
-                           records: dict[int, dict]) -> None:
-    """The re-shot evidence of a query's candidates: ``learned``, the cosine of the query and the
-    candidate image in the catalog's learned space (engine.learned_metric; the plain cosine when
-    the catalog has no metric), and ``product``, the query against the mean of the candidate's
-    product's photos there (several photos of a product describe it better than one; an image
-    without a product is its own prototype). ``query``: the query's embedding(s) [D] or [M, D]
-    (several views: the best counts)."""
-    if not evidence:
-        return
-    project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
-    q = project(np.atleast_2d(np.asarray(query, np.float32)))
-    ids = list(evidence)
-    own = project(catalog.embeddings(ids))
-    learned = (own @ q.T).max(axis=1)
-    products = {records[i].get("product_id") for i in ids if records.get(i, {}).get("product_id")}
-    members = catalog.images_of_products(products) if products else {}
+def prototypes(catalog, project, products) -> dict[str, np.ndarray]:
+    """product id -> the normalised mean of its photos (at most PROTOTYPE_IMAGES, the first by id)
+    after ``project``, for the products with two or more photos."""
+    members = catalog.images_of_products(p for p in products if p) if products else {}
     members = {p: m[:PROTOTYPE_IMAGES] for p, m in members.items() if len(m) > 1}
-    prototypes: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
     if members:
         every = sorted({i for m in members.values() for i in m})
         at = {i: n for n, i in enumerate(every)}
         vecs = project(catalog.embeddings(every))
         for product, m in members.items():
             mean = vecs[[at[i] for i in m]].mean(axis=0)
-            prototypes[product] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            out[product] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return out
+
+
+def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[int, Evidence],
+                           records: dict[int, dict], backdrop: float = 0.0) -> None:
+    """The re-shot evidence of a query's candidates: ``learned``, the cosine of the query and the
+    candidate image in the catalog's learned space (engine.learned_metric; the plain cosine when
+    the catalog has no metric), ``product``, the query against the mean of the candidate's
+    product's photos there (several photos of a product describe it better than one; an image
+    without a product is its own prototype), and the query's ``backdrop`` (how much of a studio
+    photo it is, engine.features.backdrop). ``query``: the query's embedding(s) [D] or [M, D]
+    (several views: the best counts)."""
+    if not evidence:
+        return
+    project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
+    q = project(np.atleast_2d(np.asarray(query, np.float32)))
+    ids = list(evidence)
+    learned = (project(catalog.embeddings(ids)) @ q.T).max(axis=1)
+    protos = prototypes(catalog, project, {records.get(i, {}).get("product_id") for i in ids})
     for n, image_id in enumerate(ids):
         ev = evidence[image_id]
         ev.learned = float(learned[n])
-        proto = prototypes.get(records.get(image_id, {}).get("product_id"))
+        proto = protos.get(records.get(image_id, {}).get("product_id"))
         ev.product = ev.learned if proto is None else float((q @ proto).max())
+        ev.metric = metric is not None
+        ev.backdrop = backdrop
 
 
 def add_colours(catalog, query: Features, evidence: dict[int, Evidence], paths: dict[int, str]) -> None:
@@ -276,7 +285,10 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     [m, len(EVIDENCE)]: embedding cosine, ORB/RANSAC inliers (first image's features matched to
     the second's), colour similarity, aligned pixel agreement, unchanged share, and ``features``
     = 1 where the calibrated score applies (0 where neither image has local features: only the
-    embedding can score it). Cosine is NaN where an image is missing. All from stored data.
+    embedding can score it), the first image against the second's product prototype in the
+    catalog's learned space (``product``, with ``metric`` = 1; the plain cosine and 0 without a
+    learned metric) and the first image's ``backdrop`` share. Cosine is NaN where an image is
+    missing. All from stored data.
 
     Mirrored copies: when the plain match does not confirm a copy (fewer than CONFIRMED_INLIERS
     inliers, or aligned pixels below ALIGNED_CONFIRMED: search's rule),
@@ -294,6 +306,7 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     if not ids:
         return ev
     embs = dict(zip(ids, catalog.embeddings(ids)))
+    product = _pair_products(catalog, pairs, embs)
     feats = features_for(catalog, ids)
     mirrors: dict[int, Features | None] = {}
 
@@ -306,7 +319,10 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
         if a not in embs or b not in embs:
             continue
         ev[n, 0] = float(np.dot(embs[a], embs[b]))
+        ev[n, 6], ev[n, 8] = product[n] if product is not None else (ev[n, 0], 0.0)
         fa, fb = feats.get(a), feats.get(b)
+        if fa is not None:
+            ev[n, 7] = backdrop(fa.thumb)
         if (fa is None or not len(fa)) and (fb is None or not len(fb)):
             continue                          # no pixels (or blank ones): embedding only
         ev[n, 5] = 1.0
@@ -328,6 +344,41 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     return ev
 
 
+def _columns(evidence: np.ndarray) -> list[np.ndarray]:
+    """The columns of EVIDENCE. Rows of the first six columns only (evidence gathered before the
+    re-shot columns existed, on catalogs of studio photos) read as: product = cosine, a studio
+    backdrop, no learned metric."""
+    ev = np.asarray(evidence, np.float64).reshape(len(evidence), -1)
+    cols = [ev[:, i] for i in range(min(ev.shape[1], len(EVIDENCE)))]
+    if len(cols) < len(EVIDENCE):
+        cols += [cols[0], np.ones(len(ev)), np.zeros(len(ev))][len(cols) - 6:]
+    return cols
+
+
+def _pair_products(catalog, pairs: np.ndarray, embs: dict[int, np.ndarray]) -> list | None:
+    """Per pair (a, b): (a against b's product prototype in the learned space, 1), or None when
+    the catalog has no learned metric."""
+    from . import learned_metric
+
+    metric = learned_metric.stored(catalog)
+    if metric is None:
+        return None
+    ids = list(embs)
+    at = {i: n for n, i in enumerate(ids)}
+    proj = metric.apply(np.stack([embs[i] for i in ids]))
+    product_of = {r["image_id"]: r.get("product_id") for r in catalog.image_records(ids)}
+    protos = prototypes(catalog, metric.apply, set(product_of.values()))
+    out = []
+    for a, b in pairs.tolist():
+        if a not in at or b not in at:
+            out.append((np.nan, 1.0))
+            continue
+        proto = protos.get(product_of.get(b))
+        target = proj[at[b]] if proto is None else proto
+        out.append((float(proj[at[a]] @ target), 1.0))
+    return out
+
+
 def dense_recheck_rows(pairs, evidence) -> np.ndarray:
     """The rows of (query image, candidate image) ``pairs`` that :func:`dense_recheck` matches
     again: for every query image that none of its rows confirms as a copy (CONFIRMED_INLIERS
@@ -335,9 +386,9 @@ def dense_recheck_rows(pairs, evidence) -> np.ndarray:
     :func:`pair_evidence` gives it), its DENSE_TOP rows nearest by embedding cosine among those
     with local features. Sorted by query image."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    ev = np.asarray(evidence, np.float64).reshape(len(pairs), len(EVIDENCE))
     if not len(pairs):
         return np.zeros(0, np.int64)
+    ev = np.asarray(evidence, np.float64).reshape(len(pairs), -1)
     confirmed = confirms_copy(ev[:, 1], ev[:, 3])
     done = np.unique(pairs[confirmed, 0])
     usable = np.nonzero((ev[:, 5] > 0) & ~np.isnan(ev[:, 0]) & ~np.isin(pairs[:, 0], done))[0]
@@ -364,9 +415,10 @@ def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     model) match more too. A query whose file cannot be read keeps its evidence. Returns the
     updated evidence (a copy)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    out = np.array(evidence, np.float64, copy=True).reshape(len(pairs), len(EVIDENCE))
+    out = np.array(evidence, np.float64, copy=True)
     if not len(pairs):
         return out
+    out = out.reshape(len(pairs), -1)
     rows: dict[int, list[int]] = {}
     for n, q in enumerate(pairs[:, 0].tolist()):
         rows.setdefault(q, []).append(n)
@@ -413,9 +465,10 @@ def pair_scores(catalog, pairs) -> np.ndarray:
     rows = dense_recheck_rows(pairs, ev)
     if rows.size:
         ev[rows] = dense_recheck(catalog, pairs[rows], ev[rows])
-    cos, inl, col, al, un, has = ev.T
+    cos, inl, col, al, un, has, product, back, metric = _columns(ev)
     margin = np.where(inl >= MARGIN_MIN_INLIERS, al, 0.0)      # a lone verified candidate
-    return scoring.score_arrays(cos, inl, col, al, un, margin, features=has > 0)
+    return scoring.score_arrays(cos, inl, col, al, un, margin, features=has > 0, product=product,
+                                backdrop=back, learned=metric > 0)
 
 
 def settled_images(pairs, evidence) -> set[int]:
@@ -424,7 +477,9 @@ def settled_images(pairs, evidence) -> set[int]:
     embeds far from its original). ``evidence``: :func:`pair_evidence`'s rows (NaN cosine:
     missing image, ignored)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    ev = np.asarray(evidence, np.float64).reshape(len(pairs), len(EVIDENCE))
+    if not len(pairs):
+        return set()
+    ev = np.asarray(evidence, np.float64).reshape(len(pairs), -1)
     rows = np.nonzero(~np.isnan(ev[:, 0]))[0]
     confirmed = rows[confirms_copy(ev[rows, 1], ev[rows, 3])]
     near = rows[ev[rows, 0] >= ROTATION_MAX_COSINE]
@@ -457,9 +512,10 @@ def competing_scores(pairs: np.ndarray, evidence: np.ndarray,
     if len(pairs) == 0:
         return np.zeros(0)
     ev = np.asarray(evidence, np.float64)
-    cos, inl, col, al, un, has = (ev[:, i] for i in range(len(EVIDENCE)))
+    cos, inl, col, al, un, has, product, back, metric = _columns(ev)
     margin = graph_margins(pairs, ev, family, listed)
-    return scoring.score_arrays(cos, inl, col, al, un, margin, features=has > 0)
+    return scoring.score_arrays(cos, inl, col, al, un, margin, features=has > 0, product=product,
+                                backdrop=back, learned=metric > 0)
 
 
 def graph_margins(pairs: np.ndarray, evidence: np.ndarray,

@@ -27,17 +27,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Two logistic models, one per regime, fitted by ``benchmarks/match_quality.py fit``:
-#: a candidate with at least MARGIN_MIN_INLIERS verified inliers is scored by the "verified"
-#: model (is it *this* photo, or a recoloured variant of it?), any other by the "visual" model
-#: (embedding and colour: the same product photographed again?). Each is
-#: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
+#: The "copy" models, fitted by ``benchmarks/match_quality.py fit``: a candidate with at least
+#: MARGIN_MIN_INLIERS verified inliers is scored by the "verified" model (is it *this* photo, or a
+#: recoloured variant of it?). "visual" is kept for the fitting benchmark only: the score of an
+#: unverified candidate is the "same product" score below. Each is sigmoid(intercept +
+#: sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
 MODELS: dict[str, dict] = {
     "verified": {"intercept": -10.576, "coef": {
         "log_inliers": 0.535, "aligned": 6.164, "margin": 0.94, "best": 3.981,
         "unchanged": 1.245, "partial": -2.662}},
     "visual": {"intercept": -12.491, "coef": {"cosine": 4.722, "colour": 7.762}},
 }
+
+#: The "same product" models (another photo of the product: re-shot by a phone, another
+#: seller's photo, another view), fitted by ``benchmarks/same_product.py fit`` on the grocery val
+#: split and the Luma other views, over :func:`same_product_features`. A query photographed on a
+#: plain white backdrop (a studio photo: its colours are the product's) is scored by "studio"; a
+#: photo of the product in the world (a hand, a shelf: its colours are mostly the scene's) by
+#: "phone", or by "phone_learned" when the catalog has a learned metric (engine.learned_metric);
+#: in between, the two logits are mixed by the backdrop's share (:func:`studio_weight`).
+SAME_PRODUCT_MODELS: dict[str, dict] = {
+    "studio": {"intercept": -9.991, "coef": {"cosine": 2.35, "colour": 7.107, "log_inliers": 0.483}},
+    "phone": {"intercept": -7.86, "coef": {"cosine": 10.981, "log_inliers": 0.675}},
+    "phone_learned": {"intercept": -5.364, "coef": {"product": 11.796, "log_inliers": 0.393}},
+}
+#: a "same product" score is at most this: below "copy", which only verified geometry can reach
+SAME_PRODUCT_MAX = 0.74
+#: a query whose thumbnail is this share plain white (or more) is a studio photo
+STUDIO_BACKDROP = 0.10
 
 # name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
 # precision/recall in docs/match-quality.md
@@ -70,6 +87,8 @@ class Evidence:
     product: float | None = None   # ... against the mean of the candidate's product's photos
     text: float = 0.0          # agreement of the words read on the query with the product's text
     words: list = field(default_factory=list)   # the matched words: [query word, product word]
+    backdrop: float = 0.0      # the query's plain white share (a studio photo: engine.features.backdrop)
+    metric: bool = False       # ``product`` was measured in the catalog's learned space
 
     def to_json(self) -> dict:
         out = {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
@@ -81,6 +100,8 @@ class Evidence:
             out["learned"] = round(float(self.learned), 4)
         if self.product is not None:
             out["product"] = round(float(self.product), 4)
+        out["backdrop"] = round(float(self.backdrop), 4)
+        out["metric"] = self.metric
         return out
 
 
@@ -104,17 +125,41 @@ def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, ma
     }
 
 
-def same_product_features(cosine, learned, product, text=0.0, inliers=0) -> dict[str, np.ndarray]:
-    """The features of the "same product" model: the plain cosine, the cosine in the catalog's
-    learned space and against the candidate's product prototype (engine.match_policy), the
-    agreement of the words read on the query with the product's text, and verified inliers."""
+def same_product_features(cosine, product=None, colour=0.0, text=0.0, inliers=0) -> dict[str, np.ndarray]:
+    """The features of the "same product" models: the plain cosine, the cosine against the
+    candidate's product prototype in the catalog's learned space (engine.match_policy; the plain
+    cosine without one), colour agreement, the agreement of the words read on the query with the
+    product's text, and verified inliers."""
+    cosine = np.asarray(cosine, np.float64)
     return {
-        "cosine": np.asarray(cosine, np.float64),
-        "learned": np.asarray(learned, np.float64),
-        "product": np.asarray(product, np.float64),
+        "cosine": cosine,
+        "product": cosine if product is None else np.asarray(product, np.float64),
+        "colour": np.asarray(colour, np.float64),
         "text": np.asarray(text, np.float64),
         "log_inliers": np.log1p(np.asarray(inliers, np.float64)),
     }
+
+
+def studio_weight(backdrop) -> np.ndarray:
+    """How much a query is a studio photo: its plain white share over STUDIO_BACKDROP, in [0, 1]."""
+    return np.clip(np.asarray(backdrop, np.float64) / STUDIO_BACKDROP, 0.0, 1.0)
+
+
+def same_product(cosine, *, product=None, colour=0.0, text=0.0, inliers=0, backdrop=0.0,
+                 learned: bool = False) -> np.ndarray:
+    """The "same product" score of (arrays of) evidence, in [0, SAME_PRODUCT_MAX]. ``learned``
+    (per element or for all): ``product`` was measured in the catalog's learned space."""
+    f = same_product_features(cosine, product, colour, text, inliers)
+    w = studio_weight(backdrop)
+    z_studio = _linear(SAME_PRODUCT_MODELS["studio"], f)
+    z_phone = np.where(np.asarray(learned, bool), _linear(SAME_PRODUCT_MODELS["phone_learned"], f),
+                       _linear(SAME_PRODUCT_MODELS["phone"], f))
+    z = w * z_studio + (1.0 - w) * z_phone
+    return SAME_PRODUCT_MAX / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _linear(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
+    return model["intercept"] + sum(c * f[name] for name, c in model["coef"].items())
 
 
 def _logistic(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
@@ -144,33 +189,47 @@ def scores(evidence) -> np.ndarray:
     ev = list(evidence)
     if not ev:
         return np.zeros(0, np.float64)
-    x = np.array([(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin) for e in ev], np.float64)
-    return score_arrays(*x.T, identical=np.array([e.identical for e in ev]))
+    x = np.array([(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin,
+                   e.cosine if e.product is None else e.product, e.text, e.backdrop) for e in ev], np.float64)
+    return score_arrays(*x[:, :6].T, identical=np.array([e.identical for e in ev]), product=x[:, 6],
+                        text=x[:, 7], backdrop=x[:, 8], learned=np.array([e.metric for e in ev]))
 
 
-def score_arrays(cosine, inliers, colour, aligned, unchanged, margin, *, identical=None,
-                 features=None) -> np.ndarray:
-    """The score of arrays of evidence (one element per candidate), the form the duplicate scan
-    gathers: the calibrated score; 1 for identical images (``identical``: the same file, or
-    pixel-identical after alignment); :func:`embedding_score` where ``features`` is False (neither
-    image has local features); 0 where the cosine is NaN (an image is missing)."""
+def score_arrays(cosine, inliers, colour, aligned, unchanged, margin, *, identical=None, features=None,
+                 product=None, text=0.0, backdrop=0.0, learned=False) -> np.ndarray:
+    """The score of arrays of evidence (one element per candidate): the stronger of two claims,
+    "a copy of this photo" (the verified model, for candidates with MARGIN_MIN_INLIERS verified
+    inliers) and "the same product" (:func:`same_product`, below the "copy" threshold); 1 for
+    identical images (``identical``: the same file, or pixel-identical after alignment);
+    :func:`embedding_score` where ``features`` is False (neither image has local features); 0
+    where the cosine is NaN (an image is missing)."""
     cos = np.asarray(cosine, np.float64)
     safe_cos = np.nan_to_num(cos, nan=0.0)
-    s = np.asarray(calibrated(safe_cos, inliers, colour, aligned, unchanged, margin), np.float64)
-    same = (safe_cos >= IDENTICAL_COSINE) & (np.asarray(aligned) >= 0.99) & (np.asarray(unchanged) >= 0.99)
+    inliers = np.asarray(inliers, np.float64)
+    f = feature_vector(safe_cos, inliers, colour, aligned, unchanged, margin)
+    copy = np.where(inliers >= MARGIN_MIN_INLIERS, _logistic(MODELS["verified"], f), 0.0)
+    same = same_product(safe_cos, product=np.nan_to_num(np.asarray(safe_cos if product is None else product,
+                                                                    np.float64), nan=0.0),
+                        colour=colour, text=text, inliers=inliers, backdrop=backdrop, learned=learned)
+    s = np.maximum(copy, same)
+    same_pixels = (safe_cos >= IDENTICAL_COSINE) & (np.asarray(aligned) >= 0.99) & (np.asarray(unchanged) >= 0.99)
     if identical is not None:
-        same |= np.asarray(identical, bool)
-    s = np.where(same, 1.0, s)
+        same_pixels |= np.asarray(identical, bool)
+    s = np.where(same_pixels, 1.0, s)
     if features is not None:
         s = np.where(np.asarray(features, bool), s, np.asarray(embedding_score(safe_cos), np.float64))
     return np.where(np.isnan(cos), 0.0, s)
 
 
-def best_unverified_score(cosine: float) -> float:
-    """The highest score a candidate at this cosine can reach without being verified (perfect
-    colour agreement, one inlier short of MARGIN_MIN_INLIERS): a search stops widening its
-    candidate list once this falls below the minimum score asked for."""
-    return float(calibrated(cosine, MARGIN_MIN_INLIERS - 1, 1.0))
+def best_unverified_score(cosine: float, *, learned: bool = False) -> float:
+    """The highest score a candidate at this cosine can reach without being verified (one inlier
+    short of MARGIN_MIN_INLIERS, every other agreement perfect, either kind of photo): a search
+    stops widening its candidate list once this falls below the minimum score asked for.
+    ``learned``: the catalog has a learned metric (the prototype similarity is then bounded by
+    1 alone)."""
+    top = [float(same_product(cosine, product=1.0 if learned else cosine, colour=1.0, text=1.0,
+                              inliers=MARGIN_MIN_INLIERS - 1, backdrop=b, learned=learned)) for b in (0.0, 1.0)]
+    return max(top)
 
 
 #: images compared by their embeddings alone count as copies from this cosine on (see

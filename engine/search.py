@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from . import learned_metric, match_policy, result_groups, scoring
-from .features import content_box, extract
+from .features import backdrop, content_box, extract
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
@@ -30,6 +30,10 @@ VERIFY_WORKERS = 2
 #: selective that fewer than VERIFY_TOP of them pass is served by an exact scan of the images
 #: that pass it (the index cannot return tens of thousands of neighbours)
 MAX_INDEX_FETCH = 4096
+#: a search widened for a minimum score stops counting on unverified candidates (another photo of
+#: the product) beyond this many nearest images: on the grocery phone photos the right product was
+#: always among the 50 nearest (benchmarks/same_product.py)
+SAME_PRODUCT_REACH = 1024
 
 
 @dataclass
@@ -301,7 +305,12 @@ class Searcher:
         if index is None or len(index) == 0:
             return []
         n = len(index)
-        best_unverified = scoring.best_unverified_score
+        metric = self._learned_metric()
+
+        def best_unverified(cosine: float) -> float:
+            if want > SAME_PRODUCT_REACH:
+                return 0.0
+            return scoring.best_unverified_score(cosine, learned=metric is not None)
         verifying = rgb is not None and self.verify
         query = None
         scored: list[tuple[float, int, dict, scoring.Evidence]] = []
@@ -345,7 +354,8 @@ class Searcher:
                                              {i: rec["path"] for i, _, rec in kept})
                     clock.lap("colour")
             records = {i: rec for i, _, rec in kept}
-            match_policy.add_product_similarity(self.catalog, self._learned_metric(), emb, evidence, records)
+            match_policy.add_product_similarity(self.catalog, metric, emb, evidence, records,
+                                                backdrop=0.0 if query is None else backdrop(query.thumb))
             clock.lap("product")
             scored += self._score(evidence, records, filters, same_file_hash, clock)
             seen.update(evidence)

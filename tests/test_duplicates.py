@@ -407,10 +407,11 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
                    [0.97, 0, 0.00, 0.00, 0.00, 0],
                    [np.nan, 0, 0, 0, 0, 0]])
     s = match_policy.competing_scores(pairs, ev)
+    scored = lambda *row: float(scoring.score_arrays(*row, backdrop=1.0))  # noqa: E731  (studio photos)
     alone = []
     for row in ev[:3]:
         e = scoring.Evidence(cosine=row[0], inliers=int(row[1]), colour=row[2], aligned=row[3],
-                             unchanged=row[4], verified=True)
+                             unchanged=row[4], verified=True, backdrop=1.0)
         match_policy.set_margins([e])
         alone.append(scoring.score(e))
     assert s[0] > s[1] and s[0] > s[2]                   # the original wins
@@ -418,11 +419,12 @@ def test_competing_scores_prefer_the_original_over_a_recoloured_variant():
     # the margins are the newer image's, as a search with it would give them: image 3's other
     # candidate is the variant (0.60); image 2's other candidate is the copy (0.60), not image
     # 1's best other (0.95), which the older image's search would see
-    assert s[0] == pytest.approx(float(scoring.calibrated(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60)))
-    assert s[1] == pytest.approx(float(scoring.calibrated(0.88, 110, 0.30, 0.60, 0.20, 0.60 - 0.95)))
-    assert s[2] == pytest.approx(float(scoring.calibrated(0.90, 150, 0.30, 0.65, 0.20, 0.65 - 0.60)))
+    assert s[0] == pytest.approx(scored(0.90, 120, 0.90, 0.95, 0.90, 0.95 - 0.60))
+    assert s[1] == pytest.approx(scored(0.88, 110, 0.30, 0.60, 0.20, 0.60 - 0.95))
+    assert s[2] == pytest.approx(scored(0.90, 150, 0.30, 0.65, 0.20, 0.65 - 0.60))
     # no competitor: the score match_policy.pair_scores gives the pair alone
-    e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True)
+    e = scoring.Evidence(cosine=0.85, inliers=60, colour=0.8, aligned=0.9, unchanged=0.8, verified=True,
+                         backdrop=1.0)
     match_policy.set_margins([e])
     assert s[3] == pytest.approx(scoring.score(e))
     assert s[4] == pytest.approx(scoring.embedding_score(0.97)) and s[5] == 0.0   # embedding score; missing image
@@ -441,7 +443,7 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
     family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green")}
     plain = match_policy.competing_scores(pairs, ev)
     aware = match_policy.competing_scores(pairs, ev, family)
-    calibrated = lambda row, margin: float(scoring.calibrated(*row[:5], margin))  # noqa: E731
+    calibrated = lambda row, margin: float(scoring.score_arrays(*row[:5], margin, backdrop=1.0))  # noqa: E731
     assert plain[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.97))
     assert aware[0] == pytest.approx(calibrated(ev[0], 0.99 - 0.50))
     assert aware[0] >= scoring.THRESHOLDS["copy"] > plain[0]
@@ -467,7 +469,7 @@ def test_another_copy_of_a_listings_photo_is_no_rival_original():
                    [0.90, 230, 0.30, 0.900, 0.40, 1]])
     family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green"), 3: ("TEE", "TEE")}
     listed = {1, 2, 3}
-    calibrated = lambda n, margin: float(scoring.calibrated(*ev[n, :5], margin))  # noqa: E731
+    calibrated = lambda n, margin: float(scoring.score_arrays(*ev[n, :5], margin, backdrop=1.0))  # noqa: E731
     variants_only = match_policy.competing_scores(pairs, ev, family)
     settled = match_policy.competing_scores(pairs, ev, family, listed)
     assert variants_only[0] == pytest.approx(calibrated(0, 0.981 - 0.986))
