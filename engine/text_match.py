@@ -201,6 +201,10 @@ class ProductTextIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
+    @property
+    def product_ids(self) -> list[str]:
+        return list(self._keys[:self.n_products])
+
     # ------------------------------------------------------------------ similar words
     def _init_search(self) -> None:
         letters = sorted((i for i, w in enumerate(self.vocab) if w.isalpha()), key=lambda i: len(self.vocab[i]))
