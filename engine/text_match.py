@@ -162,6 +162,7 @@ class ProductTextIndex:
             self._doc_read.append(frozenset(ids[len(data):]))
             doc_words.append(ids)
         self.n_products = len(products)
+        self._doc_of = {(k, d < self.n_products): d for d, k in enumerate(self._keys)}
         self.vocab = list(vocab)
         self._word_id = vocab
         n_docs = len(self._keys)
@@ -342,8 +343,6 @@ class ProductTextIndex:
         """image id -> TextMatch of the matched ones among (image id, product id or None)
         candidates: an image with a product by its product's text, one without by its own."""
         m = self._matched(query_words)
-        if not hasattr(self, "_doc_of"):
-            self._doc_of = {(k, d < self.n_products): d for d, k in enumerate(self._keys)}
         out = {}
         for image_id, product_id in candidates:
             d = self._doc_of.get((product_id, True) if product_id is not None else (int(image_id), False))
