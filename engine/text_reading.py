@@ -39,7 +39,7 @@ __all__ = ["READER_ID", "MIN_CONFIDENCE", "READ_SHORT_SIDE", "ReadText", "TextLi
 #: OCR models, their settings or :func:`normalise_words` change, so stored words can be told apart.
 READER_ID = "rapidocr3-ppocrv6-small/1"
 
-#: Lines read with less confidence give no words (they are kept in ``ReadText.lines``).
+#: Lines read with less confidence are dropped (the library's own default).
 MIN_CONFIDENCE = 0.5
 
 #: Images are shrunk to this short side before reading. The detector works at a short side of 736
@@ -64,7 +64,7 @@ class TextLine:
 @dataclass(frozen=True)
 class ReadText:
     lines: tuple[TextLine, ...]             # in reading order (top to bottom, left to right)
-    words: tuple[str, ...]                  # normalise_words of the lines >= MIN_CONFIDENCE
+    words: tuple[str, ...]                  # normalise_words of the lines, once each
     seconds: float = 0.0                    # wall time of the reading
 
     @property
@@ -181,6 +181,7 @@ def _create_engine():
     folder = _model_dir()
     params: dict = {
         "Global.log_level": "error",
+        "Global.text_score": MIN_CONFIDENCE,
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     }
