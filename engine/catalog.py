@@ -2,7 +2,7 @@
 
 Layout of a catalog folder::
 
-    catalog.db        SQLite (WAL): products, images (+ embeddings), local_features,
+    catalog.db        SQLite (WAL): products, images (+ embeddings), local_features, image_text,
                       ingest_errors, removed, projection, meta (schema: engine.catalog_schema)
     index.bin/.json   the HNSW index over image embeddings (engine.vector_store, engine.index)
     thumbnails/       cached JPEG thumbnails, keyed by content hash and size (engine.thumbnail_cache)
@@ -318,7 +318,7 @@ class Catalog:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
         product_id, model_id, embedding (np.ndarray), labels (list), and optionally
         local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob])
-        (see engine.features).
+        (see engine.features), and text = (reader, words, lines) read on it (see put_image_text).
         Returns their image ids."""
         if not rows:
             return []
@@ -355,6 +355,11 @@ class Catalog:
                                  (ids[-1], *lf[:4]))
                 else:       # features of the old content are stale
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
+                if r.get("text") is not None:
+                    conn.execute("INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
+                                 "VALUES (?,?,?,?)", (ids[-1], *_text_values(r["text"])))
+                else:       # text read on the old content is stale
+                    conn.execute("DELETE FROM image_text WHERE image_id=?", (ids[-1],))
             fault_point("put-images-before-commit")
         return ids
 
@@ -389,6 +394,45 @@ class Catalog:
         return list(self.db.conn.execute(
             "SELECT i.id, i.path FROM images i LEFT JOIN local_features f "
             f"ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL{also} ORDER BY i.id", (version,)))
+
+    # ------------------------------------------------------------------ text read on images
+    def put_image_text(self, rows: Sequence[tuple]) -> None:
+        """Store (image_id, reader, words, lines) rows: the text read on an image (engine.
+        text_reading; ``reader`` its READER_ID, ``words`` the normalised words, ``lines``
+        [(text, confidence, box corners), ...]). Replaces what was stored; rows of images that
+        are gone are skipped. Bumps the catalog version (the text index follows it)."""
+        if rows:
+            with self.transaction() as db:
+                db.conn.executemany(
+                    "INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
+                    "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
+                    [(int(r[0]), *_text_values(r[1:]), int(r[0])) for r in rows])
+
+    def image_text(self, image_ids: Sequence[int]) -> dict[int, dict]:
+        """image id -> {"reader", "words", "lines"} for the images with stored text."""
+        if not self._has_column("image_text", "words"):
+            return {}
+        return {i: {"reader": reader, "words": json.loads(words), "lines": json.loads(lines)}
+                for i, reader, words, lines in self._rows_by_id(
+                    "SELECT image_id, reader, words, lines FROM image_text WHERE image_id IN ({})", image_ids)}
+
+    def iter_image_words(self) -> Iterator[tuple[int, str | None, list[str]]]:
+        """(image id, product id or None, words) of every image with stored text, by id."""
+        if not self._has_column("image_text", "words"):
+            return
+        for i, product, words in self.db.conn.execute(
+                "SELECT t.image_id, i.product_id, t.words FROM image_text t JOIN images i ON i.id = t.image_id "
+                "ORDER BY t.image_id"):
+            yield i, product, json.loads(words)
+
+    def images_without_text(self, reader: str, image_ids: Iterable[int] | None = None) -> list[tuple[int, str]]:
+        """(image id, path) of the images (all, or those of ``image_ids``) with no text stored by
+        ``reader``, by id."""
+        sql = ("SELECT i.id, i.path FROM images i LEFT JOIN image_text t ON t.image_id = i.id AND t.reader = ? "
+               "WHERE t.image_id IS NULL")
+        if image_ids is None:
+            return list(self.db.conn.execute(sql + " ORDER BY i.id", (reader,)))
+        return sorted(self._rows_by_id(sql + " AND i.id IN ({})", image_ids, (reader,)))
 
     def _has_column(self, table: str, column: str) -> bool:
         # a read-only catalog made before the column existed is not migrated
@@ -731,6 +775,14 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
+
+
+def _text_values(text: Sequence) -> tuple[str, str, str]:
+    """(reader, words, lines) -> the image_text columns (JSON; box corners rounded to pixels)."""
+    reader, words, lines = text
+    packed = [[str(t), round(float(c), 4), [round(float(v)) for corner in box for v in corner]]
+              for t, c, box in lines]
+    return str(reader), json.dumps(list(words), ensure_ascii=False), json.dumps(packed, ensure_ascii=False)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

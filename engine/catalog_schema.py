@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS local_features (
     version INTEGER NOT NULL, keypoints BLOB NOT NULL, descriptors BLOB NOT NULL,
     mirrored BLOB
 );
+-- the text read on each image (engine.text_reading) by an import with read_text. reader: the
+-- READER_ID of what read it, words: JSON list of its normalised words, lines: JSON
+-- [[text, confidence, [x0, y0, ..., x3, y3]], ...] as read (no semicolons in comments here)
+CREATE TABLE IF NOT EXISTS image_text (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    reader TEXT NOT NULL, words TEXT NOT NULL, lines TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS projection (
     id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL, data BLOB NOT NULL,
     fitted_on INTEGER NOT NULL, fitted_at TEXT NOT NULL

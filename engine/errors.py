@@ -28,3 +28,7 @@ class CatalogError(LookalikeError):
 
 class CatalogBusyError(CatalogError):
     """Another process holds the catalog for writing."""
+
+
+class TextReaderError(LookalikeError):
+    """The text reader (OCR) cannot be loaded or used."""

@@ -7,6 +7,10 @@ in one SQLite transaction. The index follows the database (see engine.catalog) a
 the end and every so often, so a crash or a cancel leaves a catalog that is consistent and resumes
 without duplicates. One bad file never stops the run: it is reported with a one-line reason and
 recorded in the ``ingest_errors`` table.
+
+With ``read_text`` the text on each image is read too (engine.text_reading, in the same worker
+threads, from a decode at the reader's resolution) and stored with the image, for
+engine.text_match; images already indexed without it are read in a second pass.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class IngestReport:
     unchanged: int = 0
     products: int = 0
     remote: int = 0                      # http(s) image links kept as metadata, not fetched
+    texts: int = 0                       # images whose text was read (read_text)
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "line N: ...") feed problems
     cancelled: bool = False
@@ -64,6 +69,8 @@ class IngestReport:
             parts.append(f"{self.products} products")
         if self.remote:
             parts.append(f"{self.remote} remote image links not fetched (offline)")
+        if self.texts:
+            parts.append(f"text read on {self.texts}")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.cancelled:
             text = "cancelled: " + text
@@ -83,10 +90,16 @@ def content_hash(data: bytes) -> str:
 def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
            progress: Progress | None = None, cancel: CancelToken | None = None,
            allow_outside: bool = False, batch_size: int = BATCH_SIZE,
-           workers: int | None = None) -> IngestReport:
-    """Add images, folders and product feeds to ``catalog``. Thread: any but the UI thread."""
+           workers: int | None = None, read_text: bool = False) -> IngestReport:
+    """Add images, folders and product feeds to ``catalog``. Thread: any but the UI thread.
+    ``read_text``: also read and store the text on each image (raises TextReaderError at once
+    if the text reader cannot be loaded)."""
     started = time.perf_counter()
     report = IngestReport()
+    if read_text:
+        from .text_reading import reader_available
+
+        reader_available()
     with catalog.writer():
         sources = _collect(catalog, list(paths), report, allow_outside)
         todo = _skip_unchanged(catalog, model, sources, report)
@@ -94,7 +107,11 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
         done = total - len(todo)
         if progress:
             progress(done, total, "checking files")
-        _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total)
+        _embed_all(catalog, model, todo, report, progress, cancel, batch_size, workers, done, total,
+                   read_text)
+        if read_text and not report.cancelled:
+            _read_missing_text(catalog, {s.path for s in sources}, report, progress, cancel,
+                               batch_size, workers)
         catalog.record_errors(report.failed + report.problems)
         if not catalog.vectors.maybe_fit_projection():   # a (re)fit rebuilds and saves the index
             catalog.vectors.save()
@@ -271,6 +288,8 @@ class _Prepared:
     tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
     local_features: tuple | None = None  # (version, keypoints, descriptors, mirrored), engine.features
+    text: tuple | None = None            # (reader, words, lines) read on it (read_text)
+    text_problem: str = ""               # why its text could not be read
 
 
 def _local_features(rgb) -> tuple:
@@ -278,7 +297,18 @@ def _local_features(rgb) -> tuple:
     return stored_row(0, catalog_features(rgb))[1:]
 
 
-def _prepare(source: _Source, known: dict, model) -> _Prepared:
+def _text_of(rgb: np.ndarray, data: bytes, path: str, full_short_side: int) -> tuple:
+    """(reader, words, lines) of the text on an image: read on ``rgb`` (the model's decode) when
+    it has the resolution the reader wants, else on a decode of ``data`` at that resolution."""
+    from .text_reading import READER_ID, READ_SHORT_SIDE, read_text
+
+    if min(rgb.shape[:2]) < min(READ_SHORT_SIDE, full_short_side):     # a reduced-size decode
+        rgb = decode_image_bytes(data, source=path, min_short_side=READ_SHORT_SIDE)
+    found = read_text(rgb)
+    return READER_ID, list(found.words), [(x.text, x.confidence, x.box) for x in found.lines]
+
+
+def _prepare(source: _Source, known: dict, model, read_text: bool = False) -> _Prepared:
     path = source.path
     try:
         if os.path.isdir(path):
@@ -297,9 +327,17 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
         if k is not None and k[2] == digest and k[3] == model.model_id:
             return _Prepared(source, "same-content", digest, st.st_size, st.st_mtime)
         rgb = decode_image_bytes(data, source=path, min_short_side=model.resize_short_side)
+        text, text_problem = None, ""
+        if read_text:
+            try:
+                text = _text_of(rgb, data, path, min(w, h))
+            except MemoryError:
+                raise
+            except Exception as exc:   # the image is still indexed, without its text
+                text_problem = f"text not read ({type(exc).__name__}: {exc})"
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
                          st.st_mtime, w, h, model.preprocess(rgb),
-                         local_features=_local_features(rgb))
+                         local_features=_local_features(rgb), text=text, text_problem=text_problem)
     except ImageError as exc:
         return _Prepared(source, "failed", reason=exc.reason)
     except FileNotFoundError:
@@ -316,7 +354,7 @@ def _prepare(source: _Source, known: dict, model) -> _Prepared:
 
 def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestReport,
                progress: Progress | None, cancel: CancelToken | None, batch_size: int,
-               workers: int | None, done: int, total: int) -> None:
+               workers: int | None, done: int, total: int, read_text: bool = False) -> None:
     if not todo:
         return
     known = catalog.known_files()
@@ -338,8 +376,12 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 "width": p.width, "height": p.height, "product_id": p.source.product_id,
                 "model_id": model.model_id, "embedding": emb,
                 "labels": [[n, round(float(s), 4)] for n, s in model.top_labels(prob, k=3)],
-                "local_features": p.local_features,
+                "local_features": p.local_features, "text": p.text,
             })
+            if p.text is not None:
+                report.texts += 1
+            elif p.text_problem:
+                report.problems.append((p.source.path, p.text_problem))
             if p.status == "new":
                 report.added += 1
             else:
@@ -354,7 +396,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         it = iter(todo)
         futures = []
         for s in _take(it, window):
-            futures.append(pool.submit(_prepare, s, known, model))
+            futures.append(pool.submit(_prepare, s, known, model, read_text))
         while futures:
             if cancel is not None and cancel.is_set():
                 report.cancelled = True
@@ -364,7 +406,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
             prepared = futures.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                futures.append(pool.submit(_prepare, nxt, known, model))
+                futures.append(pool.submit(_prepare, nxt, known, model, read_text))
             done += 1
             if prepared.status == "failed":
                 report.failed.append((prepared.source.path, prepared.reason))
@@ -385,6 +427,59 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
         flush()   # on cancel too: what was already decoded is kept
     catalog.touch_images(touched)
     catalog.link_images(relink)
+
+
+def _read_missing_text(catalog: Catalog, paths: set[str], report: IngestReport, progress: Progress | None,
+                       cancel: CancelToken | None, batch_size: int, workers: int | None) -> None:
+    """Read the text of the images among ``paths`` that have none from the current reader
+    (indexed before, or without read_text) and store it, a batch per transaction."""
+    from .imaging import load_image
+    from .text_reading import READER_ID, READ_SHORT_SIDE, read_text
+
+    todo = [(i, p) for i, p in catalog.images_without_text(READER_ID) if p in paths]
+    if not todo:
+        return
+
+    def read(item: tuple[int, str]) -> tuple[int, str, object]:
+        image_id, path = item
+        try:
+            found = read_text(load_image(path, min_short_side=READ_SHORT_SIDE))
+        except MemoryError:
+            raise
+        except Exception as exc:   # an unreadable file or text: noted, the run goes on
+            reason = exc.reason if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
+            return image_id, path, f"text not read ({reason})"
+        return image_id, path, (READER_ID, list(found.words),
+                                [(x.text, x.confidence, x.box) for x in found.lines])
+
+    rows: list[tuple] = []
+    with ThreadPoolExecutor(max_workers=workers or default_workers(),
+                            thread_name_prefix="lookalike-read") as pool:
+        futures = [pool.submit(read, item) for item in _take(iter(todo), batch_size * 2)]
+        rest = iter(todo[len(futures):])
+        done = 0
+        while futures:
+            if cancel is not None and cancel.is_set():
+                report.cancelled = True
+                for f in futures:
+                    f.cancel()
+                break
+            image_id, path, result = futures.pop(0).result()
+            nxt = next(rest, None)
+            if nxt is not None:
+                futures.append(pool.submit(read, nxt))
+            if isinstance(result, str):
+                report.problems.append((path, result))
+            else:
+                rows.append((image_id, *result))
+                report.texts += 1
+            if len(rows) >= batch_size:
+                catalog.put_image_text(rows)
+                rows = []
+            done += 1
+            if progress:
+                progress(done, len(todo), path)
+    catalog.put_image_text(rows)
 
 
 def default_workers() -> int:
