@@ -162,6 +162,17 @@ def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[in
         ev.backdrop = backdrop
 
 
+def add_text(index, words, evidence: dict[int, Evidence], records: dict[int, dict]) -> None:
+    """The agreement of the words read on the query with each candidate's product text
+    (engine.text_match; an image without a product by its own words): ``text`` and the matched
+    words."""
+    found = index.for_candidates(words, [(i, records.get(i, {}).get("product_id")) for i in evidence])
+    for image_id, match in found.items():
+        ev = evidence[image_id]
+        ev.text = float(match.score)
+        ev.words = [list(pair) for pair in match.pairs]
+
+
 def add_colours(catalog, query: Features, evidence: dict[int, Evidence], paths: dict[int, str]) -> None:
     """Colour agreement of unverified candidates (a search's later groups), from their stored
     thumbnails."""

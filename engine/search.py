@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -13,6 +14,8 @@ import numpy as np
 
 from . import learned_metric, match_policy, result_groups, scoring
 from .features import backdrop, content_box, extract
+from .text_match import text_index
+from .text_reading import read_text
 from .catalog import Catalog
 from .errors import ImageError, LookalikeError
 from .imaging import load_image
@@ -111,12 +114,14 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)   # stage -> milliseconds (wall)
     cpu: dict[str, float] = field(default_factory=dict)       # stage -> CPU milliseconds (all threads)
     group: str = PRODUCT          # what one result is: "product" or "image"
+    read: list[str] = field(default_factory=list)   # the text lines read on the query (OCR)
 
     def to_json(self) -> dict:
         return {
             "query": self.query,
             "group": self.group,
             "labels": [{"name": l.name, "score": round(float(l.score), 4)} for l in self.labels],
+            "read": self.read,
             "results": [m.to_json() for m in self.results],
             "error": self.error,
         }
@@ -196,10 +201,13 @@ class Searcher:
     ``image_count`` and ``images`` may grow, when a longer list scores more of its images).
     ``group="image"``: one result per image, as ranked."""
 
-    def __init__(self, catalog: Catalog, model, *, verify: bool = True):
+    def __init__(self, catalog: Catalog, model, *, verify: bool = True, read_text: bool | None = None):
         self.catalog = catalog
         self.model = model
         self.verify = verify     # False: embedding similarity only (no local features)
+        #: read the text on the query (OCR) and match it with the products' text; None: when the
+        #: catalog has any text to match (product data, or words read from its images)
+        self.read_text = read_text
         self._metric: tuple[int, object] | None = None     # (catalog version, learned metric)
 
     # ------------------------------------------------------------------ entry points
@@ -212,15 +220,19 @@ class Searcher:
         result_groups.check(group)
         name = os.path.abspath(os.path.expanduser(path))
         clock = _Clock()
+        # the words on the query are read from the full-resolution file beside the visual stages
+        text = self._start_reading(lambda: _read_file_text(path, roi)) if self._reads_text() else None
         try:
             # a region is cut from the full-resolution image; a whole image may decode reduced
             rgb = load_image(path, min_short_side=None if roi else self.model.resize_short_side)
             digest = _file_hash(path)
         except ImageError as exc:
+            if text is not None:
+                text.cancel()
             return QueryResult(query=name, error=exc.reason, group=group)
         clock.lap("decode")
         return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
-                            same_file_hash=None if roi else digest, clock=clock, group=group)
+                            same_file_hash=None if roi else digest, clock=clock, group=group, text=text)
 
     def search_image(self, rgb: np.ndarray, *, k: int = DEFAULT_K,
                      filters: SearchFilters | None = None,
@@ -232,12 +244,16 @@ class Searcher:
         bytes rank first among equal scores (near-identical re-encodes can tie at 1.0).
         ``group``: ``"product"`` or ``"image"``, as for :meth:`search_path`."""
         result_groups.check(group)
+        text = None
+        if self._reads_text():
+            region = rgb if roi is None else crop_roi(rgb, roi)
+            text = self._start_reading(lambda: read_text(region))
         return self._search(rgb, k=k, filters=filters, roi=roi, name=name,
-                            same_file_hash=same_file_hash, clock=_Clock(), group=group)
+                            same_file_hash=same_file_hash, clock=_Clock(), group=group, text=text)
 
     def _search(self, rgb: np.ndarray, *, k: int, filters: SearchFilters | None,
                 roi: tuple[int, int, int, int] | None, name: str, same_file_hash: str | None,
-                clock: _Clock, group: str = PRODUCT) -> QueryResult:
+                clock: _Clock, group: str = PRODUCT, text: Future | None = None) -> QueryResult:
         features: Future | None = None
         try:
             if roi is not None:
@@ -256,13 +272,14 @@ class Searcher:
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
             matches = self._matches(emb, k, filters or SearchFilters(), clock,
                                     content if self.verify else None, same_file_hash, features,
-                                    group=group)
+                                    group=group, text=text)
             if group == PRODUCT:    # after ranking: the ranked images, collapsed by product
                 matches = result_groups.by_product(matches, k)
                 clock.lap("group")
+            read = _text_result(text)
             return QueryResult(query=name, labels=labels, results=matches,
                                timings=_with_total(clock.wall), cpu=_with_total(clock.cpu),
-                               group=group)
+                               group=group, read=[] if read is None else [line.text for line in read.lines])
         except LookalikeError as exc:
             return QueryResult(query=name, error=str(exc), timings=_with_total(clock.wall),
                                cpu=_with_total(clock.cpu), group=group)
@@ -291,7 +308,8 @@ class Searcher:
 
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters, clock: _Clock,
                  rgb: np.ndarray | None = None, same_file_hash: str | None = None,
-                 features: Future | None = None, group: str = IMAGE) -> list[Match]:
+                 features: Future | None = None, group: str = IMAGE, text: Future | None = None
+                 ) -> list[Match]:
         """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
         then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches,
         group by group (see the class docstring). ``emb``: the query's embedding(s) [D] or
@@ -354,6 +372,11 @@ class Searcher:
                                              {i: rec["path"] for i, _, rec in kept})
                     clock.lap("colour")
             records = {i: rec for i, _, rec in kept}
+            read = _text_result(text)
+            if read is not None and read.words:
+                clock.lap("read_text")          # waiting for the words, if the reading is slower
+                match_policy.add_text(text_index(self.catalog), read.words, evidence, records)
+                clock.lap("text")
             match_policy.add_product_similarity(self.catalog, metric, emb, evidence, records,
                                                 backdrop=0.0 if query is None else backdrop(query.thumb))
             clock.lap("product")
@@ -399,6 +422,15 @@ class Searcher:
         clock.lap("score")
         return scored
 
+    def _reads_text(self) -> bool:
+        """Whether queries are read (OCR): as asked, else when the catalog has text to match."""
+        if self.read_text is not None:
+            return self.read_text
+        return len(text_index(self.catalog)) > 0
+
+    def _start_reading(self, read) -> Future:
+        return _text_pool().submit(read)
+
     def _learned_metric(self):
         """The catalog's learned metric (engine.learned_metric), re-read when the catalog changed."""
         version = self.catalog.version
@@ -414,6 +446,45 @@ class Searcher:
             clock.lap("model_rotated")
             return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)]
         return turned
+
+
+_text_executor: ThreadPoolExecutor | None = None
+
+
+def _text_pool() -> ThreadPoolExecutor:
+    """The thread that reads queries' text: one, beside the verification threads."""
+    global _text_executor
+    with _pool_lock:
+        if _text_executor is None:
+            _text_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-read")
+        return _text_executor
+
+
+def _read_file_text(path, roi):
+    """The text on an image file, read at full resolution (in ``roi`` if given)."""
+    rgb = load_image(path)
+    return read_text(rgb if roi is None else crop_roi(rgb, roi))
+
+
+def _text_result(text: Future | None):
+    """The words read on the query (engine.text_reading.ReadText), or None when nothing was read
+    or the reading failed (the search goes on without them; the reason is logged once)."""
+    if text is None:
+        return None
+    try:
+        return text.result()
+    except (LookalikeError, OSError, ValueError) as exc:
+        _log_once(f"text not read: {exc}")
+        return None
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    if message not in _logged:
+        _logged.add(message)
+        logging.getLogger(__name__).warning(message)
 
 
 def _submit(fn, *args, **kwargs) -> Future | None:
