@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -118,11 +119,8 @@ class QueryPanel(QWidget):
         layout.addWidget(self.labels)
 
         # the text read on the query (OCR), when any: what its words are matched with
-        self.read_box = QGroupBox("Text on the photo")
-        read_layout = QVBoxLayout(self.read_box)
-        read_layout.setContentsMargins(8, 4, 8, 4)
         self.read_label = QLabel()
-        self.read_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.read_label.setTextFormat(Qt.TextFormat.RichText)
         self.read_label.setWordWrap(True)
         self.read_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.read_label.setAccessibleName("Text read on the query photo")
@@ -130,8 +128,8 @@ class QueryPanel(QWidget):
             "The text read on the photo (or its region). Its words are matched with the products'"
             " text;\nthe details panel marks those that matched the selected result."
         )
-        read_layout.addWidget(self.read_label)
-        layout.addWidget(self.read_box)
+        layout.addWidget(self.read_label)
+        self._read = ""
         self.show_read(None)
 
         history_box = QGroupBox("Query history")
@@ -258,11 +256,13 @@ class QueryPanel(QWidget):
         text = " · ".join(lines)
         if len(text) > READ_LIMIT:
             text = text[: READ_LIMIT - 1].rstrip() + "…"
-        self.read_label.setText(text)
-        self.read_box.setVisible(bool(lines))
+        self._read = text
+        self.read_label.setText(f"<b>Text on the photo:</b> {escape(text)}" if text else "")
+        self.read_label.setVisible(bool(text))
 
     def read_text(self) -> str:
-        return self.read_label.text() if not self.read_box.isHidden() else ""
+        """The read text shown ("" when hidden)."""
+        return self._read
 
     def show_roi(self, query: Any) -> None:
         roi = query.roi if query is not None else None

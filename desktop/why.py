@@ -209,13 +209,17 @@ def why_lines(match: Any, read: Iterable[str] = ()) -> list[tuple[str, str]]:
     cosine = _number(getattr(ev, "cosine", None))
     learned = _number(getattr(ev, "learned", None))
     product = _number(getattr(ev, "product", None))
-    looks = []
-    if cosine is not None:
-        looks.append(f"<b>{cosine:.2f}</b>")
-    if learned is not None:
-        looks.append(f"{learned:.2f} tuned to the catalog")
-    if product is not None:
-        looks.append(f"{product:.2f} to the product's photos")
+    # the learned and product similarities only where they add something: without a learned
+    # metric the first is the cosine, and a product with one photo gives the same number again
+    looks, said = [], set()
+    for value, template in (
+        (cosine, "<b>{}</b>"),
+        (learned, "{} tuned to the catalog"),
+        (product, "{} to the product's photos"),
+    ):
+        if value is not None and f"{value:.2f}" not in said:
+            looks.append(template.format(f"{value:.2f}"))
+            said.add(f"{value:.2f}")
     if looks:
         rows.append(("Looks alike", " · ".join(looks)))
 

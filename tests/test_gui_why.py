@@ -110,6 +110,16 @@ def test_geometry_line_only_when_verified(panel):
         assert "matching points" not in panel.why.text(), ev
 
 
+def test_similarities_said_once(panel):
+    """Without a learned metric the learned similarity is the cosine, and a product with one
+    photo gives the same number again: each number is said once."""
+    panel.show_match(make_match(cosine=0.712, learned=0.712, product=0.709))
+    html = panel.why.text()
+    assert "<b>0.71</b>" in html and "tuned" not in html and "product's photos" not in html
+    panel.show_match(make_match(cosine=0.712, learned=0.712, product=0.8))
+    assert "tuned" not in panel.why.text() and "0.80 to the product's photos" in panel.why.text()
+
+
 def test_colours_for_a_studio_photo(panel):
     panel.show_match(make_match(colour=0.85, backdrop=0.5))
     assert "Colours" in panel.why.text() and "agree (0.85)" in panel.why.text()
@@ -171,14 +181,14 @@ def test_query_panel_shows_the_read_text(qtbot):
     panel = QueryPanel()
     qtbot.addWidget(panel)
     panel.show()
-    assert not panel.read_box.isVisible()
+    assert not panel.read_label.isVisible()
     panel.show_read(QueryResult(query="milk.jpg", read=READ))
-    assert panel.read_box.isVisible()
+    assert panel.read_label.isVisible()
     assert panel.read_text() == "ARLA · Mellanmjölk 1,5 % · färsk MJOIK · Bäst före 2024-05-01"
     panel.show_read(QueryResult(query="box.jpg", read=["x" * 400]))
     assert len(panel.read_text()) == 300 and panel.read_text().endswith("…")
     panel.show_read(QueryResult(query="plain.jpg"))
-    assert not panel.read_box.isVisible() and panel.read_text() == ""
+    assert not panel.read_label.isVisible() and panel.read_text() == ""
 
 
 def test_window_shows_why_for_a_result(qtbot, gui_settings):
