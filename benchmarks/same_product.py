@@ -38,12 +38,13 @@ def _sets(split: str) -> list[tuple[str, Path, Path]]:
     """(name, gallery, queries CSV)."""
     return [(f"p2c-{split}", GROCERY / "products.csv", GROCERY / "eval" / f"{split}_phone_to_catalog.csv"),
             (f"p2p-{split}", GROCERY / "photos.csv", GROCERY / "eval" / f"{split}_phone_to_phone.csv"),
-            ("views", LUMA / "images", LUMA / "eval" / "views.csv")]
+            ("views", LUMA / "images", LUMA / "eval" / "views.csv"),
+            ("copies", LUMA / "eval" / "copies_gallery.txt", LUMA / "eval" / "copies.csv")]
 
 
 def collect(args) -> None:
     from engine.catalog import Catalog
-    from engine.evaluation import read_queries
+    from engine.evaluation import read_gallery, read_queries
     from engine.ingest import ingest
     from engine.model import load_model
     from engine.search import SearchFilters, Searcher
@@ -53,17 +54,17 @@ def collect(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for split in args.split.split(","):
         for name, gallery, csv_path in _sets(split):
-            if name == "views" and split != args.split.split(",")[0]:
+            if (name in ("views", "copies") and split != args.split.split(",")[0]) or (args.sets and name not in args.sets):
                 continue
             catalog = Catalog.open(Path(args.cache) / gallery.name.replace(".", "-"))
-            ingest(catalog, model, [str(gallery)])
+            ingest(catalog, model, read_gallery([str(gallery)]) if gallery.suffix == ".txt" else [str(gallery)])
             searcher = Searcher(catalog, model)
             queries = read_queries(csv_path)
             rows = []
             for n, q in enumerate(queries, 1):
                 own = catalog.image_by_path(q.query)
                 filters = SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
-                result = searcher.search_path(q.query, k=CANDIDATES, filters=filters)
+                result = searcher.search_path(q.query, k=CANDIDATES, filters=filters, group="image")
                 relevant = {str(Path(p)) for p in q.relevant}
                 for m in result.results:
                     rows.append({"query": q.query, "group": q.extra.get("group", "all"), "path": m.path,
@@ -169,6 +170,7 @@ def table(args) -> None:
     threshold = scoring.THRESHOLDS["same product"]
     for path in sorted(details.glob("*.jsonl")):
         rows = load(details, path.stem)
+        rescore(rows)
         print(f"{path.stem:9s} cosine {_fmt(r_at_1(rows, lambda r: r['cosine']))}")
         print(f"{path.stem:9s} score  {_fmt(r_at_1(rows, lambda r: r['score']))}")
         top = [max(c, key=lambda r: r["score"]) for c in by_query(rows).values()]
@@ -178,6 +180,40 @@ def table(args) -> None:
               f"recall {len([r for r in said if r['label']]) / max(len(top), 1):.3f}")
 
 
+def rescore(rows: list[dict]) -> None:
+    """Each candidate's score by the shipped scoring, from its recorded evidence."""
+    if not rows:
+        return
+    g = {k: np.array([r.get(k, 0.0) if r.get(k) is not None else r["cosine"] for r in rows], float)
+         for k in ("cosine", "inliers", "colour", "aligned", "unchanged", "margin", "product", "text", "backdrop")}
+    s = scoring.score_arrays(g["cosine"], g["inliers"], g["colour"], g["aligned"], g["unchanged"], g["margin"],
+                             identical=np.array([r["identical"] for r in rows]), product=g["product"],
+                             text=g["text"], backdrop=g["backdrop"], learned=np.array([r["metric"] for r in rows]))
+    for r, v in zip(rows, s):
+        r["score"] = float(v)
+
+
+def thresholds(args) -> None:
+    """The named thresholds on the top result of each grocery val query: "same product" the
+    lowest score whose precision is at least --precision, "similar" at least 0.5."""
+    details = Path(args.details)
+    top = []
+    for name in ("p2c-val", "p2p-val"):
+        rows = load(details, name)
+        rescore(rows)
+        top += [max(c, key=lambda r: r["score"]) for c in by_query(rows).values()]
+    scores = np.array([r["score"] for r in top])
+    right = np.array([r["label"] for r in top], bool)
+    order = np.argsort(-scores)
+    precision = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    for name, target in (("same product", args.precision), ("similar", 0.5)):
+        ok = np.nonzero(precision >= target)[0]
+        n = ok.max() if len(ok) else -1
+        t = scores[order][n] if n >= 0 else float("nan")
+        print(f"{name}: threshold {t:.4f} (precision {precision[n]:.3f}, recall {right[order][:n + 1].sum() / len(top):.3f} "
+              f"of {len(top)} val queries' top results)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -185,13 +221,17 @@ def main() -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--split", default="val", help="val, test or val,test")
     c.add_argument("--cache", default="/tmp/same-product-catalogs")
+    c.add_argument("--sets", nargs="*", help="only these sets (p2c-val, p2p-val, views, ...)")
     f = sub.add_parser("fit")
     f.add_argument("--details", required=True)
     f.add_argument("--l2", type=float, default=1.0)
     t = sub.add_parser("table")
     t.add_argument("--details", required=True)
+    h = sub.add_parser("thresholds")
+    h.add_argument("--details", required=True)
+    h.add_argument("--precision", type=float, default=0.90)
     args = p.parse_args()
-    {"collect": collect, "fit": fit, "table": table}[args.cmd](args)
+    {"collect": collect, "fit": fit, "table": table, "thresholds": thresholds}[args.cmd](args)
     return 0
 
 

@@ -47,21 +47,20 @@ MODELS: dict[str, dict] = {
 #: "phone", or by "phone_learned" when the catalog has a learned metric (engine.learned_metric);
 #: in between, the two logits are mixed by the backdrop's share (:func:`studio_weight`).
 SAME_PRODUCT_MODELS: dict[str, dict] = {
-    "studio": {"intercept": -9.991, "coef": {"cosine": 2.35, "colour": 7.107, "log_inliers": 0.483}},
-    "phone": {"intercept": -7.86, "coef": {"cosine": 10.981, "log_inliers": 0.675}},
-    "phone_learned": {"intercept": -5.364, "coef": {"product": 11.796, "log_inliers": 0.393}},
+    "studio": {"intercept": -10.023, "coef": {"cosine": 2.397, "colour": 7.103, "log_inliers": 0.481}},
+    "phone": {"intercept": -7.656, "coef": {"cosine": 10.524, "log_inliers": 0.576, "text": 1.224}},
+    "phone_learned": {"intercept": -5.398, "coef": {"product": 11.687, "log_inliers": 0.38, "text": 0.661}},
 }
 #: a "same product" score is at most this: below "copy", which only verified geometry can reach
 SAME_PRODUCT_MAX = 0.74
 #: a query whose thumbnail is this share plain white (or more) is a studio photo
 STUDIO_BACKDROP = 0.10
 
-# name -> minimum score, strongest first; picked by benchmarks/match_quality.py fit, measured
-# precision/recall in docs/match-quality.md
+# name -> minimum score, strongest first; measured precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
     "copy": 0.75,           # precision >= 0.99 on the Luma edited copies (match_quality.py thresholds)
-    "same product": 0.097,   # best F1 on the Luma "other view" queries
-    "similar": 0.024,        # half of the Luma other views recalled
+    "same product": 0.290,  # precision >= 0.90 of the top result on the grocery val phone photos
+    "similar": 0.017,       # precision >= 0.5 of the top result there (same_product.py thresholds)
 }
 
 # how each threshold is shown to a user

@@ -87,7 +87,8 @@ def test_search_json_contract_and_bad_query(small_luma_catalog, catalog_copy, tm
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert first["query"] == good and first["error"] is None
-    assert set(first) == {"query", "group", "labels", "results", "error"} and first["group"] == "product"
+    assert set(first) == {"query", "group", "labels", "read", "results", "error"} and first["group"] == "product"
+    assert isinstance(first["read"], list)
     assert len(first["labels"]) == 3 and {"name", "score"} <= set(first["labels"][0])
     r = first["results"][0]
     assert {"rank", "path", "score", "product_id", "title", "brand", "price", "category",
