@@ -26,9 +26,6 @@ MUTED_COLOR = "#78909c"
 #: colour agreement (histogram intersection) from which colours "agree", under which they "differ"
 COLOUR_AGREE = 0.7
 COLOUR_DIFFER = 0.4
-#: the share of the product's pixels whose colour a verified match kept, under which it is
-#: "recoloured" (a variant of the photo rather than a copy of it)
-UNCHANGED_KEPT = 0.5
 #: characters of read text shown before the rest is summed up as "N more lines" (lines with a
 #: matched word are always shown)
 READ_BUDGET = 160
@@ -233,15 +230,12 @@ def why_lines(match: Any, read: Iterable[str] = ()) -> list[tuple[str, str]]:
             parts.append(f"pixels agree ({aligned:.2f})")
         elif aligned is not None:
             parts.append(f"pixels partly agree ({aligned:.2f})")
-        unchanged = _number(getattr(ev, "unchanged", None))
-        if unchanged is not None and 0 < unchanged < UNCHANGED_KEPT:
-            parts.append(f"recoloured: {unchanged * 100:.0f}% of the colours kept")
-        rows.append(("Same photo", " · ".join(parts)))
+        rows.append(("Lines up", " · ".join(parts)))
 
     colour = _number(getattr(ev, "colour", None))
     backdrop = _number(getattr(ev, "backdrop", None)) or 0.0
     # colour counts for a studio photo (a phone photo's colours are mostly its scene's); a
-    # verified match says it with "recoloured" above
+    # verified match says it with its aligned pixels above
     if colour is not None and backdrop >= STUDIO_BACKDROP and not verified_geometry(ev):
         word = (
             "agree" if colour >= COLOUR_AGREE else "differ" if colour < COLOUR_DIFFER
@@ -268,7 +262,8 @@ WHY_TOOLTIP = (
     "Why it matched: what the score was computed from.\n"
     "Looks alike: similarity of the two pictures (cosine, 1 = alike); tuned: in this catalog's\n"
     "learned space; to the product's photos: against all the photos of the product.\n"
-    "Same photo: points of the two images that line up under one geometry (a copy, an edit).\n"
+    "Lines up: points of the two images that match under one geometry (the same print or\n"
+    "photo; pixels agree: the same photo, a copy).\n"
     "Words: the text read on the photo that is in the product's data or on its photos,\n"
     "in bold green (→ the product's word when the reading differs)."
 )

@@ -68,7 +68,7 @@ def test_details_mark_the_words_that_matched(panel):
     assert "färsk" in html and "Bäst före 2024-05-01" in html
     assert html.index("ARLA") < html.index("Mellanmjölk") < html.index("MJOIK")
     # a phone photo, no verified geometry: neither a "same photo" nor a colour line
-    assert "Same photo" not in html and "matching points" not in html and "Colours" not in html
+    assert "Lines up" not in html and "matching points" not in html and "Colours" not in html
 
 
 def test_details_follow_the_selected_match_and_the_query(panel):
@@ -93,15 +93,16 @@ def test_geometry_line_only_when_verified(panel):
     )  # fmt: skip
     panel.show_match(copy)
     html = panel.why.text()
-    assert "Same photo" in html and "142</b> matching points, mirrored" in html
-    assert "pixels agree (0.96)" in html and "recoloured" not in html
+    assert "Lines up" in html and "142</b> matching points, mirrored" in html
+    assert "pixels agree (0.96)" in html
     assert "Colours" not in html  # said by the geometry line for a verified match
 
-    variant = make_match(inliers=60, verified=True, aligned=0.7, unchanged=0.3)
-    panel.show_match(variant)
+    # a phone photo of a printed pack: its print lines up, its pixels do not (another photo)
+    phone = make_match(inliers=16, verified=True, aligned=0.5, unchanged=0.25, transform="turned")
+    panel.show_match(phone)
     html = panel.why.text()
-    assert "60</b> matching points" in html and "pixels partly agree (0.70)" in html
-    assert "recoloured: 30% of the colours kept" in html
+    assert "16</b> matching points, turned" in html and "pixels partly agree (0.50)" in html
+    assert "pixels agree" not in html
 
     # compared, but too few points agree: another photo, no geometry line
     for ev in ({"inliers": 6, "verified": True}, {"inliers": 0, "verified": False},
