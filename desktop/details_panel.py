@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from . import resources
 from .results_model import format_price, format_score, image_count, match_title, product_sku
 from .results_view import STRENGTH_LABELS, strength_color
+from .why import WHY_TOOLTIP, why_html
 
 WEB_SCHEMES = {"http", "https"}
 PHOTO_ICON = 48
@@ -115,6 +116,17 @@ class DetailsPanel(QScrollArea):
         self.badge.setWordWrap(True)
         self.badge.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.badge)
+
+        # why it matched: the evidence in plain words, the words read on the query marked
+        self.why = QLabel()
+        self.why.setTextFormat(Qt.TextFormat.RichText)
+        self.why.setWordWrap(True)
+        self.why.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.why.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.why.setToolTip(WHY_TOOLTIP)
+        self.why.setAccessibleName("Why it matched")
+        layout.addWidget(self.why)
+        self.read: list[str] = []  # the text lines read on the query (QueryResult.read)
 
         # a product several of whose photos matched: each of them (double-click: compare)
         self.photos_label = QLabel()
@@ -208,6 +220,17 @@ class DetailsPanel(QScrollArea):
         self.record = {}
         self._fill(thumbnail)
 
+    def set_read(self, lines: Any) -> None:
+        """The text lines read on the current query (QueryResult.read): shown with the words
+        that matched the selected product marked."""
+        self.read = [str(line) for line in lines or () if str(line).strip()]
+        self._fill_why()
+
+    def _fill_why(self) -> None:
+        html = why_html(self.match, self.read) if self.match is not None else ""
+        self.why.setText(html)
+        self.why.setVisible(bool(html))
+
     def set_record(self, match: Any, record: dict | None) -> None:
         """More data about ``match`` from ``catalog.image_record`` (arrives from a worker)."""
         if match is self.match and record:
@@ -295,6 +318,7 @@ class DetailsPanel(QScrollArea):
             button.setEnabled(has)
         if not keep_preview:
             self._fill_photos()
+        self._fill_why()
         if not has:
             self.title.setText("No result selected")
             self.badge.setText("Select a result to see its product data.")

@@ -403,6 +403,7 @@ class MainWindow(QMainWindow):
                 self.query_panel.labels.set_labels(
                     getattr(query.result, "labels", []) or [], "no class"
                 )
+                self.query_panel.show_read(query.result)
 
     def _show_query_error(self, query: Query) -> None:
         self._show_result(query, None)
@@ -421,6 +422,7 @@ class MainWindow(QMainWindow):
             else:
                 self.results_header.setText(f"No results: {message}")
             self.query_panel.labels.set_labels([], "—")
+            self.query_panel.show_read(None)
             if not self.session.ready:
                 self.banner.error(f"Cannot search {query.name}: {message}")
 
@@ -429,6 +431,7 @@ class MainWindow(QMainWindow):
             return
         self._show_result(query, result)
         self.query_panel.labels.set_labels(getattr(result, "labels", []) or [], "no class")
+        self.query_panel.show_read(result)
         self.query_panel.show_roi(query)
         seconds = self.session.last_search_seconds
         if seconds is not None:
@@ -438,7 +441,9 @@ class MainWindow(QMainWindow):
         previous = self.results_view.current_match()
         matches = list(getattr(result, "results", None) or []) if result is not None else []
         self.shown_query, self.shown_result = query, result
-        self.results_model.set_matches(matches)
+        read = list(getattr(result, "read", None) or []) if result is not None else []
+        self.details.set_read(read)  # before the selection below fills the details
+        self.results_model.set_matches(matches, read=read)
         if matches:
             # keep the same product selected across re-searches, else select the best match
             row = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -25,6 +26,7 @@ from .query_view import QueryView
 from .results_model import format_score
 
 TOP_LABELS = 3
+READ_LIMIT = 300  # characters of read text shown under the query (the rest: "…")
 
 
 class LabelsWidget(QGroupBox):
@@ -115,6 +117,20 @@ class QueryPanel(QWidget):
 
         self.labels = LabelsWidget()
         layout.addWidget(self.labels)
+
+        # the text read on the query (OCR), when any: what its words are matched with
+        self.read_label = QLabel()
+        self.read_label.setTextFormat(Qt.TextFormat.RichText)
+        self.read_label.setWordWrap(True)
+        self.read_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.read_label.setAccessibleName("Text read on the query photo")
+        self.read_label.setToolTip(
+            "The text read on the photo (or its region). Its words are matched with the products'"
+            " text;\nthe details panel marks those that matched the selected result."
+        )
+        layout.addWidget(self.read_label)
+        self._read = ""
+        self.show_read(None)
 
         history_box = QGroupBox("Query history")
         history_layout = QVBoxLayout(history_box)
@@ -211,6 +227,7 @@ class QueryPanel(QWidget):
                 "Drop a product photo here\npaste one (Ctrl+V) or open one (Ctrl+O)"
             )
             self.labels.set_labels([])
+            self.show_read(None)
             self.show_roi(None)
             return
         self.title.setText(query.name)
@@ -224,6 +241,7 @@ class QueryPanel(QWidget):
                 f"Cannot use this image:\n{query.error}" if query.error else "Loading…"
             )
         result = query.result
+        self.show_read(None if query.error else result)
         if query.error:
             self.labels.set_labels([], "—")
         elif result is not None:
@@ -231,6 +249,20 @@ class QueryPanel(QWidget):
         else:
             self.labels.set_labels([], "searching…" if query.image is not None else "—")
         self.show_roi(query)
+
+    def show_read(self, result: Any) -> None:
+        """The text lines read on the query (``QueryResult.read``); hidden when none."""
+        lines = [str(line) for line in (getattr(result, "read", None) or ()) if str(line).strip()]
+        text = " · ".join(lines)
+        if len(text) > READ_LIMIT:
+            text = text[: READ_LIMIT - 1].rstrip() + "…"
+        self._read = text
+        self.read_label.setText(f"<b>Text on the photo:</b> {escape(text)}" if text else "")
+        self.read_label.setVisible(bool(text))
+
+    def read_text(self) -> str:
+        """The read text shown ("" when hidden)."""
+        return self._read
 
     def show_roi(self, query: Any) -> None:
         roi = query.roi if query is not None else None

@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
 from .thumbnails import ThumbnailLoader
+from .why import matched_words_text
 
 MatchRole = Qt.ItemDataRole.UserRole + 1
 ImageIdRole = Qt.ItemDataRole.UserRole + 2
@@ -74,13 +75,17 @@ class ResultsModel(QAbstractListModel):
         super().__init__(parent)
         self.thumbnails = thumbnails
         self._matches: list[Any] = []
+        self._read: list[str] = []
         self._rows_by_image: dict[int, list[int]] = {}
         thumbnails.ready.connect(self._on_thumbnail)
 
     # -- content -------------------------------------------------------------------------------
-    def set_matches(self, matches: list[Any]) -> None:
+    def set_matches(self, matches: list[Any], read: Any = ()) -> None:
+        """``read``: the text lines read on the query (QueryResult.read), for the tooltips'
+        matched words as read."""
         self.beginResetModel()
         self._matches = list(matches)
+        self._read = [str(line) for line in read or ()]
         self._rows_by_image = {}
         for row, match in enumerate(self._matches):
             self._rows_by_image.setdefault(int(match.image_id), []).append(row)
@@ -98,7 +103,7 @@ class ResultsModel(QAbstractListModel):
     def remove_image_ids(self, image_ids: set[int]) -> None:
         keep = [m for m in self._matches if int(m.image_id) not in image_ids]
         if len(keep) != len(self._matches):
-            self.set_matches(keep)
+            self.set_matches(keep, read=self._read)
 
     # -- Qt model API ------------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -148,6 +153,8 @@ class ResultsModel(QAbstractListModel):
                 lines.append(_html(str(product["category"])))
             if image_count(match) > 1:
                 lines.append(f"{image_count(match)} photos of this product matched; the best is shown")
+            if words := matched_words_text(match, self._read):
+                lines.append(f"Words on the photo that match: <b>{_html(words)}</b>")
             lines.append(f"<small>{_html(str(match.path))}</small>")
             return "<br>".join(lines)
         if role == Qt.ItemDataRole.AccessibleTextRole:

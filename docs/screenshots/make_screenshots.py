@@ -1,24 +1,32 @@
-"""Make the README screenshots: three users' tasks on the Luma catalog, with real photos.
+"""Make the README screenshots: three users' tasks, with real photos.
 
     python docs/screenshots/make_screenshots.py --catalog DIR [--luma ../shared/datasets/luma]
+        [--grocery ../shared/datasets/grocery] [--grocery-catalog DIR2] [--only NAME ...]
+    python docs/screenshots/make_screenshots.py --survey [--grocery-catalog DIR2]
 
-DIR is a catalog of the whole Luma feed (``lookalike index <luma>/products.csv --catalog DIR``).
-The query photos are made from Luma images into a temporary folder (never into the repo):
+DIR is a catalog of the whole Luma feed (``lookalike index <luma>/products.csv --catalog DIR``);
+DIR2 a catalog of the grocery sample's store feed (``lookalike index <grocery>/products.csv
+--catalog DIR2``: 41 products, one store photo each), imported into a temporary folder when not
+given. The Luma query photos are made from Luma images into a temporary folder (never into the
+repo):
 
 * merchandiser.png -- a duplicate listing: the same product photo, re-cropped and re-compressed
   by another seller;
 * brand-protection.png -- an edited copy (rotated, cropped, brightened, a price banner over it),
   shown in the compare view's difference mode;
-* warehouse.png -- a phone-like photo: the product in perspective on a cluttered background, in
-  warm light, noisy and a little blurred, searched with a region drawn around the product.
+* warehouse.png -- a real phone photo of a carton in a store, from the grocery sample's test
+  split (WAREHOUSE_PHOTO), searched against the store's catalog photos: the details panel shows
+  why it matched, with the words read on the carton that are in the product's text.
 
-Each is taken with ``lookalike gui --screenshot`` (offscreen) and saved as an optimised PNG.
+Each is taken with ``lookalike gui --screenshot`` (a real window under Xvfb when ``xvfb-run`` is
+installed, else offscreen) and saved as an optimised PNG.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +38,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_BYTES = 300_000
+#: the warehouse query: a phone photo of a Packages product from the grocery test split, the
+#: first in file order whose product comes first as "same product" with matched words (how
+#: typical that is: docs/desktop.md)
+WAREHOUSE_PHOTO = "images/test/Packages/Juice/Bravo-Apple-Juice/Bravo-Apple-Juice_002.jpg"
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -69,58 +81,26 @@ def edited_copy(src: Path, out: Path) -> Path:
     return out
 
 
-def phone_photo(src: Path, out: Path) -> tuple[Path, tuple[int, int, int, int]]:
-    """The product cut out of its white studio background, put in perspective on a cluttered
-    scene (a brick wall, a gravel floor, a coffee cup from scikit-image's sample photos).
-    Returns the photo and the product's box (x, y, w, h) with a small margin."""
-    from skimage import data
-
-    W, H = 1600, 1200
-    wall = cv2.resize(data.brick(), (W, H // 2 + 40))
-    floor = cv2.resize(data.gravel(), (W, H // 2))
-    scene = np.zeros((H, W, 3), np.float32)
-    scene[: H // 2 + 40] = (wall[..., None] * np.array([1.0, 0.72, 0.55]))[: H // 2 + 40]
-    scene[H // 2 :] = floor[..., None] * np.array([0.75, 0.72, 0.68])
-    cup = cv2.resize(data.coffee(), (420, 280))
-    scene[H - 330 : H - 50, 60:480] = cup
-    scene = scene.astype(np.uint8)
-
-    product = np.asarray(Image.open(src).convert("RGB"))
-    ph, pw = product.shape[:2]
-    mask = (product.min(axis=2) < 235).astype(np.uint8) * 255
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    mask = cv2.GaussianBlur(mask, (5, 5), 0)
-    src_quad = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
-    x0, y0, sw, sh = 620, 230, 760, 860
-    dst_quad = np.float32(
-        [[x0 + 60, y0], [x0 + sw, y0 + 50], [x0 + sw - 30, y0 + sh], [x0, y0 + sh - 40]]
-    )
-    M = cv2.getPerspectiveTransform(src_quad, dst_quad)
-    warped = cv2.warpPerspective(product, M, (W, H))
-    alpha2d = cv2.warpPerspective(mask, M, (W, H)).astype(np.float32) / 255.0
-    shadow = cv2.GaussianBlur(np.roll(alpha2d, (25, 30), axis=(0, 1)), (61, 61), 0)[..., None]
-    alpha = alpha2d[..., None]
-    out_rgb = scene.astype(np.float32) * (1 - 0.55 * shadow)
-    out_rgb = out_rgb * (1 - alpha) + warped.astype(np.float32) * alpha
-    out_rgb *= np.array([1.08, 1.0, 0.86])  # warm indoor light
-    yy, xx = np.mgrid[0:H, 0:W]
-    vignette = 1 - 0.35 * (((xx - W / 2) / W) ** 2 + ((yy - H / 2) / H) ** 2) * 2
-    out_rgb *= vignette[..., None]
-    out_rgb += np.random.default_rng(7).normal(0, 6, out_rgb.shape)
-    out_rgb = cv2.GaussianBlur(np.clip(out_rgb, 0, 255).astype(np.uint8), (3, 3), 0)
-    Image.fromarray(out_rgb).save(out, quality=80)
-    ys, xs = np.nonzero(alpha2d > 0.5)  # the region a user would draw: the product, a small margin
-    x0, y0 = max(0, int(xs.min()) - 30), max(0, int(ys.min()) - 30)
-    x1, y1 = min(W, int(xs.max()) + 30), min(H, int(ys.max()) + 30)
-    return out, (x0, y0, x1 - x0, y1 - y0)
-
-
 def shoot(catalog: Path, query: Path, out: Path, *extra: str) -> None:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     cmd = [sys.executable, "-m", "cli", "gui", "--catalog", str(catalog), "--query", str(query),
            "--screenshot", str(out), *extra]  # fmt: skip
+    env = dict(os.environ)
+    if shutil.which("xvfb-run"):  # a real X server: the window as a desktop draws it
+        env.pop("QT_QPA_PLATFORM", None)
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", *cmd]
+    else:
+        env["QT_QPA_PLATFORM"] = "offscreen"
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     shrink(out)
+
+
+def grocery_catalog(grocery: Path, folder: Path) -> Path:
+    """The grocery store's feed (products.csv: 41 products, one store photo each) imported as
+    ``lookalike index`` imports it."""
+    cmd = [sys.executable, "-m", "cli", "index", str(grocery / "products.csv"), "--catalog",
+           str(folder), "--quiet"]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return folder
 
 
 def shrink(path: Path) -> None:
@@ -136,21 +116,82 @@ def shrink(path: Path) -> None:
     print(f"{path}: {path.stat().st_size / 1000:.0f} kB")
 
 
+def survey(catalog: Path, grocery: Path) -> int:
+    """Search every test Packages photo of the grocery sample against ``catalog`` as the app
+    does (whole photo, results per product), and print how often its product comes first, badged
+    "same product", with matched words, and the first such photo in file order: the figures
+    docs/desktop.md gives for the warehouse screenshot."""
+    import csv
+
+    sys.path.insert(0, str(ROOT))
+    from engine.catalog import Catalog
+    from engine.search import Searcher
+    from engine.session import load_model_for
+
+    with open(grocery / "eval" / "test_phone_to_catalog.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["group"] == "Packages"]
+    counts = dict.fromkeys(("read", "first", "first same", "first same words", "same", "same right"), 0)
+    chosen = None
+    with Catalog.open(catalog, create=False) as cat:
+        searcher = Searcher(cat, load_model_for(cat))
+        for row in rows:
+            result = searcher.search_path(str(grocery / row["query"]), k=10)
+            top = result.results[0] if result.results else None
+            right = top is not None and Path(top.path).name == Path(row["relevant"]).name
+            same = top is not None and top.strength == "same product"
+            words = bool(top is not None and top.evidence is not None and top.evidence.words)
+            counts["read"] += bool(result.read)
+            counts["first"] += right
+            counts["first same"] += right and same
+            counts["first same words"] += right and same and words
+            counts["same"] += same
+            counts["same right"] += same and right
+            if chosen is None and right and same and words:
+                chosen = row["query"]
+    print(f"{len(rows)} test Packages photos: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"first in file order with its product first, 'same product', matched words: {chosen}")
+    return 0
+
+
+SHOTS = ("merchandiser", "brand-protection", "warehouse")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--catalog", type=Path, help="a catalog of the Luma feed")
     parser.add_argument("--luma", type=Path, default=ROOT.parent / "shared" / "datasets" / "luma")
+    parser.add_argument(
+        "--grocery", type=Path, default=ROOT.parent / "shared" / "datasets" / "grocery"
+    )
+    parser.add_argument("--grocery-catalog", type=Path, help="a catalog of <grocery>/products.csv")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument(
+        "--only", choices=SHOTS, action="append", help="make only this screenshot (repeatable)"
+    )
+    parser.add_argument(
+        "--survey", action="store_true",
+        help="print how typical the warehouse screenshot is (all test Packages photos) and exit",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.survey:
+        with tempfile.TemporaryDirectory() as tmp:
+            grocery = args.grocery_catalog or grocery_catalog(args.grocery, Path(tmp) / "grocery")
+            return survey(grocery, args.grocery)
+    shots = set(args.only or SHOTS)
+    if shots - {"warehouse"} and args.catalog is None:
+        parser.error("--catalog (a catalog of the Luma feed) is needed for the Luma screenshots")
     images = args.luma / "images"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        dup = duplicate_listing(images / "mj03-black_main.jpg", tmp / "listing-48213.jpg")
-        shoot(args.catalog, dup, args.out / "merchandiser.png")
-        copy = edited_copy(images / "mb02-blue-0.jpg", tmp / "marketplace-offer.jpg")
-        shoot(args.catalog, copy, args.out / "brand-protection.png", "--compare", "difference")
-        phone, box = phone_photo(images / "mb01-blue-0.jpg", tmp / "IMG_2041.jpg")
-        shoot(args.catalog, phone, args.out / "warehouse.png", "--roi", ",".join(map(str, box)))
+        if "merchandiser" in shots:
+            dup = duplicate_listing(images / "mj03-black_main.jpg", tmp / "listing-48213.jpg")
+            shoot(args.catalog, dup, args.out / "merchandiser.png")
+        if "brand-protection" in shots:
+            copy = edited_copy(images / "mb02-blue-0.jpg", tmp / "marketplace-offer.jpg")
+            shoot(args.catalog, copy, args.out / "brand-protection.png", "--compare", "difference")
+        if "warehouse" in shots:
+            grocery = args.grocery_catalog or grocery_catalog(args.grocery, tmp / "grocery-catalog")
+            shoot(grocery, args.grocery / WAREHOUSE_PHOTO, args.out / "warehouse.png")
     return 0
 
 
