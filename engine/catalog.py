@@ -112,6 +112,13 @@ class Catalog:
             # where statements run one by one could meet its half-made schema ("database is locked")
             with self.transaction(bump=False):
                 create_or_migrate(conn, self.db_path, readonly=self.readonly)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                # another process is creating the same catalog this instant (its journal mode
+                # switch or schema is not finished): the same answer as for a writer
+                raise CatalogBusyError(f"{self.directory}: catalog is busy (another Lookalike process "
+                                       "is writing to it)") from exc
+            raise CatalogError(f"{self.db_path}: not a usable catalog database ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.db_path}: not a usable catalog database ({exc})") from exc
 

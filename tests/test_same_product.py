@@ -1,0 +1,170 @@
+"""Same product from another photo: the learned metric, the 'same product' score, reading the
+pack in a search."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import learned_metric, scoring
+from engine.catalog import Catalog
+from engine.decision_store import CONFIRMED
+from tests.synthetic_vectors import unit
+
+DIM = 64
+
+
+# ---------------------------------------------------------------------- learned metric
+def _grouped(rng, products: int, photos: int, nuisance: float = 3.0):
+    """Embeddings of ``products`` x ``photos``: each product a direction, each photo spread along
+    a few shared nuisance directions (light, angle) much more than the products differ."""
+    centres = rng.standard_normal((products, DIM))
+    shared = rng.standard_normal((4, DIM))
+    x = np.concatenate([c + nuisance * rng.standard_normal((photos, 4)) @ shared * 0.3
+                        + 0.2 * rng.standard_normal((photos, DIM)) for c in centres])
+    return unit(x), np.repeat(np.arange(products), photos)
+
+
+def _nn_accuracy(train, train_y, test, test_y) -> float:
+    return float((train_y[(test @ train.T).argmax(axis=1)] == test_y).mean())
+
+
+def test_whitening_learned_on_some_products_helps_others():
+    """Fitted on half the products, the metric still ranks the other half's photos better than
+    the plain cosine: the nuisance directions are shared."""
+    rng = np.random.default_rng(0)
+    x, y = _grouped(rng, 40, 8)
+    fit_part, other = y < 20, y >= 20
+    metric = learned_metric.fit(x[fit_part], y[fit_part])
+    xo, yo = x[other], y[other]
+    gallery, queries = np.arange(len(yo)) % 8 < 4, np.arange(len(yo)) % 8 >= 4
+    plain = _nn_accuracy(xo[gallery], yo[gallery], xo[queries], yo[queries])
+    z = metric.apply(xo)
+    learned = _nn_accuracy(z[gallery], yo[gallery], z[queries], yo[queries])
+    assert learned > plain + 0.1, (plain, learned)
+    assert np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+
+
+def test_metric_round_trips_and_ignores_single_photos():
+    rng = np.random.default_rng(1)
+    x, y = _grouped(rng, 6, 4)
+    y = np.concatenate([y, [100, 101]])             # two products of one photo: no within-spread
+    x = np.concatenate([x, unit(rng.standard_normal((2, DIM)))])
+    metric = learned_metric.fit(x, y)
+    assert (metric.groups, metric.images) == (6, 24)
+    again = learned_metric.LearnedMetric.from_bytes(metric.to_bytes())
+    np.testing.assert_allclose(again.apply(x[:3]), metric.apply(x[:3]), atol=1e-6)
+    with pytest.raises(ValueError):
+        learned_metric.fit(x[:1], y[:1])
+
+
+def _catalog_of_groups(tmp_path, rng, products: int, photos: int) -> Catalog:
+    x, y = _grouped(rng, products, photos)
+    cat = Catalog.open(tmp_path / "cat")
+    cat.upsert_products([{"id": f"p{p}", "title": f"product {p}"} for p in range(products)])
+    cat.put_images([{"path": f"/syn/{i}.jpg", "content_hash": f"h{i}", "product_id": f"p{y[i]}",
+                     "model_id": "synthetic", "embedding": x[i]} for i in range(len(x))])
+    return cat
+
+
+def test_catalog_groups_fit_store_and_refit(tmp_path):
+    rng = np.random.default_rng(2)
+    with _catalog_of_groups(tmp_path, rng, 6, 4) as cat:
+        ids, labels = learned_metric.training_groups(cat)
+        assert len(ids) == 24 and len(np.unique(labels)) == 6
+        metric = learned_metric.maybe_refit(cat)
+        assert metric is not None and metric.fitted_on == 24
+        assert learned_metric.stored(cat).images == 24
+        assert not learned_metric.refit_due(cat, learned_metric.stored(cat))
+        # a pair the user confirmed joins two bare images into a group of its own
+        more = unit(rng.standard_normal((2, DIM)))
+        new = cat.put_images([{"path": f"/bare/{i}.jpg", "content_hash": f"b{i}", "model_id": "synthetic",
+                               "embedding": more[i]} for i in range(2)])
+        cat.decision_store.mark_pairs([tuple(new)], CONFIRMED)
+        ids, labels = learned_metric.training_groups(cat)
+        assert set(new) <= set(ids.tolist()) and len(np.unique(labels)) == 7
+
+
+def test_too_few_groups_give_no_metric(tmp_path):
+    with _catalog_of_groups(tmp_path, np.random.default_rng(3), 3, 3) as cat:
+        assert learned_metric.maybe_refit(cat) is None
+        assert learned_metric.stored(cat) is None
+
+
+# ---------------------------------------------------------------------- the score
+def test_same_product_score_stays_below_copy_and_rises_with_evidence():
+    cos = np.linspace(0.2, 1.0, 9)
+    for backdrop in (0.0, 0.5):
+        s = scoring.same_product(cos, colour=0.8, backdrop=backdrop)
+        assert (np.diff(s) > 0).all() and s.max() < scoring.THRESHOLDS["copy"]
+    # words that match the product's text raise a phone photo's score
+    plain = scoring.same_product(0.6, text=0.0)
+    read = scoring.same_product(0.6, text=0.9)
+    assert read > plain
+    # on a phone photo the colours are the scene's: they do not count; on a studio photo they do
+    assert scoring.same_product(0.6, colour=1.0) == scoring.same_product(0.6, colour=0.0)
+    assert scoring.same_product(0.6, colour=1.0, backdrop=0.5) > scoring.same_product(0.6, colour=0.0, backdrop=0.5)
+
+
+def test_score_is_the_stronger_claim():
+    """A verified copy keeps its copy score; an unverified re-shot photo gets its same-product
+    score, and only verified geometry reaches "copy"."""
+    copy = scoring.score(scoring.Evidence(cosine=0.9, inliers=200, colour=0.9, aligned=0.98, unchanged=0.95,
+                                          margin=0.5, verified=True, backdrop=0.5))
+    assert copy >= scoring.THRESHOLDS["copy"]
+    reshot = scoring.Evidence(cosine=0.85, product=0.85, text=0.9)
+    s = scoring.score(reshot)
+    assert scoring.THRESHOLDS["same product"] <= s < scoring.THRESHOLDS["copy"]
+    assert scoring.strength(s) == "same product"
+    assert scoring.best_unverified_score(0.85) >= s
+
+
+# ---------------------------------------------------------------------- reading the pack
+def _pack(word: str, colour) -> np.ndarray:
+    img = np.full((360, 300, 3), 255, np.uint8)
+    cv2.rectangle(img, (40, 30), (260, 330), colour, -1)
+    cv2.putText(img, word, (55, 190), cv2.FONT_HERSHEY_DUPLEX, 1.6, (255, 255, 255), 3)
+    return img
+
+
+@pytest.mark.slow
+def test_search_reads_the_pack_and_names_the_matched_words(tmp_path, model):
+    """Two cartons that look alike; the words on the query's pack name its product."""
+    from engine.ingest import ingest
+    from engine.search import Searcher
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    cartons = {"bravo": ("BRAVO", (40, 120, 40)), "arla": ("ARLA", (40, 110, 50))}
+    for name, (word, colour) in cartons.items():
+        cv2.imwrite(str(folder / f"{name}.png"), _pack(word, colour)[:, :, ::-1])
+    (folder / "feed.csv").write_text("id,title,brand,image_link\n"
+                                     "bravo-juice,Apple Juice,BRAVO,bravo.png\n"
+                                     "arla-milk,Mellanmjolk,ARLA,arla.png\n", encoding="utf-8")
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [str(folder / "feed.csv")])
+        query = cv2.GaussianBlur(_pack("BRAVO", (45, 115, 45)), (3, 3), 0)
+        result = Searcher(cat, model).search_image(query, k=2)
+        assert any("BRAVO" in line.upper() for line in result.read), result.read
+        top = result.results[0]
+        assert top.product.get("product_id") == "bravo-juice"
+        assert ["bravo", "bravo"] in [[q.lower(), p.lower()] for q, p in top.evidence.words]
+        assert top.evidence.text > 0.5
+        quiet = Searcher(cat, model, read_text=False).search_image(query, k=2)
+        assert quiet.read == [] and all(m.evidence.text == 0 for m in quiet.results)
+
+
+def test_a_catalog_without_text_is_not_read(tmp_path, model, monkeypatch):
+    """Images without product data and without read words: nothing to match, no OCR."""
+    from engine import search
+    from engine.ingest import ingest
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), _pack("BRAVO", (40, 120, 40)))
+    monkeypatch.setattr(search, "read_text", lambda rgb: pytest.fail("read a catalog without text"))
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [str(folder)])
+        result = search.Searcher(cat, model).search_image(_pack("BRAVO", (40, 120, 40)), k=1)
+        assert result.read == [] and result.results
