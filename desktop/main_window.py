@@ -37,7 +37,7 @@ from .filters_panel import FiltersPanel, engine_thresholds
 from .import_dialog import ImportDialog, report_summary
 from .query_input import DropTarget, clipboard_query
 from .query_panel import QueryPanel
-from .results_model import ResultsModel
+from .results_model import ResultsModel, results_header
 from .results_view import ResultDelegate, ResultsView
 from .session import Query, SearchOptions, Session, split_dropped_paths
 from .settings import Settings
@@ -461,43 +461,10 @@ class MainWindow(QMainWindow):
             self.details.show_match(None)
             if self.stack.currentWidget() is self.compare_view:
                 self.show_results()
-        self.results_header.setText(self._header_text(query, result, matches))
+        self.results_header.setText(results_header(query, result, matches, self.session.catalog_info,
+                                                   self.session.options))
         self._update_actions()
         self.resultsShown.emit(result)
-
-    def _header_text(self, query: Query | None, result: Any, matches: list[Any]) -> str:
-        if query is None:
-            return "Drop, paste or open a product photo to find its matches."
-        if result is None:
-            return ""
-        error = getattr(result, "error", None)
-        if error and not matches:
-            return f"No results: {error}"
-        name = query.name + (" (region)" if query.roi else "")
-        info = self.session.catalog_info
-        if not matches and info is not None and info.images == 0:
-            return "The catalog is empty: import a folder of photos or a product feed (Ctrl+I)."
-        if not matches:
-            floor = self.session.options.min_score
-            hint = f" above the minimum score {floor:.2f}" if floor > 0 else ""
-            filtered = any(v for k, v in self.session.options.filters().items() if k != "min_score")
-            return f"No match for {name}{hint}{' with these filters' if filtered else ''}."
-        counts: dict[str, int] = {}
-        for m in matches:
-            counts[m.strength or ""] = counts.get(m.strength or "", 0) + 1
-        parts = []
-        for key, word in (
-            ("likely copy", "likely cop"),
-            ("same product", "same product"),
-            ("similar", "similar"),
-        ):
-            n = counts.get(key, 0)
-            if n:
-                parts.append(
-                    f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}"
-                )
-        text = f"{plural(len(matches), 'result')} for {name}"
-        return text + (": " + ", ".join(parts) if parts else "")
 
     def _on_current_result(self, current: QModelIndex, _previous: QModelIndex) -> None:
         match = self.results_model.match_at(current.row()) if current.isValid() else None

@@ -6,6 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
+from .status_bar import plural
 from .thumbnails import ThumbnailLoader
 from .why import matched_words_text
 
@@ -183,3 +184,39 @@ class ResultsModel(QAbstractListModel):
 
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def results_header(query, result: Any, matches: list[Any], info, options) -> str:
+    """The line above the results grid: what was searched and how many results of each strength
+    (``info``: the open catalog's CatalogInfo or None; ``options``: the SearchOptions)."""
+    if query is None:
+        return "Drop, paste or open a product photo to find its matches."
+    if result is None:
+        return ""
+    error = getattr(result, "error", None)
+    if error and not matches:
+        return f"No results: {error}"
+    name = query.name + (" (region)" if query.roi else "")
+    if not matches and info is not None and info.images == 0:
+        return "The catalog is empty: import a folder of photos or a product feed (Ctrl+I)."
+    if not matches:
+        floor = options.min_score
+        hint = f" above the minimum score {floor:.2f}" if floor > 0 else ""
+        filtered = any(v for k, v in options.filters().items() if k != "min_score")
+        return f"No match for {name}{hint}{' with these filters' if filtered else ''}."
+    counts: dict[str, int] = {}
+    for m in matches:
+        counts[m.strength or ""] = counts.get(m.strength or "", 0) + 1
+    parts = []
+    for key, word in (
+        ("likely copy", "likely cop"),
+        ("same product", "same product"),
+        ("similar", "similar"),
+    ):
+        n = counts.get(key, 0)
+        if n:
+            parts.append(
+                f"{n} {word + ('y' if n == 1 else 'ies') if key == 'likely copy' else word}"
+            )
+    text = f"{plural(len(matches), 'result')} for {name}"
+    return text + (": " + ", ".join(parts) if parts else "")
