@@ -392,21 +392,8 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-decode") as pool:
         # bounded read-ahead: at most a few batches of decoded images in memory at once
-        window = batch_size * 2
-        it = iter(todo)
-        futures = []
-        for s in _take(it, window):
-            futures.append(pool.submit(_prepare, s, known, model, read_text))
-        while futures:
-            if cancel is not None and cancel.is_set():
-                report.cancelled = True
-                for f in futures:
-                    f.cancel()
-                break
-            prepared = futures.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                futures.append(pool.submit(_prepare, nxt, known, model, read_text))
+        for prepared in _in_order(pool, lambda src: _prepare(src, known, model, read_text), todo,
+                                  batch_size * 2, cancel, report):
             done += 1
             if prepared.status == "failed":
                 report.failed.append((prepared.source.path, prepared.reason))
@@ -455,19 +442,8 @@ def _read_missing_text(catalog: Catalog, paths: set[str], report: IngestReport, 
     rows: list[tuple] = []
     with ThreadPoolExecutor(max_workers=workers or default_workers(),
                             thread_name_prefix="lookalike-read") as pool:
-        futures = [pool.submit(read, item) for item in _take(iter(todo), batch_size * 2)]
-        rest = iter(todo[len(futures):])
         done = 0
-        while futures:
-            if cancel is not None and cancel.is_set():
-                report.cancelled = True
-                for f in futures:
-                    f.cancel()
-                break
-            image_id, path, result = futures.pop(0).result()
-            nxt = next(rest, None)
-            if nxt is not None:
-                futures.append(pool.submit(read, nxt))
+        for image_id, path, result in _in_order(pool, read, todo, batch_size * 2, cancel, report):
             if isinstance(result, str):
                 report.problems.append((path, result))
             else:
@@ -480,6 +456,25 @@ def _read_missing_text(catalog: Catalog, paths: set[str], report: IngestReport, 
             if progress:
                 progress(done, len(todo), path)
     catalog.put_image_text(rows)
+
+
+def _in_order(pool, fn, items, window: int, cancel, report: IngestReport) -> Iterator:
+    """``fn(item)`` of each item, computed on ``pool`` with at most ``window`` running or done
+    ahead (bounded read-ahead: a few batches of decoded images in memory at once), yielded in
+    the items' order. A cancel stops it, drops what had not started and marks the report."""
+    it = iter(items)
+    futures = [pool.submit(fn, item) for item in _take(it, window)]
+    while futures:
+        if cancel is not None and cancel.is_set():
+            report.cancelled = True
+            for f in futures:
+                f.cancel()
+            return
+        result = futures.pop(0).result()
+        nxt = next(it, None)
+        if nxt is not None:
+            futures.append(pool.submit(fn, nxt))
+        yield result
 
 
 def default_workers() -> int:
