@@ -158,6 +158,14 @@ def wait_idle(qtbot, window, timeout: int = WAIT_MS) -> None:
     qtbot.waitUntil(window.is_idle, timeout=timeout)
 
 
+def research(qtbot, window, change) -> None:
+    """Change a filter, wait for the debounced search and its results."""
+    with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
+        change()
+        window.filters.flush()
+    wait_idle(qtbot, window)
+
+
 def drop_files(window, paths: list[Path]) -> None:
     """Simulate dragging files from a file manager onto the window and dropping them."""
     mime = QMimeData()

@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.gui_fixtures import *
-from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
+from tests.gui_fixtures import drop_files, research, wait_idle
 
 BUNDLE = (10, 20, 30)  # catalog images made three photos of one product
 
@@ -30,13 +30,6 @@ def bundle_catalog(tmp_path, gui_catalog, catalog_images) -> Path:
         cat.upsert_products([{"id": "BUNDLE", "title": "Three photos of one jacket"}])
         assert cat.link_images((str(catalog_images[i]), "BUNDLE") for i in BUNDLE) == 3
     return dst
-
-
-def research(qtbot, window, change) -> None:
-    with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
-        change()
-        window.filters.flush()
-    wait_idle(qtbot, window)
 
 
 def test_products_by_default_with_a_photos_badge(qtbot, make_window, bundle_catalog, catalog_images):

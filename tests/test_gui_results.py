@@ -18,7 +18,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from tests.gui_fixtures import *
-from tests.gui_fixtures import WAIT_MS, drop_files, wait_idle
+from tests.gui_fixtures import WAIT_MS, drop_files, research, wait_idle
 
 
 @pytest.fixture
@@ -27,14 +27,6 @@ def searched(qtbot, window, catalog_images):
     drop_files(window, [catalog_images[10]])
     wait_idle(qtbot, window)
     return window
-
-
-def research(qtbot, window, change) -> None:
-    """Change a filter, wait for the debounced search and its results."""
-    with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
-        change()
-        window.filters.flush()
-    wait_idle(qtbot, window)
 
 
 def test_filters_change_the_grid(qtbot, searched):
