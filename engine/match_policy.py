@@ -151,7 +151,10 @@ def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[in
     project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
     q = project(np.atleast_2d(np.asarray(query, np.float32)))
     ids = list(evidence)
-    learned = (project(catalog.embeddings(ids)) @ q.T).max(axis=1)
+    if metric is None:          # the plain cosine: the search has measured it already
+        learned = np.array([evidence[i].cosine for i in ids])
+    else:
+        learned = (project(catalog.embeddings(ids)) @ q.T).max(axis=1)
     protos = prototypes(catalog, project, {records.get(i, {}).get("product_id") for i in ids})
     for n, image_id in enumerate(ids):
         ev = evidence[image_id]
