@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from cli.common import OK, PROBLEMS, add_catalog_option, add_model_option, open_catalog
 
@@ -24,21 +25,35 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.consistency import check_catalog, repair_catalog
-    from engine.errors import LookalikeError
+    from engine.catalog_recovery import recover_folder
+    from engine.consistency import check_catalog, damaged_report, repair_catalog
+    from engine.errors import CatalogDamagedError, LookalikeError
 
     if args.forget_missing and not args.repair:
         raise LookalikeError("lookalike check: --forget-missing needs --repair")
-    with open_catalog(args, create=False, readonly=not args.repair) as catalog:
+    recovery = None
+    try:
+        catalog = open_catalog(args, create=False, readonly=not args.repair)
+    except CatalogDamagedError as exc:      # a database SQLite cannot open: report, or recover it
+        if not args.repair:
+            return _print(args, damaged_report(exc))
+        recovery = recover_folder(Path(exc.path).parent)
+        catalog = open_catalog(args, create=False)
+    with catalog:
         if args.repair:
             model = None
             if args.model:
                 from engine.session import load_model_for
 
                 model = load_model_for(catalog, args.model)
-            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full, model=model)
+            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full,
+                                    model=model, recovery=recovery)
         else:
             report = check_catalog(catalog, full=args.full, files=not args.no_files)
+    return _print(args, report)
+
+
+def _print(args, report) -> int:
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

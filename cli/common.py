@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -121,6 +122,13 @@ def run_handler(handler, args) -> int:
         return handler(args)
     except LookalikeError as exc:
         print(one_line(f"lookalike: error: {exc}"), file=sys.stderr)
+        return ERROR
+    except sqlite3.DatabaseError as exc:    # one the catalog layer did not name: still one line
+        from engine.sqlite_damage import is_damage
+
+        text = (f"the catalog database is damaged ({exc}); run `lookalike check --repair` to "
+                "recover what can be read") if is_damage(exc) else f"catalog database: {exc}"
+        print(one_line(f"lookalike: error: {text}"), file=sys.stderr)
         return ERROR
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)

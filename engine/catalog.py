@@ -38,6 +38,7 @@ from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
 from .paths import default_catalog_dir
+from .sqlite_damage import DamageAwareConnection
 from .thumbnail_cache import THUMBNAIL_DIR, ThumbnailCache
 from .vector_store import VectorStore
 
@@ -131,7 +132,7 @@ class Catalog:
         if db is None:
             # autocommit mode: transactions are explicit (see transaction())
             conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
+                                   isolation_level=None, factory=DamageAwareConnection)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
