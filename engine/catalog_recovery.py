@@ -92,7 +92,9 @@ def diagnose(conn: sqlite3.Connection, full: bool = False) -> Diagnosis | None:
             for _ in conn.execute(sql):
                 pass
         except _UNREADABLE:
-            (diagnosis.tables if kind == "table" else diagnosis.indexes).append(name)
+            target = diagnosis.tables if kind == "table" else diagnosis.indexes
+            if name not in target:
+                target.append(name)
         except sqlite3.Error:        # an index SQLite will not scan this way: not a damage sign
             pass
     return diagnosis
@@ -213,9 +215,10 @@ def _recover_locked(db_path: Path) -> Recovery:
             readable = patched
             with closing(_open_source(patched)) as src:
                 if not _schema_readable(src):
-                    raise CatalogError(f"{db_path}: the database is damaged beyond recovery (its "
-                                       "table of contents cannot be read); move it away and re-run "
-                                       "`lookalike index` to start a new catalog")
+                    raise _beyond_recovery(db_path)
+        with closing(_open_source(readable)) as src:
+            if "images" not in {n for n, _ in _source_schema(src, tables_only=True)}:
+                raise _beyond_recovery(db_path)
         recovery = _copy_rows(readable, fresh)
         recovery.damaged_copy = _swap_in(db_path, fresh, stamp)
         return recovery
@@ -226,12 +229,20 @@ def _recover_locked(db_path: Path) -> Recovery:
                     Path(str(leftover) + suffix).unlink(missing_ok=True)
 
 
+def _beyond_recovery(db_path: Path) -> CatalogError:
+    return CatalogError(f"{db_path}: the database is damaged beyond recovery (its table of contents "
+                        "cannot be read); move it away and re-run `lookalike index` to start anew")
+
+
 def _open_source(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the damaged file. ``writable_schema`` lets SQLite open a
+    file shorter than its header says (a truncated copy) instead of calling it malformed."""
     conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA query_only=ON")
-    except sqlite3.DatabaseError:
-        pass
+    for pragma in ("PRAGMA query_only=ON", "PRAGMA writable_schema=ON"):
+        try:
+            conn.execute(pragma)
+        except sqlite3.DatabaseError:
+            pass
     return conn
 
 

@@ -148,8 +148,8 @@ def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> bool:
     pragma = "integrity_check" if full else "quick_check"
     damage = diagnose(catalog.db.conn, full)
     if damage is not None:
-        repair = ("REINDEX (rebuilds SQLite's indexes from the tables)" if damage.indexes_only
-                  else RECOVER)
+        repair = ("REINDEX (rebuilds SQLite's indexes from the tables); where SQLite cannot, "
+                  + RECOVER) if damage.indexes_only else RECOVER
         report.add("sqlite", PROBLEM, f"database damaged ({damage.describe()}): "
                    f"{len(damage.errors)} errors from {pragma}", count=len(damage.errors),
                    examples=damage.errors, repair=repair)
@@ -202,7 +202,8 @@ def _damaged_embeddings(catalog: Catalog, sizes: list[tuple[int, int]]) -> list[
     dim = sizes[0][0] // 4
     bad = catalog.health.embeddings_not_of_size(dim * 4) if len(sizes) > 1 else []
     for ids, vecs in catalog.iter_embeddings(dim=dim):
-        norms = np.linalg.norm(vecs, axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):     # damaged bytes: huge or NaN
+            norms = np.linalg.norm(vecs, axis=1)
         bad += ids[~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)].tolist()
     return bad
 

@@ -41,5 +41,5 @@ class CatalogDamagedError(CatalogError):
     def __init__(self, db_path, reason: str):
         self.path = str(db_path)
         self.reason = reason
-        super().__init__(f"{self.path}: the catalog database is damaged ({reason}); "
+        super().__init__(f"{self.path}: not a usable catalog database: damaged ({reason}); "
                          "run `lookalike check --repair` to recover what can be read")
