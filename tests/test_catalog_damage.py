@@ -210,3 +210,22 @@ def test_desktop_shows_the_same_message():
     assert "damaged" in text and "lookalike check --repair" in text
     exc = CatalogDamagedError("/x/catalog.db", "file is not a database")
     assert describe_error(exc) == str(exc)
+
+
+def test_check_of_damaged_embedding_bytes_prints_no_warning(cat, capsys):
+    """Bytes of a stored embedding overwritten with huge floats: a finding, no numpy warning."""
+    db = cat / "catalog.db"
+    page_size, pages = table_pages(db, "images", overflow=True)
+    leaf_or_root = set(table_pages(db, "images")[1])
+    overflow = [p for p in pages if p not in leaf_or_root]
+    with open(db, "r+b") as fh:
+        fh.seek((overflow[len(overflow) // 2] - 1) * page_size + 64)
+        fh.write(b"\xff\xff\x7f\x7f" * 64)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rc, out, err = run(capsys, "check", "--catalog", str(cat))
+        assert rc == 1 and not err and "stored embeddings are damaged" in out, out + err
+        rc, out, err = run(capsys, "check", "--repair", "--catalog", str(cat))
+        assert rc == 0 and not err, out + err

@@ -1,6 +1,7 @@
 """Fuzzing a catalog's files (issue 17): seeded random damage to catalog.db, its -wal, index.bin,
-index.json and a thumbnail (bytes flipped, overwritten or zeroed, files truncated, swapped or
-deleted), then `info`, `check`, `search`, `check --repair` and `check` again, in-process.
+index.json and a thumbnail (bytes flipped, overwritten or zeroed, a page header overwritten,
+files truncated, swapped or deleted), then `info`, `check`, `search`, `check --repair` and
+`check` again, in-process.
 
 Whatever the damage: no internal error (exit 3) or traceback, every message on stderr is one
 line, and after `check --repair` the catalog is healthy or the repair said in one line why not.
@@ -30,7 +31,7 @@ from .reliability_data import write_photos
 N = int(os.environ.get("LOOKALIKE_FUZZ_N", "20"))
 SEEDS = [int(os.environ["LOOKALIKE_FUZZ_SEED"])] if os.environ.get("LOOKALIKE_FUZZ_SEED") else range(N)
 TARGETS = ("catalog.db", "catalog.db-wal", "index.bin", "index.json", "thumbnail")
-DAMAGES = ("flip", "overwrite", "zero", "truncate", "swap", "delete")
+DAMAGES = ("flip", "overwrite", "zero", "truncate", "swap", "delete", "page")
 MESSAGE_PREFIXES = ("lookalike: error: ", "lookalike: warning: ", "warning: ")
 
 
@@ -77,6 +78,9 @@ def damage(cat: Path, seed: int) -> str:
     size = len(data)
     start = rng.randrange(size) if size else 0
     length = min(size - start, rng.choice((1, 8, 64, 512, 4096)))
+    if kind == "page":              # 64 random bytes over the start of a 4 KiB page (its header)
+        kind, start = "overwrite", start - start % 4096
+        length = min(size - start, 64)
     if kind == "flip":
         for i in range(start, start + length):
             data[i] ^= 1 << rng.randrange(8)
