@@ -18,6 +18,11 @@ class FeedError(LookalikeError):
     """A product feed cannot be read at all."""
 
 
+class OutputError(LookalikeError):
+    """An output file cannot be written where it was asked: a folder, a missing folder, a file
+    of the catalog itself, or a write that failed (the previous file is then left as it was)."""
+
+
 class ModelError(LookalikeError):
     """The model pack is missing, damaged or inconsistent."""
 
