@@ -18,6 +18,7 @@ from cli.main import main
 from engine.catalog import Catalog
 from engine.catalog_marker import MARKER_NAME, remove_catalog
 from engine.errors import CatalogBusyError, CatalogError, EmptiedCatalogError, NotACatalogError
+from engine.session import load_model_for
 
 
 def _photo(path, seed=0, size=160):
@@ -350,6 +351,61 @@ def test_read_only_opening_checks_the_schema_and_never_creates_it(tmp_path, caps
     assert "learned_metric" in _tables(folder / "catalog.db")
     with Catalog.open(folder, readonly=True) as cat:
         assert cat.count_images() == 1
+
+
+# ---------------------------------------------------------------------- case 3: the write lock first
+def test_creating_a_catalog_holds_the_write_lock(tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    with FileLock(str(folder / "write.lock")):          # another process is creating it
+        with pytest.raises(CatalogBusyError, match="catalog is busy"):
+            Catalog.open(folder)
+        assert sorted(os.listdir(folder)) == ["write.lock"]            # nothing written
+    with Catalog.open(folder) as cat:
+        assert cat.catalog_id and cat.count_images() == 0
+
+
+def test_choosing_a_model_writes_nothing(tmp_path, model):
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert load_model_for(cat).name == model.name
+        assert cat.meta("model_pack") is None           # a search records nothing
+        from engine.ingest import ingest
+
+        ingest(cat, model, [_photo(tmp_path / "a.png")])
+        assert cat.meta("model_pack") == model.name     # the import does, under the lock
+
+
+def test_an_import_refused_as_busy_changes_nothing(tmp_path, model, capsys):
+    from engine.ingest import ingest
+
+    folder = tmp_path / "cat"
+    photos = [_photo(tmp_path / "photos" / f"{i}.png", seed=i) for i in range(3)]
+    with Catalog.open(folder) as holder:
+        with holder.writer():                            # an import with the catalog's pack runs
+            holder.set_meta("model_pack", model.name)
+            assert model.name != "efficientnet-lite0"
+            rc = main(["index", str(photos[0]), "--catalog", str(folder), "--model", "efficientnet-lite0",
+                       "--quiet"])
+            assert rc == 2
+            assert "catalog is busy" in _err_line(capsys)
+            assert holder.meta("model_pack") == model.name
+        ingest(holder, model, photos)                     # the first import goes on
+        assert holder.meta("model_pack") == model.name
+    assert main(["search", str(photos[1]), "--catalog", str(folder), "--json", "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.splitlines()[0])["results"][0]["path"] == str(photos[1])
+
+
+def test_the_duplicate_scan_notes_its_version_only_when_the_lock_is_free(tmp_path):
+    from engine.duplicates import SCANNED_VERSION_KEY
+    from engine.duplicates.scan import remember_scan
+
+    with Catalog.open(tmp_path / "cat") as holder, Catalog.open(tmp_path / "cat") as other:
+        with holder.writer():
+            remember_scan(other, 5)
+            assert other.meta(SCANNED_VERSION_KEY) is None
+        remember_scan(other, 5)
+        assert other.meta(SCANNED_VERSION_KEY) == "5"
 
 
 def test_a_thumbnail_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
