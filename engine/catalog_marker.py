@@ -90,9 +90,9 @@ def read_marker(directory: Path) -> Marker | None:
     if not path.exists() and not path.is_symlink():
         return None
     remedy = "restore it from a backup, or delete it (the database keeps the catalog id)"
+    if not path.is_file() or path.stat().st_size > 64 * 1024:
+        raise CatalogError(f"{path}: not a valid catalog marker (not a small file); {remedy}")
     try:
-        if not path.is_file() or path.stat().st_size > 64 * 1024:
-            raise ValueError("not a small file")
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CatalogError(f"{path}: catalog marker unreadable ({exc.strerror or exc}); {remedy}") from exc

@@ -184,6 +184,18 @@ def test_a_bad_marker_is_one_line_error(tmp_path, capsys, text, reason):
         assert line.startswith(f"lookalike: error: {marker}: ") and reason in line, line
 
 
+def test_a_marker_that_is_no_file_is_one_line_error(tmp_path, capsys):
+    for kind in ("folder", "dangling link"):
+        folder = tmp_path / kind
+        with Catalog.open(folder):
+            pass
+        marker = folder / MARKER_NAME
+        marker.unlink()
+        marker.mkdir() if kind == "folder" else marker.symlink_to(tmp_path / "nowhere")
+        assert main(["info", "--catalog", str(folder)]) == 2
+        assert "not a valid catalog marker (not a small file)" in _err_line(capsys)
+
+
 def test_the_database_of_another_catalog_is_refused(tmp_path, capsys):
     with Catalog.open(tmp_path / "a"), Catalog.open(tmp_path / "b"):
         pass
@@ -326,6 +338,15 @@ def test_an_emptied_database_is_damage_never_healthy(tmp_path, capsys, how):
         assert cat.meta("catalog_id") == json.loads((folder / MARKER_NAME).read_text())["catalog_id"]
     assert main(["check", "--catalog", str(folder)]) == 0
     capsys.readouterr()
+
+
+def test_check_and_info_leave_a_healthy_catalog_as_it_was(tmp_path, capsys):
+    folder, _photos, _id = _catalog_with_images(tmp_path)
+    before = _snapshot(folder)
+    assert main(["check", "--catalog", str(folder)]) == 0
+    assert main(["info", "--catalog", str(folder)]) == 0
+    capsys.readouterr()
+    assert _snapshot(folder) == before
 
 
 def test_read_only_opening_checks_the_schema_and_never_creates_it(tmp_path, capsys):
