@@ -41,11 +41,11 @@ def add_catalog_options(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
 
 
-def open_catalog(args, *, create: bool = True, readonly: bool = False):
+def open_catalog(args, *, create: bool = True, readonly: bool = False, recreate_emptied: bool = False):
     """The catalog named by ``args.catalog`` (default folder when None)."""
     from engine.catalog import Catalog
 
-    return Catalog.open(args.catalog, create=create, readonly=readonly)
+    return Catalog.open(args.catalog, create=create, readonly=readonly, recreate_emptied=recreate_emptied)
 
 
 # ---------------------------------------------------------------------- output

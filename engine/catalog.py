@@ -1,7 +1,8 @@
 """The catalog: one folder holding the SQLite database, the HNSW index and a thumbnail cache.
 
-Layout of a catalog folder::
+Layout of a catalog folder (made only in a new or empty folder: engine.catalog_marker)::
 
+    lookalike-catalog.json  the marker: format version, catalog id (= meta.catalog_id), created
     catalog.db        SQLite (WAL): products, images (+ embeddings), local_features, image_text,
                       ingest_errors, removed, projection, meta (schema: engine.catalog_schema)
     index.bin/.json   the HNSW index over image embeddings (engine.vector_store, engine.index)
@@ -33,7 +34,8 @@ import sqlite_utils
 from filelock import FileLock, Timeout
 
 from .catalog_health import CatalogHealth
-from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
+from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
+from .catalog_schema import execute_statements, has_column, now_iso
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
@@ -43,10 +45,6 @@ from .vector_store import VectorStore
 
 __all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
            "execute_statements", "now_iso", "pack_embedding", "unpack_embeddings"]
-
-DB_NAME = "catalog.db"
-INDEX_NAME = "index.bin"
-LOCK_NAME = "write.lock"
 
 PRODUCT_COLUMNS = (
     "id", "title", "brand", "price", "currency", "category", "url", "description", "sku", "gtin",
@@ -72,7 +70,7 @@ class Catalog:
     Open with :meth:`open`; use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, directory: Path, *, readonly: bool = False):
+    def __init__(self, directory: Path, *, readonly: bool = False, recreate_emptied: bool = False):
         self.directory = Path(directory)
         self.db_path = self.directory / DB_NAME
         self.index_path = self.directory / INDEX_NAME
@@ -84,34 +82,28 @@ class Catalog:
         self._lock_depth = 0
         self._closed = False
         self._columns: dict[tuple[str, str], bool] = {}
+        self._identity_pending = False              # made before the marker: add it on next write
+        self.recreated = False                      # an emptied database was started again empty
         self.vectors = VectorStore(self)            # the HNSW index (engine.vector_store)
         self.thumbnails = ThumbnailCache(self)      # thumbnails/ (engine.thumbnail_cache)
-        self._init_db()
+        self._init_db(recreate_emptied)
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, directory: str | os.PathLike | None = None, *, create: bool = True,
-             readonly: bool = False) -> "Catalog":
+             readonly: bool = False, recreate_emptied: bool = False) -> "Catalog":
+        """Open the catalog in ``directory``; ``create``: make one there if the folder is new or
+        empty (never in a folder of other files: NotACatalogError). An emptied database raises
+        EmptiedCatalogError unless ``recreate_emptied`` (`lookalike check --repair`)."""
         directory = Path(directory).expanduser() if directory else default_catalog_dir()
-        if directory.exists() and not directory.is_dir():
-            raise CatalogError(f"{directory}: not a folder")
-        if not (directory / DB_NAME).exists():
-            if not create:
-                raise CatalogError(f"{directory}: no catalog here (no {DB_NAME})")
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CatalogError(f"{directory}: cannot create the catalog folder ({exc.strerror})") from exc
-        return cls(directory, readonly=readonly)
+        check_folder(directory, create=create and not readonly, recreate=recreate_emptied and not readonly)
+        return cls(directory, readonly=readonly, recreate_emptied=recreate_emptied)
 
-    def _init_db(self) -> None:
+    def _init_db(self, recreate_emptied: bool = False) -> None:
         try:
-            conn = self.db.conn
-            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy
-            # timeout) for a process that is creating or migrating the same catalog right now,
-            # where statements run one by one could meet its half-made schema ("database is locked")
-            with self.transaction(bump=False):
-                create_or_migrate(conn, self.db_path, readonly=self.readonly)
+            # a new catalog's schema and marker are made holding the write lock; an existing one is
+            # checked, and migrated only under the lock (engine.catalog_marker)
+            prepare(self, recreate=recreate_emptied)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 # another process is creating the same catalog this instant (its journal mode
@@ -176,6 +168,8 @@ class Catalog:
                     ) from None
             self._lock_depth += 1
             try:
+                if self._identity_pending:      # a catalog made before the marker gets it now
+                    ensure_identity(self)
                 yield
             finally:
                 self._lock_depth -= 1
@@ -251,6 +245,11 @@ class Catalog:
     @property
     def version(self) -> int:
         return int(self.meta("version", "0"))
+
+    @property
+    def catalog_id(self) -> str | None:
+        """The catalog's id (uuid4 hex; None for a catalog made before ids, until its next write)."""
+        return self.meta("catalog_id") or getattr(read_marker(self.directory), "catalog_id", None)
 
     # ------------------------------------------------------------------ products
     def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:

@@ -35,5 +35,13 @@ class CatalogBusyError(CatalogError):
     """Another process holds the catalog for writing."""
 
 
+class NotACatalogError(CatalogError):
+    """The folder holds other files and no catalog: Lookalike makes no catalog there."""
+
+
+class EmptiedCatalogError(CatalogError):
+    """The folder is a catalog whose database is gone or holds no tables (every record lost)."""
+
+
 class TextReaderError(LookalikeError):
     """The text reader (OCR) cannot be loaded or used."""

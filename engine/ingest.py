@@ -31,6 +31,7 @@ from .catalog import Catalog
 from .errors import FeedError, ImageError
 from . import learned_metric
 from .faults import fault_point
+from .session import record_model_pack
 from .imaging import (UNSUPPORTED_IMAGE_EXTENSIONS, decode_image_bytes, image_size, is_image_path,
                       max_file_bytes)
 
@@ -101,6 +102,7 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
 
         reader_available()
     with catalog.writer():
+        record_model_pack(catalog, model)       # under the lock: a refused import writes nothing
         sources = _collect(catalog, list(paths), report, allow_outside, cancel)
         todo = [] if report.cancelled else _skip_unchanged(catalog, model, sources, report)
         total = len(sources)

@@ -213,8 +213,11 @@ def scan_model(catalog: Catalog, requested: str | None = None) -> Model | None:
 
 
 def remember_scan(catalog: Catalog, version: int) -> None:
-    if not catalog.readonly:
-        catalog.set_meta(SCANNED_VERSION_KEY, str(version))
+    """Note the version scanned, when the write lock is free (a note, not worth waiting for: a
+    process that writes the catalog now makes the next scan start over anyway)."""
+    with catalog.write_lock_if_free() as free:
+        if free:
+            catalog.set_meta(SCANNED_VERSION_KEY, str(version))
 
 
 def image_areas(catalog: Catalog, ids: np.ndarray) -> dict[int, float]:
