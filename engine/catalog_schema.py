@@ -58,6 +58,21 @@ CREATE TABLE IF NOT EXISTS learned_metric (
 );
 """
 
+#: The duplicate finder's decisions (engine.decision_store): created with the schema, and on the
+#: next write of a catalog made before them; a catalog without them reads as holding no decisions,
+#: so they are not among the SCHEMA_NAMES a read-only open requires.
+DECISION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pair_decisions (
+    a TEXT NOT NULL, b TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('not_duplicate', 'confirmed')),
+    at TEXT NOT NULL, a_id INTEGER, b_id INTEGER, score REAL,
+    PRIMARY KEY (a, b), CHECK (a <= b)
+);
+CREATE TABLE IF NOT EXISTS dupe_references (
+    content_hash TEXT PRIMARY KEY, image_id INTEGER, at TEXT NOT NULL
+);
+"""
+
 #: Columns added to tables after their first release: (table, column, SQL type). Added on open
 #: when missing (nullable, so older rows and older catalogs stay valid); write statements name
 #: their columns, so a column another version adds never breaks them.
@@ -85,6 +100,7 @@ def create_or_migrate(conn: sqlite3.Connection, db_path: Path, *, catalog_id: st
     inside the caller's write transaction, holding the write lock. Raises CatalogError for a
     newer schema."""
     execute_statements(conn, SCHEMA)
+    execute_statements(conn, DECISION_SCHEMA)
     add_missing_columns(conn)
     version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if version is None:

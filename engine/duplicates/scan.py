@@ -56,7 +56,6 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise LookalikeError(f"threshold {threshold} is outside [0, 1]")
-    catalog.decision_store.ensure_schema()
     timings: dict[str, float] = {}
     catalog_version = catalog.version
     since = -1
