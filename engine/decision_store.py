@@ -53,6 +53,11 @@ class DecisionStore:
             if key in _schema_ready:
                 return
             tables = {r[0] for r in catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"pair_decisions", "dupe_references"} <= tables and catalog.readonly:
+                # nothing decided yet, and a read-only catalog cannot write: empty tables in this
+                # connection's temporary schema
+                execute_statements(catalog.db.conn, SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+                return
             if not {"pair_decisions", "dupe_references"} <= tables:
                 with catalog.transaction(bump=False) as db:    # waits for another process doing the same
                     execute_statements(db.conn, SCHEMA)

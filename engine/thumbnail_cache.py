@@ -1,17 +1,26 @@
 """The catalog's thumbnail cache: JPEG thumbnails in ``thumbnails/`` of the catalog folder, made
 on first use. A thumbnail is named after its image's content hash and size
 (``thumbnails/ab/<32 hex digits>-<size>.jpg``), so it survives moves and re-imports and is shared
-by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`)."""
+by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`).
+
+A read-only catalog (read-only media) is never written: the thumbnails it lacks are made in the
+user's cache folder instead. A full disk or an unwritable folder is one line
+(engine.catalog_storage), with no temporary file left behind."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import platformdirs
+
+from .catalog_storage import storage_error
 from .errors import CatalogError, ImageError
+from .paths import APP_NAME
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -51,9 +60,14 @@ class ThumbnailCache:
         if found is None:
             raise CatalogError(f"{self.catalog.directory}: no image with id {image_id}")
         path, digest = found
-        out = self.path_for(digest, size)
+        out, root = self.path_for(digest, size), self.catalog.directory
         if out.exists():
             return out
+        if self.catalog.readonly:
+            root = self._spare_directory()
+            out = root / out.relative_to(self.directory)
+            if out.exists():
+                return out
         rgb = load_image(path, min_short_side=size)
         h, w = rgb.shape[:2]
         scale = size / max(h, w)
@@ -64,12 +78,23 @@ class ThumbnailCache:
                                [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise ImageError(path, "cannot encode a thumbnail")
-        out.parent.mkdir(parents=True, exist_ok=True)
         # write beside, then rename: a reader never sees half a file, two writers never mix theirs
         tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.tobytes())
+            os.replace(tmp, out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, root) or CatalogError(
+                f"{out}: cannot write the thumbnail ({exc.strerror})") from exc
         return out
+
+    def _spare_directory(self) -> Path:
+        """Where a read-only catalog's missing thumbnails are made: the user's cache folder, one
+        sub-folder per catalog folder."""
+        key = hashlib.blake2b(str(self.catalog.directory.resolve()).encode(), digest_size=8).hexdigest()
+        return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / THUMBNAIL_DIR / key
 
     def files(self) -> Iterator[Path]:
         """Every file in the cache (thumbnails, and whatever else is there)."""

@@ -214,7 +214,9 @@ def scan_model(catalog: Catalog, requested: str | None = None) -> Model | None:
 
 def remember_scan(catalog: Catalog, version: int) -> None:
     if not catalog.readonly:
-        catalog.set_meta(SCANNED_VERSION_KEY, str(version))
+        with catalog.write_lock_if_free() as mine:      # nothing is written without the lock
+            if mine:
+                catalog.set_meta(SCANNED_VERSION_KEY, str(version))
 
 
 def image_areas(catalog: Catalog, ids: np.ndarray) -> dict[int, float]:
