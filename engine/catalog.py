@@ -109,12 +109,12 @@ class Catalog:
     def _init_db(self) -> None:
         try:
             conn = self.db.conn
-            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy
-            # timeout) for a process that is creating or migrating the same catalog right now,
-            # where statements run one by one could meet its half-made schema ("database is
-            # locked"). A read-only catalog's connection cannot write: one read snapshot.
-            with self.read_snapshot() if self.readonly else self.transaction(bump=False):
-                create_or_migrate(conn, self.db_path, readonly=self.readonly)
+            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy timeout)
+            # for a process creating or migrating the same catalog right now, where statements run one
+            # by one could meet its half-made schema. (A read-only connection: catalog_storage checks it.)
+            if not self.readonly:
+                with self.transaction(bump=False):
+                    create_or_migrate(conn, self.db_path, readonly=False)
         except sqlite3.OperationalError as exc:
             if not self.readonly and (mapped := storage_error(exc, self.directory)) is not None:
                 raise mapped from exc       # a full disk, an unwritable database file
@@ -164,7 +164,7 @@ class Catalog:
     def writer(self) -> Iterator[None]:
         """Hold the catalog's inter-process write lock (re-entrant within this object)."""
         if self.readonly:
-            raise CatalogError(f"{self.directory}: catalog is open read-only")
+            raise CatalogError(f"{self.directory}: catalog is open read-only; copy it to a writable folder to change it")
         with self._write_lock:
             if self._lock_depth == 0:
                 self._file_lock = FileLock(str(self.directory / LOCK_NAME))

@@ -44,8 +44,8 @@ class DiskFullError(CatalogError):
 
     def __init__(self, folder, reason: str = "no space left on device"):
         self.folder = str(folder)
-        super().__init__(f"disk full: {reason} for {self.folder}; free space on {self.folder} and run "
-                         "the command again (the import resumes where it stopped)")
+        super().__init__(f"disk full: {reason}; free space on {self.folder} and run the command again "
+                         "(the import resumes where it stopped)")
 
 
 class TextReaderError(LookalikeError):

@@ -23,7 +23,7 @@ from engine import index as index_module
 from engine.catalog import Catalog
 from engine.catalog_storage import storage_error
 from engine.consistency import check_catalog, repair_catalog
-from engine.errors import CatalogReadOnlyError, DiskFullError
+from engine.errors import CatalogError, CatalogReadOnlyError, DiskFullError
 from engine.index import VectorIndex
 from engine.ingest import ingest
 
@@ -95,6 +95,25 @@ def test_a_read_only_catalog_cannot_write_its_database(tmp_path):
         assert cat.count_images() == 5
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             cat.db.conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+
+
+def test_an_older_catalog_is_read_without_migrating_it(tmp_path):
+    """Tables of later releases that an older catalog lacks read as empty; a database without
+    the core tables is refused; neither is written."""
+    _synthetic_catalog(tmp_path / "old", _vecs(4))
+    with sqlite3.connect(tmp_path / "old" / "catalog.db") as conn:
+        conn.execute("DROP TABLE image_text")
+        conn.execute("DROP TABLE learned_metric")
+    with Catalog.open(tmp_path / "old", create=False, readonly=True) as cat:
+        assert cat.count_images() == 4 and cat.image_text([1]) == {} and cat.stored_learned_metric() is None
+    with sqlite3.connect(tmp_path / "old" / "catalog.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "image_text" not in tables and "learned_metric" not in tables
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "catalog.db").touch()
+    with pytest.raises(CatalogError, match="not a usable catalog database"):
+        Catalog.open(tmp_path / "empty", create=False, readonly=True)
+    assert (tmp_path / "empty" / "catalog.db").stat().st_size == 0
 
 
 def test_cli_search_and_dupes_do_not_write_the_catalog(tmp_path, model, capsys):
@@ -173,6 +192,48 @@ def test_read_only_media_is_searched_and_writes_are_one_line(tmp_path, model):
     finally:
         for p in [cat, *cat.rglob("*")]:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_read_only_media_with_the_files_of_a_live_catalog(tmp_path):
+    """Copied while another process had it open: with its -wal and -shm the catalog is read as
+    committed (the second commit is only in the -wal); a -wal without its -shm cannot be read
+    without losing commits, and is one line instead."""
+    prefix = _unprivileged()
+    if prefix is None:
+        pytest.skip("cannot run a process that is subject to file permissions here")
+    x = _vecs(20)
+    live = Catalog.open(tmp_path / "live")
+    try:
+        with live.writer():
+            live.put_images(_rows(x[:10]))
+            live.vectors.save()
+            live.put_images(_rows(x[10:], 10))
+        shutil.copytree(tmp_path / "live", tmp_path / "both")
+        shutil.copytree(tmp_path / "live", tmp_path / "no-shm")
+    finally:
+        live.close()
+    (tmp_path / "no-shm" / "catalog.db-shm").unlink()
+    assert (tmp_path / "both" / "catalog.db-wal").stat().st_size > 0
+    for folder in ("both", "no-shm"):
+        _make_read_only(tmp_path / folder)
+    code = ("import sys\nfrom engine.catalog import Catalog\nfrom engine.errors import CatalogError\n"
+            "for d in sys.argv[1:]:\n"
+            "    try:\n"
+            "        with Catalog.open(d, create=False, readonly=True) as c:\n"
+            "            print(c.count_images(), len(c.vectors.index()))\n"
+            "    except CatalogError as exc:\n"
+            "        print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-c", code, tmp_path / "both", tmp_path / "no-shm"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    finally:
+        for p in [*tmp_path.rglob("*")]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "20 20", f"{tmp_path / 'no-shm'} is read-only (catalog.db-wal holds changes not merged into "
+        "catalog.db); copy the catalog to a writable folder"]
 
 
 def test_a_folder_that_refuses_writes_is_one_line_in_process(tmp_path, monkeypatch, capsys):
