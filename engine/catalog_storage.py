@@ -20,7 +20,6 @@ import errno
 import os
 import re
 import sqlite3
-import urllib.parse
 from pathlib import Path
 
 from filelock import BaseFileLock, Timeout
@@ -39,7 +38,7 @@ def connect(db_path: Path, *, readonly: bool) -> sqlite3.Connection:
     written."""
     db_path = Path(db_path)
     if readonly:
-        uri = "file:" + urllib.parse.quote(str(db_path.absolute())) + "?mode=ro"
+        uri = db_path.absolute().as_uri() + "?mode=ro"       # (as_uri escapes ? and # in names)
         if _needs_immutable(db_path):
             uri += "&immutable=1"
         conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)

@@ -121,7 +121,7 @@ class VectorStore:
         on open): an index claiming a version the database never reached (a restored or replaced
         database), whose vector count differs from the image count once brought up to date (a
         damaged or mismatched file), or that is another catalog's (:meth:`_foreign`), is rebuilt
-        from the stored embeddings; saved only when this catalog object is the writer."""
+        from the stored embeddings; saved only by the thread inside ``catalog.writer()``."""
         catalog = self.catalog
         index = VectorIndex.load_or_create(self.path, dim, self.projection())
         with self.snapshot():
@@ -175,7 +175,7 @@ class VectorStore:
 
     def sync(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
         """Apply database changes newer than the index's version (the loaded index by default).
-        Returns the number applied. ``save`` None: save only while this catalog object holds the
+        Returns the number applied. ``save`` None: save only from the thread holding the catalog's
         write lock (a reader keeps the changes in memory)."""
         if index is None:      # (not `index or`: an empty index is falsy)
             index = self.loaded()
