@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -87,6 +88,36 @@ def test_a_reader_brings_a_stale_index_up_to_date_in_memory_only(tmp_path):
     with Catalog.open(tmp_path) as cat, cat.writer():
         cat.vectors.index()
     assert VectorIndex.load(tmp_path / "index.bin", 16).version == 2
+
+
+def test_the_desktops_search_thread_never_saves_the_index(tmp_path):
+    """The desktop shares one Catalog between its import and its searches: a search while the
+    import holds the write lock syncs in memory; only the importing thread saves."""
+    x = _vecs(30)
+    _synthetic_catalog(tmp_path, x[:10])
+    saved = _index_files(tmp_path)
+    with Catalog.open(tmp_path) as cat:
+        inside, release = threading.Event(), threading.Event()
+
+        def importer():
+            with cat.writer():
+                cat.put_images(_rows(x[10:], 10))
+                inside.set()
+                release.wait(60)
+
+        thread = threading.Thread(target=importer)
+        thread.start()
+        try:
+            assert inside.wait(60)
+            ids, sims = cat.vectors.nearest(x[25], 1)           # this thread searches
+            assert len(cat.vectors.loaded()) == 30 and sims[0, 0] > 0.999
+            assert _index_files(tmp_path) == saved
+        finally:
+            release.set()
+            thread.join(60)
+        with cat.writer():                                     # the writer's thread saves
+            cat.vectors.save()
+    assert _index_files(tmp_path) != saved
 
 
 def test_a_read_only_catalog_cannot_write_its_database(tmp_path):
