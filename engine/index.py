@@ -636,8 +636,10 @@ def _check_written(path: Path, elements: int) -> None:
             f.seek(24)
             per_element = int.from_bytes(f.read(8), "little")
     short = size < _HNSW_HEADER or size < _HNSW_HEADER + elements * (per_element + 4)
-    st = os.statvfs(path)
-    full = st.f_blocks > 0 and (st.f_bavail == 0 or st.f_bfree == 0)   # (0 blocks: not reported)
+    full = False
+    if hasattr(os, "statvfs"):          # (POSIX only)
+        st = os.statvfs(path)
+        full = st.f_blocks > 0 and (st.f_bavail == 0 or st.f_bfree == 0)   # (0 blocks: not reported)
     if short or full:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
