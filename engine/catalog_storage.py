@@ -4,10 +4,12 @@ A writable catalog connects normally, in WAL mode. A read-only one (search, info
 the duplicate listing) opens its database with a ``file:...?mode=ro`` URI, so nothing can write it
 by accident. SQLite reads a WAL database only where its ``-wal`` and ``-shm`` files exist or can
 be created (https://sqlite.org/wal.html#readonly); on read-only media (a DVD, a share, another
-user's folder) they usually cannot, and a database nobody can write is opened ``immutable=1``
-(https://sqlite.org/uri.html#uriimmutable: no locks, no ``-shm``). Immutable mode reads the
-database file alone, so a ``-wal`` file holding commits not yet merged into it is refused
-instead of silently ignored.
+user's folder) they usually cannot, and the database is opened ``immutable=1``
+(https://sqlite.org/uri.html#uriimmutable: no locks, no ``-shm``; it assumes nobody changes the
+file meanwhile, which holds for read-only media; in another user's folder that user could, and a
+long-lived reader may then see errors until it reopens). Immutable mode reads the database file
+alone, so a ``-wal`` file holding commits not yet merged into it is refused instead of silently
+ignored.
 
 :func:`storage_error` maps a full disk (SQLITE_FULL, ENOSPC, EDQUOT) to :class:`DiskFullError`
 and a folder or file that cannot be written (SQLITE_READONLY, EACCES, EPERM, EROFS) to
