@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from cli.common import OK, PROBLEMS, add_catalog_option, add_model_option, open_catalog
 
@@ -24,21 +25,29 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.consistency import check_catalog, repair_catalog
-    from engine.errors import LookalikeError
+    from engine.consistency import check_catalog, emptied_report, repair_catalog
+    from engine.errors import EmptiedCatalogError, LookalikeError
+    from engine.paths import default_catalog_dir
 
     if args.forget_missing and not args.repair:
         raise LookalikeError("lookalike check: --forget-missing needs --repair")
-    with open_catalog(args, create=False, readonly=not args.repair) as catalog:
-        if args.repair:
-            model = None
-            if args.model:
-                from engine.session import load_model_for
+    try:
+        # --repair starts an emptied database again empty (and says so); a check only reports it
+        catalog = open_catalog(args, create=False, readonly=not args.repair, recreate_emptied=args.repair)
+    except EmptiedCatalogError:
+        report = emptied_report(Path(args.catalog).expanduser() if args.catalog else default_catalog_dir())
+    else:
+        with catalog:
+            if args.repair:
+                model = None
+                if args.model:
+                    from engine.session import load_model_for
 
-                model = load_model_for(catalog, args.model)
-            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full, model=model)
-        else:
-            report = check_catalog(catalog, full=args.full, files=not args.no_files)
+                    model = load_model_for(catalog, args.model)
+                report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full,
+                                        model=model)
+            else:
+                report = check_catalog(catalog, full=args.full, files=not args.no_files)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

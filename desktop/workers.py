@@ -354,8 +354,7 @@ def import_job(
 ) -> Any:
     from engine.ingest import ingest
 
-    if catalog.meta("model_pack") is None:  # remember which pack the catalog is built with
-        catalog.set_meta("model_pack", model.name)
+    # ingest records the model pack once it holds the write lock (a refused import writes nothing)
     return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel)
 
 

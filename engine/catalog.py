@@ -1,7 +1,8 @@
 """The catalog: one folder holding the SQLite database, the HNSW index and a thumbnail cache.
 
-Layout of a catalog folder::
+Layout of a catalog folder (made only in a new or empty folder: engine.catalog_marker)::
 
+    lookalike-catalog.json  the marker: format version, catalog id (= meta.catalog_id), created
     catalog.db        SQLite (WAL): products, images (+ embeddings), local_features, image_text,
                       ingest_errors, removed, projection, meta (schema: engine.catalog_schema)
     index.bin/.json   the HNSW index over image embeddings (engine.vector_store, engine.index)
@@ -33,8 +34,9 @@ import sqlite_utils
 from filelock import FileLock
 
 from .catalog_health import CatalogHealth
-from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
-from .catalog_storage import connect, storage_error, take_lock
+from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
+from .catalog_schema import execute_statements, has_column, now_iso
+from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
@@ -44,10 +46,6 @@ from .vector_store import VectorStore
 
 __all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
            "execute_statements", "now_iso", "pack_embedding", "unpack_embeddings"]
-
-DB_NAME = "catalog.db"
-INDEX_NAME = "index.bin"
-LOCK_NAME = "write.lock"
 
 PRODUCT_COLUMNS = (
     "id", "title", "brand", "price", "currency", "category", "url", "description", "sku", "gtin",
@@ -73,7 +71,7 @@ class Catalog:
     Open with :meth:`open`; use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, directory: Path, *, readonly: bool = False):
+    def __init__(self, directory: Path, *, readonly: bool = False, recreate_emptied: bool = False):
         self.directory = Path(directory)
         self.db_path = self.directory / DB_NAME
         self.index_path = self.directory / INDEX_NAME
@@ -86,35 +84,28 @@ class Catalog:
         self._lock_owner: int | None = None
         self._closed = False
         self._columns: dict[tuple[str, str], bool] = {}
+        self._identity_pending = False              # made before the marker: add it on next write
+        self.recreated = False                      # an emptied database was started again empty
         self.vectors = VectorStore(self)            # the HNSW index (engine.vector_store)
         self.thumbnails = ThumbnailCache(self)      # thumbnails/ (engine.thumbnail_cache)
-        self._init_db()
+        self._init_db(recreate_emptied)
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, directory: str | os.PathLike | None = None, *, create: bool = True,
-             readonly: bool = False) -> "Catalog":
+             readonly: bool = False, recreate_emptied: bool = False) -> "Catalog":
+        """Open the catalog in ``directory``; ``create``: make one there if the folder is new or
+        empty (never in a folder of other files: NotACatalogError). An emptied database raises
+        EmptiedCatalogError unless ``recreate_emptied`` (`lookalike check --repair`)."""
         directory = Path(directory).expanduser() if directory else default_catalog_dir()
-        if directory.exists() and not directory.is_dir():
-            raise CatalogError(f"{directory}: not a folder")
-        if not (directory / DB_NAME).exists():
-            if not create:
-                raise CatalogError(f"{directory}: no catalog here (no {DB_NAME})")
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CatalogError(f"{directory}: cannot create the catalog folder ({exc.strerror})") from exc
-        return cls(directory, readonly=readonly)
+        check_folder(directory, create=create and not readonly, recreate=recreate_emptied and not readonly)
+        return cls(directory, readonly=readonly, recreate_emptied=recreate_emptied)
 
-    def _init_db(self) -> None:
+    def _init_db(self, recreate_emptied: bool = False) -> None:
         try:
-            conn = self.db.conn
-            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy timeout)
-            # for a process creating or migrating the same catalog right now, where statements run one
-            # by one could meet its half-made schema. (A read-only connection: catalog_storage checks it.)
-            if not self.readonly:
-                with self.transaction(bump=False):
-                    create_or_migrate(conn, self.db_path, readonly=False)
+            # a new catalog's schema and marker are made holding the write lock; an existing one is
+            # checked, and migrated only under the lock (engine.catalog_marker)
+            prepare(self, recreate=recreate_emptied)
         except sqlite3.OperationalError as exc:
             if not self.readonly and (mapped := storage_error(exc, self.directory)) is not None:
                 raise mapped from exc       # a full disk, an unwritable database file
@@ -152,6 +143,8 @@ class Catalog:
                 pass
         self._connections = []
         self._closed = True
+        if self.readonly:
+            tidy_after_reading(self.db_path)
 
     def __enter__(self) -> "Catalog":
         return self
@@ -174,6 +167,8 @@ class Catalog:
                 self._lock_owner = threading.get_ident()
             self._lock_depth += 1
             try:
+                if self._identity_pending:      # a catalog made before the marker gets it now
+                    ensure_identity(self)
                 yield
             finally:
                 self._lock_depth -= 1
@@ -253,6 +248,11 @@ class Catalog:
     @property
     def version(self) -> int:
         return int(self.meta("version", "0"))
+
+    @property
+    def catalog_id(self) -> str | None:
+        """The catalog's id (uuid4 hex; None for a catalog made before ids, until its next write)."""
+        return self.meta("catalog_id") or getattr(read_marker(self.directory), "catalog_id", None)
 
     # ------------------------------------------------------------------ products
     def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import sqlite3
 from pathlib import Path
 
 from filelock import BaseFileLock, Timeout
 
-from .catalog_schema import SCHEMA, SCHEMA_VERSION
 from .errors import CatalogError, CatalogReadOnlyError, DiskFullError
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -44,11 +42,6 @@ def connect(db_path: Path, *, readonly: bool) -> sqlite3.Connection:
         if _needs_immutable(db_path):
             uri += "&immutable=1"
         conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
-        try:
-            _prepare_read_only(conn, db_path)
-        except BaseException:
-            conn.close()
-            raise
     else:
         folder = db_path.parent
         if not os.access(folder, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
@@ -65,25 +58,25 @@ def connect(db_path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-_CORE_TABLES = ("meta", "products", "images")
-_CREATE_TABLE = re.compile(r"^(?:\s*--[^\n]*\n)*\s*CREATE TABLE IF NOT EXISTS (\w+)")
-
-
-def _prepare_read_only(conn: sqlite3.Connection, db_path: Path) -> None:
-    """What a writer's open creates or migrates, checked without writing: a database without the
-    core tables, or of a newer schema, is refused; tables added by later releases that an older
-    catalog lacks are made empty in this connection's temporary schema."""
-    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    missing = [t for t in _CORE_TABLES if t not in have]
-    if missing:
-        raise CatalogError(f"{db_path}: not a usable catalog database (no {missing[0]} table)")
-    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    if row is not None and int(row[0]) > SCHEMA_VERSION:
-        raise CatalogError(f"{db_path}: made by a newer Lookalike (schema {row[0]}); upgrade the app")
-    for statement in SCHEMA.split(";"):
-        m = _CREATE_TABLE.match(statement)
-        if m and m.group(1) not in have:
-            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+def tidy_after_reading(db_path: Path) -> None:
+    """Remove the empty -wal/-shm files SQLite made for read-only connections (which cannot
+    remove them), so reading leaves the folder as it was: a plain connection that reads once and
+    closes lets SQLite do it, only when it is the last connection (a writer elsewhere keeps them)
+    and its -wal holds nothing; on read-only media there are none."""
+    wal = Path(f"{db_path}-wal")
+    try:
+        if not os.access(db_path.parent, os.W_OK) or wal.stat().st_size:
+            return
+    except OSError:             # no -wal: nothing to tidy
+        return
+    try:
+        conn = sqlite3.connect(db_path, timeout=0.1)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
 
 
 def _needs_immutable(db_path: Path) -> bool:

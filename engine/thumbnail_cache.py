@@ -1,7 +1,8 @@
 """The catalog's thumbnail cache: JPEG thumbnails in ``thumbnails/`` of the catalog folder, made
 on first use. A thumbnail is named after its image's content hash and size
 (``thumbnails/ab/<32 hex digits>-<size>.jpg``), so it survives moves and re-imports and is shared
-by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`).
+by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`). Only the
+files named so (:func:`own_kind`) are Lookalike's: anything else in ``thumbnails/`` is left alone.
 
 A read-only catalog (read-only media) is never written: the thumbnails it lacks are made in the
 user's cache folder instead. A full disk or an unwritable folder is one line
@@ -9,6 +10,7 @@ user's cache folder instead. A full disk or an unwritable folder is one line
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -29,6 +31,9 @@ THUMBNAIL_DIR = "thumbnails"
 DEFAULT_SIZE = 256
 JPEG_QUALITY = 88
 _NAME_RE = re.compile(r"^([0-9a-f]{32})-\d+\.jpg$")
+#: A thumbnail being written (ThumbnailCache.get): the thumbnail's name, ``.jpg`` replaced by
+#: ``.<pid>.<thread>.tmp``.
+_TEMP_RE = re.compile(r"^([0-9a-f]{32})-\d+\.\d+\.\d+\.tmp$")
 
 
 def digest_of(path: Path) -> str | None:
@@ -36,6 +41,23 @@ def digest_of(path: Path) -> str | None:
     a file not named like a thumbnail (a leftover temporary file, a stranger)."""
     m = _NAME_RE.match(path.name)
     return m.group(1) if m else None
+
+
+def own_kind(cache_dir: Path, path: Path) -> str | None:
+    """"thumbnail" or "temp" for a file the cache writes (``<cache_dir>/<2 hex>/<name>``, its
+    name as :meth:`ThumbnailCache.path_for` or a temporary of it gives it), None for any other."""
+    path = Path(path)
+    if path.parent.parent != Path(cache_dir):
+        return None
+    for kind, pattern in (("thumbnail", _NAME_RE), ("temp", _TEMP_RE)):
+        m = pattern.match(path.name)
+        if m and path.parent.name == m.group(1)[:2]:
+            return kind
+    return None
+
+
+def is_own_thumbnail_file(cache_dir: Path, path: Path) -> bool:
+    return own_kind(cache_dir, path) is not None
 
 
 class ThumbnailCache:
@@ -84,11 +106,16 @@ class ThumbnailCache:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, out)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
+        except OSError as exc:               # a full disk, a read-only folder: no half file left
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise storage_error(exc, root) or CatalogError(
-                f"{out}: cannot write the thumbnail ({exc.strerror})") from exc
+                f"{out.parent}: cannot write a thumbnail ({exc.strerror or exc})") from exc
         return out
+
+    def own_kind(self, path: Path) -> str | None:
+        """"thumbnail", "temp" or None (not a file of this cache): :func:`own_kind`."""
+        return own_kind(self.directory, path)
 
     def _spare_directory(self) -> Path:
         """Where a read-only catalog's missing thumbnails are made: the user's cache folder, one
@@ -97,7 +124,8 @@ class ThumbnailCache:
         return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / THUMBNAIL_DIR / key
 
     def files(self) -> Iterator[Path]:
-        """Every file in the cache (thumbnails, and whatever else is there)."""
+        """Every file under ``thumbnails/`` (thumbnails, and whatever else is there: check
+        :meth:`own_kind` before touching one)."""
         if self.directory.is_dir():
             for dirpath, _dirs, names in os.walk(self.directory):
                 for name in names:
