@@ -64,7 +64,9 @@ def run(args) -> int:
         threshold = scoring.resolve_threshold(args.threshold)
     except ValueError as exc:
         raise LookalikeError(str(exc)) from None
-    with open_catalog(args, create=False) as catalog:
+    decide = args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference
+    # a listing never writes; --new remembers where this scan stopped (under the write lock)
+    with open_catalog(args, create=False, readonly=not (decide or args.only_new)) as catalog:
         if args.decisions:
             return _print_decisions(catalog, args.json)
         changes = 0
@@ -81,7 +83,7 @@ def run(args) -> int:
         for text in args.no_reference:
             catalog.decision_store.set_reference(catalog.resolve_image(text), False)
             changes += 1
-        if args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference:
+        if decide:
             print(f"recorded {changes} decision(s) in {catalog.directory}", file=sys.stderr)
             return OK
 

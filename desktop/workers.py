@@ -248,8 +248,12 @@ def catalog_info_job(catalog: Any, *, full_stats: bool = False) -> CatalogInfo:
 
 def open_catalog_job(directory: str | Path | None, create: bool) -> CatalogInfo:
     from engine.catalog import Catalog
+    from engine.errors import CatalogReadOnlyError
 
-    catalog = Catalog.open(directory, create=create)
+    try:
+        catalog = Catalog.open(directory, create=create)
+    except CatalogReadOnlyError:    # read-only media: searched, never written
+        catalog = Catalog.open(directory, create=False, readonly=True)
     try:
         return catalog_info_job(catalog)
     except BaseException:

@@ -31,11 +31,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import sqlite_utils
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from .catalog_health import CatalogHealth
 from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
 from .catalog_schema import execute_statements, has_column, now_iso
+from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
@@ -80,6 +81,7 @@ class Catalog:
         self._write_lock = threading.RLock()
         self._file_lock: FileLock | None = None
         self._lock_depth = 0
+        self._lock_owner: int | None = None
         self._closed = False
         self._columns: dict[tuple[str, str], bool] = {}
         self._identity_pending = False              # made before the marker: add it on next write
@@ -105,6 +107,8 @@ class Catalog:
             # checked, and migrated only under the lock (engine.catalog_marker)
             prepare(self, recreate=recreate_emptied)
         except sqlite3.OperationalError as exc:
+            if not self.readonly and (mapped := storage_error(exc, self.directory)) is not None:
+                raise mapped from exc       # a full disk, an unwritable database file
             if "locked" in str(exc) or "busy" in str(exc):
                 # another process is creating the same catalog this instant (its journal mode
                 # switch or schema is not finished): the same answer as for a writer
@@ -121,13 +125,8 @@ class Catalog:
             raise CatalogError(f"{self.directory}: catalog is closed")
         db = getattr(self._local, "db", None)
         if db is None:
-            # autocommit mode: transactions are explicit (see transaction())
-            conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            # read-only: a mode=ro connection (engine.catalog_storage); transactions are explicit
+            conn = connect(self.db_path, readonly=self.readonly)
             db = sqlite_utils.Database(conn)
             self._local.db = db
             self._connections.append(conn)
@@ -144,6 +143,8 @@ class Catalog:
                 pass
         self._connections = []
         self._closed = True
+        if self.readonly:
+            tidy_after_reading(self.db_path)
 
     def __enter__(self) -> "Catalog":
         return self
@@ -156,16 +157,14 @@ class Catalog:
     def writer(self) -> Iterator[None]:
         """Hold the catalog's inter-process write lock (re-entrant within this object)."""
         if self.readonly:
-            raise CatalogError(f"{self.directory}: catalog is open read-only")
+            raise CatalogError(f"{self.directory}: catalog is open read-only; copy it to a writable folder to change it")
         with self._write_lock:
             if self._lock_depth == 0:
                 self._file_lock = FileLock(str(self.directory / LOCK_NAME))
-                try:
-                    self._file_lock.acquire(timeout=0.5)
-                except Timeout:
+                if not take_lock(self._file_lock, 0.5, self.directory):
                     raise CatalogBusyError(
-                        f"{self.directory}: catalog is busy (another Lookalike process is writing to it)"
-                    ) from None
+                        f"{self.directory}: catalog is busy (another Lookalike process is writing to it)")
+                self._lock_owner = threading.get_ident()
             self._lock_depth += 1
             try:
                 if self._identity_pending:      # a catalog made before the marker gets it now
@@ -183,19 +182,19 @@ class Catalog:
         db = self.db
         conn = db.conn
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 if bump:
                     row = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
                     self.current_version = int(row[0]) + 1 if row else 1
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
                                  (str(self.current_version),))
                 yield db
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
                 conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:     # (SQLite may have rolled back already: a full disk)
+                    conn.execute("ROLLBACK")
+                raise storage_error(exc, self.directory) or exc   # a full disk: one line
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -211,6 +210,12 @@ class Catalog:
         finally:
             conn.execute("COMMIT")
 
+    @property
+    def holds_write_lock(self) -> bool:
+        """Whether this thread is inside :meth:`writer` (imports, removals, repairs; not a search
+        running beside them in the desktop)."""
+        return self._lock_depth > 0 and self._lock_owner == threading.get_ident()
+
     @contextmanager
     def write_lock_if_free(self) -> Iterator[bool]:
         """Whether this object may write the catalog's files (the index) now, without waiting:
@@ -223,9 +228,7 @@ class Catalog:
             yield True
             return
         lock = FileLock(str(self.directory / LOCK_NAME))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        if not take_lock(lock, 0, self.directory):
             yield False
             return
         try:

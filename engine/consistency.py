@@ -233,6 +233,11 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                        repair="rebuild it from the stored embeddings")
             index = VectorIndex.create(dim, capacity=report.images, projection=projection)
             index.version = -1
+    mine = catalog.meta("catalog_id")
+    if index.catalog_id and mine and index.catalog_id != mine:
+        report.add("index-identity", PROBLEM, f"saved index belongs to another catalog ({index.catalog_id}; "
+                   f"this one is {mine})", repair="rebuild it from the stored embeddings")
+        return
     with catalog.vectors.snapshot():
         version = catalog.version
         if index.version > version:
@@ -262,7 +267,8 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                 want = index.graph_vectors(catalog.embeddings(ids))
                 differ += int((np.abs(got - want).max(axis=1) > 1e-4).sum())
         if differ:
-            report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings",
+            report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings"
+                       + (" (the index of another catalog?)" if differ == len(db_ids) else ""),
                        count=differ, repair="rebuild the index from the stored embeddings")
             return
     report.add("index", OK, f"index: {len(index)} vectors = {len(db_ids)} images, same ids and vectors")
@@ -371,8 +377,8 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
             rebuild = True
         if before.find("files-changed"):
             reembed += [(p, None) for _, p, _s, _m in _changed_files(catalog)]
-        if rebuild or any(before.find(c) for c in ("index-file", "index-version", "index-ids",
-                                                    "index-vectors", "index")):
+        if rebuild or any(before.find(c) for c in ("index-file", "index-identity", "index-version",
+                                                    "index-ids", "index-vectors", "index")):
             if catalog.count_images():
                 catalog.vectors.rebuild()
                 actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")

@@ -35,6 +35,24 @@ class CatalogBusyError(CatalogError):
     """Another process holds the catalog for writing."""
 
 
+class CatalogReadOnlyError(CatalogError):
+    """The catalog's folder (or its database file) cannot be written: read-only media, another
+    user's folder."""
+
+    def __init__(self, folder, reason: str = "permission denied"):
+        self.folder = str(folder)
+        super().__init__(f"{self.folder} is read-only ({reason}); copy the catalog to a writable folder")
+
+
+class DiskFullError(CatalogError):
+    """The disk (or the user's quota) holding the catalog is full."""
+
+    def __init__(self, folder, reason: str = "no space left on device"):
+        self.folder = str(folder)
+        super().__init__(f"disk full: {reason}; free space on {self.folder} and run the command again "
+                         "(the import resumes where it stopped)")
+
+
 class NotACatalogError(CatalogError):
     """The folder holds other files and no catalog: Lookalike makes no catalog there."""
 

@@ -2,18 +2,27 @@
 on first use. A thumbnail is named after its image's content hash and size
 (``thumbnails/ab/<32 hex digits>-<size>.jpg``), so it survives moves and re-imports and is shared
 by identical files; ``lookalike check`` finds orphans by that name (:func:`digest_of`). Only the
-files named so (:func:`own_kind`) are Lookalike's: anything else in ``thumbnails/`` is left alone."""
+files named so (:func:`own_kind`) are Lookalike's: anything else in ``thumbnails/`` is left alone.
+
+A read-only catalog (read-only media) is never written: the thumbnails it lacks are made in the
+user's cache folder instead. A full disk or an unwritable folder is one line
+(engine.catalog_storage), with no temporary file left behind."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import platformdirs
+
+from .catalog_storage import storage_error
 from .errors import CatalogError, ImageError
+from .paths import APP_NAME
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -73,9 +82,14 @@ class ThumbnailCache:
         if found is None:
             raise CatalogError(f"{self.catalog.directory}: no image with id {image_id}")
         path, digest = found
-        out = self.path_for(digest, size)
+        out, root = self.path_for(digest, size), self.catalog.directory
         if out.exists():
             return out
+        if self.catalog.readonly:
+            root = self._spare_directory()
+            out = root / out.relative_to(self.directory)
+            if out.exists():
+                return out
         rgb = load_image(path, min_short_side=size)
         h, w = rgb.shape[:2]
         scale = size / max(h, w)
@@ -95,12 +109,19 @@ class ThumbnailCache:
         except OSError as exc:               # a full disk, a read-only folder: no half file left
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise CatalogError(f"{out.parent}: cannot write a thumbnail ({exc.strerror or exc})") from exc
+            raise storage_error(exc, root) or CatalogError(
+                f"{out.parent}: cannot write a thumbnail ({exc.strerror or exc})") from exc
         return out
 
     def own_kind(self, path: Path) -> str | None:
         """"thumbnail", "temp" or None (not a file of this cache): :func:`own_kind`."""
         return own_kind(self.directory, path)
+
+    def _spare_directory(self) -> Path:
+        """Where a read-only catalog's missing thumbnails are made: the user's cache folder, one
+        sub-folder per catalog folder."""
+        key = hashlib.blake2b(str(self.catalog.directory.resolve()).encode(), digest_size=8).hexdigest()
+        return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / THUMBNAIL_DIR / key
 
     def files(self) -> Iterator[Path]:
         """Every file under ``thumbnails/`` (thumbnails, and whatever else is there: check
