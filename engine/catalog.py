@@ -35,7 +35,7 @@ from filelock import FileLock
 
 from .catalog_health import CatalogHealth
 from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
-from .catalog_schema import execute_statements, has_column, now_iso
+from .catalog_schema import image_text_values, execute_statements, has_column, now_iso
 from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
@@ -76,6 +76,7 @@ class Catalog:
         self.db_path = self.directory / DB_NAME
         self.index_path = self.directory / INDEX_NAME
         self.readonly = readonly
+        self.read_stand_ins: list[str] = []
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._write_lock = threading.RLock()
@@ -127,6 +128,8 @@ class Catalog:
         if db is None:
             # read-only: a mode=ro connection (engine.catalog_storage); transactions are explicit
             conn = connect(self.db_path, readonly=self.readonly)
+            for statement in self.read_stand_ins:    # an older catalog read as it is (catalog_marker)
+                conn.execute(statement)
             db = sqlite_utils.Database(conn)
             self._local.db = db
             self._connections.append(conn)
@@ -366,7 +369,7 @@ class Catalog:
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
                 if r.get("text") is not None:
                     conn.execute("INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
-                                 "VALUES (?,?,?,?)", (ids[-1], *_text_values(r["text"])))
+                                 "VALUES (?,?,?,?)", (ids[-1], *image_text_values(r["text"])))
                 else:       # text read on the old content is stale
                     conn.execute("DELETE FROM image_text WHERE image_id=?", (ids[-1],))
             fault_point("put-images-before-commit")
@@ -415,7 +418,7 @@ class Catalog:
                 db.conn.executemany(
                     "INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
                     "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
-                    [(int(r[0]), *_text_values(r[1:]), int(r[0])) for r in rows])
+                    [(int(r[0]), *image_text_values(r[1:]), int(r[0])) for r in rows])
 
     def image_text(self, image_ids: Sequence[int]) -> dict[int, dict]:
         """image id -> {"reader", "words", "lines"} for the images with stored text."""
@@ -784,14 +787,6 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
-
-
-def _text_values(text: Sequence) -> tuple[str, str, str]:
-    """(reader, words, lines) -> the image_text columns (JSON; box corners rounded to pixels)."""
-    reader, words, lines = text
-    packed = [[str(t), round(float(c), 4), [round(float(v)) for corner in box for v in corner]]
-              for t, c, box in lines]
-    return str(reader), json.dumps(list(words), ensure_ascii=False), json.dumps(packed, ensure_ascii=False)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog_schema import create_or_migrate, database_content, now_iso, schema_gaps
+from .catalog_schema import create_or_migrate, database_content, now_iso, read_stand_ins, schema_gaps
 from .errors import CatalogError, EmptiedCatalogError, NotACatalogError
 from .thumbnail_cache import THUMBNAIL_DIR, is_own_thumbnail_file
 
@@ -262,8 +262,15 @@ def _validate(catalog: "Catalog", marker: Marker | None) -> None:
     catalog._identity_pending = marker is None or stored_id is None
     if gaps:
         if catalog.readonly:
-            raise CatalogError(f"{catalog.db_path}: made by an older Lookalike (no {', '.join(gaps[:3])}); "
-                               "open it once for writing (`lookalike check --repair`) to bring it up to date")
+            # an older catalog read where it may not be writable: empty temporary tables stand in
+            # for the ones it lacks (in this connection and in each one the catalog opens later)
+            try:
+                catalog.read_stand_ins = read_stand_ins(gaps)
+            except ValueError as exc:
+                raise CatalogError(f"{catalog.db_path}: not a usable catalog database ({exc})") from None
+            for statement in catalog.read_stand_ins:
+                conn.execute(statement)
+            return
         with catalog.writer(), catalog.transaction(bump=False):
             create_or_migrate(conn, catalog.db_path)
 

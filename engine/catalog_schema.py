@@ -4,10 +4,12 @@ the write lock; a read-only opening only checks it with schema_gaps)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Sequence
 
 from .errors import CatalogError
 
@@ -131,6 +133,28 @@ def schema_gaps(conn: sqlite3.Connection, db_path: Path, *, columns: bool) -> li
     return gaps
 
 
+#: Tables a catalog cannot be read without (a database lacking one is not a usable catalog).
+CORE_TABLES = ("meta", "products", "images")
+
+
+def read_stand_ins(gaps: list[str]) -> list[str]:
+    """CREATE TEMP TABLE statements standing in, empty, for the tables an older catalog lacks, so
+    it can be read where it cannot be brought up to date (read-only media): temporary tables live
+    in the connection, not in the file. Foreign keys are dropped (they cannot cross databases).
+    Missing indexes only cost speed. Raises ValueError for a missing core table."""
+    missing_core = [t for t in CORE_TABLES if t in gaps]
+    if missing_core:
+        raise ValueError(f"no {', '.join(missing_core)} table")
+    out = []
+    for statement in SCHEMA.split(";"):
+        body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        found = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", body)
+        if found and found.group(1) in gaps:
+            body = re.sub(r"\s+REFERENCES \w+\(\w+\)(\s+ON DELETE (CASCADE|SET NULL))?", "", body)
+            out.append(body.replace("CREATE TABLE", "CREATE TEMP TABLE", 1).strip())
+    return out
+
+
 def database_content(db_path: Path) -> str | None:
     """What the SQLite file holds: "catalog" (Lookalike's ``meta`` table with a ``schema`` row),
     "empty" (an empty file, no tables), "other" (tables, but not Lookalike's), or None (missing
@@ -171,3 +195,11 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
 
 def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return column in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def image_text_values(text: Sequence) -> tuple[str, str, str]:
+    """(reader, words, lines) -> the image_text columns (JSON; box corners rounded to pixels)."""
+    reader, words, lines = text
+    packed = [[str(t), round(float(c), 4), [round(float(v)) for corner in box for v in corner]]
+              for t, c, box in lines]
+    return str(reader), json.dumps(list(words), ensure_ascii=False), json.dumps(packed, ensure_ascii=False)
