@@ -26,14 +26,19 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from engine.catalog_recovery import recover_folder
-    from engine.consistency import check_catalog, damaged_report, repair_catalog
-    from engine.errors import CatalogDamagedError, LookalikeError
+    from engine.consistency import check_catalog, damaged_report, emptied_report, repair_catalog
+    from engine.errors import CatalogDamagedError, EmptiedCatalogError, LookalikeError
+    from engine.paths import default_catalog_dir
 
     if args.forget_missing and not args.repair:
         raise LookalikeError("lookalike check: --forget-missing needs --repair")
     recovery = None
     try:
-        catalog = open_catalog(args, create=False, readonly=not args.repair)
+        # --repair starts an emptied database again empty (and says so); a check only reports it
+        catalog = open_catalog(args, create=False, readonly=not args.repair, recreate_emptied=args.repair)
+    except EmptiedCatalogError:
+        return _print(args, emptied_report(Path(args.catalog).expanduser() if args.catalog
+                                           else default_catalog_dir()))
     except CatalogDamagedError as exc:      # a database SQLite cannot open: report, or recover it
         if not args.repair:
             return _print(args, damaged_report(exc))

@@ -4,9 +4,12 @@ bar, table output, one-line messages and the exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 DEBUG_ENV = "LOOKALIKE_DEBUG"
@@ -16,7 +19,9 @@ OK = 0
 PROBLEMS = 1           # the command ran; some inputs failed or problems remain
 ERROR = 2              # a user-facing error (LookalikeError) or a usage error (argparse)
 INTERNAL = 3           # an unexpected exception (no traceback unless $LOOKALIKE_DEBUG)
-INTERRUPTED = 130      # Ctrl+C
+INTERRUPTED = 130      # Ctrl+C (128 + SIGINT)
+CLOSED_PIPE = 141      # stdout closed early (`lookalike export | head -1`): 128 + SIGPIPE, as a shell
+                       # reports for any program a closed pipe ends
 
 CATALOG_HELP = "catalog folder (default: $LOOKALIKE_CATALOG or the user data folder)"
 MODEL_HELP = ("model pack name or folder (default: the catalog's own, else $LOOKALIKE_MODEL "
@@ -37,11 +42,11 @@ def add_catalog_options(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
 
 
-def open_catalog(args, *, create: bool = True, readonly: bool = False):
+def open_catalog(args, *, create: bool = True, readonly: bool = False, recreate_emptied: bool = False):
     """The catalog named by ``args.catalog`` (default folder when None)."""
     from engine.catalog import Catalog
 
-    return Catalog.open(args.catalog, create=create, readonly=readonly)
+    return Catalog.open(args.catalog, create=create, readonly=readonly, recreate_emptied=recreate_emptied)
 
 
 # ---------------------------------------------------------------------- output
@@ -113,13 +118,67 @@ class Progress:
         self.close()
 
 
+# ---------------------------------------------------------------------- Ctrl+C
+@contextlib.contextmanager
+def cancel_on_interrupt(cancel: threading.Event, what: str = "the current batch"):
+    """Ctrl+C while the block runs: the first sets ``cancel`` (the engine stops at its next
+    checkpoint, keeping what it committed, and the command reports "interrupted"); the second
+    exits at once with status 130, without unwinding, so no worker thread is waited for and no
+    traceback is printed (what a kill leaves is safe: every write is a committed transaction or an
+    atomic rename). The previous handler is back after the block. In a thread other than the main
+    one (where signals cannot be caught) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        if not cancel.is_set():
+            cancel.set()
+            _say(f"\nlookalike: stopping after {what} (Ctrl+C again to quit at once)")
+            return
+        _say("\nlookalike: interrupted")
+        os._exit(INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _say(line: str) -> None:
+    """A line on stderr from a signal handler: written to the descriptor itself (the handler may
+    have interrupted a write to ``sys.stderr``, which must not be re-entered); never raises."""
+    try:
+        os.write(2, (line + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
 # ---------------------------------------------------------------------- errors
+def _quiet_closed_stdout() -> int:
+    """stdout's reader went away (``| head -1``): point stdout at the null device so the flush at
+    exit cannot fail again, and end quietly. The recipe of the Python docs (signal module, "Note
+    on SIGPIPE"); SIGPIPE itself stays ignored, as Python sets it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):   # no real stdout (an embedding host)
+        pass
+    return CLOSED_PIPE
+
+
 def run_handler(handler, args) -> int:
     """Run a command's handler; an error becomes one line on stderr and an exit code."""
     from engine.errors import LookalikeError
 
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()          # a closed pipe may show only here, on the last buffered lines
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_stdout()
     except LookalikeError as exc:
         print(one_line(f"lookalike: error: {exc}"), file=sys.stderr)
         return ERROR

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 
-from cli.common import (OK, Progress, add_catalog_option, add_model_option, clip, open_catalog,
-                        print_table)
+from cli.common import (INTERRUPTED, OK, Progress, add_catalog_option, add_model_option, cancel_on_interrupt,
+                        clip, open_catalog, print_table)
 
 
 def register(sub) -> None:
@@ -55,14 +56,17 @@ def register(sub) -> None:
 def run(args) -> int:
     from engine import scoring
     from engine.decision_store import CONFIRMED, NOT_DUPLICATE
-    from engine.duplicates import export_csv, scan, scan_model
+    from engine.duplicates import ScanCancelled, export_csv, scan, scan_model
     from engine.errors import LookalikeError
+    from engine.export import check_output
 
     try:
         threshold = scoring.resolve_threshold(args.threshold)
     except ValueError as exc:
         raise LookalikeError(str(exc)) from None
-    with open_catalog(args, create=False) as catalog:
+    decide = args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference
+    # a listing never writes; --new remembers where this scan stopped (under the write lock)
+    with open_catalog(args, create=False, readonly=not (decide or args.only_new)) as catalog:
         if args.decisions:
             return _print_decisions(catalog, args.json)
         changes = 0
@@ -79,16 +83,25 @@ def run(args) -> int:
         for text in args.no_reference:
             catalog.decision_store.set_reference(catalog.resolve_image(text), False)
             changes += 1
-        if args.not_duplicate or args.confirm or args.forget or args.reference or args.no_reference:
+        if decide:
             print(f"recorded {changes} decision(s) in {catalog.directory}", file=sys.stderr)
             return OK
 
-        with Progress(disable=args.quiet or args.json, unit="", show="stage", leave=False) as progress:
-            result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
-                          include_variants=args.include_variants, progress=progress, dense=args.dense,
-                          model=scan_model(catalog, args.model) if args.dense else None)
+        if args.csv:       # a folder, a missing folder or a catalog file: refused before the scan
+            check_output(args.csv, protect=catalog.directory)
+        cancel = threading.Event()     # Ctrl+C: the scan stops between chunks; twice: at once
+        try:
+            with Progress(disable=args.quiet or args.json, unit="", show="stage", leave=False) as progress, \
+                    cancel_on_interrupt(cancel, "the current step"):
+                result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
+                              include_variants=args.include_variants, progress=progress, dense=args.dense,
+                              model=scan_model(catalog, args.model) if args.dense else None,
+                              cancel=cancel)
+        except ScanCancelled:
+            print("lookalike: interrupted: the scan changed nothing", file=sys.stderr)
+            return INTERRUPTED
         if args.csv:
-            n = export_csv(result.groups, args.csv)
+            n = export_csv(result.groups, args.csv, protect=catalog.directory)
             if args.csv != "-":
                 print(f"wrote {n} rows ({len(result.groups)} groups) to {args.csv}", file=sys.stderr)
         if args.json:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from cli.common import (INTERRUPTED, OK, PROBLEMS, Progress, add_catalog_options, one_line, open_catalog,
-                        warn)
+from cli.common import (INTERRUPTED, OK, PROBLEMS, Progress, add_catalog_options, cancel_on_interrupt,
+                        one_line, open_catalog, warn)
 
 
 def register(sub) -> None:
@@ -31,19 +31,19 @@ def run(args) -> int:
         print(f"catalog {catalog.directory} · model {model.name} on {model.provider}", file=sys.stderr)
         progress = Progress(disable=args.quiet, show="file")
         cancel = threading.Event()
-        try:
+        # Ctrl+C cancels at the next batch (the worker threads finish theirs and are joined);
+        # a second one exits at once (cancel_on_interrupt)
+        with progress, cancel_on_interrupt(cancel):
             report = ingest(catalog, model, args.paths, progress=progress, cancel=cancel,
                             allow_outside=args.allow_outside, read_text=args.read_text)
-        except KeyboardInterrupt:
-            progress.close()
-            print("interrupted: images committed so far are kept; run the same command to resume",
-                  file=sys.stderr)
-            return INTERRUPTED
-        progress.close()
         for path, reason in report.failed:
             print(one_line(f"error: {path}: {reason}"), file=sys.stderr)
         for feed, problem in report.problems:
             warn(f"{feed}: {problem}")
         print(report.summary() + f" ({report.images_per_second:.0f} images/s)")
         print(f"catalog now holds {catalog.count_images()} images of {catalog.count_products()} products")
+        if report.cancelled or cancel.is_set():
+            print("lookalike: interrupted: the images committed so far are kept; run the same "
+                  "command to resume", file=sys.stderr)
+            return INTERRUPTED
         return PROBLEMS if report.failed else OK

@@ -58,7 +58,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise LookalikeError(str(exc)) from None
     roi = _parse_roi(args.roi)
-    with open_catalog(args, create=False) as catalog:
+    with open_catalog(args, create=False, readonly=True) as catalog:     # a search never writes
         model = load_model_for(catalog, args.model)
         searcher = Searcher(catalog, model)
         failed = 0

@@ -52,12 +52,16 @@ def match_row(query: str, match: Any) -> list[Any]:
     return [values[c] for c in COLUMNS]
 
 
-def export_results_csv(path: str | Path, query: str, matches: Iterable[Any]) -> int:
+def export_results_csv(path: str | Path, query: str, matches: Iterable[Any], *,
+                       catalog_dir: str | Path | None = None) -> int:
     """Write ``matches`` (engine ``Match`` objects) to ``path``; returns the number of rows.
 
-    UTF-8 with a byte-order mark, so spreadsheets detect the encoding of non-ASCII titles.
+    Through :func:`engine.export.open_output`: UTF-8 with a byte-order mark (spreadsheets detect
+    the encoding of non-ASCII titles), written under a temporary name and renamed when complete,
+    and refused (OutputError, one line) for a folder, a missing folder or a file inside
+    ``catalog_dir``.
     """
-    from engine.export import write_csv  # the engine loads after the window shows
+    from engine.export import open_output, write_csv  # the engine loads after the window shows
 
-    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+    with open_output(path, protect=catalog_dir) as fh:
         return write_csv(fh, COLUMNS, (match_row(query, m) for m in matches))

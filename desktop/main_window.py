@@ -546,13 +546,17 @@ class MainWindow(QMainWindow):
                 return None
             path = chosen
             self.settings.set_last_dir("export", Path(chosen).parent)
+        from engine.errors import LookalikeError
+
         path = Path(path)
+        info = self.session.catalog_info
         try:
             count = export_results_csv(
-                path, str(self.shown_query.path or query_name) if self.shown_query else "", matches
+                path, str(self.shown_query.path or query_name) if self.shown_query else "", matches,
+                catalog_dir=info.directory if info is not None else None,
             )
-        except OSError as exc:
-            self.banner.error(f"{path}: cannot write ({exc.strerror or exc})")
+        except LookalikeError as exc:        # a folder, a missing folder, a catalog file, disk full
+            self.banner.error(str(exc))
             return None
         self.banner.info(f"Exported {plural(count, 'result')} to {path}")
         return path

@@ -253,8 +253,12 @@ def catalog_info_job(catalog: Any, *, full_stats: bool = False) -> CatalogInfo:
 
 def open_catalog_job(directory: str | Path | None, create: bool) -> CatalogInfo:
     from engine.catalog import Catalog
+    from engine.errors import CatalogReadOnlyError
 
-    catalog = Catalog.open(directory, create=create)
+    try:
+        catalog = Catalog.open(directory, create=create)
+    except CatalogReadOnlyError:    # read-only media: searched, never written
+        catalog = Catalog.open(directory, create=False, readonly=True)
     try:
         return catalog_info_job(catalog)
     except BaseException:
@@ -355,8 +359,7 @@ def import_job(
 ) -> Any:
     from engine.ingest import ingest
 
-    if catalog.meta("model_pack") is None:  # remember which pack the catalog is built with
-        catalog.set_meta("model_pack", model.name)
+    # ingest records the model pack once it holds the write lock (a refused import writes nothing)
     return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .catalog_marker import remove_catalog
 from .errors import LookalikeError
 
 DEFAULT_SCALES = (100_000,)
@@ -196,7 +196,7 @@ def bench_ingest(files: Sequence[Path], model, catalog_dir: Path, *, workers: in
     from .catalog import Catalog
     from .ingest import ingest
 
-    shutil.rmtree(catalog_dir, ignore_errors=True)
+    remove_catalog(catalog_dir)        # a previous run's; never a folder of other files
     t, c = time.perf_counter(), time.process_time()
     with Catalog.open(catalog_dir) as cat:
         report = ingest(cat, model, [str(f) for f in files], workers=workers)
@@ -215,7 +215,7 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
     kept) plus synthetic rows with fake paths. Returns timings of the steps."""
     from .catalog import Catalog
 
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_catalog(directory)          # a previous run's; never a folder of other files
     out: dict = {}
     with Catalog.open(directory) as cat:
         t = time.perf_counter()

@@ -1,7 +1,8 @@
 """The catalog: one folder holding the SQLite database, the HNSW index and a thumbnail cache.
 
-Layout of a catalog folder::
+Layout of a catalog folder (made only in a new or empty folder: engine.catalog_marker)::
 
+    lookalike-catalog.json  the marker: format version, catalog id (= meta.catalog_id), created
     catalog.db        SQLite (WAL): products, images (+ embeddings), local_features, image_text,
                       ingest_errors, removed, projection, meta (schema: engine.catalog_schema)
     index.bin/.json   the HNSW index over image embeddings (engine.vector_store, engine.index)
@@ -30,24 +31,21 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import sqlite_utils
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from .catalog_health import CatalogHealth
-from .catalog_schema import create_or_migrate, execute_statements, has_column, now_iso
+from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
+from .catalog_schema import image_text_values, execute_statements, has_column, now_iso
+from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
 from .paths import default_catalog_dir
-from .sqlite_damage import DamageAwareConnection
 from .thumbnail_cache import THUMBNAIL_DIR, ThumbnailCache
 from .vector_store import VectorStore
 
 __all__ = ["Catalog", "DB_NAME", "INDEX_NAME", "LOCK_NAME", "PRODUCT_COLUMNS", "THUMBNAIL_DIR",
            "execute_statements", "now_iso", "pack_embedding", "unpack_embeddings"]
-
-DB_NAME = "catalog.db"
-INDEX_NAME = "index.bin"
-LOCK_NAME = "write.lock"
 
 PRODUCT_COLUMNS = (
     "id", "title", "brand", "price", "currency", "category", "url", "description", "sku", "gtin",
@@ -73,47 +71,45 @@ class Catalog:
     Open with :meth:`open`; use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, directory: Path, *, readonly: bool = False):
+    def __init__(self, directory: Path, *, readonly: bool = False, recreate_emptied: bool = False):
         self.directory = Path(directory)
         self.db_path = self.directory / DB_NAME
         self.index_path = self.directory / INDEX_NAME
         self.readonly = readonly
+        self.read_stand_ins: list[str] = []
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._write_lock = threading.RLock()
         self._file_lock: FileLock | None = None
         self._lock_depth = 0
+        self._lock_owner: int | None = None
         self._closed = False
         self._columns: dict[tuple[str, str], bool] = {}
+        self._identity_pending = False              # made before the marker: add it on next write
+        self.recreated = False                      # an emptied database was started again empty
         self.vectors = VectorStore(self)            # the HNSW index (engine.vector_store)
         self.thumbnails = ThumbnailCache(self)      # thumbnails/ (engine.thumbnail_cache)
-        self._init_db()
+        self._init_db(recreate_emptied)
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, directory: str | os.PathLike | None = None, *, create: bool = True,
-             readonly: bool = False) -> "Catalog":
+             readonly: bool = False, recreate_emptied: bool = False) -> "Catalog":
+        """Open the catalog in ``directory``; ``create``: make one there if the folder is new or
+        empty (never in a folder of other files: NotACatalogError). An emptied database raises
+        EmptiedCatalogError unless ``recreate_emptied`` (`lookalike check --repair`)."""
         directory = Path(directory).expanduser() if directory else default_catalog_dir()
-        if directory.exists() and not directory.is_dir():
-            raise CatalogError(f"{directory}: not a folder")
-        if not (directory / DB_NAME).exists():
-            if not create:
-                raise CatalogError(f"{directory}: no catalog here (no {DB_NAME})")
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CatalogError(f"{directory}: cannot create the catalog folder ({exc.strerror})") from exc
-        return cls(directory, readonly=readonly)
+        check_folder(directory, create=create and not readonly, recreate=recreate_emptied and not readonly)
+        return cls(directory, readonly=readonly, recreate_emptied=recreate_emptied)
 
-    def _init_db(self) -> None:
+    def _init_db(self, recreate_emptied: bool = False) -> None:
         try:
-            conn = self.db.conn
-            # schema, migration and meta in one write transaction: BEGIN IMMEDIATE waits (busy
-            # timeout) for a process that is creating or migrating the same catalog right now,
-            # where statements run one by one could meet its half-made schema ("database is locked")
-            with self.transaction(bump=False):
-                create_or_migrate(conn, self.db_path, readonly=self.readonly)
+            # a new catalog's schema and marker are made holding the write lock; an existing one is
+            # checked, and migrated only under the lock (engine.catalog_marker)
+            prepare(self, recreate=recreate_emptied)
         except sqlite3.OperationalError as exc:
+            if not self.readonly and (mapped := storage_error(exc, self.directory)) is not None:
+                raise mapped from exc       # a full disk, an unwritable database file
             if "locked" in str(exc) or "busy" in str(exc):
                 # another process is creating the same catalog this instant (its journal mode
                 # switch or schema is not finished): the same answer as for a writer
@@ -130,13 +126,10 @@ class Catalog:
             raise CatalogError(f"{self.directory}: catalog is closed")
         db = getattr(self._local, "db", None)
         if db is None:
-            # autocommit mode: transactions are explicit (see transaction())
-            conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False,
-                                   isolation_level=None, factory=DamageAwareConnection)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            # read-only: a mode=ro connection (engine.catalog_storage); transactions are explicit
+            conn = connect(self.db_path, readonly=self.readonly)
+            for statement in self.read_stand_ins:    # an older catalog read as it is (catalog_marker)
+                conn.execute(statement)
             db = sqlite_utils.Database(conn)
             self._local.db = db
             self._connections.append(conn)
@@ -153,6 +146,8 @@ class Catalog:
                 pass
         self._connections = []
         self._closed = True
+        if self.readonly:
+            tidy_after_reading(self.db_path)
 
     def __enter__(self) -> "Catalog":
         return self
@@ -165,18 +160,18 @@ class Catalog:
     def writer(self) -> Iterator[None]:
         """Hold the catalog's inter-process write lock (re-entrant within this object)."""
         if self.readonly:
-            raise CatalogError(f"{self.directory}: catalog is open read-only")
+            raise CatalogError(f"{self.directory}: catalog is open read-only; copy it to a writable folder to change it")
         with self._write_lock:
             if self._lock_depth == 0:
                 self._file_lock = FileLock(str(self.directory / LOCK_NAME))
-                try:
-                    self._file_lock.acquire(timeout=0.5)
-                except Timeout:
+                if not take_lock(self._file_lock, 0.5, self.directory):
                     raise CatalogBusyError(
-                        f"{self.directory}: catalog is busy (another Lookalike process is writing to it)"
-                    ) from None
+                        f"{self.directory}: catalog is busy (another Lookalike process is writing to it)")
+                self._lock_owner = threading.get_ident()
             self._lock_depth += 1
             try:
+                if self._identity_pending:      # a catalog made before the marker gets it now
+                    ensure_identity(self)
                 yield
             finally:
                 self._lock_depth -= 1
@@ -190,19 +185,19 @@ class Catalog:
         db = self.db
         conn = db.conn
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 if bump:
                     row = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
                     self.current_version = int(row[0]) + 1 if row else 1
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
                                  (str(self.current_version),))
                 yield db
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
                 conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:     # (SQLite may have rolled back already: a full disk)
+                    conn.execute("ROLLBACK")
+                raise storage_error(exc, self.directory) or exc   # a full disk: one line
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -218,6 +213,12 @@ class Catalog:
         finally:
             conn.execute("COMMIT")
 
+    @property
+    def holds_write_lock(self) -> bool:
+        """Whether this thread is inside :meth:`writer` (imports, removals, repairs; not a search
+        running beside them in the desktop)."""
+        return self._lock_depth > 0 and self._lock_owner == threading.get_ident()
+
     @contextmanager
     def write_lock_if_free(self) -> Iterator[bool]:
         """Whether this object may write the catalog's files (the index) now, without waiting:
@@ -230,9 +231,7 @@ class Catalog:
             yield True
             return
         lock = FileLock(str(self.directory / LOCK_NAME))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        if not take_lock(lock, 0, self.directory):
             yield False
             return
         try:
@@ -252,6 +251,11 @@ class Catalog:
     @property
     def version(self) -> int:
         return int(self.meta("version", "0"))
+
+    @property
+    def catalog_id(self) -> str | None:
+        """The catalog's id (uuid4 hex; None for a catalog made before ids, until its next write)."""
+        return self.meta("catalog_id") or getattr(read_marker(self.directory), "catalog_id", None)
 
     # ------------------------------------------------------------------ products
     def upsert_products(self, products: Iterable[dict], *, merge: bool = False) -> int:
@@ -365,7 +369,7 @@ class Catalog:
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
                 if r.get("text") is not None:
                     conn.execute("INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
-                                 "VALUES (?,?,?,?)", (ids[-1], *_text_values(r["text"])))
+                                 "VALUES (?,?,?,?)", (ids[-1], *image_text_values(r["text"])))
                 else:       # text read on the old content is stale
                     conn.execute("DELETE FROM image_text WHERE image_id=?", (ids[-1],))
             fault_point("put-images-before-commit")
@@ -414,7 +418,7 @@ class Catalog:
                 db.conn.executemany(
                     "INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
                     "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
-                    [(int(r[0]), *_text_values(r[1:]), int(r[0])) for r in rows])
+                    [(int(r[0]), *image_text_values(r[1:]), int(r[0])) for r in rows])
 
     def image_text(self, image_ids: Sequence[int]) -> dict[int, dict]:
         """image id -> {"reader", "words", "lines"} for the images with stored text."""
@@ -783,14 +787,6 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
-
-
-def _text_values(text: Sequence) -> tuple[str, str, str]:
-    """(reader, words, lines) -> the image_text columns (JSON; box corners rounded to pixels)."""
-    reader, words, lines = text
-    packed = [[str(t), round(float(c), 4), [round(float(v)) for corner in box for v in corner]]
-              for t, c, box in lines]
-    return str(reader), json.dumps(list(words), ensure_ascii=False), json.dumps(packed, ensure_ascii=False)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -183,19 +183,18 @@ def recover_folder(directory: Path, *, lock_held: bool = False) -> Recovery:
     """Recover the catalog database of ``directory`` in place (see the module docstring). Takes
     the catalog's write lock unless the caller holds it (CatalogBusyError when another process
     writes). Raises CatalogError when nothing at all can be read."""
-    from filelock import FileLock, Timeout
+    from filelock import FileLock
 
     from .catalog import DB_NAME, LOCK_NAME
+    from .catalog_storage import take_lock
 
     db_path = Path(directory) / DB_NAME
     if lock_held:
         return _recover_locked(db_path)
     lock = FileLock(str(Path(directory) / LOCK_NAME))
-    try:
-        lock.acquire(timeout=0.5)
-    except Timeout:
+    if not take_lock(lock, 0.5, Path(directory)):
         raise CatalogBusyError(f"{directory}: catalog is busy (another Lookalike process is "
-                               "writing to it)") from None
+                               "writing to it)")
     try:
         return _recover_locked(db_path)
     finally:
@@ -222,6 +221,13 @@ def _recover_locked(db_path: Path) -> Recovery:
         recovery = _copy_rows(readable, fresh)
         recovery.damaged_copy = _swap_in(db_path, fresh, stamp)
         return recovery
+    except (sqlite3.Error, OSError) as exc:      # a full disk, an unwritable folder: one line
+        from .catalog_storage import storage_error
+
+        mapped = storage_error(exc, db_path.parent)
+        if mapped is None:
+            raise CatalogError(f"{db_path}: recovery failed ({exc}); the damaged file is unchanged") from exc
+        raise mapped from exc
     finally:
         for leftover in (fresh, patched):
             if leftover is not None:
@@ -287,7 +293,7 @@ def _copy_rows(src_path: Path, dst_path: Path) -> Recovery:
             closing(sqlite3.connect(dst_path, isolation_level=None)) as dst:
         dst.execute("PRAGMA journal_mode=DELETE")
         dst.execute("BEGIN IMMEDIATE")
-        create_or_migrate(dst, dst_path, readonly=False)
+        create_or_migrate(dst, dst_path, catalog_id=_marker_id(dst_path.parent))
         for name, sql in _source_schema(src):      # tables and indexes of a newer or other module
             try:
                 dst.execute(sql.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
@@ -306,6 +312,17 @@ def _copy_rows(src_path: Path, dst_path: Path) -> Recovery:
         dst.execute("COMMIT")
         dst.execute("PRAGMA journal_mode=WAL")
     return recovery
+
+
+def _marker_id(directory: Path) -> str | None:
+    """The catalog id of the folder's marker (the id stays if the meta table is lost)."""
+    from .catalog_marker import read_marker
+
+    try:
+        marker = read_marker(directory)
+    except CatalogError:
+        return None
+    return marker.catalog_id if marker else None
 
 
 def _source_schema(src: sqlite3.Connection, tables_only: bool = False) -> list[tuple[str, str]]:

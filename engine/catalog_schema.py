@@ -1,11 +1,15 @@
 """The catalog database's schema: tables, indexes, the columns added since the first release, and
-creating or migrating a database to it (engine.catalog runs it on open)."""
+creating or migrating a database to it (engine.catalog_marker.prepare runs it on open, under
+the write lock; a read-only opening only checks it with schema_gaps)."""
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Sequence
 
 from .errors import CatalogError
 
@@ -56,6 +60,21 @@ CREATE TABLE IF NOT EXISTS learned_metric (
 );
 """
 
+#: The duplicate finder's decisions (engine.decision_store): created with the schema, and on the
+#: next write of a catalog made before them; a catalog without them reads as holding no decisions,
+#: so they are not among the SCHEMA_NAMES a read-only open requires.
+DECISION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pair_decisions (
+    a TEXT NOT NULL, b TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('not_duplicate', 'confirmed')),
+    at TEXT NOT NULL, a_id INTEGER, b_id INTEGER, score REAL,
+    PRIMARY KEY (a, b), CHECK (a <= b)
+);
+CREATE TABLE IF NOT EXISTS dupe_references (
+    content_hash TEXT PRIMARY KEY, image_id INTEGER, at TEXT NOT NULL
+);
+"""
+
 #: Columns added to tables after their first release: (table, column, SQL type). Added on open
 #: when missing (nullable, so older rows and older catalogs stay valid); write statements name
 #: their columns, so a column another version adds never breaks them.
@@ -78,19 +97,89 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
-def create_or_migrate(conn: sqlite3.Connection, db_path: Path, *, readonly: bool) -> None:
-    """Create the schema, add missing columns (unless ``readonly``) and the first meta rows,
-    inside the caller's write transaction. Raises CatalogError for a newer schema."""
+def create_or_migrate(conn: sqlite3.Connection, db_path: Path, *, catalog_id: str | None = None) -> None:
+    """Create the schema, add missing columns and the first meta rows (with ``catalog_id``),
+    inside the caller's write transaction, holding the write lock. Raises CatalogError for a
+    newer schema."""
     execute_statements(conn, SCHEMA)
-    if not readonly:
-        add_missing_columns(conn)
+    execute_statements(conn, DECISION_SCHEMA)
+    add_missing_columns(conn)
     version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if version is None:
         conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (now_iso(),))
+        if catalog_id:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('catalog_id', ?)", (catalog_id,))
     elif int(version[0]) > SCHEMA_VERSION:
         raise CatalogError(f"{db_path}: made by a newer Lookalike (schema {version[0]}); upgrade the app")
+
+
+#: The tables and indexes SCHEMA creates, by name.
+SCHEMA_NAMES = tuple(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+
+
+def schema_gaps(conn: sqlite3.Connection, db_path: Path, *, columns: bool) -> list[str]:
+    """What a catalog database lacks of the schema (tables and indexes; ``columns``: also the
+    columns of ADDED_COLUMNS), reading only. Raises CatalogError for a newer schema."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    if "meta" in names:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is not None and str(row[0]).isdigit() and int(row[0]) > SCHEMA_VERSION:
+            raise CatalogError(f"{db_path}: made by a newer Lookalike (schema {row[0]}); upgrade the app")
+    gaps = [n for n in SCHEMA_NAMES if n not in names]
+    if columns:
+        gaps += [f"{t}.{c}" for t, c, _kind in ADDED_COLUMNS if t in names and not has_column(conn, t, c)]
+    return gaps
+
+
+#: Tables a catalog cannot be read without (a database lacking one is not a usable catalog).
+CORE_TABLES = ("meta", "products", "images")
+
+
+def read_stand_ins(gaps: list[str]) -> list[str]:
+    """CREATE TEMP TABLE statements standing in, empty, for the tables an older catalog lacks, so
+    it can be read where it cannot be brought up to date (read-only media): temporary tables live
+    in the connection, not in the file. Foreign keys are dropped (they cannot cross databases).
+    Missing indexes only cost speed. Raises ValueError for a missing core table."""
+    missing_core = [t for t in CORE_TABLES if t in gaps]
+    if missing_core:
+        raise ValueError(f"no {', '.join(missing_core)} table")
+    out = []
+    for statement in SCHEMA.split(";"):
+        body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        found = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", body)
+        if found and found.group(1) in gaps:
+            body = re.sub(r"\s+REFERENCES \w+\(\w+\)(\s+ON DELETE (CASCADE|SET NULL))?", "", body)
+            out.append(body.replace("CREATE TABLE", "CREATE TEMP TABLE", 1).strip())
+    return out
+
+
+def database_content(db_path: Path) -> str | None:
+    """What the SQLite file holds: "catalog" (Lookalike's ``meta`` table with a ``schema`` row),
+    "empty" (an empty file, no tables), "other" (tables, but not Lookalike's), or None (missing
+    or unreadable: not SQLite, damaged, locked; the catalog's opening reports it). Reads only."""
+    try:
+        if db_path.stat().st_size == 0:
+            return "empty"
+    except OSError:
+        return None
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("PRAGMA query_only=1")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return "empty"
+        if "meta" in tables and conn.execute("SELECT 1 FROM meta WHERE key='schema'").fetchone():
+            return "catalog"
+        return "other"
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -106,3 +195,11 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
 
 def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return column in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def image_text_values(text: Sequence) -> tuple[str, str, str]:
+    """(reader, words, lines) -> the image_text columns (JSON; box corners rounded to pixels)."""
+    reader, words, lines = text
+    packed = [[str(t), round(float(c), 4), [round(float(v)) for corner in box for v in corner]]
+              for t, c, box in lines]
+    return str(reader), json.dumps(list(words), ensure_ascii=False), json.dumps(packed, ensure_ascii=False)

@@ -12,7 +12,8 @@ What is checked (each check gives one line: ok, note or problem):
   brought up to date in memory, exactly the database's image ids, with vectors equal to the
   stored embeddings;
 * image files: present, same size and modification time as when indexed;
-* the thumbnail cache: no orphan, empty or damaged thumbnails, no leftover temporary files;
+* the thumbnail cache: no orphan, empty or damaged thumbnails, no leftover temporary files
+  (only files named as the cache names them are looked at: anything else is not Lookalike's);
 * local features (ORB keypoints and descriptors, and those of the mirrored image): a note for the
   images lacking them (catalogs made before they existed); search computes missing ones on use,
   the duplicate finder verifies mirrored copies only where they are stored.
@@ -23,6 +24,12 @@ model), forget vanished files (only with ``--forget-missing``), drop orphan tomb
 thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged, compute the
 missing local features from the image files (``feature_store.backfill``).
 
+Only files Lookalike creates are ever deleted (engine.catalog_marker.is_own_name, the thumbnail
+cache's own names). An emptied database (no tables, the marker or index files still there) is
+reported by :func:`emptied_report` as every record lost; ``--repair`` opens it with
+``Catalog.open(recreate_emptied=True)``, which starts it again empty under the catalog's id and
+deletes the stale index.
+
 Exit status: 0 healthy (or everything found was repaired), 1 problems remain, 2 the catalog
 cannot be opened or is busy.
 """
@@ -30,13 +37,13 @@ cannot be opened or is busy.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .catalog import Catalog
+from .catalog_marker import is_own_temp
 from .catalog_recovery import Recovery, diagnose, recover_folder, release_connections
 from .errors import CatalogDamagedError, CatalogError, LookalikeError
 from .index import VectorIndex
@@ -44,7 +51,6 @@ from .thumbnail_cache import digest_of
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 EXAMPLES = 5
-_TMP_RE = re.compile(r"\.tmp$")
 RECOVER = ("copy every readable row into a new database (the damaged file is kept next to it), "
            "rebuild the index")
 
@@ -113,6 +119,17 @@ class CheckReport:
 
 
 # ---------------------------------------------------------------------- checking
+def emptied_report(directory) -> CheckReport:
+    """The report of a catalog whose database is empty or missing (EmptiedCatalogError): it
+    cannot be opened, so nothing else is checked."""
+    report = CheckReport(str(directory))
+    report.add("database-emptied", PROBLEM, "catalog.db is empty or missing: every record (products, "
+               "images, embeddings, decisions) is lost; restore it from a backup if you have one",
+               repair="start the database again empty (same catalog id), delete the stale index; "
+                      "then import the images again")
+    return report
+
+
 def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -> CheckReport:
     """Verify ``catalog`` without changing anything. A damaged database is reported (what SQLite
     finds, the tables affected) and nothing else is checked: its rows cannot be trusted."""
@@ -231,6 +248,11 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                        repair="rebuild it from the stored embeddings")
             index = VectorIndex.create(dim, capacity=report.images, projection=projection)
             index.version = -1
+    mine = catalog.meta("catalog_id")
+    if index.catalog_id and mine and index.catalog_id != mine:
+        report.add("index-identity", PROBLEM, f"saved index belongs to another catalog ({index.catalog_id}; "
+                   f"this one is {mine})", repair="rebuild it from the stored embeddings")
+        return
     with catalog.vectors.snapshot():
         version = catalog.version
         if index.version > version:
@@ -261,7 +283,8 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
                 with np.errstate(over="ignore", invalid="ignore"):   # damaged: inf, NaN differ
                     differ += int((~(np.abs(got - want).max(axis=1) <= 1e-4)).sum())
         if differ:
-            report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings",
+            report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings"
+                       + (" (the index of another catalog?)" if differ == len(db_ids) else ""),
                        count=differ, repair="rebuild the index from the stored embeddings")
             return
     report.add("index", OK, f"index: {len(index)} vectors = {len(db_ids)} images, same ids and vectors")
@@ -291,12 +314,12 @@ def _check_files(catalog: Catalog, report: CheckReport) -> None:
 def _check_thumbnails(catalog: Catalog, report: CheckReport, hashes: set[str]) -> None:
     orphan, damaged, total = [], [], 0
     for p in catalog.thumbnails.files():
+        kind = catalog.thumbnails.own_kind(p)
+        if kind is None:                     # not a name the cache writes: not Lookalike's file
+            continue
         total += 1
         digest = digest_of(p)
-        if digest is None:
-            (orphan if _TMP_RE.search(p.name) else damaged).append(p)
-            continue
-        if digest not in hashes:
+        if kind == "temp" or digest not in hashes:
             orphan.append(p)
             continue
         try:
@@ -315,7 +338,7 @@ def _check_thumbnails(catalog: Catalog, report: CheckReport, hashes: set[str]) -
 
 
 def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
-    tmp = sorted(p.name for p in catalog.directory.iterdir() if p.is_file() and _TMP_RE.search(p.name))
+    tmp = sorted(p.name for p in catalog.directory.iterdir() if p.is_file() and is_own_temp(p.name))
     if tmp:
         report.add("temp-files", NOTE, f"{len(tmp)} temporary files left by an interrupted save",
                    count=len(tmp), examples=tmp, repair="delete them")
@@ -354,6 +377,10 @@ def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool
         else:
             after = _repair_rest(catalog, before, actions, recovered, forget_missing=forget_missing,
                                  full=full, model=model, progress=progress)
+    if catalog.recreated:                    # Catalog.open(recreate_emptied=True) did it
+        first.findings.insert(0, emptied_report(catalog.directory).findings[0])
+        actions.insert(0, "started the emptied database again empty (same catalog id) and deleted its "
+                          "stale index: import the images again (`lookalike index ...`)")
     remaining = {f.check for f in after.findings if f.status == PROBLEM}
     fixed: list[Finding] = []
     if recovery is not None:
@@ -422,8 +449,8 @@ def _repair_rest(catalog: Catalog, before: CheckReport, actions: list[str],
         rebuild = True
     if before.find("files-changed"):
         reembed += [(p, None) for _, p, _s, _m in _changed_files(catalog)]
-    if rebuild or any(before.find(c) for c in ("index-file", "index-version", "index-ids",
-                                                "index-vectors", "index")):
+    if rebuild or any(before.find(c) for c in ("index-file", "index-identity", "index-version",
+                                                "index-ids", "index-vectors", "index")):
         if catalog.count_images():
             catalog.vectors.rebuild()
             actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
@@ -446,7 +473,7 @@ def _repair_rest(catalog: Catalog, before: CheckReport, actions: list[str],
     if before.find("temp-files"):
         n = 0
         for p in catalog.directory.iterdir():
-            if p.is_file() and _TMP_RE.search(p.name):
+            if p.is_file() and is_own_temp(p.name):
                 p.unlink(missing_ok=True)
                 n += 1
         actions.append(f"deleted {n} leftover temporary files")
@@ -500,8 +527,11 @@ def _reembed(catalog: Catalog, items: list[tuple[str, str | None]], model, actio
 def _clean_thumbnails(catalog: Catalog, hashes: set[str]) -> str:
     n = 0
     for p in list(catalog.thumbnails.files()):
+        kind = catalog.thumbnails.own_kind(p)
+        if kind is None:                     # not Lookalike's: never deleted
+            continue
         digest = digest_of(p)
-        keep = digest is not None and digest in hashes
+        keep = kind == "thumbnail" and digest in hashes
         if keep:
             try:
                 with open(p, "rb") as fh:

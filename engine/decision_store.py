@@ -3,8 +3,9 @@
 chosen as the reference (representative) of their group.
 
 Both are keyed by the images' content hashes, so they survive re-imports, moves and renames and
-are never confused by a reused image id. The tables are created on first use
-(``CREATE TABLE IF NOT EXISTS``); the core schema does not depend on them.
+are never confused by a reused image id. The tables (``catalog_schema.DECISION_SCHEMA``) are
+created with the catalog; a catalog made before them gets them on its first decision, and reads as
+holding none until then, so reading never writes (a read-only catalog can be scanned).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from .catalog_schema import execute_statements, now_iso
+from .catalog_schema import DECISION_SCHEMA, execute_statements, now_iso
 from .errors import CatalogError, LookalikeError
 
 if TYPE_CHECKING:
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
 NOT_DUPLICATE = "not_duplicate"
 CONFIRMED = "confirmed"
 DECISIONS = (NOT_DUPLICATE, CONFIRMED)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pair_decisions (
-    a TEXT NOT NULL, b TEXT NOT NULL,
-    decision TEXT NOT NULL CHECK (decision IN ('not_duplicate', 'confirmed')),
-    at TEXT NOT NULL, a_id INTEGER, b_id INTEGER, score REAL,
-    PRIMARY KEY (a, b), CHECK (a <= b)
-);
-CREATE TABLE IF NOT EXISTS dupe_references (
-    content_hash TEXT PRIMARY KEY, image_id INTEGER, at TEXT NOT NULL
-);
-"""
 
 # databases (by path) known to have the tables, in this process
 _schema_ready: set[str] = set()
@@ -45,18 +34,25 @@ class DecisionStore:
     def __init__(self, catalog: "Catalog"):
         self.catalog = catalog
 
-    def ensure_schema(self) -> None:
-        """Create the decision tables in this catalog if they are not there yet."""
-        catalog = self.catalog
-        key = str(catalog.db_path)
-        with _schema_lock:
-            if key in _schema_ready:
-                return
-            tables = {r[0] for r in catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if not {"pair_decisions", "dupe_references"} <= tables:
-                with catalog.transaction(bump=False) as db:    # waits for another process doing the same
-                    execute_statements(db.conn, SCHEMA)
+    def has_tables(self) -> bool:
+        """Whether this catalog has the decision tables (reads without them find no decisions)."""
+        key = str(self.catalog.db_path)
+        if key in _schema_ready:
+            return True
+        tables = {r[0] for r in self.catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if {"pair_decisions", "dupe_references"} <= tables:
             _schema_ready.add(key)
+            return True
+        return False
+
+    def ensure_schema(self) -> None:
+        """Create the decision tables in a catalog made before them (a write: called only by
+        the methods that store a decision)."""
+        with _schema_lock:
+            if self.has_tables():
+                return
+            with self.catalog.transaction(bump=False) as db:    # waits for another process doing the same
+                execute_statements(db.conn, DECISION_SCHEMA)
 
     def hashes(self, image_ids: Iterable[int]) -> dict[int, str]:
         """image id -> content hash; raises CatalogError for an id the catalog does not hold."""
@@ -96,9 +92,8 @@ class DecisionStore:
     def forget_pairs(self, pairs: Iterable[tuple[int, int]]) -> int:
         """Drop any decision on these image-id pairs; returns the number dropped."""
         pairs = [(int(a), int(b)) for a, b in pairs]
-        if not pairs:
+        if not pairs or not self.has_tables():
             return 0
-        self.ensure_schema()
         hashes = self.hashes({i for p in pairs for i in p})
         keys = [tuple(sorted((hashes[a], hashes[b]))) for a, b in pairs]
         with self.catalog.transaction(bump=False) as db:
@@ -108,7 +103,8 @@ class DecisionStore:
         """Every stored decision, oldest first, with the images it applies to now (ids and paths;
         None when no image in the catalog has that content any more): decision, at, score,
         hash_a, hash_b, a_id, a_path, b_id, b_path."""
-        self.ensure_schema()
+        if not self.has_tables():
+            return []
         conn = self.catalog.db.conn
         out = []
         for a, b, decision, at, a_id, b_id, score in conn.execute(
@@ -125,7 +121,8 @@ class DecisionStore:
     def decided_pairs(self, decision: str) -> np.ndarray:
         """The image-id pairs [m, 2] (lo, hi), unique and sorted, a decision currently applies to
         (every image with either content hash)."""
-        self.ensure_schema()
+        if not self.has_tables():
+            return np.zeros((0, 2), np.int64)
         rows = self.catalog.db.conn.execute(
             "SELECT ia.id, ib.id FROM pair_decisions d JOIN images ia ON ia.content_hash = d.a "
             "JOIN images ib ON ib.content_hash = d.b WHERE d.decision=? AND ia.id != ib.id",
@@ -149,6 +146,7 @@ class DecisionStore:
 
     def references(self) -> set[int]:
         """Image ids the user chose as representatives (every image with a chosen content)."""
-        self.ensure_schema()
+        if not self.has_tables():
+            return set()
         return {r[0] for r in self.catalog.db.conn.execute(
             "SELECT i.id FROM dupe_references r JOIN images i ON i.content_hash = r.content_hash")}

@@ -18,6 +18,11 @@ class FeedError(LookalikeError):
     """A product feed cannot be read at all."""
 
 
+class OutputError(LookalikeError):
+    """An output file cannot be written where it was asked: a folder, a missing folder, a file
+    of the catalog itself, or a write that failed (the previous file is then left as it was)."""
+
+
 class ModelError(LookalikeError):
     """The model pack is missing, damaged or inconsistent."""
 
@@ -28,6 +33,32 @@ class CatalogError(LookalikeError):
 
 class CatalogBusyError(CatalogError):
     """Another process holds the catalog for writing."""
+
+
+class CatalogReadOnlyError(CatalogError):
+    """The catalog's folder (or its database file) cannot be written: read-only media, another
+    user's folder."""
+
+    def __init__(self, folder, reason: str = "permission denied"):
+        self.folder = str(folder)
+        super().__init__(f"{self.folder} is read-only ({reason}); copy the catalog to a writable folder")
+
+
+class DiskFullError(CatalogError):
+    """The disk (or the user's quota) holding the catalog is full."""
+
+    def __init__(self, folder, reason: str = "no space left on device"):
+        self.folder = str(folder)
+        super().__init__(f"disk full: {reason}; free space on {self.folder} and run the command again "
+                         "(the import resumes where it stopped)")
+
+
+class NotACatalogError(CatalogError):
+    """The folder holds other files and no catalog: Lookalike makes no catalog there."""
+
+
+class EmptiedCatalogError(CatalogError):
+    """The folder is a catalog whose database is gone or holds no tables (every record lost)."""
 
 
 class TextReaderError(LookalikeError):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import secrets
+import stat
+import sys
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 from .catalog import Catalog
+from .errors import OutputError
 
 # A cell starting with one of these is run as a formula by Excel, LibreOffice and Sheets.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -56,22 +61,81 @@ def export_images(catalog: Catalog, out: IO[str]) -> int:
     return write_csv(out, IMAGE_FIELDS, rows)
 
 
-def open_output(path: str | os.PathLike | None):
-    """A text stream for CSV output: a file (UTF-8 with BOM, so Excel reads accents) or stdout."""
-    import sys
+def check_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | None = None) -> Path | None:
+    """The file a CSV export is to write, checked before anything is opened for writing; None for
+    stdout (``-`` or None). OutputError (one line) for a folder, a parent folder that does not
+    exist (never created silently) and, with ``protect`` (the catalog folder), any file inside it
+    (its database, index, thumbnails), through links too, or the same file as one of its own."""
+    if path is None or os.fspath(path) == "-":
+        return None
+    text = os.fspath(path)
+    target = Path(text).expanduser()
+    if target.is_dir() or text.endswith(("/", os.sep)):
+        raise OutputError(f"{target}: is a folder; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        if parent.exists():
+            raise OutputError(f"{parent}: is not a folder; choose another output file")
+        raise OutputError(f"{parent}: folder does not exist; create it first or choose another output file")
+    if protect is not None:
+        _refuse_inside(target, Path(protect))
+    return target
 
-    if path is None or str(path) == "-":
-        return _NoClose(sys.stdout)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w", newline="", encoding="utf-8-sig")
+
+def _refuse_inside(target: Path, catalog_dir: Path) -> None:
+    real, root = Path(os.path.realpath(target)), Path(os.path.realpath(catalog_dir))
+    inside = real == root or root in real.parents
+    if not inside and real.exists():
+        # a hard link elsewhere to one of the catalog's files is that file
+        try:
+            inside = any(f.is_file() and os.path.samefile(f, real) for f in root.iterdir())
+        except OSError:
+            pass
+    if inside:
+        raise OutputError(f"{target}: is a file of the catalog {catalog_dir}; write the export "
+                          "outside the catalog folder")
 
 
-class _NoClose:
-    def __init__(self, stream):
-        self.stream = stream
-
-    def __enter__(self):
-        return self.stream
-
-    def __exit__(self, *exc):
-        self.stream.flush()
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | None = None) -> Iterator[IO[str]]:
+    """A text stream for CSV output: stdout for ``-`` or None, else the file (UTF-8 with BOM, so
+    Excel reads accents) after :func:`check_output`. A file is written beside the target under a
+    temporary name and renamed over it only when the block ends without error, so a failed or
+    interrupted export leaves the user's previous file as it was (a link is followed: the file
+    it points to is replaced). A device or named pipe (``/dev/null``) is written in place."""
+    target = check_output(path, protect=protect)
+    if target is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    real = Path(os.path.realpath(target))
+    if real.exists() and not real.is_file():
+        try:
+            out = open(real, "w", newline="", encoding="utf-8-sig")
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        with out:
+            yield out
+        return
+    existed = real.exists()
+    tmp = real.with_name(f".{real.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies
+    except OSError as exc:
+        raise OutputError(f"{real.parent}: cannot write a file here ({exc.strerror or exc}); "
+                          "choose another folder") from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8-sig") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        if existed:
+            os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
+        os.replace(tmp, real)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            kept = "the previous file is unchanged" if existed else "nothing was written"
+            raise OutputError(f"{target}: cannot write ({exc.strerror or exc}); {kept}") from None
+        raise

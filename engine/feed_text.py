@@ -67,6 +67,42 @@ def _is_utf8(encoding: str) -> bool:
     return codecs.lookup(encoding).name == "utf-8" or codecs.lookup(encoding).name == "utf-8-sig"
 
 
+# ------------------------------------------------------------------------------------ binary data
+# C0 control characters other than TAB, LF, CR, VT and FF (in-cell line breaks some spreadsheet
+# exports write), and DEL: text has almost none; random bytes have one in ten
+_CONTROLS = bytes([*range(0x01, 0x09), *range(0x0E, 0x20), 0x7F])
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+_BLOCK = 4096                 # a block with more than 5% control bytes is binary, not text
+_MAX_CONTROLS = _BLOCK // 20
+
+
+def binary_offset(fh, encoding: str, chunk_size: int = 1 << 20) -> int | None:
+    """Where binary data starts in a feed file (``fh``, opened in binary mode, read to its end),
+    or None when it is all text: the first NUL character, or the first 4 KiB block that is more
+    than 5% control characters. A genuine feed has neither, in any encoding; random or damaged
+    bytes (a header followed by garbage, a file of zeros after a crash) have both. The file is
+    read in 1 MiB chunks (bounded memory); UTF-16 and UTF-32 are checked after decoding."""
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace") if wide else None
+    offset = 0
+    while chunk := fh.read(chunk_size):
+        if decoder is None:
+            nul = chunk.find(0)
+            if nul >= 0:
+                return offset + nul
+            if len(chunk.translate(None, _CONTROLS)) < len(chunk) - _MAX_CONTROLS:   # worth a look
+                for start in range(0, len(chunk), _BLOCK):
+                    block = chunk[start:start + _BLOCK]
+                    if len(block) - len(block.translate(None, _CONTROLS)) > _MAX_CONTROLS:
+                        return offset + start
+        else:
+            text = decoder.decode(chunk)
+            if "\x00" in text or len(_CONTROL_CHARS.findall(text)) > len(text) // 20:
+                return offset
+        offset += len(chunk)
+    return None
+
+
 # ---------------------------------------------------------------------------------------- dialect
 _DELIMITERS = ",;\t|"
 

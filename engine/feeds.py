@@ -113,6 +113,20 @@ def _sniff(path: Path, encoding: str | None) -> tuple[str, tuple[str, bool], lis
     return encoding, (delimiter, skip_space), header
 
 
+def _refuse_binary(path: Path, encoding: str) -> None:
+    """FeedError when the file holds binary data anywhere (a binary file named .csv; a header
+    followed by random or zeroed bytes). Checked over the whole file before the first row is
+    read, so nothing of a damaged feed is imported rather than its garbage as products."""
+    with _open_binary(path) as fh:
+        try:
+            at = feed_text.binary_offset(fh, encoding)
+        except OSError as exc:
+            raise FeedError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if at is not None:
+        raise FeedError(f"{path}: not a text feed (binary data at byte {at}); check that this is "
+                        "the feed's CSV file, or export the feed again")
+
+
 def is_feed(path) -> bool:
     """True for a .csv/.tsv/.txt file whose header looks like a GMC feed or a Shopify export
     (even when a required column is missing: read_feed then says which)."""
@@ -206,6 +220,7 @@ class FeedReader:
     def __init__(self, path: Path, *, allow_outside: bool = False, encoding: str | None = None):
         self.path = path
         self.encoding, (self.delimiter, self._skip_space), header = _sniff(path, encoding)
+        _refuse_binary(path, self.encoding)
         self._strict = encoding is not None
         fmt, missing = _classify(header)
         if fmt is None:

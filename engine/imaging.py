@@ -431,6 +431,16 @@ class _Header:
         return self._orientation
 
 
+def looks_like_image(path: str | os.PathLike[str]) -> bool:
+    """True when the file's first bytes are an image format's (decodable here or not), whatever
+    its name says; False for anything else and for a file that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return _sniff(f.read(_SNIFF_BYTES))[0] in ("image", "unsupported")
+    except OSError:
+        return False
+
+
 def _sniff_or_raise(head: bytes, source: str) -> str:
     """The sniffed format name (a key of ``_FORMATS``), or ImageError saying what the file is."""
     if not head:

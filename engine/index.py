@@ -22,6 +22,7 @@ measurements behind every number here.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -237,6 +238,7 @@ class VectorIndex:
         self.ef_construction = ef_construction
         self.ef = ef
         self.version = version
+        self.catalog_id: str | None = None     # the catalog it was saved for (None: unknown)
         self._lock = threading.Lock()
         self._deleted: set[int] = set()
         self.dirty = False        # changed since the last save or load
@@ -311,6 +313,7 @@ class VectorIndex:
                    ef=int(meta.get("ef", DEFAULT_EF)), version=int(meta.get("version", 0)),
                    projection=projection, side=side)
         self._deleted = set(int(i) for i in meta.get("deleted", []))
+        self.catalog_id = meta.get("catalog_id")
         return self
 
     @classmethod
@@ -328,17 +331,36 @@ class VectorIndex:
         return cls.create(dim, projection=projection, **params)
 
     def save(self, path: Path) -> None:
+        """Write the index atomically (temporary files, fsync, renames). Raises OSError (a full
+        disk: ENOSPC) with the temporary files removed and the saved index left as it was."""
         path = Path(path)
         tag = f".{os.getpid()}-{threading.get_ident()}.tmp"
         tmp = path.with_name(path.name + tag)
         meta_tmp = self.meta_path(path).with_name(self.meta_path(path).name + tag)
         side_tmp = self.side_path(path).with_name(self.side_path(path).name + tag)
+        try:
+            self._write_temporary(tmp, meta_tmp, side_tmp)
+        except BaseException:
+            for p in (tmp, meta_tmp, side_tmp):
+                p.unlink(missing_ok=True)
+            raise
+        fault_point("index-save-before-rename")
+        os.replace(tmp, path)
+        fault_point("index-save-between-renames")
+        if self._side is not None:
+            os.replace(side_tmp, self.side_path(path))
+        os.replace(meta_tmp, self.meta_path(path))
+        self.dirty = False
+
+    def _write_temporary(self, tmp: Path, meta_tmp: Path, side_tmp: Path) -> None:
         with self._lock:
             self._link_pending()
             self._index.save_index(str(tmp))
+            _check_written(tmp, self._index.get_current_count())
             meta = self.info()
             meta["elements"] = self._index.get_current_count()
             meta["deleted"] = sorted(self._deleted)
+            meta["catalog_id"] = self.catalog_id
             if self._side is not None:
                 meta["side"] = secrets.token_hex(8)
                 with open(side_tmp, "wb") as f:
@@ -352,13 +374,6 @@ class VectorIndex:
         _fsync(meta_tmp)
         if self._side is not None:
             _fsync(side_tmp)
-        fault_point("index-save-before-rename")
-        os.replace(tmp, path)
-        fault_point("index-save-between-renames")
-        if self._side is not None:
-            os.replace(side_tmp, self.side_path(path))
-        os.replace(meta_tmp, self.meta_path(path))
-        self.dirty = False
 
     def info(self) -> dict:
         return {
@@ -480,6 +495,22 @@ class VectorIndex:
             self._index.set_ef(self.ef)
 
     # ------------------------------------------------------------------ queries
+    def sample_ids(self, k: int) -> list[int]:
+        """Up to ``k`` live labels spread evenly over the sorted labels (a cheap identity check:
+        a projected index keeps its labels beside the graph)."""
+        with self._lock:
+            if self._side is not None:
+                n = self._side.n
+                labels = self._side.labels[:n][self._side.alive[:n]]
+            else:
+                labels = np.asarray(self._index.get_ids_list(), np.int64)
+                if self._deleted:
+                    labels = labels[~np.isin(labels, np.fromiter(self._deleted, np.int64))]
+        labels = np.sort(labels)
+        if len(labels) > k:
+            labels = labels[np.linspace(0, len(labels) - 1, k).round().astype(np.int64)]
+        return labels.tolist()
+
     def ids(self) -> set[int]:
         """The labels of the live (not deleted) vectors."""
         with self._lock:
@@ -587,6 +618,30 @@ def graph_dim(projection: Projection) -> int:
 def _check_projection(projection: Projection | None, dim: int) -> None:
     if projection is not None and projection.input_dim != dim:
         raise ValueError(f"projection maps {projection.input_dim} dims, index takes {dim}")
+
+
+#: hnswlib's save_index: a 96-byte header, then per element its level-0 record (the size the
+#: header names at byte 24) and a 4-byte size of its upper-level links.
+_HNSW_HEADER = 96
+
+
+def _check_written(path: Path, elements: int) -> None:
+    """hnswlib's save_index ignores write errors (a full disk leaves a short file without an
+    exception): refuse a file shorter than its own header says it must be, or one written as the
+    disk filled up, as ENOSPC."""
+    size = os.path.getsize(path)
+    per_element = 0
+    if size >= _HNSW_HEADER:
+        with open(path, "rb") as f:
+            f.seek(24)
+            per_element = int.from_bytes(f.read(8), "little")
+    short = size < _HNSW_HEADER or size < _HNSW_HEADER + elements * (per_element + 4)
+    full = False
+    if hasattr(os, "statvfs"):          # (POSIX only)
+        st = os.statvfs(path)
+        full = st.f_blocks > 0 and (st.f_bavail == 0 or st.f_bfree == 0)   # (0 blocks: not reported)
+    if short or full:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def _fsync(path: Path) -> None:

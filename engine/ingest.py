@@ -31,6 +31,7 @@ from .catalog import Catalog
 from .errors import FeedError, ImageError
 from . import learned_metric
 from .faults import fault_point
+from .session import record_model_pack
 from .imaging import (UNSUPPORTED_IMAGE_EXTENSIONS, decode_image_bytes, image_size, is_image_path,
                       max_file_bytes)
 
@@ -101,8 +102,9 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
 
         reader_available()
     with catalog.writer():
-        sources = _collect(catalog, list(paths), report, allow_outside)
-        todo = _skip_unchanged(catalog, model, sources, report)
+        record_model_pack(catalog, model)       # under the lock: a refused import writes nothing
+        sources = _collect(catalog, list(paths), report, allow_outside, cancel)
+        todo = [] if report.cancelled else _skip_unchanged(catalog, model, sources, report)
         total = len(sources)
         done = total - len(todo)
         if progress:
@@ -121,9 +123,14 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
 
 
 # ---------------------------------------------------------------------- collecting
-def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside: bool) -> list[_Source]:
+def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside: bool,
+             cancel: CancelToken | None = None) -> list[_Source]:
+    """The image files the paths name (folders walked, feeds read: their products are written
+    here, 1000 per transaction). A cancel stops it between files and between product batches."""
     by_path: dict[str, _Source] = {}
     for raw in paths:
+        if _cancelled(cancel, report):
+            break
         p = Path(raw).expanduser()
         if not _storable(str(p)):
             report.failed.append((printable_path(os.path.abspath(p)), _BAD_NAME))
@@ -134,8 +141,10 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
         if p.is_dir():
             for f in _walk(p, report):
                 by_path.setdefault(f, _Source(f))
+                if _cancelled(cancel, report):
+                    break
         elif p.is_file() and not is_image_path(p) and _looks_like_feed(p):
-            _collect_feed(catalog, p, by_path, report, allow_outside)
+            _collect_feed(catalog, p, by_path, report, allow_outside, cancel)
         elif p.exists():
             f = os.path.abspath(p)
             by_path.setdefault(f, _Source(f))
@@ -145,12 +154,19 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
 
 
 def _looks_like_feed(path: Path) -> bool:
+    """A .csv/.tsv file is read as a feed unless its content is an image's (content decides:
+    a photo named .csv is indexed), so a binary, empty or foreign file named .csv gets the feed
+    reader's reason ("not a text feed (binary data ...)"), never "not an image". A .txt file is a
+    feed only when its header is a feed's."""
     from .feeds import is_feed
+    from .imaging import looks_like_image
 
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return not looks_like_image(path)
     try:
         return is_feed(path)
     except (OSError, FeedError):
-        return path.suffix.lower() in (".csv", ".tsv")
+        return False
 
 
 def _walk(root: Path, report: IngestReport) -> Iterator[str]:
@@ -214,8 +230,14 @@ def _dangling_reason(path) -> str:
     return "broken symbolic link"
 
 
+def _cancelled(cancel: CancelToken | None, report: IngestReport) -> bool:
+    if cancel is not None and cancel.is_set():
+        report.cancelled = True
+    return report.cancelled
+
+
 def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], report: IngestReport,
-                  allow_outside: bool) -> None:
+                  allow_outside: bool, cancel: CancelToken | None = None) -> None:
     from .feeds import read_feed
 
     feed_abs = os.path.abspath(feed)
@@ -246,10 +268,13 @@ def _collect_feed(catalog: Catalog, feed: Path, by_path: dict[str, _Source], rep
             if len(products) >= 1000:
                 report.products += catalog.upsert_products(products)
                 products = []
+                if _cancelled(cancel, report):
+                    break
     except FeedError as exc:
         report.failed.append((feed_abs, str(exc).removeprefix(f"{feed_abs}: ").removeprefix(f"{feed}: ")))
     report.products += catalog.upsert_products(products)
     if reader is not None:
+        reader.close()
         report.problems.extend((feed_abs, msg) for msg in reader.skipped)
 
 

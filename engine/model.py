@@ -6,10 +6,11 @@ classifier with a pooled-embedding output can be dropped in without code changes
 
     {
       "format": 1,
-      "name": "efficientnet-lite0",            # Model.name; Model.model_id = name@sha256[:12]
+      "name": "efficientnet-lite0",            # Model.name; Model.model_id, see engine/model_pack
       "version": "1.0",
-      "file": "model.onnx",                    # relative to the manifest's folder
-      "sha256": "…",                           # checked before the file is used
+      "file": "model.onnx",                    # inside the manifest's folder
+      "sha256": "…",                           # the model file's, checked before it is used
+      "files": {"labels.txt": "…"},            # sha256 of every other file of the pack
       "input": {"name": "input", "size": 224, "resize_short_side": 256,
                 "interpolation": "bicubic", "downscale_interpolation": "area",
                 "crop": "center",
@@ -20,6 +21,10 @@ classifier with a pooled-embedding output can be dropped in without code changes
       "num_classes": 1000,
       "embedding_dim": 1280
     }
+
+The manifest is validated, every file it names must stay inside the pack and match its sha256,
+and the pack's identity (``Model.model_id``) covers the weights, the labels and the preprocessing:
+see :mod:`engine.model_pack`.
 
 Preprocessing (``Model.preprocess``): RGB ``uint8`` ``[H, W, 3]`` in; the shorter side is resized
 to ``resize_short_side`` (OpenCV; ``downscale_interpolation`` when shrinking, default
@@ -37,18 +42,24 @@ session's intra-op thread pool.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from .errors import ModelError
+from .model_pack import (
+    check_manifest,
+    file_sha256,
+    model_id_for,
+    pack_file,
+    read_labels,
+    read_manifest,
+    verify_file,
+)
 
 __all__ = [
     "DEFAULT_PACK",
@@ -125,69 +136,6 @@ def resolve_pack(pack: str | Path | None = None) -> Path:
     raise ModelError(f"{path}: model pack not found")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# manifest
-
-
-def _require(manifest: dict, key: str, path: Path, kind: type | tuple[type, ...]) -> Any:
-    section = manifest
-    for part in key.split("."):
-        if not isinstance(section, dict) or part not in section:
-            raise ModelError(f"{path}: model manifest lacks '{key}'")
-        section = section[part]
-    if not isinstance(section, kind) or (isinstance(section, bool) and kind is not bool):
-        raise ModelError(f"{path}: model manifest field '{key}' has the wrong type")
-    return section
-
-
-def _read_manifest(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read model manifest ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: model manifest is not UTF-8 text") from None
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"{path}: model manifest is not valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
-    if not isinstance(manifest, dict):
-        raise ModelError(f"{path}: model manifest is not a JSON object")
-    fmt = manifest.get("format", 1)
-    if fmt != 1:
-        raise ModelError(f"{path}: unsupported model manifest format {fmt!r} (expected 1)")
-    return manifest
-
-
-def _read_labels(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: labels file not found") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read labels file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: labels file is not UTF-8 text") from None
-    # A trailing empty line is tolerated; empty lines inside would shift every index after them.
-    while lines and not lines[-1].strip():
-        lines.pop()
-    labels = [line.strip() for line in lines]
-    if not labels or any(not label for label in labels):
-        raise ModelError(f"{path}: labels file has empty lines")
-    return labels
-
-
 # --------------------------------------------------------------------------------------------
 # session
 
@@ -249,7 +197,8 @@ class Model:
     """
 
     def __init__(self, manifest_path: Path, manifest: dict, session, labels: list[str],
-                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE, fixed_batch: bool = False):
+                 sha256: str, batch_size: int = DEFAULT_BATCH_SIZE, fixed_batch: bool = False,
+                 model_id: str | None = None):
         self.manifest_path = manifest_path
         self.manifest = manifest
         self.session = session
@@ -260,8 +209,9 @@ class Model:
         self._fixed_batch = fixed_batch  # the graph takes exactly batch_size images per call
         self.name: str = manifest["name"]
         self.version: str = str(manifest.get("version", ""))
-        #: Identifies model *and* weights: embeddings from different ids must not be mixed.
-        self.model_id = f"{self.name}@{sha256[:12]}"
+        #: Identifies the weights, labels and preprocessing (engine.model_pack.model_id_for):
+        #: embeddings from different ids must not be mixed. ``name@sha256[:12]`` when not given.
+        self.model_id = model_id or f"{self.name}@{sha256[:12]}"
         inp = manifest["input"]
         self.input_name: str = inp["name"]
         self.input_size: int = int(inp["size"])
@@ -417,41 +367,6 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 # loading
 
 
-def _check_manifest(manifest: dict, path: Path) -> None:
-    _require(manifest, "name", path, str)
-    _require(manifest, "file", path, str)
-    _require(manifest, "sha256", path, str)
-    _require(manifest, "input.name", path, str)
-    size = _require(manifest, "input.size", path, int)
-    short = manifest["input"].get("resize_short_side", size)
-    if not isinstance(size, int) or size < 1 or not isinstance(short, int) or short < size:
-        raise ModelError(f"{path}: model manifest needs 1 <= input.size <= input.resize_short_side")
-    for key in ("interpolation", "downscale_interpolation"):
-        interp = manifest["input"].get(key, "bilinear")
-        if interp not in _INTERPOLATIONS:
-            raise ModelError(f"{path}: unknown input.{key} {interp!r} in model manifest "
-                             f"(one of {', '.join(sorted(_INTERPOLATIONS))})")
-    if manifest["input"].get("crop", "center") not in ("center", "centre"):
-        raise ModelError(f"{path}: only crop 'center' is supported")
-    if manifest["input"].get("colour_order", "RGB") not in ("RGB", "BGR"):
-        raise ModelError(f"{path}: colour_order must be 'RGB' or 'BGR'")
-    if manifest["input"].get("layout", "NCHW") not in ("NCHW", "NHWC"):
-        raise ModelError(f"{path}: layout must be 'NCHW' or 'NHWC'")
-    for key in ("mean", "std"):
-        value = manifest["input"].get(key, [0, 0, 0] if key == "mean" else [1, 1, 1])
-        if (not isinstance(value, list) or len(value) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-                or key == "std" and any(v == 0 for v in value)):
-            raise ModelError(f"{path}: input.{key} must be three numbers"
-                             + (" (non-zero)" if key == "std" else ""))
-    _require(manifest, "outputs.logits", path, str)
-    _require(manifest, "outputs.embedding", path, str)
-    _require(manifest, "labels", path, str)
-    dim = _require(manifest, "embedding_dim", path, int)
-    if dim < 1:
-        raise ModelError(f"{path}: embedding_dim must be positive")
-
-
 def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | None = None,
                verify: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                threads: int | None = None) -> Model:
@@ -460,8 +375,8 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     ``pack``: a pack folder, a ``model.json`` path, or the name of a pack under ``models/``;
     ``None`` means ``$LOOKALIKE_MODEL`` if set, else :data:`DEFAULT_PACK`.
     ``providers``: onnxruntime execution providers; by default CUDA when onnxruntime offers it,
-    else CPU. ``verify``: check the ONNX file's sha256 against the manifest (an 18 MB file takes
-    tens of milliseconds). ``threads``: intra-op threads (default :func:`default_threads`).
+    else CPU. ``verify``: check every file's sha256 against the manifest (an 18 MB ONNX file takes
+    tens of milliseconds, once per process). ``threads``: intra-op threads (default :func:`default_threads`).
 
     Raises :class:`ModelError` (one line naming the file and the reason) when the pack is missing,
     damaged or inconsistent.
@@ -469,26 +384,19 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
     import onnxruntime as ort
 
     manifest_path = resolve_pack(pack).resolve()
-    manifest = _read_manifest(manifest_path)
-    _check_manifest(manifest, manifest_path)
+    manifest = read_manifest(manifest_path)
+    effective = check_manifest(manifest, manifest_path)
     root = manifest_path.parent
-    onnx_path = root / manifest["file"]
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path}: model file not found")
-    expected = manifest["sha256"].strip().lower()
-    if verify:
-        try:
-            actual = file_sha256(onnx_path)
-        except OSError as exc:
-            raise ModelError(f"{onnx_path}: cannot read model file ({exc.strerror or exc})") from None
-        if actual != expected:
-            raise ModelError(
-                f"{onnx_path}: model file is damaged or was replaced "
-                f"(sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…)"
-            )
-    labels = _read_labels(root / manifest["labels"])
+    onnx_path = pack_file(root, manifest_path, "file", manifest["file"])
+    labels_path = pack_file(root, manifest_path, "labels", effective["labels"])
+    others = {name: pack_file(root, manifest_path, "files", name)
+              for name in effective["files"] if name != effective["labels"]}
+    verify_file(onnx_path, effective["sha256"] if verify else None, "model file")
+    for name, path in others.items():
+        verify_file(path, effective["files"][name] if verify else None, "pack file")
+    labels = read_labels(labels_path, effective["files"][effective["labels"]] if verify else None)
     if "num_classes" in manifest and manifest["num_classes"] != len(labels):
-        raise ModelError(f"{root / manifest['labels']}: {len(labels)} labels but the manifest "
+        raise ModelError(f"{labels_path}: {len(labels)} labels but the manifest "
                          f"says num_classes = {manifest['num_classes']}")
 
     options = ort.SessionOptions()
@@ -532,8 +440,9 @@ def load_model(pack: str | Path | None = None, *, providers: Sequence[str] | Non
         shape = outputs[manifest["outputs"][role]].shape
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != want):
             raise ModelError(f"{onnx_path}: {role} output has shape {shape}, expected [N, {want}]")
-    # With verify=False the manifest's hash stands in for the file's (the caller vouches for it).
-    model = Model(manifest_path, manifest, session, labels, expected,
-                  batch_size=max(1, int(batch_size)), fixed_batch=fixed_batch)
+    # With verify=False the manifest's hashes stand in for the files' (the caller vouches for them).
+    model = Model(manifest_path, manifest, session, labels, effective["sha256"],
+                  batch_size=max(1, int(batch_size)), fixed_batch=fixed_batch,
+                  model_id=model_id_for(effective))
     log.info("loaded %s from %s on %s", model.model_id, onnx_path, model.provider)
     return model

@@ -7,6 +7,12 @@ is never trusted blindly; the embeddings live in the database, so it can always 
 catalogs get a PCA projection (fitted on a sample, stored in the database) and their shortlists
 are re-ranked with the stored full embeddings, so returned cosines are exact.
 
+Only the process holding the catalog's write lock writes the index files: a reader (a search, a
+check, the desktop between imports) brings a stale index up to date, or rebuilds it, in memory
+only. An index carries the catalog's identity (``meta.catalog_id``) and, on open, a few of its
+vectors are compared with the stored embeddings, so another catalog's index files (even with the
+same count and version) are rebuilt instead of trusted.
+
 Everything here reaches the database through the Catalog's methods. A server backend replaces
 this object behind the same interface: ``nearest``, ``index``, ``sync``, ``save``, ``rebuild``,
 ``remove``, the projection methods, ``close``.
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from .catalog_storage import storage_error
 from .errors import CatalogError
 from .index import GRAPH_DIM, PROJECTION_DIM, Projection, VectorIndex
 
@@ -40,11 +47,14 @@ PROJECTION_SAMPLE = 50_000
 #: with the stored embeddings, at least (docs/benchmarks.md: at 1M the code's top 32 holds 99.7 %
 #: of the exact top 10 when the candidates hold them).
 RERANK_SHORTLIST = 32
+#: Vectors of a loaded index compared with the stored embeddings on open (its identity check).
+IDENTITY_SAMPLE = 8
 
 
 class VectorStore:
     """The HNSW index of one catalog (``catalog.vectors``): loaded on first use, kept up to date
-    with the database, saved only by the process holding the catalog's write lock. Thread-safe."""
+    with the database, saved only by the process holding the catalog's write lock (:meth:`save`,
+    :meth:`rebuild` and :meth:`remove` take it when it is free). Thread-safe."""
 
     def __init__(self, catalog: "Catalog"):
         self.catalog = catalog
@@ -109,8 +119,9 @@ class VectorStore:
     def _open(self, dim: int) -> VectorIndex:
         """Load the saved index and check it against the database (the cheap consistency check
         on open): an index claiming a version the database never reached (a restored or replaced
-        database), or whose vector count differs from the image count once brought up to date
-        (a damaged or mismatched file), is rebuilt from the stored embeddings."""
+        database), whose vector count differs from the image count once brought up to date (a
+        damaged or mismatched file), or that is another catalog's (:meth:`_foreign`), is rebuilt
+        from the stored embeddings; saved only by the thread inside ``catalog.writer()``."""
         catalog = self.catalog
         index = VectorIndex.load_or_create(self.path, dim, self.projection())
         with self.snapshot():
@@ -121,17 +132,39 @@ class VectorStore:
                 self._sync_locked(index, save=False)
                 count = catalog.count_images()
                 if len(index) == count:
-                    reason = None
+                    reason = self._foreign(index)
                 else:
                     reason = f"index holds {len(index)} vectors for {count} images"
             if reason is not None:
-                log.warning("%s: %s; rebuilding it from the stored embeddings", self.path, reason)
+                log.warning("%s: %s; rebuilding it from the stored embeddings%s", self.path, reason,
+                            "" if catalog.holds_write_lock else
+                            " in memory (`lookalike check --repair` saves it)")
                 index = VectorIndex.create(dim, ef=index.ef, M=index.M, ef_construction=index.ef_construction,
                                            capacity=catalog.count_images(), projection=self.projection())
                 self._sync_locked(index, save=False)
-        if index.dirty:
+        if index.dirty and catalog.holds_write_lock:
             self._save(index)
         return index
+
+    def _foreign(self, index: VectorIndex) -> str | None:
+        """Why a loaded index that matches the database's count is not this catalog's, or None:
+        its sidecar names another catalog, or sampled vectors differ from the stored embeddings
+        (another catalog's files, same count and version: the same image ids, other images)."""
+        mine = self.catalog.meta("catalog_id")
+        if index.catalog_id and mine and index.catalog_id != mine:
+            return f"index belongs to catalog {index.catalog_id}, not to this one ({mine})"
+        ids = index.sample_ids(IDENTITY_SAMPLE)
+        if not ids:
+            return None
+        try:
+            want = index.graph_vectors(self.catalog.embeddings(ids))
+        except CatalogError:
+            return "index holds images the database does not"
+        except ValueError:          # damaged stored embeddings: `check` reports them
+            return None
+        if float(np.abs(index.vectors(ids) - want).max()) > 1e-4:
+            return "index vectors differ from the stored embeddings (another catalog's index)"
+        return None
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -142,7 +175,8 @@ class VectorStore:
 
     def sync(self, index: VectorIndex | None = None, *, save: bool | None = None) -> int:
         """Apply database changes newer than the index's version (the loaded index by default).
-        Returns the number applied. ``save`` None: save unless the catalog is read-only."""
+        Returns the number applied. ``save`` None: save only from the thread holding the catalog's
+        write lock (a reader keeps the changes in memory)."""
         if index is None:      # (not `index or`: an empty index is falsy)
             index = self.loaded()
         if index is None:
@@ -166,7 +200,7 @@ class VectorStore:
             changed += len(ids)
         index.version = target
         if save is None:
-            save = not catalog.readonly
+            save = catalog.holds_write_lock
         if save and (changed or index.dirty):
             self._save(index)
         return changed
@@ -178,16 +212,20 @@ class VectorStore:
             self.sync(save=True)
 
     def _save(self, index: VectorIndex) -> None:
-        """Save the index, only while holding the write lock: a process that merely reads (a
-        search while another process imports) never writes the index files; the writer does."""
-        if self.catalog.readonly:
+        """Save the index, only while holding the write lock (taken here when free): a process
+        that merely reads never writes the index files; the writer does. A full disk or an
+        unwritable folder is one line; the saved index is left as it was."""
+        catalog = self.catalog
+        if catalog.readonly:
             return
-        with self._sync_lock, self.catalog.write_lock_if_free() as mine:
+        with self._sync_lock, catalog.write_lock_if_free() as mine:
             if mine:                           # else another process writes; it saves the index
+                index.catalog_id = catalog.meta("catalog_id")
                 try:
                     index.save(self.path)
                 except OSError as exc:  # a stale index is recovered from the database on next open
-                    raise CatalogError(f"{self.path}: cannot save the index ({exc.strerror})") from exc
+                    raise storage_error(exc, catalog.directory) or CatalogError(
+                        f"{self.path}: cannot save the index ({exc.strerror})") from exc
 
     def rebuild(self, **params) -> VectorIndex:
         """Build a fresh index from the stored embeddings and save it."""

@@ -88,6 +88,7 @@ def write_manifest(out: Path, *, name: str, description: str, precision: str, ex
         "precision": precision,
         "file": "model.onnx",
         "sha256": sha256(out / "model.onnx"),
+        "files": {"labels.txt": sha256(out / "labels.txt")},  # every other file is hashed too
         "input": {
             "name": "input",
             "size": IMAGE_SIZE,

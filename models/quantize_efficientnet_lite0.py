@@ -118,6 +118,8 @@ def quantize(fp32_pack: Path, out: Path, images_dir: Path, count: int, *, method
         description=f"{model.name} statically quantised to int8 (QDQ, per-channel int8 weights, "
                     f"{activation} activations, {method} calibration)",
         sha256=file_sha256(out / "model.onnx"),
+        labels="labels.txt",
+        files={"labels.txt": file_sha256(out / "labels.txt")},  # every other file is hashed too
     )
     manifest["source"] = dict(
         model.manifest.get("source", {}),

@@ -87,12 +87,24 @@ def test_decisions_outlive_the_images_they_were_made_on(cat):
     assert store.decided_pairs(NOT_DUPLICATE).shape == (0, 2)
 
 
-def test_schema_is_created_once_on_first_use(cat, tmp_path):
-    tables = {r[0] for r in cat.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "pair_decisions" not in tables
-    cat.decision_store.references()
-    tables = {r[0] for r in cat.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"pair_decisions", "dupe_references"} <= tables
-    # another catalog in this process gets its own tables
-    with Catalog.open(tmp_path / "other") as other:
-        assert other.decision_store.decisions() == []
+def test_tables_come_with_the_catalog_and_reading_never_creates_them(cat, tmp_path):
+    def tables(c):
+        return {r[0] for r in c.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    assert {"pair_decisions", "dupe_references"} <= tables(cat)
+    # a catalog made before the decision tables: read-only, it reads as holding no decisions and
+    # nothing is written; its first decision creates them
+    directory = cat.directory
+    with cat.transaction(bump=False) as db:
+        db.conn.execute("DROP TABLE pair_decisions")
+        db.conn.execute("DROP TABLE dupe_references")
+    decision_store._schema_ready.clear()
+    ids = cat.image_ids()
+    with Catalog.open(directory, create=False, readonly=True) as reader:
+        assert reader.decision_store.decisions() == []
+        assert reader.decision_store.references() == set()
+        assert reader.decision_store.decided_pairs("confirmed").shape == (0, 2)
+        assert "pair_decisions" not in tables(reader)
+    cat.decision_store.mark_pairs([(ids[0], ids[1])], "confirmed")
+    assert {"pair_decisions", "dupe_references"} <= tables(cat)
+    assert len(cat.decision_store.decisions()) == 1

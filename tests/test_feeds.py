@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,50 @@ def test_late_latin1_bytes_in_a_utf8_file(tmp_path):
     assert found["L1"].problems == ["line 3002: text is not valid UTF-8 (here and maybe further on); "
                                     "those bytes were read as Windows-1252"]
     assert sum(len(it.problems) for it in found.values()) == 1
+
+
+def _rows_then(tail: bytes, rows: int = 3000) -> bytes:
+    lines = ["id,title,image_link"] + [f"P{i},Plain product {i},p{i}.jpg" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode("utf-8") + tail
+
+
+_HEADER = b"id,title,price,link,image_link,brand\n"
+_NO_NUL = bytes(b % 255 + 1 for b in random.Random(3).randbytes(50_000))    # every byte but 0
+
+
+@pytest.mark.parametrize("data, at", [
+    (_HEADER + random.Random(5).randbytes(200_000), None),      # a header, then random bytes
+    (_HEADER + _NO_NUL, len(_HEADER) // 4096 * 4096),           # random bytes without a NUL
+    (_rows_then(b"\0" * 4096), len(_rows_then(b""))),           # zeros after a crash, past 64 KiB
+    (b"PK\x03\x04\x14\x00" + bytes(range(256)) * 8, 5),        # a ZIP archive named .csv
+], ids=["header-then-random", "random-without-nul", "zeros-after-64k", "zip"])
+def test_binary_data_anywhere_refuses_the_whole_feed(tmp_path, data, at):
+    """A feed with binary data anywhere is refused before its first row (nothing of it is
+    imported), with one line saying where the binary data starts."""
+    feed = tmp_path / "feed.csv"
+    feed.write_bytes(data)
+    with pytest.raises(FeedError) as err:
+        read_feed(feed)
+    msg = str(err.value)
+    found = re.fullmatch(rf"{re.escape(str(feed))}: not a text feed \(binary data at byte (\d+)\); check "
+                         r"that this is the feed's CSV file, or export the feed again", msg)
+    assert found, msg
+    assert at is None or int(found.group(1)) == at
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-8", "utf-16"])
+def test_legacy_and_wide_text_is_not_binary(tmp_path, encoding):
+    """Every printable character of the encoding, in-cell line breaks written as VT (some
+    spreadsheet exports do) and a form feed: text, read completely."""
+    chars = "".join(ch for ch in (bytes(range(0x80, 0x100)).decode("cp1252", errors="ignore")
+                                  if encoding == "cp1252" else bytes(range(0xA0, 0x100)).decode("latin-1"))
+                    if ch.isprintable())
+    rows = [[f"P{i}", f"{chars[i % len(chars):]}{chars}\x0bsecond line\x0c", f"p{i}.jpg"] for i in range(2000)]
+    feed = write_csv(tmp_path / "feed.csv", rows, encoding=encoding, header=["id", "title", "image_link"])
+    assert os.path.getsize(feed) > 64 * 1024
+    found = items(feed)
+    assert [it.product.title for it in found] == [r[1].strip() for r in rows]
+    assert not all_problems(found)
 
 
 def test_explicit_encoding_is_strict(tmp_path):

@@ -48,6 +48,39 @@ def test_export_writes_one_row_per_match(tmp_path):
     )
 
 
+
+def test_export_refuses_folders_missing_folders_and_catalog_files(tmp_path):
+    from engine.errors import OutputError
+
+    match = Match(rank=1, image_id=7, path="/p/a.jpg", score=0.9, strength="similar", product={})
+    catalog_dir = tmp_path / "catalog"
+    catalog_dir.mkdir()
+    (catalog_dir / "catalog.db").write_bytes(b"live database")
+    previous = tmp_path / "kept.csv"
+    previous.write_text("the user's earlier export")
+    for target, reason in ((tmp_path, "is a folder"), (tmp_path / "missing" / "r.csv", "does not exist"),
+                           (catalog_dir / "catalog.db", "is a file of the catalog")):
+        try:
+            export_results_csv(target, "q.jpg", [match], catalog_dir=catalog_dir)
+        except OutputError as exc:
+            assert reason in str(exc) and "\n" not in str(exc)
+        else:
+            raise AssertionError(f"{target} was accepted")
+    assert (catalog_dir / "catalog.db").read_bytes() == b"live database"
+    assert not (tmp_path / "missing").exists()
+
+    def failing():                     # the export fails half-way: the earlier file is kept
+        yield match
+        raise OSError(28, "No space left on device")
+
+    try:
+        export_results_csv(previous, "q.jpg", failing(), catalog_dir=catalog_dir)
+    except OutputError as exc:
+        assert "No space left" in str(exc)
+    assert previous.read_text() == "the user's earlier export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
 TRICKY = [
     # title, brand, price
     ("=1+1", "Ac,me", 52.0),

@@ -34,8 +34,10 @@ def write_groups_csv(groups: Iterable[DuplicateGroup], out: IO[str]) -> int:
     return write_csv(out, CSV_FIELDS, csv_rows(groups))
 
 
-def export_csv(groups: Iterable[DuplicateGroup], path) -> int:
+def export_csv(groups: Iterable[DuplicateGroup], path, *, protect=None) -> int:
+    """``groups`` as CSV to ``path`` (``-``: stdout), replaced atomically; ``protect``: the
+    catalog folder, which no export may write into (engine.export.check_output)."""
     from ..export import open_output
 
-    with open_output(path) as out:
+    with open_output(path, protect=protect) as out:
         return write_groups_csv(groups, out)

@@ -56,7 +56,6 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise LookalikeError(f"threshold {threshold} is outside [0, 1]")
-    catalog.decision_store.ensure_schema()
     timings: dict[str, float] = {}
     catalog_version = catalog.version
     since = -1
@@ -213,8 +212,11 @@ def scan_model(catalog: Catalog, requested: str | None = None) -> Model | None:
 
 
 def remember_scan(catalog: Catalog, version: int) -> None:
-    if not catalog.readonly:
-        catalog.set_meta(SCANNED_VERSION_KEY, str(version))
+    """Note the version scanned, when the write lock is free (a note, not worth waiting for: a
+    process that writes the catalog now makes the next scan start over anyway)."""
+    with catalog.write_lock_if_free() as free:
+        if free:
+            catalog.set_meta(SCANNED_VERSION_KEY, str(version))
 
 
 def image_areas(catalog: Catalog, ids: np.ndarray) -> dict[int, float]:
