@@ -3,8 +3,11 @@ and repair what can be repaired.
 
 What is checked (each check gives one line: ok, note or problem):
 
-* the SQLite file: ``PRAGMA quick_check`` (``integrity_check`` with ``--full``), foreign keys,
-  the catalog version against the versions stamped on rows;
+* the SQLite file: ``PRAGMA quick_check`` (``integrity_check`` with ``--full``) and the tables and
+  indexes that cannot be read (engine.catalog_recovery.diagnose; a damaged database is reported
+  and nothing else is checked, its rows cannot be trusted; one that cannot even be opened is
+  reported by :func:`damaged_report`), foreign keys, the catalog version against the versions
+  stamped on rows;
 * embeddings: one size, one model, finite and unit length;
 * tombstones (``removed``) that name images still present;
 * the saved index: readable, its version against the database (behind is normal after a crash or
@@ -21,8 +24,11 @@ What is checked (each check gives one line: ok, note or problem):
 Repairs (``--repair``, under the catalog's write lock): rebuild the index from the stored
 embeddings, re-embed images whose stored embedding is damaged or whose file changed (needs the
 model), forget vanished files (only with ``--forget-missing``), drop orphan tombstones,
-thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged, compute the
-missing local features from the image files (``feature_store.backfill``).
+thumbnails and temporary files, compute the missing local features from the image files
+(``feature_store.backfill``). A damaged database: ``REINDEX`` where only SQLite's indexes are
+damaged and SQLite can rebuild them, else every readable row is copied into a new database that
+replaces it (engine.catalog_recovery; the damaged file is kept as ``catalog.db.damaged-<time>``),
+the index is rebuilt, and the lost images whose files are present are indexed again.
 
 Only files Lookalike creates are ever deleted (engine.catalog_marker.is_own_name, the thumbnail
 cache's own names). An emptied database (no tables, the marker or index files still there) is

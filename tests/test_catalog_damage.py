@@ -150,6 +150,20 @@ def test_repair_of_a_damaged_header(cat, capsys):
     assert run(capsys, "check", "--catalog", str(cat))[0] == 0
 
 
+def test_repair_of_a_truncated_database(cat, capsys):
+    """A copy cut short (a full disk, an interrupted transfer): shorter than its header says."""
+    db = cat / "catalog.db"
+    with open(db, "r+b") as fh:
+        fh.truncate(db.stat().st_size // 2 + 1000)
+    rc, out, err = run(capsys, "info", "--catalog", str(cat))
+    assert rc == 2 and "check --repair" in err
+    assert run(capsys, "check", "--catalog", str(cat))[0] == 1
+    rc, out, err = run(capsys, "check", "--repair", "--catalog", str(cat))
+    assert rc == 0 and "recovered " in out and f"of {N} images" in out, out + err
+    assert count_images(db) == N
+    assert run(capsys, "check", "--catalog", str(cat))[0] == 0
+
+
 def test_repair_of_a_damaged_sqlite_index_loses_nothing(cat, capsys):
     """Only an index of the images table is damaged: the tables are whole. (SQLite cannot REINDEX
     an index whose page header is damaged, so its rows are copied into a new database.)"""
