@@ -25,29 +25,40 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.consistency import check_catalog, emptied_report, repair_catalog
-    from engine.errors import EmptiedCatalogError, LookalikeError
+    from engine.catalog_recovery import recover_folder
+    from engine.consistency import check_catalog, damaged_report, emptied_report, repair_catalog
+    from engine.errors import CatalogDamagedError, EmptiedCatalogError, LookalikeError
     from engine.paths import default_catalog_dir
 
     if args.forget_missing and not args.repair:
         raise LookalikeError("lookalike check: --forget-missing needs --repair")
+    recovery = None
     try:
         # --repair starts an emptied database again empty (and says so); a check only reports it
         catalog = open_catalog(args, create=False, readonly=not args.repair, recreate_emptied=args.repair)
     except EmptiedCatalogError:
-        report = emptied_report(Path(args.catalog).expanduser() if args.catalog else default_catalog_dir())
-    else:
-        with catalog:
-            if args.repair:
-                model = None
-                if args.model:
-                    from engine.session import load_model_for
+        return _print(args, emptied_report(Path(args.catalog).expanduser() if args.catalog
+                                           else default_catalog_dir()))
+    except CatalogDamagedError as exc:      # a database SQLite cannot open: report, or recover it
+        if not args.repair:
+            return _print(args, damaged_report(exc))
+        recovery = recover_folder(Path(exc.path).parent)
+        catalog = open_catalog(args, create=False)
+    with catalog:
+        if args.repair:
+            model = None
+            if args.model:
+                from engine.session import load_model_for
 
-                    model = load_model_for(catalog, args.model)
-                report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full,
-                                        model=model)
-            else:
-                report = check_catalog(catalog, full=args.full, files=not args.no_files)
+                model = load_model_for(catalog, args.model)
+            report = repair_catalog(catalog, forget_missing=args.forget_missing, full=args.full,
+                                    model=model, recovery=recovery)
+        else:
+            report = check_catalog(catalog, full=args.full, files=not args.no_files)
+    return _print(args, report)
+
+
+def _print(args, report) -> int:
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -180,6 +181,13 @@ def run_handler(handler, args) -> int:
         return _quiet_closed_stdout()
     except LookalikeError as exc:
         print(one_line(f"lookalike: error: {exc}"), file=sys.stderr)
+        return ERROR
+    except sqlite3.DatabaseError as exc:    # one the catalog layer did not name: still one line
+        from engine.sqlite_damage import is_damage
+
+        text = (f"the catalog database is damaged ({exc}); run `lookalike check --repair` to "
+                "recover what can be read") if is_damage(exc) else f"catalog database: {exc}"
+        print(one_line(f"lookalike: error: {text}"), file=sys.stderr)
         return ERROR
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)

@@ -63,6 +63,11 @@ def describe_error(exc: BaseException) -> str:
         return "out of memory"
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return "the catalog is busy (another process is writing to it); try again later"
+    from engine.sqlite_damage import is_damage
+
+    if is_damage(exc):
+        return (f"the catalog database is damaged ({exc}); run `lookalike check --repair` to "
+                "recover what can be read")
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"

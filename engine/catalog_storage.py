@@ -26,6 +26,7 @@ from pathlib import Path
 from filelock import BaseFileLock, Timeout
 
 from .errors import CatalogError, CatalogReadOnlyError, DiskFullError
+from .sqlite_damage import DamageAwareConnection
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _READONLY_ERRNOS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
@@ -34,27 +35,31 @@ _READONLY_ERRNOS = {errno.EACCES: "permission denied", errno.EPERM: "permission 
 
 def connect(db_path: Path, *, readonly: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), safe to hand between threads
-    one at a time. Raises CatalogReadOnlyError for a writable catalog in a folder that cannot be
-    written."""
+    one at a time; SQLite's damage errors on it are CatalogDamagedErrors (engine.sqlite_damage).
+    Raises CatalogReadOnlyError for a writable catalog in a folder that cannot be written."""
     db_path = Path(db_path)
     if readonly:
         uri = db_path.absolute().as_uri() + "?mode=ro"       # (as_uri escapes ? and # in names)
         if _needs_immutable(db_path):
             uri += "&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None,
+                               factory=DamageAwareConnection)
     else:
         folder = db_path.parent
         if not os.access(folder, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
             raise CatalogReadOnlyError(folder)
-        conn = sqlite3.connect(db_path, timeout=30, check_same_thread=False, isolation_level=None)
-        try:
+        conn = sqlite3.connect(db_path, timeout=30, check_same_thread=False, isolation_level=None,
+                               factory=DamageAwareConnection)
+    conn.path = str(db_path)                   # the file its damage errors name (not the URI)
+    try:
+        if not readonly:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error:
-            conn.close()
-            raise
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except Exception:                          # sqlite3.Error, CatalogDamagedError
+        conn.close()
+        raise
     return conn
 
 

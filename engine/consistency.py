@@ -3,8 +3,11 @@ and repair what can be repaired.
 
 What is checked (each check gives one line: ok, note or problem):
 
-* the SQLite file: ``PRAGMA quick_check`` (``integrity_check`` with ``--full``), foreign keys,
-  the catalog version against the versions stamped on rows;
+* the SQLite file: ``PRAGMA quick_check`` (``integrity_check`` with ``--full``) and the tables and
+  indexes that cannot be read (engine.catalog_recovery.diagnose; a damaged database is reported
+  and nothing else is checked, its rows cannot be trusted; one that cannot even be opened is
+  reported by :func:`damaged_report`), foreign keys, the catalog version against the versions
+  stamped on rows;
 * embeddings: one size, one model, finite and unit length;
 * tombstones (``removed``) that name images still present;
 * the saved index: readable, its version against the database (behind is normal after a crash or
@@ -21,8 +24,11 @@ What is checked (each check gives one line: ok, note or problem):
 Repairs (``--repair``, under the catalog's write lock): rebuild the index from the stored
 embeddings, re-embed images whose stored embedding is damaged or whose file changed (needs the
 model), forget vanished files (only with ``--forget-missing``), drop orphan tombstones,
-thumbnails and temporary files, ``REINDEX`` a database whose indexes are damaged, compute the
-missing local features from the image files (``feature_store.backfill``).
+thumbnails and temporary files, compute the missing local features from the image files
+(``feature_store.backfill``). A damaged database: ``REINDEX`` where only SQLite's indexes are
+damaged and SQLite can rebuild them, else every readable row is copied into a new database that
+replaces it (engine.catalog_recovery; the damaged file is kept as ``catalog.db.damaged-<time>``),
+the index is rebuilt, and the lost images whose files are present are indexed again.
 
 Only files Lookalike creates are ever deleted (engine.catalog_marker.is_own_name, the thumbnail
 cache's own names). An emptied database (no tables, the marker or index files still there) is
@@ -44,12 +50,15 @@ import numpy as np
 
 from .catalog import Catalog
 from .catalog_marker import is_own_temp
-from .errors import CatalogError, LookalikeError
+from .catalog_recovery import Recovery, diagnose, recover_folder, release_connections
+from .errors import CatalogDamagedError, CatalogError, LookalikeError
 from .index import VectorIndex
 from .thumbnail_cache import digest_of
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 EXAMPLES = 5
+RECOVER = ("copy every readable row into a new database (the damaged file is kept next to it), "
+           "rebuild the index")
 
 
 @dataclass
@@ -128,42 +137,53 @@ def emptied_report(directory) -> CheckReport:
 
 
 def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -> CheckReport:
-    """Verify ``catalog`` without changing anything."""
+    """Verify ``catalog`` without changing anything. A damaged database is reported (what SQLite
+    finds, the tables affected) and nothing else is checked: its rows cannot be trusted."""
     t0 = time.perf_counter()
     report = CheckReport(str(catalog.directory))
-    _check_sqlite(catalog, report, full)
-    report.images = catalog.count_images()
-    report.version = catalog.version
-    _check_versions(catalog, report)
-    _check_embeddings(catalog, report)
-    _check_index(catalog, report)
-    if files:
-        _check_files(catalog, report)
-    _check_thumbnails(catalog, report, set(catalog.content_hashes().values()))
-    _check_temp_files(catalog, report)
-    _check_local_features(catalog, report)
+    try:
+        if _check_sqlite(catalog, report, full):
+            report.images = catalog.count_images()
+            report.version = catalog.version
+            _check_versions(catalog, report)
+            _check_embeddings(catalog, report)
+            _check_index(catalog, report)
+            if files:
+                _check_files(catalog, report)
+            _check_thumbnails(catalog, report, set(catalog.content_hashes().values()))
+            _check_temp_files(catalog, report)
+            _check_local_features(catalog, report)
+    except CatalogDamagedError as exc:           # damage that quick_check did not see
+        report.add("sqlite", PROBLEM, f"database damaged: {exc.reason}", repair=RECOVER)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> None:
+def damaged_report(exc: CatalogDamagedError) -> CheckReport:
+    """The report on a catalog whose database cannot even be opened (``exc`` from Catalog.open)."""
+    report = CheckReport(str(os.path.dirname(exc.path)))
+    report.add("sqlite", PROBLEM, f"database unreadable: {exc.reason}", repair=RECOVER)
+    return report
+
+
+def _check_sqlite(catalog: Catalog, report: CheckReport, full: bool) -> bool:
+    """The database's integrity and foreign keys; False when it is damaged."""
     pragma = "integrity_check" if full else "quick_check"
-    try:
-        rows = catalog.health.integrity_check(full)
-    except Exception as exc:  # sqlite3.DatabaseError: the file is not a database any more
-        report.add("sqlite", PROBLEM, f"database unreadable ({exc})")
-        return
-    if rows == ["ok"]:
-        report.add("sqlite", OK, f"database integrity ({pragma})")
-    else:
-        report.add("sqlite", PROBLEM, f"database damaged: {len(rows)} errors from {pragma}",
-                   count=len(rows), examples=rows,
-                   repair="REINDEX (rebuilds SQLite's indexes); restore a backup if that is not enough")
+    damage = diagnose(catalog.db.conn, full)
+    if damage is not None:
+        repair = ("REINDEX (rebuilds SQLite's indexes from the tables); where SQLite cannot, "
+                  + RECOVER) if damage.indexes_only else RECOVER
+        report.add("sqlite", PROBLEM, f"database damaged ({damage.describe()}): "
+                   f"{len(damage.errors)} errors from {pragma}", count=len(damage.errors),
+                   examples=damage.errors, repair=repair)
+        return False
+    report.add("sqlite", OK, f"database integrity ({pragma})")
     fk = catalog.health.foreign_key_problems()
     if fk:
         report.add("foreign-keys", PROBLEM, f"{len(fk)} images link to products that do not exist",
                    count=len(fk), examples=[f"image {r[1]}" for r in fk],
                    repair="unlink them from the missing products")
+    return True
 
 
 def _check_versions(catalog: Catalog, report: CheckReport) -> None:
@@ -205,7 +225,8 @@ def _damaged_embeddings(catalog: Catalog, sizes: list[tuple[int, int]]) -> list[
     dim = sizes[0][0] // 4
     bad = catalog.health.embeddings_not_of_size(dim * 4) if len(sizes) > 1 else []
     for ids, vecs in catalog.iter_embeddings(dim=dim):
-        norms = np.linalg.norm(vecs, axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):     # damaged bytes: huge or NaN
+            norms = np.linalg.norm(vecs, axis=1)
         bad += ids[~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)].tolist()
     return bad
 
@@ -265,7 +286,8 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
             if ids:
                 got = index.vectors(ids)
                 want = index.graph_vectors(catalog.embeddings(ids))
-                differ += int((np.abs(got - want).max(axis=1) > 1e-4).sum())
+                with np.errstate(over="ignore", invalid="ignore"):   # damaged: inf, NaN differ
+                    differ += int((~(np.abs(got - want).max(axis=1) <= 1e-4)).sum())
         if differ:
             report.add("index-vectors", PROBLEM, f"{differ} index vectors differ from the stored embeddings"
                        + (" (the index of another catalog?)" if differ == len(db_ids) else ""),
@@ -344,81 +366,124 @@ def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
 
 # ---------------------------------------------------------------------- repairing
 def repair_catalog(catalog: Catalog, *, forget_missing: bool = False, full: bool = False,
-                   model=None, progress=None) -> CheckReport:
+                   model=None, progress=None, recovery: Recovery | None = None) -> CheckReport:
     """Check, repair what can be repaired, check again. Holds the write lock throughout (raises
     CatalogBusyError when another process writes). Returns the second report, with the repairs
     done in ``actions`` and the findings of the first check that were fixed marked ``repaired``."""
     t0 = time.perf_counter()
     with catalog.writer():
-        before = check_catalog(catalog, full=full)
-        actions: list[str] = []
-        rebuild = False
+        first = before = check_catalog(catalog, full=full)
+        actions: list[str] = [recovery.summary()] if recovery is not None else []
+        recovered = recovery
         if before.find("sqlite"):
-            catalog.health.reindex()
-            actions.append("REINDEX of the database")
-        if before.find("foreign-keys"):
-            catalog.health.unlink_missing_products()
-            actions.append("unlinked images from missing products")
-        if before.find("version"):
-            catalog.health.raise_version()
-            actions.append("raised the catalog version")
-            rebuild = True
-        if before.find("tombstones"):
-            n = catalog.health.drop_stale_tombstones()
-            actions.append(f"dropped {n} stale removal marks")
-            rebuild = True
-        missing = before.find("files-missing")
-        if missing and forget_missing:
-            n = catalog.remove_missing()
-            actions.append(f"forgot {n} images whose files are gone")
-        reembed: list[tuple[str, str | None]] = []     # (path, product id to keep)
-        if before.find("embeddings"):
-            reembed += _drop_damaged_embeddings(catalog, actions)
-            rebuild = True
-        if before.find("files-changed"):
-            reembed += [(p, None) for _, p, _s, _m in _changed_files(catalog)]
-        if rebuild or any(before.find(c) for c in ("index-file", "index-identity", "index-version",
-                                                    "index-ids", "index-vectors", "index")):
-            if catalog.count_images():
-                catalog.vectors.rebuild()
-                actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
-            elif catalog.vectors.path.exists():
-                catalog.vectors.delete_files()
-                actions.append("deleted the index of an empty catalog")
-        if reembed:
-            _reembed(catalog, reembed, model, actions, progress)
-        catalog.vectors.save()                   # leave a saved index that is up to date
-        if before.find("thumbnails"):
-            actions.append(_clean_thumbnails(catalog, set(catalog.content_hashes().values())))
-        if before.find("local-features"):
-            from .feature_store import backfill
-            from .features import FEATURES_VERSION
-
-            n = backfill(catalog, progress=progress)
-            left = len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
-            actions.append(f"computed the local features of {n} images"
-                           + (f" ({left} unreadable)" if left else ""))
-        if before.find("temp-files"):
-            n = 0
-            for p in catalog.directory.iterdir():
-                if p.is_file() and is_own_temp(p.name):
-                    p.unlink(missing_ok=True)
-                    n += 1
-            actions.append(f"deleted {n} leftover temporary files")
-        after = check_catalog(catalog, full=full)
+            recovered = _repair_database(catalog, full, actions) or recovered
+            before = check_catalog(catalog, full=full)
+        if before.find("sqlite"):                # beyond repair: nothing else can be trusted
+            after = before
+        else:
+            after = _repair_rest(catalog, before, actions, recovered, forget_missing=forget_missing,
+                                 full=full, model=model, progress=progress)
     if catalog.recreated:                    # Catalog.open(recreate_emptied=True) did it
-        gone = emptied_report(catalog.directory).findings[0]
-        before.findings.insert(0, gone)
+        first.findings.insert(0, emptied_report(catalog.directory).findings[0])
         actions.insert(0, "started the emptied database again empty (same catalog id) and deleted its "
                           "stale index: import the images again (`lookalike index ...`)")
     remaining = {f.check for f in after.findings if f.status == PROBLEM}
-    fixed = [f for f in before.findings if f.status == PROBLEM and f.check not in remaining]
+    fixed: list[Finding] = []
+    if recovery is not None:
+        fixed.append(Finding("sqlite", PROBLEM, "database unreadable", repair=RECOVER))
+    for report in ((first,) if before is first else (first, before)):
+        fixed += [f for f in report.findings if f.status == PROBLEM and f.check not in remaining
+                  and f.check not in {g.check for g in fixed}]
     for f in fixed:
         f.repaired = True
     after.findings = fixed + after.findings
     after.actions = actions
     after.seconds = time.perf_counter() - t0
     return after
+
+
+def _repair_database(catalog: Catalog, full: bool, actions: list[str]) -> Recovery | None:
+    """A damaged database: REINDEX when only SQLite's indexes are damaged, else recover every
+    readable row into a new database (engine.catalog_recovery) and use that one."""
+    damage = diagnose(catalog.db.conn, full)
+    if damage is None:
+        return None
+    if damage.indexes_only:
+        try:
+            catalog.health.reindex()
+            if diagnose(catalog.db.conn, full) is None:
+                actions.append("REINDEX of the database")
+                return None
+        except CatalogDamagedError:
+            pass
+    release_connections(catalog)
+    recovery = recover_folder(catalog.directory, lock_held=True)
+    actions.append(recovery.summary())
+    return recovery
+
+
+def _repair_rest(catalog: Catalog, before: CheckReport, actions: list[str],
+                 recovery: Recovery | None, *, forget_missing: bool, full: bool, model,
+                 progress) -> CheckReport:
+    """The repairs of a catalog whose database is sound (``recovery``: it was just recovered);
+    returns the check after them."""
+    rebuild = recovery is not None
+    reembed: list[tuple[str, str | None]] = []     # (path, product id to keep)
+    if recovery is not None:                       # lost images whose files are here: re-index
+        reembed += [(p, pid) for p, pid in recovery.lost_images if os.path.isfile(p)]
+        left = (recovery.lost("images") or 0) - len(reembed)
+        if left > 0:
+            actions.append(f"{left} lost images cannot be re-indexed from here (files gone or "
+                           "unknown): re-run `lookalike index` on their folders")
+    if before.find("foreign-keys"):
+        catalog.health.unlink_missing_products()
+        actions.append("unlinked images from missing products")
+    if before.find("version"):
+        catalog.health.raise_version()
+        actions.append("raised the catalog version")
+        rebuild = True
+    if before.find("tombstones"):
+        n = catalog.health.drop_stale_tombstones()
+        actions.append(f"dropped {n} stale removal marks")
+        rebuild = True
+    missing = before.find("files-missing")
+    if missing and forget_missing:
+        n = catalog.remove_missing()
+        actions.append(f"forgot {n} images whose files are gone")
+    if before.find("embeddings"):
+        reembed += _drop_damaged_embeddings(catalog, actions)
+        rebuild = True
+    if before.find("files-changed"):
+        reembed += [(p, None) for _, p, _s, _m in _changed_files(catalog)]
+    if rebuild or any(before.find(c) for c in ("index-file", "index-identity", "index-version",
+                                                "index-ids", "index-vectors", "index")):
+        if catalog.count_images():
+            catalog.vectors.rebuild()
+            actions.append(f"rebuilt the index from {catalog.count_images()} stored embeddings")
+        elif catalog.vectors.path.exists():
+            catalog.vectors.delete_files()
+            actions.append("deleted the index of an empty catalog")
+    if reembed:
+        _reembed(catalog, reembed, model, actions, progress)
+    catalog.vectors.save()                   # leave a saved index that is up to date
+    if before.find("thumbnails"):
+        actions.append(_clean_thumbnails(catalog, set(catalog.content_hashes().values())))
+    if before.find("local-features"):
+        from .feature_store import backfill
+        from .features import FEATURES_VERSION
+
+        n = backfill(catalog, progress=progress)
+        left = len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
+        actions.append(f"computed the local features of {n} images"
+                       + (f" ({left} unreadable)" if left else ""))
+    if before.find("temp-files"):
+        n = 0
+        for p in catalog.directory.iterdir():
+            if p.is_file() and is_own_temp(p.name):
+                p.unlink(missing_ok=True)
+                n += 1
+        actions.append(f"deleted {n} leftover temporary files")
+    return check_catalog(catalog, full=full)
 
 
 def _changed_files(catalog: Catalog):

@@ -63,3 +63,14 @@ class EmptiedCatalogError(CatalogError):
 
 class TextReaderError(LookalikeError):
     """The text reader (OCR) cannot be loaded or used."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog's SQLite file is damaged: SQLite calls it malformed, not a database, or cannot
+    read it. ``lookalike check --repair`` recovers the readable rows (engine.catalog_recovery)."""
+
+    def __init__(self, db_path, reason: str):
+        self.path = str(db_path)
+        self.reason = reason
+        super().__init__(f"{self.path}: not a usable catalog database: damaged ({reason}); "
+                         "run `lookalike check --repair` to recover what can be read")
