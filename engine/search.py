@@ -155,6 +155,7 @@ def _workers() -> int:
 
 
 _pool: ThreadPoolExecutor | None = None
+_text_executor: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -172,8 +173,9 @@ def _executor() -> ThreadPoolExecutor | None:
 
 
 def _forget_pool() -> None:
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()   # a forked child has none of the parent's threads
+    global _pool, _pool_lock, _text_executor
+    # a forked child has none of the parent's threads: work handed to their pools would wait forever
+    _pool, _text_executor, _pool_lock = None, None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -446,9 +448,6 @@ class Searcher:
             clock.lap("model_rotated")
             return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)]
         return turned
-
-
-_text_executor: ThreadPoolExecutor | None = None
 
 
 def _text_pool() -> ThreadPoolExecutor:

@@ -198,3 +198,27 @@ def test_selective_filter_is_served_by_an_exact_scan(luma_catalog_180, catalog_c
     assert [m.score for m in scanned[10].results] == pytest.approx([m.score for m in through_index.results], rel=1e-5)
     assert [(m.image_id, m.score) for m in scanned[2].results] == \
         [(m.image_id, m.score) for m in scanned[10].results][:2]
+
+
+def test_a_forked_child_gets_its_own_search_threads():
+    """Work handed to the parent's verify or text-reading pools would wait forever in a forked
+    child (it has none of the parent's threads): each pool is made again there."""
+    import os
+
+    from engine import search as search_module
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    parent_pools = (search_module._executor(), search_module._text_pool())
+    assert parent_pools[1].submit(lambda: 1).result(timeout=30) == 1
+    pid = os.fork()
+    if pid == 0:                                  # the child: exit 0 only if both pools work
+        code = 1
+        try:
+            pools = [p for p in (search_module._executor(), search_module._text_pool()) if p is not None]
+            if all(p not in parent_pools for p in pools):
+                code = 0 if all(p.submit(lambda: 2).result(timeout=20) == 2 for p in pools) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
