@@ -29,6 +29,7 @@ import json
 import os
 import secrets
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -296,6 +297,16 @@ class VectorIndex:
                     side = _Side.from_arrays(z, projection.dim - graph_dim(projection))
             except (OSError, ValueError, KeyError) as exc:
                 raise CatalogError(f"{side_path}: unreadable ({exc})") from exc
+        if "file_crc32" in meta:
+            # hnswlib trusts the file it loads (damaged bytes can crash the process): check it
+            # against the checksum written with it first. An index saved before has none.
+            try:
+                found = file_checksum(path)
+            except OSError as exc:
+                raise CatalogError(f"{path}: index file unreadable ({exc.strerror or exc})") from exc
+            if found != (meta.get("file_bytes"), meta.get("file_crc32")):
+                raise CatalogError(f"{path}: index file damaged (its size or checksum differs from "
+                                   f"{cls.meta_path(path).name})")
         index = hnswlib.Index(space="ip", dim=graph_dim(projection) if projection else dim)
         try:
             index.load_index(str(path), max_elements=int(meta.get("capacity", 0)))
@@ -358,6 +369,7 @@ class VectorIndex:
             self._index.save_index(str(tmp))
             _check_written(tmp, self._index.get_current_count())
             meta = self.info()
+            meta["file_bytes"], meta["file_crc32"] = file_checksum(tmp)
             meta["elements"] = self._index.get_current_count()
             meta["deleted"] = sorted(self._deleted)
             meta["catalog_id"] = self.catalog_id
@@ -642,6 +654,18 @@ def _check_written(path: Path, elements: int) -> None:
         full = st.f_blocks > 0 and (st.f_bavail == 0 or st.f_bfree == 0)   # (0 blocks: not reported)
     if short or full:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def file_checksum(path: Path) -> tuple[int, int]:
+    """(size in bytes, CRC-32) of a file, read in 1 MiB blocks (CRC-32 runs at several GB/s: a
+    100k-image index of 0.5 GB adds about 0.15 s to its load)."""
+    crc = 0
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+            size += len(block)
+    return size, crc
 
 
 def _fsync(path: Path) -> None:

@@ -65,6 +65,25 @@ def test_damaged_index_file_starts_empty(tmp_path):
     assert len(fresh) == 0 and fresh.version == 0
 
 
+def test_damaged_bytes_inside_the_index_file_are_refused_before_hnswlib_reads_them(tmp_path):
+    """hnswlib trusts what it loads (a damaged link list can crash the process): the size and
+    CRC-32 written in the sidecar are checked first, and load_or_create starts empty instead."""
+    rng = np.random.default_rng(4)
+    index = VectorIndex.create(16)
+    index.add(np.arange(300), unit(rng, 300, 16))
+    path = tmp_path / "index.bin"
+    index.save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogError, match="index file damaged"):
+        VectorIndex.load(path, 16)
+    assert len(VectorIndex.load_or_create(path, 16)) == 0
+    path.write_bytes(bytes(data[:-10]))                # cut short
+    with pytest.raises(CatalogError, match="index file damaged"):
+        VectorIndex.load(path, 16)
+
+
 def test_recall_against_exact_search():
     rng = np.random.default_rng(3)
     data = unit(rng, 5000, 64)
