@@ -48,8 +48,13 @@ OWN_FILES = frozenset({
 })
 #: Temporary files of an atomic save (engine.index.VectorIndex.save, write_marker): the final
 #: name, a tag, ``.tmp``.
-_OWN_TEMP_RE = re.compile(r"^(?:index\.bin|index\.json|index\.side\.npz|lookalike-catalog\.json)"
-                          r"\.[0-9A-Za-z_.-]+\.tmp$")
+_OWN_TEMP_RE = re.compile(r"^(?:(?:index\.bin|index\.json|index\.side\.npz|lookalike-catalog\.json)"
+                          r"\.[0-9A-Za-z_.-]+\.tmp"
+                          # the work files of a database recovery (engine.catalog_recovery) cut short
+                          r"|catalog\.db\.(?:recovering|reading)-\d{8}T\d{6}Z(?:-wal|-shm|-journal)?)$")
+#: The damaged database a recovery set aside (kept: it is the user's data; deleted only with the
+#: whole catalog by remove_catalog).
+_SET_ASIDE_RE = re.compile(r"^catalog\.db\.damaged-\d{8}T\d{6}Z(?:-wal)?$")
 #: What an operating system leaves in any folder: not a sign that the folder is in use.
 _OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -141,7 +146,7 @@ def is_own_temp(name: str) -> bool:
 
 def is_own_name(name: str) -> bool:
     """Whether ``name`` (an entry at the top of a catalog folder) is one Lookalike creates."""
-    return name in OWN_FILES or name == THUMBNAIL_DIR or is_own_temp(name)
+    return name in OWN_FILES or name == THUMBNAIL_DIR or is_own_temp(name) or bool(_SET_ASIDE_RE.match(name))
 
 
 # ---------------------------------------------------------------------- what a folder is

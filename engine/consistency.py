@@ -346,7 +346,7 @@ def _check_thumbnails(catalog: Catalog, report: CheckReport, hashes: set[str]) -
 def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
     tmp = sorted(p.name for p in catalog.directory.iterdir() if p.is_file() and is_own_temp(p.name))
     if tmp:
-        report.add("temp-files", NOTE, f"{len(tmp)} temporary files left by an interrupted save",
+        report.add("temp-files", NOTE, f"{len(tmp)} temporary files left by an interrupted save or recovery",
                    count=len(tmp), examples=tmp, repair="delete them")
 
 

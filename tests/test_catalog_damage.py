@@ -128,6 +128,19 @@ def test_repair_recovers_readable_rows_and_keeps_the_damaged_file(cat, base, cap
     assert rc == 0 and "photo_005.jpg" in out
 
 
+def test_work_files_of_a_recovery_cut_short_are_cleaned_and_the_set_aside_copy_kept(cat, capsys):
+    left = [cat / "catalog.db.recovering-20261207T090102Z", cat / "catalog.db.reading-20261207T090102Z-wal"]
+    kept = cat / "catalog.db.damaged-20261207T090102Z"
+    mine = cat / "catalog.db.recovering-notes.txt"              # a name only like recovery's
+    for path in (*left, kept, mine):
+        path.write_bytes(b"x" * 100)
+    rc, out, _ = run(capsys, "check", "--catalog", str(cat))
+    assert "2 temporary files left by an interrupted save or recovery" in out
+    rc, out, err = run(capsys, "check", "--repair", "--catalog", str(cat))
+    assert rc == 0 and not err, out + err
+    assert not any(p.exists() for p in left) and kept.exists() and mine.exists()
+
+
 def test_repair_of_a_damaged_root_page(cat, base, capsys):
     """Every row of the images table is out of reach: they are re-indexed from their files (the
     paths and product links come from SQLite's own indexes, which are intact)."""
