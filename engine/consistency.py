@@ -75,7 +75,7 @@ class Finding:
 @dataclass
 class CheckReport:
     catalog: str
-    images: int = 0
+    images: int | None = 0        # None: the database could not be read (emptied, damaged)
     version: int = 0
     findings: list[Finding] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)      # repairs done
@@ -104,7 +104,8 @@ class CheckReport:
                 "actions": self.actions, "seconds": round(self.seconds, 3)}
 
     def text(self) -> str:
-        lines = [f"catalog {self.catalog} ({self.images} images, version {self.version})"]
+        lines = [f"catalog {self.catalog} (" + (f"{self.images} images, version {self.version})"
+                                                if self.images is not None else "database unreadable)")]
         for f in self.findings:
             tag = {OK: "ok     ", NOTE: "note   ", PROBLEM: "FIXED  " if f.repaired else "PROBLEM"}[f.status]
             line = f"{tag} {f.message}"
@@ -128,7 +129,7 @@ class CheckReport:
 def emptied_report(directory) -> CheckReport:
     """The report of a catalog whose database is empty or missing (EmptiedCatalogError): it
     cannot be opened, so nothing else is checked."""
-    report = CheckReport(str(directory))
+    report = CheckReport(str(directory), images=None)
     report.add("database-emptied", PROBLEM, "catalog.db is empty or missing: every record (products, "
                "images, embeddings, decisions) is lost; restore it from a backup if you have one",
                repair="start the database again empty (same catalog id), delete the stale index; "
@@ -161,7 +162,7 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
 
 def damaged_report(exc: CatalogDamagedError) -> CheckReport:
     """The report on a catalog whose database cannot even be opened (``exc`` from Catalog.open)."""
-    report = CheckReport(str(os.path.dirname(exc.path)))
+    report = CheckReport(str(os.path.dirname(exc.path)), images=None)
     report.add("sqlite", PROBLEM, f"database unreadable: {exc.reason}", repair=RECOVER)
     return report
 

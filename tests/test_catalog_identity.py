@@ -324,6 +324,7 @@ def test_an_emptied_database_is_damage_never_healthy(tmp_path, capsys, how):
     assert main(["check", "--catalog", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM" in out and "every record" in out and "healthy" not in out.splitlines()[-1]
+    assert "(database unreadable)" in out.splitlines()[0] and "0 images" not in out
     assert main(["check", "--json", "--catalog", str(folder)]) == 1
     assert json.loads(capsys.readouterr().out)["healthy"] is False
     assert _snapshot(folder) == before
