@@ -264,7 +264,9 @@ def _check_index(catalog: Catalog, report: CheckReport) -> None:
         version = catalog.version
         if index.version > version:
             report.add("index-version", PROBLEM, f"saved index is at version {index.version}, ahead of "
-                       f"the database ({version}): it belongs to another state of the catalog",
+                       f"the database ({version}): the database is older than its index (changes lost with a "
+                       "damaged or missing catalog.db-wal, or a database restored from a backup); "
+                       "images added since are no longer in the catalog: index their folders again",
                        repair="rebuild it from the stored embeddings")
             return
         if 0 <= index.version < version:
