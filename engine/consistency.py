@@ -141,7 +141,7 @@ def check_catalog(catalog: Catalog, *, full: bool = False, files: bool = True) -
     """Verify ``catalog`` without changing anything. A damaged database is reported (what SQLite
     finds, the tables affected) and nothing else is checked: its rows cannot be trusted."""
     t0 = time.perf_counter()
-    report = CheckReport(str(catalog.directory))
+    report = CheckReport(str(catalog.directory), images=None)
     try:
         if _check_sqlite(catalog, report, full):
             report.images = catalog.count_images()
