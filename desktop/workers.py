@@ -399,7 +399,6 @@ def scan_duplicates_job(
 def mark_pairs_job(
     catalog: Any, pairs: list[tuple[int, int]], decision: str, scores: list[float | None]
 ) -> int:
-    from engine import duplicates
 
     return catalog.decision_store.mark_pairs(pairs, decision, scores)
 

@@ -305,8 +305,8 @@ class VectorIndex:
             except OSError as exc:
                 raise CatalogError(f"{path}: index file unreadable ({exc.strerror or exc})") from exc
             if found != (meta.get("file_bytes"), meta.get("file_crc32")):
-                raise CatalogError(f"{path}: index file damaged (its size or checksum differs from "
-                                   f"{cls.meta_path(path).name})")
+                raise CatalogError(f"{path}: index file and {cls.meta_path(path).name} do not match "
+                                   "(its size or checksum differs: the file is damaged, or a save was cut short)")
         index = hnswlib.Index(space="ip", dim=graph_dim(projection) if projection else dim)
         try:
             index.load_index(str(path), max_elements=int(meta.get("capacity", 0)))

@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from engine.catalog import Catalog
 from engine.consistency import check_catalog

@@ -18,7 +18,7 @@ from engine.catalog import Catalog
 from engine.consistency import check_catalog, repair_catalog
 from engine.faults import FAULT_ENV
 
-from .reliability_data import photo, write_photos
+from .reliability_data import write_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 8
@@ -161,6 +161,11 @@ def test_index_crash_between_renames_in_process(tmp_path):
     idx2.remove([3])
     idx2.save(tmp_path / "b.bin")
     (tmp_path / "b.json").write_text(meta)
+    with pytest.raises(Exception, match="do not match"):      # the file's checksum catches it
+        VectorIndex.load(tmp_path / "b.bin", 16)
+    # a sidecar written before the checksum: loaded, and re-applied removals are counted again
+    legacy = {k: v for k, v in json.loads(meta).items() if k not in ("file_bytes", "file_crc32")}
+    (tmp_path / "b.json").write_text(json.dumps(legacy))
     loaded = VectorIndex.load(tmp_path / "b.bin", 16)
     assert len(loaded) == 10                               # the sidecar does not know about 3
     assert loaded.remove([3]) == 1 and len(loaded) == 9 and 3 not in loaded.ids()
