@@ -45,7 +45,30 @@ class CatalogHealth:
         return [r[0] for r in self.catalog.db.conn.execute(
             "SELECT id FROM images WHERE length(embedding) != ?", (int(nbytes),))]
 
+    def damaged_local_features(self) -> list[tuple[int, str]]:
+        """(image id, path) of the stored local features whose blobs do not hold what their
+        layout says (engine.features.pack: an 8-byte head with the thumbnail's size, the
+        thumbnail, 4 bytes per keypoint; 32 bytes per descriptor, mirrored ones as many). Reads
+        the heads and lengths only, never the whole blobs."""
+        out = []
+        for image_id, path, head, kp_len, desc_len, mirr_len in self.catalog.db.conn.execute(
+                "SELECT f.image_id, i.path, substr(f.keypoints, 1, 8), length(f.keypoints), "
+                "length(f.descriptors), length(f.mirrored) FROM local_features f "
+                "JOIN images i ON i.id = f.image_id"):
+            ok = isinstance(head, bytes) and len(head) == 8 and desc_len % 32 == 0
+            if ok:
+                th, tw = int.from_bytes(head[4:6], "little"), int.from_bytes(head[6:8], "little")
+                ok = kp_len == 8 + th * tw * 3 + 4 * (desc_len // 32) and mirr_len in (None, desc_len)
+            if not ok:
+                out.append((int(image_id), path))
+        return out
+
     # ------------------------------------------------------------------ repairs
+    def drop_local_features(self, image_ids: list[int]) -> None:
+        """Forget the stored local features of these images (recomputed by the backfill)."""
+        with self.catalog.transaction(bump=False) as db:
+            db.conn.executemany("DELETE FROM local_features WHERE image_id=?", [(int(i),) for i in image_ids])
+
     def reindex(self) -> None:
         """Rebuild SQLite's indexes (damaged indexes; the tables are the truth)."""
         self.catalog.db.conn.execute("REINDEX")

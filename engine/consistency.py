@@ -356,6 +356,12 @@ def _check_temp_files(catalog: Catalog, report: CheckReport) -> None:
 def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
     from .features import FEATURES_VERSION
 
+    damaged = catalog.health.damaged_local_features()
+    if damaged:
+        report.add("local-features-damaged", PROBLEM,
+                   f"{len(damaged)} images have damaged stored local features (verification "
+                   "computes them again from the file on each use)", count=len(damaged),
+                   examples=[p for _, p in damaged], repair="compute them again from the image files")
     lacking = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
     if not lacking:
         report.add("local-features", OK, "local features stored for every image")
@@ -471,7 +477,10 @@ def _repair_rest(catalog: Catalog, before: CheckReport, actions: list[str],
     catalog.vectors.save()                   # leave a saved index that is up to date
     if before.find("thumbnails"):
         actions.append(_clean_thumbnails(catalog, set(catalog.content_hashes().values())))
-    if before.find("local-features"):
+    damaged = before.find("local-features-damaged")
+    if damaged:
+        catalog.health.drop_local_features([i for i, _ in catalog.health.damaged_local_features()])
+    if before.find("local-features") or damaged:
         from .feature_store import backfill
         from .features import FEATURES_VERSION
 

@@ -77,6 +77,8 @@ def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
         chunk = ids[start:start + 500]
         descs, rows, mdescs, mrows = [], [], [], []
         for i, (_, desc, mirrored) in catalog.local_feature_blobs(chunk, FEATURES_VERSION).items():
+            if len(desc) % 32:                 # damaged (check reports it): the image gets no words
+                continue
             d = np.frombuffer(desc, np.uint8).reshape(-1, 32)
             descs.append(d)
             rows.append(np.full(len(d), row_of[i], np.int32))
