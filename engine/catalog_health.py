@@ -51,9 +51,11 @@ class CatalogHealth:
         thumbnail, 4 bytes per keypoint; 32 bytes per descriptor, mirrored ones as many). Reads
         the heads and lengths only, never the whole blobs."""
         out = []
+        # (a catalog opened read-only before the mirrored column was added lacks it)
+        mirrored = "length(f.mirrored)" if self.catalog._has_column("local_features", "mirrored") else "NULL"
         for image_id, path, head, kp_len, desc_len, mirr_len in self.catalog.db.conn.execute(
                 "SELECT f.image_id, i.path, substr(f.keypoints, 1, 8), length(f.keypoints), "
-                "length(f.descriptors), length(f.mirrored) FROM local_features f "
+                f"length(f.descriptors), {mirrored} FROM local_features f "   # (constant text)
                 "JOIN images i ON i.id = f.image_id"):
             ok = isinstance(head, bytes) and len(head) == 8 and desc_len % 32 == 0
             if ok:
