@@ -41,26 +41,36 @@ PAYLOADS = ["DROP TABLE", "DELETE FROM images;", "'1'='1", "UNION SELECT", "Robe
 
 def _recording_connect(statements: list[str]):
     """sqlite3.connect that records the SQL *text* handed to execute (sqlite3's trace callback
-    shows statements with the bound values expanded into them, which would hide a leak)."""
+    shows statements with the bound values expanded into them, which would hide a leak). It
+    wraps the connection class the catalog asks for (engine.sqlite_damage's)."""
     real_connect = sqlite3.connect
 
-    class Recording(sqlite3.Connection):
-        def execute(self, sql, *args):
-            statements.append(sql)
-            return super().execute(sql, *args)
+    def connect(*args, factory=sqlite3.Connection, **kwargs):
+        class Recording(factory):
+            _inside = False
 
-        def executemany(self, sql, *args):
-            statements.append(sql)
-            return super().executemany(sql, *args)
+            def _record(self, method, sql, *args):
+                statements.append(sql)
+                self._inside = True          # the cursor the base class makes to run it
+                try:
+                    return method(sql, *args)
+                finally:
+                    self._inside = False
 
-        def executescript(self, sql):
-            statements.append(sql)
-            return super().executescript(sql)
+            def execute(self, sql, *args):
+                return self._record(super().execute, sql, *args)
 
-        def cursor(self, *args):
-            raise AssertionError("the engine is expected to call Connection.execute")
+            def executemany(self, sql, *args):
+                return self._record(super().executemany, sql, *args)
 
-    def connect(*args, **kwargs):
+            def executescript(self, sql):
+                return self._record(super().executescript, sql)
+
+            def cursor(self, *args, **kwargs):
+                if not self._inside:
+                    raise AssertionError("the engine is expected to call Connection.execute")
+                return super().cursor(*args, **kwargs)
+
         return real_connect(*args, factory=Recording, **kwargs)
     return connect
 
