@@ -135,9 +135,9 @@ class Catalog:
             self._connections.append(conn)
         return db
 
-    def close(self) -> None:
-        if self._closed:
-            return
+    def reconnect(self) -> None:
+        """Close every thread's connection and forget the loaded index (a recovery replaced the
+        database): each thread reconnects on its next query."""
         self.vectors.close()
         for conn in self._connections:
             try:
@@ -145,6 +145,12 @@ class Catalog:
             except sqlite3.Error:
                 pass
         self._connections = []
+        self._local = threading.local()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.reconnect()
         self._closed = True
         if self.readonly:
             tidy_after_reading(self.db_path)

@@ -131,22 +131,6 @@ def _attribute(conn: sqlite3.Connection, diagnosis: Diagnosis) -> None:
             target.append(name)
 
 
-def release_connections(catalog) -> None:
-    """Close ``catalog``'s SQLite connections and forget its loaded index, so that its next use
-    opens the file anew (after :func:`recover_folder` replaced it): each thread reconnects on
-    its next query (``Catalog.db`` makes one connection per thread on first use)."""
-    import threading
-
-    for conn in catalog._connections:
-        try:
-            conn.close()
-        except sqlite3.Error:
-            pass
-    catalog._connections = []
-    catalog._local = threading.local()
-    catalog.vectors.close()
-
-
 # ---------------------------------------------------------------------- recovery
 @dataclass
 class Recovery:

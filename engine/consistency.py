@@ -50,7 +50,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .catalog_marker import is_own_temp
-from .catalog_recovery import Recovery, diagnose, recover_folder, release_connections
+from .catalog_recovery import Recovery, diagnose, recover_folder
 from .errors import CatalogDamagedError, CatalogError, LookalikeError
 from .index import VectorIndex
 from .thumbnail_cache import digest_of
@@ -425,7 +425,7 @@ def _repair_database(catalog: Catalog, full: bool, actions: list[str]) -> Recove
                 return None
         except CatalogDamagedError:
             pass
-    release_connections(catalog)
+    catalog.reconnect()
     recovery = recover_folder(catalog.directory, lock_held=True)
     actions.append(recovery.summary())
     return recovery
