@@ -107,6 +107,12 @@ class Progress:
             bar.set_postfix_str(Path(message).name[-30:] if message else "", refresh=False)
         bar.update(0)
 
+    def stage(self, name: str) -> None:
+        """Start a new stage of a ``"file"`` bar: its name before the bar, the count from 0."""
+        if self.bar is not None:
+            self.bar.reset(total=0)
+            self.bar.set_description_str(name, refresh=False)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
