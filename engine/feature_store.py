@@ -15,7 +15,10 @@ embedding's decode would store.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -79,13 +82,39 @@ def decode(path: str, min_short_side: int = DECODE_SHORT_SIDE):
         return None
 
 
+#: features computed for images lacking stored ones, kept for the next search or scan chunk that
+#: needs them (while an import's feature pass runs, successive searches share candidates):
+#: about 28 KB each
+COMPUTED_CACHE_SIZE = 1024
+_computed: OrderedDict[tuple, Features] = OrderedDict()
+_computed_lock = threading.Lock()
+
+
 def _compute(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
-    """Features of (image id, path) items decoded from their files; unreadable ones left out."""
+    """Features of (image id, path) items decoded from their files; unreadable ones left out.
+    Recently computed ones come from a small cache keyed by the catalog, the image and its
+    file's size and modification time (a changed file is decoded again)."""
     out: dict[int, Features] = {}
     for image_id, path in items:
-        rgb = decode(path)
-        if rgb is not None:
-            out[image_id] = catalog_features(rgb)
+        try:
+            st = os.stat(path)
+            key = (str(catalog.directory), image_id, path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            continue                # gone or unreadable: nothing to compute
+        with _computed_lock:
+            f = _computed.get(key)
+            if f is not None:
+                _computed.move_to_end(key)
+        if f is None:
+            rgb = decode(path)
+            if rgb is None:
+                continue
+            f = catalog_features(rgb)
+            with _computed_lock:
+                _computed[key] = f
+                while len(_computed) > COMPUTED_CACHE_SIZE:
+                    _computed.popitem(last=False)
+        out[image_id] = f
     return out
 
 

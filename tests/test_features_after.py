@@ -194,3 +194,26 @@ def test_killed_feature_pass_leaves_a_searchable_catalog_that_resumes(tmp_path, 
         index = c.vectors.index()
         assert sorted(index.ids()) == sorted(int(r[0]) for r in c.db.conn.execute("SELECT id FROM images"))
         assert np.isfinite(c.embeddings(sorted(index.ids()))).all()
+
+
+def test_features_computed_on_demand_are_reused_until_the_file_changes(tmp_path, model, luma_images,
+                                                                       monkeypatch):
+    """Successive searches during the feature pass share candidates: an image's computed features
+    are decoded once, and again only when its file changes."""
+    import shutil
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(luma_images[0], photo)
+    decoded: list[str] = []
+    decode = feature_store.decode
+    monkeypatch.setattr(feature_store, "decode", lambda path, *a, **k: decoded.append(path) or decode(path, *a, **k))
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [photo], features="later")
+        (image_id,) = [r["image_id"] for r in cat.iter_records()]
+        first = feature_store.features_for(cat, [image_id])[image_id]
+        again = feature_store.features_for(cat, [image_id])[image_id]
+        assert decoded == [str(photo)] and again is first
+        shutil.copy(luma_images[1], photo)
+        os.utime(photo, ns=(os.stat(photo).st_atime_ns, os.stat(photo).st_mtime_ns + 10**9))
+        changed = feature_store.features_for(cat, [image_id])[image_id]
+        assert len(decoded) == 2 and not np.array_equal(changed.descriptors, first.descriptors)
