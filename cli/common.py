@@ -86,6 +86,7 @@ class Progress:
                  leave: bool = True):
         self.show = show
         self.bar = None
+        self._stage: str | None = None
         if not disable:
             from tqdm import tqdm
 
@@ -95,7 +96,11 @@ class Progress:
         bar = self.bar
         if bar is None:
             return
-        if self.show == "stage":
+        if self._stage is not None:
+            bar.set_description_str(self._stage, refresh=False)
+            bar.reset(total=total)
+            self._stage = None
+        elif self.show == "stage":
             if bar.total != total or bar.desc != message:
                 bar.reset(total=total)
                 bar.set_description_str(message, refresh=False)
@@ -106,6 +111,11 @@ class Progress:
         if self.show == "file":
             bar.set_postfix_str(Path(message).name[-30:] if message else "", refresh=False)
         bar.update(0)
+
+    def stage(self, name: str) -> None:
+        """Start a new stage of a ``"file"`` bar: at its first progress call, the bar starts over
+        with ``name`` before it (a stage with nothing to do leaves the last one's bar as it was)."""
+        self._stage = name
 
     def close(self) -> None:
         if self.bar is not None:

@@ -30,20 +30,30 @@ def run(args) -> int:
         model = load_model_for(catalog, args.model)
         print(f"catalog {catalog.directory} · model {model.name} on {model.provider}", file=sys.stderr)
         progress = Progress(disable=args.quiet, show="file")
+        progress.stage("indexing")
         cancel = threading.Event()
         # Ctrl+C cancels at the next batch (the worker threads finish theirs and are joined);
-        # a second one exits at once (cancel_on_interrupt)
+        # a second one exits at once (cancel_on_interrupt). The images are searchable after the
+        # first pass; the second computes their local features (engine.ingest)
         with progress, cancel_on_interrupt(cancel):
             report = ingest(catalog, model, args.paths, progress=progress, cancel=cancel,
-                            allow_outside=args.allow_outside, read_text=args.read_text)
+                            allow_outside=args.allow_outside, read_text=args.read_text,
+                            on_searchable=lambda _report: progress.stage("local features"))
         for path, reason in report.failed:
             print(one_line(f"error: {path}: {reason}"), file=sys.stderr)
         for feed, problem in report.problems:
             warn(f"{feed}: {problem}")
-        print(report.summary() + f" ({report.images_per_second:.0f} images/s)")
+        rate = f"{report.images_per_second:.0f} images/s"
+        print(report.summary() + f" ({rate} until searchable)" if report.searchable_seconds is not None
+              else report.summary() + f" ({rate})")
         print(f"catalog now holds {catalog.count_images()} images of {catalog.count_products()} products")
         if report.cancelled or cancel.is_set():
-            print("lookalike: interrupted: the images committed so far are kept; run the same "
-                  "command to resume", file=sys.stderr)
+            if report.searchable_seconds is not None:
+                print("lookalike: interrupted: the images are searchable; their local features "
+                      "(match verification, duplicates) will be completed by the next `lookalike "
+                      "index` or `lookalike check --repair`", file=sys.stderr)
+            else:
+                print("lookalike: interrupted: the images committed so far are kept; run the same "
+                      "command to resume", file=sys.stderr)
             return INTERRUPTED
         return PROBLEMS if report.failed else OK

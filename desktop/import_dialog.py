@@ -154,6 +154,20 @@ class ImportDialog(QDialog):
                 text += f" · about {_duration((total - done) / rate)} left"
             self.rate.setText(text)
 
+    def searchable(self, report: Any) -> None:
+        """The import's first pass has ended: its images can be searched while the second
+        computes their match features (the rate restarts with it)."""
+        if not self.running:
+            return
+        done = report.added + report.updated
+        self.heading.setText(
+            f"{_plural(done, 'image')} searchable · computing match features (verification, "
+            "duplicates)"
+        )
+        self._started = time.monotonic()
+        self.bar.setRange(0, 0)
+        self.rate.setText("")
+
     def _cancel(self) -> None:
         self.cancel_button.setEnabled(False)
         self.current.setText("Cancelling after the current batch…")

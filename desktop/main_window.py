@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
         s.searchFailed.connect(self._on_search_failed)
         s.importStarted.connect(self._on_import_started)
         s.importProgress.connect(self._on_import_progress)
+        s.importSearchable.connect(self._on_import_searchable)
         s.importFinished.connect(self._on_import_finished)
         s.importFailed.connect(self._on_import_failed)
         s.imagesRemoved.connect(self._on_images_removed)
@@ -657,7 +658,11 @@ class MainWindow(QMainWindow):
 
     def _on_import_progress(self, done: int, total: int, message: str) -> None:
         self.import_dialog.set_progress(done, total, message)
-        self.status.import_progress(done, total)
+        self.status.import_progress(done, total, features=self.session.import_stage == "features")
+
+    def _on_import_searchable(self, report: Any) -> None:
+        self.import_dialog.searchable(report)
+        self.status.import_searchable()
 
     def _on_import_finished(self, report: Any) -> None:
         self.import_dialog.finish(report)

@@ -131,6 +131,7 @@ class Session(QObject):
     searchFailed = Signal(object, str)  # Query, message
     importStarted = Signal(list)
     importProgress = Signal(int, int, str)
+    importSearchable = Signal(object)  # IngestReport so far: the local-feature pass follows
     importFinished = Signal(object)  # IngestReport
     importFailed = Signal(str)
     imagesRemoved = Signal(list)
@@ -168,6 +169,8 @@ class Session(QObject):
 
         self._import_task: Task | None = None
         self.importing = False
+        #: "indexing", then "features" once the import's images are searchable ("" when none runs)
+        self.import_stage = ""
         self._scan_task: Task | None = None
         self._closing = False
 
@@ -505,6 +508,7 @@ class Session(QObject):
             return False
         paths = [str(p) for p in paths]
         self.importing = True
+        self.import_stage = "indexing"
         self.importStarted.emit(paths)
         self._import_task = self.runner.start(
             self.import_pool,
@@ -514,11 +518,13 @@ class Session(QObject):
                 self.model,
                 paths,
                 wants_progress=True,
+                wants_notes=True,
                 cancellable=True,
             ),
             on_done=self._on_import_done,
             on_error=self._on_import_failed,
             on_progress=self.importProgress.emit,
+            on_note=self._on_import_searchable,
         )
         return True
 
@@ -536,8 +542,20 @@ class Session(QObject):
             query.result_key = None
         self.refresh_catalog_info()
 
+    def _on_import_searchable(self, report: Any) -> None:
+        """The import's images are in the index: searches see them (a search verifies a candidate
+        whose local features the second pass has not stored yet from features computed for it)."""
+        if not self.importing:
+            return
+        self.import_stage = "features"
+        self._after_catalog_write()
+        self.importSearchable.emit(report)
+        if self.current is not None and not self._closing:
+            self.search_current()
+
     def _on_import_done(self, report: Any) -> None:
         self.importing = False
+        self.import_stage = ""
         self._import_task = None
         self._after_catalog_write()
         self.importFinished.emit(report)
@@ -546,6 +564,7 @@ class Session(QObject):
 
     def _on_import_failed(self, message: str) -> None:
         self.importing = False
+        self.import_stage = ""
         self._import_task = None
         self._after_catalog_write()
         self.importFailed.emit(message)

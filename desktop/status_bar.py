@@ -64,12 +64,23 @@ class StatusBar(QStatusBar):
         self.import_bar.show()
         self.showMessage("Importing…")
 
-    def import_progress(self, done: int, total: int) -> None:
+    def import_progress(self, done: int, total: int, *, features: bool = False) -> None:
+        """``features``: the import's second pass (its images are searchable already)."""
         if total > 0:
             if self.import_bar.maximum() != total:
                 self.import_bar.setRange(0, total)
             self.import_bar.setValue(done)
-            self.import_bar.setToolTip(f"Importing: {done} of {total}")
+            if features:
+                text = f"Computing match features: {done:,} / {total:,}"
+                self.showMessage(text)
+            else:
+                text = f"Importing: {done} of {total}"
+            self.import_bar.setToolTip(text)
+
+    def import_searchable(self) -> None:
+        """The imported images are searchable; the local-feature pass starts."""
+        self.import_bar.setRange(0, 0)
+        self.showMessage("Computing match features…")
 
     def import_ended(self) -> None:
         self.import_bar.hide()

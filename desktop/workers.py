@@ -80,6 +80,7 @@ class TaskSignals(QObject):
     failed = Signal(str)  # one-line message
     cancelled = Signal()  # the job stopped with an exception after cancel() was called
     progress = Signal(int, int, str)  # done, total, message
+    note = Signal(object)  # a job's news while it runs (an import's images are searchable)
 
 
 class Task(QRunnable):
@@ -87,7 +88,9 @@ class Task(QRunnable):
 
     ``wants_progress=True``: ``fn`` also gets ``progress=callable(done, total, message)``, which
     emits :attr:`TaskSignals.progress` at most every ``progress_interval`` seconds (the last call,
-    ``done >= total``, always goes through). ``cancellable=True``: ``fn`` also gets
+    ``done >= total``, always goes through). ``wants_notes=True``: ``fn`` also gets
+    ``note=callable(object)``, which emits :attr:`TaskSignals.note` at once (never throttled: a
+    stage of the job has ended). ``cancellable=True``: ``fn`` also gets
     ``cancel=threading.Event`` (set by :meth:`cancel`; engine jobs poll ``cancel.is_set()``). A job
     that raises after it was cancelled reports :attr:`TaskSignals.cancelled`, not a failure; one
     that returns anyway (an import's partial report) reports its result.
@@ -98,6 +101,7 @@ class Task(QRunnable):
         fn: Callable[..., Any],
         *args: Any,
         wants_progress: bool = False,
+        wants_notes: bool = False,
         cancellable: bool = False,
         progress_interval: float = 0.05,
         **kwargs: Any,
@@ -107,6 +111,7 @@ class Task(QRunnable):
         self.signals = TaskSignals()
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.wants_progress = wants_progress
+        self.wants_notes = wants_notes
         self.cancellable = cancellable
         self.progress_interval = progress_interval
         self.cancel_event = threading.Event()
@@ -131,6 +136,8 @@ class Task(QRunnable):
         kwargs = dict(self.kwargs)
         if self.wants_progress:
             kwargs["progress"] = self._progress
+        if self.wants_notes:
+            kwargs["note"] = self.signals.note.emit
         if self.cancellable:
             kwargs["cancel"] = self.cancel_event
         try:
@@ -167,11 +174,14 @@ class TaskRunner(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_progress: Callable[[int, int, str], None] | None = None,
+        on_note: Callable[[Any], None] | None = None,
         on_cancelled: Callable[[], None] | None = None,
     ) -> Task:
         self._live.add(task)
         if on_progress is not None:
             task.signals.progress.connect(on_progress)
+        if on_note is not None:
+            task.signals.note.connect(on_note)
 
         def done(result: Any) -> None:
             self._live.discard(task)
@@ -356,11 +366,21 @@ def import_job(
     *,
     progress: Callable[[int, int, str], None],
     cancel: threading.Event,
+    note: Callable[[Any], None] | None = None,
 ) -> Any:
+    """Both passes of an import (engine.ingest): ``note(report)`` when the images are searchable
+    (a copy of the report so far); ``progress`` then counts the local-feature pass."""
+    import copy
+
     from engine.ingest import ingest
 
+    def searchable(report: Any) -> None:
+        if note is not None:
+            note(copy.copy(report))
+
     # ingest records the model pack once it holds the write lock (a refused import writes nothing)
-    return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel)
+    return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel,
+                  on_searchable=searchable)
 
 
 def remove_images_job(catalog: Any, ids: list[int]) -> tuple[int, CatalogInfo]:

@@ -368,8 +368,9 @@ def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
     else:
         report.add("local-features", NOTE,
                    f"{len(lacking)} images lack stored local features or their mirrored descriptors "
-                   "(mirrored copies among them are not found by `lookalike dupes`); "
-                   "`lookalike check --repair` computes them", count=len(lacking),
+                   "(search and `lookalike dupes` compute missing features from the files, more "
+                   "slowly; without mirrored descriptors `lookalike dupes` misses mirrored copies); "
+                   "`lookalike index` or `lookalike check --repair` computes them", count=len(lacking),
                    examples=[p for _, p in lacking], repair="compute them from the image files")
 
 

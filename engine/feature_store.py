@@ -1,15 +1,29 @@
 """The catalog's stored local features: read them, compute what is missing, backfill.
 
-Features are written in two places only: at import (engine.ingest stores each new image's
-:func:`engine.features.catalog_features`) and by an explicit :func:`backfill` (``lookalike check
---repair``, or a duplicate scan before it starts). Reading them (search, the duplicate scan's
-verification) never writes: an image without stored features (a catalog built before local
-features existed, or with an older FEATURES_VERSION) has them computed in memory for that call.
+Features are written by :func:`fill_missing` only: the second pass of an import (engine.ingest
+makes the new images searchable first, then computes their features here), ``lookalike check
+--repair`` (:func:`backfill`) and the evaluation's gallery. Reading them (search, the duplicate
+scan) never writes: an image without stored features (its import's feature pass has not reached
+it yet or was stopped, a catalog built before local features existed, an older FEATURES_VERSION)
+has them computed in memory for that call.
+
+The pass decodes each image at the reduced JPEG scale whose short side is at least
+DECODE_SHORT_SIDE, the scale the embedding pass decodes at for the bundled model packs
+(``resize_short_side`` 256), so its features are those an import that computed them from the
+embedding's decode would store.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
 from .errors import LookalikeError
+from .faults import fault_point
 from .features import (FEATURES_VERSION, Features, _thumbnail_only, catalog_features, pack,
                        pack_mirrored, unpack)
 
@@ -68,13 +82,39 @@ def decode(path: str, min_short_side: int = DECODE_SHORT_SIDE):
         return None
 
 
+#: features computed for images lacking stored ones, kept for the next search or scan chunk that
+#: needs them (while an import's feature pass runs, successive searches share candidates):
+#: about 28 KB each
+COMPUTED_CACHE_SIZE = 1024
+_computed: OrderedDict[tuple, Features] = OrderedDict()
+_computed_lock = threading.Lock()
+
+
 def _compute(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
-    """Features of (image id, path) items decoded from their files; unreadable ones left out."""
+    """Features of (image id, path) items decoded from their files; unreadable ones left out.
+    Recently computed ones come from a small cache keyed by the catalog, the image and its
+    file's size and modification time (a changed file is decoded again)."""
     out: dict[int, Features] = {}
     for image_id, path in items:
-        rgb = decode(path)
-        if rgb is not None:
-            out[image_id] = catalog_features(rgb)
+        try:
+            st = os.stat(path)
+            key = (str(catalog.directory), image_id, path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            continue                # gone or unreadable: nothing to compute
+        with _computed_lock:
+            f = _computed.get(key)
+            if f is not None:
+                _computed.move_to_end(key)
+        if f is None:
+            rgb = decode(path)
+            if rgb is None:
+                continue
+            f = catalog_features(rgb)
+            with _computed_lock:
+                _computed[key] = f
+                while len(_computed) > COMPUTED_CACHE_SIZE:
+                    _computed.popitem(last=False)
+        out[image_id] = f
     return out
 
 
@@ -88,22 +128,70 @@ def missing_count(catalog) -> int:
     return len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
 
 
-def backfill(catalog, *, progress=None, cancel=None, batch: int = 64) -> int:
-    """Compute and store the local features of every catalog image lacking them, or lacking their
-    mirrored descriptors (catalogs built before either existed). Decodes each such image once.
-    Returns how many images got features. ``progress(done, total, path)``; ``cancel.is_set()``
-    stops early (what was stored stays)."""
+@dataclass
+class FeaturePass:
+    """What one :func:`fill_missing` run did."""
+    todo: int = 0                # images lacking features when it started
+    stored: int = 0
+    unreadable: int = 0          # files that could not be decoded (they keep lacking features)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def remaining(self) -> int:
+        """Images of ``todo`` left without features (a cancel, unreadable files)."""
+        return self.todo - self.stored
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.stored + self.unreadable
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+def fill_missing(catalog, *, progress=None, cancel=None, batch: int = 64,
+                 workers: int | None = None) -> FeaturePass:
+    """Compute and store the local features of every catalog image lacking them or their mirrored
+    descriptors: decoded and extracted on ``workers`` threads (OpenCV releases the GIL), one
+    transaction per ``batch`` images. Resumable: ``cancel.is_set()`` is checked between batches,
+    and what was committed stays, so the next run computes only the rest. Needs the write lock
+    (the caller's :meth:`Catalog.writer`, or each batch's transaction takes it).
+    ``progress(done, total, path)``."""
+    from .ingest import default_workers
+
+    started = time.perf_counter()
     todo = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
-    done = stored = 0
-    for start in range(0, len(todo), batch):
-        if cancel is not None and cancel.is_set():
-            break
-        chunk = todo[start:start + batch]
-        computed = _compute(catalog, chunk)
-        if computed:
-            catalog.put_local_feature_blobs([stored_row(i, f) for i, f in computed.items()])
-        stored += len(computed)
-        done += len(chunk)
-        if progress:
-            progress(done, len(todo), chunk[-1][1])
-    return stored
+    result = FeaturePass(todo=len(todo))
+    if not todo:
+        return result
+    done = 0
+    if progress:
+        progress(0, len(todo), "")
+    with ThreadPoolExecutor(max_workers=workers or default_workers(),
+                            thread_name_prefix="lookalike-features") as pool:
+        for start in range(0, len(todo), batch):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                break
+            chunk = todo[start:start + batch]
+            rows = [stored_row(i, f) for (i, _), f in zip(chunk, pool.map(_features_of, chunk))
+                    if f is not None]
+            catalog.put_local_feature_blobs(rows)
+            fault_point("features-batch-committed")
+            result.stored += len(rows)
+            result.unreadable += len(chunk) - len(rows)
+            done += len(chunk)
+            if progress:
+                progress(done, len(todo), chunk[-1][1])
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _features_of(item: tuple[int, str]) -> Features | None:
+    rgb = decode(item[1])
+    return None if rgb is None else catalog_features(rgb)
+
+
+def backfill(catalog, *, progress=None, cancel=None, batch: int = 64) -> int:
+    """:func:`fill_missing` (catalogs built before local features or mirrored descriptors
+    existed, an import whose feature pass was stopped). Returns how many images got features."""
+    return fill_missing(catalog, progress=progress, cancel=cancel, batch=batch).stored

@@ -8,6 +8,13 @@ the end and every so often, so a crash or a cancel leaves a catalog that is cons
 without duplicates. One bad file never stops the run: it is reported with a one-line reason and
 recorded in the ``ingest_errors`` table.
 
+Two passes: the embedding pass above makes the images searchable; the feature pass
+(engine.feature_store.fill_missing) then computes the local features that verification and the
+duplicate scan use, for the images of this import and any others lacking them, a batch per
+transaction. Until it is done, search and the duplicate scan compute the features of an image
+lacking them on demand; a cancelled or killed feature pass is resumed by the next import or by
+``lookalike check --repair``.
+
 With ``read_text`` the text on each image is read too (engine.text_reading, in the same worker
 threads, from a decode at the reader's resolution) and stored with the image, for
 engine.text_match; images already indexed without it are read in a second pass.
@@ -25,8 +32,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .feature_store import stored_row
-from .features import catalog_features
+from .feature_store import FeaturePass, fill_missing
 from .catalog import Catalog
 from .errors import FeedError, ImageError
 from . import learned_metric
@@ -57,11 +63,23 @@ class IngestReport:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (feed, "line N: ...") feed problems
     cancelled: bool = False
     seconds: float = 0.0
+    #: seconds until the images were searchable (the embedding pass, the index saved); None when
+    #: that pass did not finish (cancelled)
+    searchable_seconds: float | None = None
+    #: the feature pass (None when it did not run: features="later", or cancelled before it)
+    features: FeaturePass | None = None
 
     @property
     def images_per_second(self) -> float:
+        """Images added or updated per second until they were searchable."""
         done = self.added + self.updated
-        return done / self.seconds if self.seconds > 0 else 0.0
+        seconds = self.searchable_seconds if self.searchable_seconds is not None else self.seconds
+        return done / seconds if seconds > 0 else 0.0
+
+    @property
+    def features_pending(self) -> bool:
+        """Whether images were left without local features (the pass was stopped or not run)."""
+        return self.features is None or self.features.cancelled
 
     def summary(self) -> str:
         parts = [f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
@@ -73,6 +91,13 @@ class IngestReport:
         if self.texts:
             parts.append(f"text read on {self.texts}")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.searchable_seconds is not None and self.features is not None:
+            f = self.features
+            text += f" (searchable after {self.searchable_seconds:.1f} s"
+            if f.todo:
+                text += (f"; local features of {f.stored + f.unreadable} of {f.todo} images in "
+                         f"{f.seconds:.1f} s, {f.images_per_second:.0f} images/s")
+            text += ")"
         if self.cancelled:
             text = "cancelled: " + text
         return text
@@ -91,10 +116,20 @@ def content_hash(data: bytes) -> str:
 def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
            progress: Progress | None = None, cancel: CancelToken | None = None,
            allow_outside: bool = False, batch_size: int = BATCH_SIZE,
-           workers: int | None = None, read_text: bool = False) -> IngestReport:
+           workers: int | None = None, read_text: bool = False, features: str = "after",
+           on_searchable: Callable[[IngestReport], None] | None = None) -> IngestReport:
     """Add images, folders and product feeds to ``catalog``. Thread: any but the UI thread.
     ``read_text``: also read and store the text on each image (raises TextReaderError at once
-    if the text reader cannot be loaded)."""
+    if the text reader cannot be loaded).
+
+    ``features="after"``: once the images are searchable (``report.searchable_seconds``;
+    ``on_searchable(report)`` is called then), the feature pass computes the local features
+    every image lacking them needs (``report.features``; ``progress`` restarts with its own
+    total). When it returns uncancelled, every readable image has its features stored.
+    ``features="later"``: the embedding pass only; the next import with "after" or ``lookalike
+    check --repair`` computes them (search and the duplicate scan compute them on demand)."""
+    if features not in ("after", "later"):
+        raise ValueError(f"features must be 'after' or 'later', not {features!r}")
     started = time.perf_counter()
     report = IngestReport()
     if read_text:
@@ -118,6 +153,14 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
         if not catalog.vectors.maybe_fit_projection():   # a (re)fit rebuilds and saves the index
             catalog.vectors.save()
         learned_metric.maybe_refit(catalog)              # several photos per product teach it
+        if not report.cancelled:
+            report.searchable_seconds = time.perf_counter() - started
+            if on_searchable is not None:
+                on_searchable(report)
+            if features == "after":
+                report.features = fill_missing(catalog, progress=progress, cancel=cancel,
+                                               batch=batch_size * 2, workers=workers)
+                report.cancelled = report.features.cancelled
     report.seconds = time.perf_counter() - started
     return report
 
@@ -312,14 +355,8 @@ class _Prepared:
     height: int = 0
     tensor: np.ndarray | None = None     # the model's preprocessed input
     reason: str = ""
-    local_features: tuple | None = None  # (version, keypoints, descriptors, mirrored), engine.features
     text: tuple | None = None            # (reader, words, lines) read on it (read_text)
     text_problem: str = ""               # why its text could not be read
-
-
-def _local_features(rgb) -> tuple:
-    """(version, keypoints, descriptors, mirrored descriptors) blobs stored for an image."""
-    return stored_row(0, catalog_features(rgb))[1:]
 
 
 def _text_of(rgb: np.ndarray, data: bytes, path: str, full_short_side: int) -> tuple:
@@ -361,8 +398,7 @@ def _prepare(source: _Source, known: dict, model, read_text: bool = False) -> _P
             except Exception as exc:   # the image is still indexed, without its text
                 text_problem = f"text not read ({type(exc).__name__}: {exc})"
         return _Prepared(source, "changed" if k is not None else "new", digest, st.st_size,
-                         st.st_mtime, w, h, model.preprocess(rgb),
-                         local_features=_local_features(rgb), text=text, text_problem=text_problem)
+                         st.st_mtime, w, h, model.preprocess(rgb), text=text, text_problem=text_problem)
     except ImageError as exc:
         return _Prepared(source, "failed", reason=exc.reason)
     except FileNotFoundError:
@@ -401,7 +437,7 @@ def _embed_all(catalog: Catalog, model, todo: Sequence[_Source], report: IngestR
                 "width": p.width, "height": p.height, "product_id": p.source.product_id,
                 "model_id": model.model_id, "embedding": emb,
                 "labels": [[n, round(float(s), 4)] for n, s in model.top_labels(prob, k=3)],
-                "local_features": p.local_features, "text": p.text,
+                "text": p.text,
             })
             if p.text is not None:
                 report.texts += 1

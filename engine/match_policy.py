@@ -437,7 +437,8 @@ def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     for n, q in enumerate(pairs[:, 0].tolist()):
         rows.setdefault(q, []).append(n)
     paths = {r["image_id"]: r["path"] for r in catalog.image_records(list(rows))}
-    stored = features_for(catalog, np.unique(pairs[:, 1]).tolist(), compute_missing=False)
+    # candidates without stored features (an import's feature pass not done) get them computed
+    stored = features_for(catalog, np.unique(pairs[:, 1]).tolist())
     for q, mine in rows.items():
         mine = [n for n in mine if len(stored.get(int(pairs[n, 1]), ()))]
         rgb = decode(paths[q]) if mine and q in paths else None

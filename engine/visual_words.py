@@ -68,7 +68,9 @@ def _words(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
     """Words of every image's plain and mirrored descriptors: (per table: plain words [m] uint32;
-    their image rows [m]; per table: mirrored words [m']; their image rows [m'])."""
+    their image rows [m]; per table: mirrored words [m']; their image rows [m']). An image
+    without stored features (its import's feature pass has not reached it) has them computed from
+    its file for this scan, as search does."""
     plain_w, plain_r, mirr_w, mirr_r = [], [], [], []
     row_of = {i: r for r, i in enumerate(ids)}
     for start in range(0, len(ids), 500):
@@ -76,7 +78,11 @@ def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
             return None
         chunk = ids[start:start + 500]
         descs, rows, mdescs, mrows = [], [], [], []
-        for i, (_, desc, mirrored) in catalog.local_feature_blobs(chunk, FEATURES_VERSION).items():
+        blobs = catalog.local_feature_blobs(chunk, FEATURES_VERSION)
+        missing = [i for i in chunk if i not in blobs]
+        if missing:
+            blobs.update(_computed_blobs(catalog, missing))
+        for i, (_, desc, mirrored) in blobs.items():
             if len(desc) % 32:                 # damaged (check reports it): the image gets no words
                 continue
             d = np.frombuffer(desc, np.uint8).reshape(-1, 32)
@@ -101,6 +107,16 @@ def _load(catalog, ids: list[int], positions: np.ndarray, cancel) -> tuple:
     empty_r = np.zeros(0, np.int32)
     return (per_table(plain_w), np.concatenate(plain_r) if plain_r else empty_r,
             per_table(mirr_w), np.concatenate(mirr_r) if mirr_r else empty_r)
+
+
+def _computed_blobs(catalog, ids: list[int]) -> dict[int, tuple[bytes, bytes, bytes | None]]:
+    """Blobs of the features of images lacking stored ones, computed from their files (not
+    stored: a scan never writes them); unreadable files are left out."""
+    from .feature_store import features_for
+    from .features import pack, pack_mirrored
+
+    return {i: (b"", pack(f)[1], pack_mirrored(f))
+            for i, f in features_for(catalog, ids).items()}
 
 
 def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +200,8 @@ def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int
                     cancel=None, progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
     """Pairs (lo, hi) [m, 2]: for each queried image (all by default) the ``top`` catalog images
     whose visual words agree best with its own or its mirrored image's (see the module
-    docstring). Images without stored local features take no part. Empty beyond MAX_IMAGES."""
+    docstring). Images without stored local features have them computed from their files.
+    Empty beyond MAX_IMAGES."""
     ids = catalog.image_ids()
     n = len(ids)
     empty = np.zeros((0, 2), np.int64)

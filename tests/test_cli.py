@@ -3,6 +3,7 @@ line loudly instead of making its command vanish), `python -m cli` runs, and the
 turn errors into one line and an exit code."""
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,5 +101,21 @@ def test_progress_bar_shows_files_and_stages(capsys):
     err = capsys.readouterr().err
     assert "candidates" in err and "verifying: " in err and "1/4" in err
     with common.Progress(disable=True) as progress:
+        progress.stage("indexing")
         progress(1, 3, "x.jpg")
     assert capsys.readouterr().err == ""
+    # an import's two passes: the files, then their local features, each its own count
+    with common.Progress(show="file") as progress:
+        progress.stage("indexing")
+        progress(3, 3, "/photos/shoe.jpg")
+        progress.stage("local features")
+        progress(1, 2, "/photos/hat.jpg")
+    err = capsys.readouterr().err
+    assert "indexing: " in err and "0/3" in err and "local features: " in err and "1/2" in err
+    assert not re.search(r"indexing:[^\r]*/2 ", err)        # each stage its own name and total
+    with common.Progress(show="file") as progress:
+        progress.stage("indexing")
+        progress(3, 3, "/photos/shoe.jpg")
+        progress.stage("local features")          # nothing to compute: no progress call
+    err = capsys.readouterr().err
+    assert "indexing: " in err and "local features" not in err

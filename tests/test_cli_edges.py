@@ -47,14 +47,14 @@ class _Import:
     """``lookalike index`` in a subprocess that pauses after its first committed batch (the
     fault hook's gate), its stderr collected line by line by a thread."""
 
-    def __init__(self, tmp_path: Path, photos: Path):
+    def __init__(self, tmp_path: Path, photos: Path, pause: str = "ingest-batch-committed"):
         self.catalog = tmp_path / "cat"
         self.gate = tmp_path / "gate"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "index", str(photos), "--catalog", str(self.catalog), "--quiet"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env=_env(**{FAULT_ENV: f"ingest-batch-committed:1:wait={self.gate}"}))
+            env=_env(**{FAULT_ENV: f"{pause}:1:wait={self.gate}"}))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -105,6 +105,34 @@ def test_first_ctrl_c_stops_at_a_batch_and_keeps_what_was_committed(tmp_path, mo
         rest = ingest(cat, model, [tmp_path / "photos"])     # resumes where it stopped
         assert rest.added == len(photos) - CLI_BATCH and rest.unchanged == CLI_BATCH
         assert cat.count_images() == len(photos)
+
+
+def test_ctrl_c_in_the_feature_pass_leaves_searchable_images(tmp_path, capsys):
+    """Ctrl+C after the local-feature pass's first batch: every image is in (searchable), the
+    pass stops at that batch, and the message says the features are completed later; `check
+    --repair` completes them."""
+    from engine.feature_store import missing_count
+
+    photos = write_photos(tmp_path / "photos", 80)
+    run = _Import(tmp_path, tmp_path / "photos", pause="features-batch-committed")
+    try:
+        run.wait_for(lambda: Path(str(run.gate) + ".reached").exists())
+        run.proc.send_signal(signal.SIGINT)
+        run.wait_for(lambda: run.stderr_has("stopping after"))
+        run.gate.touch()
+        rc, out, err = run.finish()
+    finally:
+        run.kill()
+    assert rc == INTERRUPTED, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert "the images are searchable" in err and "`lookalike index` or `lookalike check --repair`" in err
+    assert "cancelled: 80 added" in out and "searchable after" in out
+    with Catalog.open(run.catalog, create=False) as cat:
+        assert cat.count_images() == len(photos) == len(cat.vectors.index())
+        assert missing_count(cat) == len(photos) - 2 * CLI_BATCH      # one batch of features
+    capsys.readouterr()
+    assert main(["check", "--catalog", str(run.catalog), "--repair", "--no-files"]) == 0
+    assert f"computed the local features of {len(photos) - 2 * CLI_BATCH} images" in capsys.readouterr().out
 
 
 def test_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, model):

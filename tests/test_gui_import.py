@@ -34,8 +34,10 @@ def test_import_a_folder_with_progress_and_an_error_summary(
     report = finished.args[0]
     assert report.added == 12 and len(report.failed) == 1 and not report.cancelled
 
-    assert progress and progress[-1] == (13, 13)
-    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+    # two passes: the 13 files, then the local features of the 12 images (counted from 0)
+    assert progress and progress[-1] == (12, 12) and (13, 13) in progress
+    files = progress[: progress.index((13, 13)) + 1]
+    assert [d for d, _ in files] == sorted(d for d, _ in files)
     dialog = window.import_dialog
     assert (
         not dialog.running
@@ -59,6 +61,54 @@ def test_import_a_folder_with_progress_and_an_error_summary(
     window.show_stats()
     qtbot.waitUntil(lambda: window.stats_dialog.errors.rowCount() == 1, timeout=WAIT_MS)
     assert window.stats_dialog.values["Images"] == "12"
+
+
+def test_images_are_searchable_while_their_match_features_are_computed(
+    qtbot, make_window, tmp_path, luma_images, monkeypatch
+):
+    """The import's second pass (local features) runs on the import worker after the images are
+    searchable: the status line counts it, and a search meanwhile finds the new images (their
+    features computed on demand)."""
+    import threading
+
+    from engine import feature_store
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in luma_images[20:30]:
+        shutil.copy(src, folder / src.name)
+    release = threading.Event()
+    compute = feature_store._features_of
+
+    def held(item):  # the feature pass waits until the test has searched
+        assert release.wait(WAIT_MS / 1000)
+        return compute(item)
+
+    monkeypatch.setattr(feature_store, "_features_of", held)
+    window = make_window(tmp_path / "catalog")
+    messages: list[str] = []
+    window.status.messageChanged.connect(messages.append)
+    with qtbot.waitSignal(window.session.importSearchable, timeout=WAIT_MS * 2) as searchable:
+        assert window.start_import([folder])
+    assert searchable.args[0].added == 10
+    assert window.session.importing and window.session.import_stage == "features"
+    assert window.status.currentMessage().startswith("Computing match features")
+    assert "searchable" in window.import_dialog.heading.text()
+    qtbot.waitUntil(lambda: "10 images" in window.catalog_label.text(), timeout=WAIT_MS)
+
+    drop_files(window, [folder / luma_images[24].name])
+    wait_idle(qtbot, window)
+    best = window.results_model.matches()[0]
+    assert Path(best.path).name == luma_images[24].name and best.strength == "likely copy"
+    assert window.session.importing  # the feature pass is still held
+
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        release.set()
+    report = finished.args[0]
+    assert not report.cancelled and report.features.stored == 10
+    assert "Computing match features: 10 / 10" in messages
+    assert window.session.import_stage == "" and not window.status.currentMessage()
+    assert feature_store.missing_count(window.session.catalog) == 0
 
 
 def test_cancelled_import_leaves_a_consistent_catalog(qtbot, make_window, tmp_path, luma_dir):

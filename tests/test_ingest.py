@@ -33,12 +33,16 @@ def photo_folder(tmp_path):
 
 def test_folder_ingest_reports_bad_files_and_goes_on(tmp_path, model, photo_folder):
     with Catalog.open(tmp_path / "cat") as cat:
-        seen = []
-        report = ingest(cat, model, [photo_folder], progress=lambda d, t, m: seen.append((d, t)))
+        seen, features = [], []
+        report = ingest(cat, model, [photo_folder], progress=lambda d, t, m: seen.append((d, t)),
+                        on_searchable=lambda r: (features.append(r.features), seen.append("searchable")))
         assert report.added == 3
         assert [os.path.basename(p) for p, _ in report.failed] == ["broken.jpg"]
         assert "not an image" in report.failed[0][1]
-        assert seen[-1] == (4, 4)
+        # the files, then the local features of the 3 images (the second pass)
+        stop = seen.index("searchable")
+        assert seen[stop - 1] == (4, 4) and seen[-1] == (3, 3) and features == [None]
+        assert report.features.stored == 3
         assert cat.count_images() == 3
         assert [e["path"] for e in cat.errors()] == [str(photo_folder / "broken.jpg")]
         rec = {os.path.basename(r["path"]): r for r in cat.iter_records()}
