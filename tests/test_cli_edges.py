@@ -150,7 +150,9 @@ def test_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, model):
         rc, out, err = run.finish()
     finally:
         run.kill()
-    assert rc == INTERRUPTED, err
+    # 130, or ended by SIGINT itself when the second one lands after Python's finalisation has
+    # put the default handler back (the import had already stopped): a shell reports 130 for both
+    assert rc in (INTERRUPTED, -signal.SIGINT), err
     for bad in ("Traceback", "terminate called", "Fatal Python error", "Exception ignored", "internal error"):
         assert bad not in err, err
     assert "stopping after the current batch" in err and "lookalike: interrupted" in err
