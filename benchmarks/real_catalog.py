@@ -91,6 +91,14 @@ def _luma_key(stem: str) -> tuple[str, str]:
     return style, view
 
 
+def product_of(source: str) -> str:
+    """The product a source photo shows: a Grocery photo's product folder, a Luma photo's style."""
+    path = Path(source)
+    if "grocery" in path.parts:
+        return "grocery:" + path.parent.name
+    return "luma:" + _luma_key(path.stem)[0]
+
+
 def _silhouette(im: np.ndarray) -> np.ndarray:
     return cv2.resize((im.min(axis=2) < WHITE).astype(np.uint8), (32, 40), interpolation=cv2.INTER_AREA) > 0
 
