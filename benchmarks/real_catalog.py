@@ -142,15 +142,16 @@ def _textured(cell: np.ndarray) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def source_cells(datasets: Path, seed: int) -> list[Cell]:
+def source_cells(datasets: Path, seed: int, photos: int | None = None) -> list[Cell]:
     """Every usable cell of the source photos (see the module docstring), in a fixed order:
-    the Luma cells, then the Grocery quadrants."""
+    the Luma cells, then the Grocery quadrants. ``photos``: only the first so many photos of
+    each source, by name (a quick folder for tests)."""
     rng = np.random.default_rng([seed, 1])
     luma = datasets / "luma" / "images"
     grocery = datasets / "grocery" / "images"
     if not luma.is_dir() or not grocery.is_dir():
         raise FileNotFoundError(f"{datasets}: needs luma/images and grocery/images")
-    small = {str(p): cv2.imread(str(p), cv2.IMREAD_REDUCED_COLOR_2) for p in sorted(luma.glob("*.jpg"))}
+    small = {str(p): cv2.imread(str(p), cv2.IMREAD_REDUCED_COLOR_2) for p in sorted(luma.glob("*.jpg"))[:photos]}
     small = {p: im for p, im in small.items() if im is not None}
     cells: list[Cell] = []
     for group in luma_groups(luma, small):
@@ -173,7 +174,7 @@ def source_cells(datasets: Path, seed: int) -> list[Cell]:
                     cells.append(Cell(len(cells), photo, group[0], (int(2 * x), int(2 * y), 2 * side, 2 * side), True))
     looks = [_look(small[c.source][c.box[1] // 2:(c.box[1] + c.box[3]) // 2,
                            c.box[0] // 2:(c.box[0] + c.box[2]) // 2]) for c in cells]
-    for p in sorted(grocery.rglob("*.jpg")):
+    for p in sorted(grocery.rglob("*.jpg"))[:photos]:
         im = cv2.imread(str(p), cv2.IMREAD_COLOR)      # 348 x 348 phone photos: four quadrants each
         if im is None:
             continue
@@ -259,13 +260,13 @@ def _layout_slots(o: Original) -> tuple[int, int, list[tuple[int, int, int, int]
     return w, h, slots
 
 
-def plan(n: int, seed: int = 0, datasets: Path = DATASETS, copy_share: float = 0.1
-         ) -> tuple[list[Cell], list[Original], list[Copy], dict]:
+def plan(n: int, seed: int = 0, datasets: Path = DATASETS, copy_share: float = 0.1,
+         photos: int | None = None) -> tuple[list[Cell], list[Original], list[Copy], dict]:
     """Which cells make which original, and which originals get which copy (no pixels yet)."""
     if n < 2:
         raise ValueError("n must be at least 2")
     rng = np.random.default_rng(seed)
-    cells = source_cells(Path(datasets), seed)
+    cells = source_cells(Path(datasets), seed, photos)
     n_copies = int(round(n * copy_share))
     n_orig = n - n_copies
     kinds = list(KIND_WEIGHTS)
@@ -474,37 +475,38 @@ def _write(path: Path, im: np.ndarray, quality: int) -> None:
 
 
 # ---------------------------------------------------------------------- the folder
-def truth_matches(out: Path, n: int, seed: int, copy_share: float) -> bool:
+def truth_matches(out: Path, n: int, seed: int, copy_share: float, photos: int | None = None) -> bool:
     """Whether ``out`` already holds the complete folder for these settings."""
     try:
         t = json.loads((out / "truth.json").read_text())
     except (OSError, ValueError):
         return False
-    return (t.get("version"), t.get("n"), t.get("seed"), t.get("copy_share")) == \
-        (GENERATOR_VERSION, n, seed, copy_share)
+    return (t.get("version"), t.get("n"), t.get("seed"), t.get("copy_share"), t.get("photos")) == \
+        (GENERATOR_VERSION, n, seed, copy_share, photos)
 
 
 def build_folder(out: Path, n: int, seed: int = 0, copy_share: float = 0.1, datasets: Path = DATASETS,
-                 progress: Callable[[int, int], None] | None = None, cancel=None) -> dict:
+                 progress: Callable[[int, int], None] | None = None, cancel=None,
+                 photos: int | None = None) -> dict:
     """Write the folder (or reuse it when its truth.json says it was made with these settings)
     and return the truth. ``cancel.is_set()`` stops between images (truth.json is written last,
-    so a stopped folder is made again next time)."""
+    so a stopped folder is made again next time). ``photos``: see :func:`source_cells`."""
     out = Path(out)
-    if truth_matches(out, n, seed, copy_share):
+    if truth_matches(out, n, seed, copy_share, photos):
         return json.loads((out / "truth.json").read_text())
     (out / "truth.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    cells, originals, copies, stats = plan(n, seed, datasets, copy_share)
+    cells, originals, copies, stats = plan(n, seed, datasets, copy_share, photos)
     plan_s = time.perf_counter() - t0
     copy_of: dict[int, list[Copy]] = {}
     for c in copies:
         copy_of.setdefault(c.original, []).append(c)
-    photos = _Photos()
+    decoded = _Photos()
     done = 0
     for i, o in enumerate(originals):
         if cancel is not None and cancel.is_set():
             raise KeyboardInterrupt
-        im = render_original(o, cells, photos)
+        im = render_original(o, cells, decoded)
         _write(out / o.name, im, JPEG_QUALITY)
         done += 1
         for c in copy_of.get(i, ()):
@@ -516,7 +518,7 @@ def build_folder(out: Path, n: int, seed: int = 0, copy_share: float = 0.1, data
         if progress:
             progress(done, n)
     truth = {
-        "version": GENERATOR_VERSION, "n": n, "seed": seed, "copy_share": copy_share,
+        "version": GENERATOR_VERSION, "n": n, "seed": seed, "copy_share": copy_share, "photos": photos,
         "datasets": str(datasets), "plan_seconds": round(plan_s, 1),
         "seconds": round(time.perf_counter() - t0, 1), "stats": stats,
         "originals": [{"path": o.name, "kind": o.kind,

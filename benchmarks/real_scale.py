@@ -340,15 +340,21 @@ def _run_stage(stage: str, args, n: int, folder: Path, catalog: Path) -> dict:
            "--search-originals", str(args.search_originals)]
     before = _load()
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:           # the child got the same Ctrl+C and stops at its next step
-        code = proc.wait()
+    # the stage runs in its own session: Ctrl+C reaches this process, which passes it on (the
+    # stage stops at its next step; a second Ctrl+C stops it at once)
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    interrupted = False
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+            proc.send_signal(signal.SIGINT)
     result = json.loads(out.read_text()) if out.is_file() else {"error": f"exit status {code}"}
     result["stage_wall_seconds"] = round(time.perf_counter() - t, 1)
     result["load_average"] = {"before": before, "after": _load()}
-    if code == 130 or result.get("cancelled"):
+    if interrupted or code == 130 or result.get("cancelled"):
         raise _Cancelled(result)
     if code != 0:
         raise RuntimeError(f"stage {stage} failed (exit status {code})")
@@ -376,8 +382,12 @@ def measure_size(args, n: int, results: dict, out=print) -> dict:
     folder, catalog = base / "images", base / "catalog"
     base.mkdir(parents=True, exist_ok=True)
     fig: dict = results.setdefault("sizes", {}).setdefault(str(n), {})
+    for key in ("import_over_peer", "time_until_searchable_s", "searchable_images_per_s",
+                "scan_finds_of_search_found", "search_found_not_scan"):
+        fig.pop(key, None)                  # derived below from this run's figures
     for stage in args.stages:
         out(f"[{n}] {stage} …")
+        fig.pop(stage, None)                # an earlier run's, now measured again
         if stage == "peer":
             fig["peer"] = _peer(folder)
         else:
