@@ -83,11 +83,15 @@ class _Bar:
         self.bar = tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False, mininterval=1.0)
 
     def __call__(self, done, total, message="") -> None:
-        if total and self.bar.total != total:
+        if done < self.bar.n:                # the next step of a job counts from 0 again
+            self.bar.reset(total=total or None)
+        elif total and self.bar.total != total:
             self.bar.total = total
-        if isinstance(message, str) and message and os.path.sep not in message:
-            self.bar.set_postfix_str(message[:30], refresh=False)
-        self.bar.update(max(0, done - self.bar.n))
+        text = message if isinstance(message, str) and os.path.sep not in message else ""
+        if text != getattr(self, "text", None):    # a step's name, not a file's path
+            self.text = text
+            self.bar.set_postfix_str(text[:30], refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         self.bar.close()
