@@ -1,4 +1,7 @@
-"""Duplicate-finder scale benchmark on synthetic embeddings (no images, no model).
+"""Duplicate-finder scale benchmark, index only: synthetic embeddings (no images, no model).
+
+Not the duplicate finder's speed on photos: there is no local-feature verification, re-check or
+turned pass here (benchmarks/real_scale.py measures those on real photos).
 
     python benchmarks/dupes_scale.py build --catalog /tmp/dupes-scale-100k -n 100000
     python benchmarks/dupes_scale.py scan --catalog /tmp/dupes-scale-100k
