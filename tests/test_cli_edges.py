@@ -83,18 +83,22 @@ class _Import:
             self.proc.kill()
         self.gate.touch()
 
+    def interrupt_at_pause(self) -> tuple[int, str, str]:
+        """One Ctrl+C once the import reached its pause point, then let it go on: (rc, out, err)."""
+        try:
+            self.wait_for(lambda: Path(str(self.gate) + ".reached").exists())
+            self.proc.send_signal(signal.SIGINT)
+            self.wait_for(lambda: self.stderr_has("stopping after"))
+            self.gate.touch()
+            return self.finish()
+        finally:
+            self.kill()
+
 
 def test_first_ctrl_c_stops_at_a_batch_and_keeps_what_was_committed(tmp_path, model):
     photos = write_photos(tmp_path / "photos", 80)
     run = _Import(tmp_path, tmp_path / "photos")
-    try:
-        run.wait_for(lambda: Path(str(run.gate) + ".reached").exists())
-        run.proc.send_signal(signal.SIGINT)
-        run.wait_for(lambda: run.stderr_has("stopping after"))
-        run.gate.touch()
-        rc, out, err = run.finish()
-    finally:
-        run.kill()
+    rc, out, err = run.interrupt_at_pause()
     assert rc == INTERRUPTED, err
     assert "Traceback" not in err and "internal error" not in err
     assert "lookalike: interrupted" in err and "run the same command to resume" in err
@@ -115,14 +119,7 @@ def test_ctrl_c_in_the_feature_pass_leaves_searchable_images(tmp_path, capsys):
 
     photos = write_photos(tmp_path / "photos", 80)
     run = _Import(tmp_path, tmp_path / "photos", pause="features-batch-committed")
-    try:
-        run.wait_for(lambda: Path(str(run.gate) + ".reached").exists())
-        run.proc.send_signal(signal.SIGINT)
-        run.wait_for(lambda: run.stderr_has("stopping after"))
-        run.gate.touch()
-        rc, out, err = run.finish()
-    finally:
-        run.kill()
+    rc, out, err = run.interrupt_at_pause()
     assert rc == INTERRUPTED, err
     assert "Traceback" not in err and "internal error" not in err
     assert "the images are searchable" in err and "`lookalike index` or `lookalike check --repair`" in err
