@@ -125,16 +125,33 @@ def stage_import(a) -> dict:
     bar = _Bar("importing")
     with Catalog.open(a.catalog) as catalog:
         model = load_model_for(catalog)
+        searchable: dict = {}
+
+        def on_searchable(_report) -> None:     # the embedding pass is committed: searchable
+            searchable.update(wall=time.perf_counter() - t, cpu=time.process_time() - c)
+
         t, c = time.perf_counter(), time.process_time()
         report = ingest(catalog, model, [str(folder / "originals"), str(folder / "uploads")],
-                        progress=bar, cancel=cancel)
+                        progress=bar, cancel=cancel, on_searchable=on_searchable)
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         bar.close()
         count = catalog.count_images()
     done = report.added + report.updated
+    per_image = max(done, 1)
+    split = {}
+    if searchable:       # the two passes: until searchable, then the local features
+        s_wall, s_cpu = searchable["wall"], searchable["cpu"]
+        f_wall, f_cpu = wall - s_wall, cpu - s_cpu
+        split = {"searchable_seconds": round(s_wall, 2),
+                 "searchable_images_per_s": round(done / s_wall, 1) if s_wall else 0.0,
+                 "searchable_cpu_ms_per_image": round(s_cpu / per_image * 1000, 2),
+                 "features_seconds": round(f_wall, 2),
+                 "features_images_per_s": round(done / f_wall, 1) if f_wall else 0.0,
+                 "features_cpu_ms_per_image": round(f_cpu / per_image * 1000, 2)}
     return {"images": done, "catalog_images": count, "failed": len(report.failed), "cancelled": report.cancelled,
+            **split,
             "seconds": round(wall, 2), "images_per_s": round(done / wall, 1) if wall else 0.0,
-            "cpu_ms_per_image": round(cpu / max(done, 1) * 1000, 2),
+            "cpu_ms_per_image": round(cpu / per_image * 1000, 2),
             "process_seconds": round(time.perf_counter() - t0, 2),
             "process_cpu_seconds": round(time.process_time() - c0, 1)}
 
@@ -398,10 +415,12 @@ def measure_size(args, n: int, results: dict, out=print) -> dict:
             fig[stage] = _run_stage(stage, args, n, folder, catalog)
         _save(args, results)
     imp, peer, search = fig.get("import"), fig.get("peer"), fig.get("search")
-    if imp and peer:
-        fig["import_over_peer"] = round(imp["images_per_s"] / peer["images_per_s"], 2)
+    if imp and peer:       # the target compares the time until searchable with the peer
+        rate = imp.get("searchable_images_per_s") or imp["images_per_s"]
+        fig["import_over_peer"] = round(rate / peer["images_per_s"], 2)
     if imp and search:
-        fig["time_until_searchable_s"] = round(imp["seconds"] + search["first_answer_seconds"], 1)
+        until = imp.get("searchable_seconds", imp["seconds"])
+        fig["time_until_searchable_s"] = round(until + search["first_answer_seconds"], 1)
         fig["searchable_images_per_s"] = round(imp["images"] / fig["time_until_searchable_s"], 1)
     scan = fig.get("scan")
     if search and scan and search.get("per_copy"):
@@ -433,9 +452,13 @@ def print_table(results: dict, out=print) -> None:
         ("images (originals + copies)", lambda s: f"{get(s, 'generate', 'originals')} + {get(s, 'generate', 'copies')}"
          if get(s, "generate") else "-"),
         ("pHash peer, images/s", lambda s: f(get(s, "peer", "images_per_s"))),
-        ("import, images/s", lambda s: f(get(s, "import", "images_per_s"))),
-        ("import / peer", lambda s: f(get(s, "import_over_peer"), "{:.2f}x")),
-        ("import CPU ms/image", lambda s: f(get(s, "import", "cpu_ms_per_image"))),
+        ("import until searchable, images/s", lambda s: f(get(s, "import", "searchable_images_per_s"))),
+        ("import until searchable / peer", lambda s: f(get(s, "import_over_peer"), "{:.2f}x")),
+        ("import until searchable, CPU ms/image", lambda s: f(get(s, "import", "searchable_cpu_ms_per_image"))),
+        ("local-feature pass, images/s", lambda s: f(get(s, "import", "features_images_per_s"))),
+        ("local-feature pass, CPU ms/image", lambda s: f(get(s, "import", "features_cpu_ms_per_image"))),
+        ("whole import, images/s", lambda s: f(get(s, "import", "images_per_s"))),
+        ("whole import, CPU ms/image", lambda s: f(get(s, "import", "cpu_ms_per_image"))),
         ("time until searchable, s", lambda s: f(get(s, "time_until_searchable_s"))),
         ("import peak RSS, MB", lambda s: f(get(s, "import", "peak_rss_mb"), "{:.0f}")),
         ("search p50 / p95 ms, copies", lambda s: f"{f(get(s, 'search', 'copy_queries', 'p50'))} / "
