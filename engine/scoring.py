@@ -27,16 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: The "copy" models, fitted by ``benchmarks/match_quality.py fit``: a candidate with at least
+#: The "copy" model, fitted by ``benchmarks/match_quality.py fit``: a candidate with at least
 #: MARGIN_MIN_INLIERS verified inliers is scored by the "verified" model (is it *this* photo, or a
-#: recoloured variant of it?). "visual" is kept for the fitting benchmark only: the score of an
-#: unverified candidate is the "same product" score below. Each is sigmoid(intercept +
-#: sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
+#: recoloured variant of it?); an unverified candidate's score is the "same product" score below.
+#: sigmoid(intercept + sum(coef[name] * feature[name])) over :func:`feature_vector`'s features.
 MODELS: dict[str, dict] = {
     "verified": {"intercept": -10.576, "coef": {
         "log_inliers": 0.535, "aligned": 6.164, "margin": 0.94, "best": 3.981,
         "unchanged": 1.245, "partial": -2.662}},
-    "visual": {"intercept": -12.491, "coef": {"cosine": 4.722, "colour": 7.762}},
 }
 
 #: The "same product" models (another photo of the product: re-shot by a phone, another
@@ -166,13 +164,6 @@ def _logistic(model: dict, f: dict[str, np.ndarray]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def calibrated(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, margin=0.0) -> np.ndarray:
-    """The calibrated score of (arrays of) evidence."""
-    f = feature_vector(cosine, inliers, colour, aligned, unchanged, margin)
-    verified = np.asarray(inliers) >= MARGIN_MIN_INLIERS
-    return np.where(verified, _logistic(MODELS["verified"], f), _logistic(MODELS["visual"], f))
-
-
 #: cosine from which a candidate whose aligned pixels all agree counts as the identical image
 IDENTICAL_COSINE = 0.999
 
@@ -243,7 +234,7 @@ def embedding_score(cosine: np.ndarray | float) -> np.ndarray | float:
     calibrated: the embedding alone never reaches the "copy" precision (on the Luma copies, a
     cosine of 0.95 or more is right for 86% of the pairs, 0.97 for 90%; a logistic fit of
     cosine alone tops out at 0.42), so "copy" here means near-identical embeddings. Search and
-    the duplicate scan use :func:`calibrated` wherever pixels exist."""
+    the duplicate scan use :func:`score_arrays` wherever pixels exist."""
     c = np.clip(cosine, 0.0, 1.0)
     t, e = THRESHOLDS["copy"], EMBEDDING_COPY_COSINE
     return np.where(c >= e, t + (c - e) * (1.0 - t) / (1.0 - e), c * t / e)
