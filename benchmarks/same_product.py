@@ -104,14 +104,14 @@ def r_at_1(rows: list[dict], key) -> dict[str, float]:
 #: each sub-model of the "same product" score, the sets it is fitted on, and its features
 SUBMODELS = {
     "studio": (("views",), ("cosine", "colour", "log_inliers")),
-    "phone": (("p2c-val",), ("cosine", "log_inliers", "text")),
+    "phone": (("p2c-val",), ("centre", "log_inliers", "text")),
     "phone_learned": (("p2p-val",), ("product", "log_inliers", "text")),
 }
 
 
 def features(r: dict) -> dict[str, float]:
     return {"cosine": r["cosine"], "colour": r["colour"], "log_inliers": float(np.log1p(r["inliers"])),
-            "text": r["text"], "product": r.get("product", r["cosine"])}
+            "text": r["text"], "product": r.get("product", r["cosine"]), "centre": r.get("centre", r["cosine"])}
 
 
 def fit(args) -> None:
@@ -185,10 +185,12 @@ def rescore(rows: list[dict]) -> None:
     if not rows:
         return
     g = {k: np.array([r.get(k, 0.0) if r.get(k) is not None else r["cosine"] for r in rows], float)
-         for k in ("cosine", "inliers", "colour", "aligned", "unchanged", "margin", "product", "text", "backdrop")}
+         for k in ("cosine", "inliers", "colour", "aligned", "unchanged", "margin", "product", "text", "backdrop",
+                   "centre")}
     s = scoring.score_arrays(g["cosine"], g["inliers"], g["colour"], g["aligned"], g["unchanged"], g["margin"],
                              identical=np.array([r["identical"] for r in rows]), product=g["product"],
-                             text=g["text"], backdrop=g["backdrop"], learned=np.array([r["metric"] for r in rows]))
+                             text=g["text"], backdrop=g["backdrop"], learned=np.array([r["metric"] for r in rows]),
+                             centre=g["centre"])
     for r, v in zip(rows, s):
         r["score"] = float(v)
 

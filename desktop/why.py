@@ -204,6 +204,7 @@ def why_lines(match: Any, read: Iterable[str] = ()) -> list[tuple[str, str]]:
         rows.append(("Image", "<b>identical</b> (the same file or the same pixels)"))
 
     cosine = _number(getattr(ev, "cosine", None))
+    centre = _number(getattr(ev, "centre", None))
     learned = _number(getattr(ev, "learned", None))
     product = _number(getattr(ev, "product", None))
     # the learned and product similarities only where they add something: without a learned
@@ -211,6 +212,7 @@ def why_lines(match: Any, read: Iterable[str] = ()) -> list[tuple[str, str]]:
     looks, said = [], set()
     for value, template in (
         (cosine, "<b>{}</b>"),
+        (centre, "{} by the photo's centre"),
         (learned, "{} tuned to the catalog"),
         (product, "{} to the product's photos"),
     ):
@@ -260,7 +262,8 @@ def why_lines(match: Any, read: Iterable[str] = ()) -> list[tuple[str, str]]:
 #: what the numbers of "why it matched" are, for its tooltip
 WHY_TOOLTIP = (
     "Why it matched: what the score was computed from.\n"
-    "Looks alike: similarity of the two pictures (cosine, 1 = alike); tuned: in this catalog's\n"
+    "Looks alike: similarity of the two pictures (cosine, 1 = alike); by the photo's centre:\n"
+    "of what a photo taken in the world shows in its middle; tuned: in this catalog's\n"
     "learned space; to the product's photos: against all the photos of the product.\n"
     "Lines up: points of the two images that match under one geometry (the same print or\n"
     "photo; pixels agree: the same photo, a copy).\n"

@@ -138,23 +138,29 @@ def prototypes(catalog, project, products) -> dict[str, np.ndarray]:
 
 
 def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[int, Evidence],
-                           records: dict[int, dict], backdrop: float = 0.0) -> None:
+                           records: dict[int, dict], backdrop: float = 0.0,
+                           centre: np.ndarray | None = None) -> None:
     """The re-shot evidence of a query's candidates: ``learned``, the cosine of the query and the
     candidate image in the catalog's learned space (engine.learned_metric; the plain cosine when
     the catalog has no metric), ``product``, the query against the mean of the candidate's
     product's photos there (several photos of a product describe it better than one; an image
     without a product is its own prototype), and the query's ``backdrop`` (how much of a studio
     photo it is, engine.features.backdrop). ``query``: the query's embedding(s) [D] or [M, D]
-    (several views: the best counts)."""
+    (several views: the best counts). ``centre``: the query's centre view
+    (engine.centre_view), measured against each candidate as ``centre``."""
     if not evidence:
         return
     project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
     q = project(np.atleast_2d(np.asarray(query, np.float32)))
     ids = list(evidence)
+    stored = catalog.embeddings(ids) if metric is not None or centre is not None else None
     if metric is None:          # the plain cosine: the search has measured it already
         learned = np.array([evidence[i].cosine for i in ids])
     else:
-        learned = (project(catalog.embeddings(ids)) @ q.T).max(axis=1)
+        learned = (project(stored) @ q.T).max(axis=1)
+    if centre is not None:
+        for image_id, c in zip(ids, (stored @ np.asarray(centre, np.float32)).tolist()):
+            evidence[image_id].centre = float(c)
     protos = prototypes(catalog, project, {records.get(i, {}).get("product_id") for i in ids})
     for n, image_id in enumerate(ids):
         ev = evidence[image_id]

@@ -46,7 +46,7 @@ MODELS: dict[str, dict] = {
 #: in between, the two logits are mixed by the backdrop's share (:func:`studio_weight`).
 SAME_PRODUCT_MODELS: dict[str, dict] = {
     "studio": {"intercept": -10.023, "coef": {"cosine": 2.397, "colour": 7.103, "log_inliers": 0.481}},
-    "phone": {"intercept": -7.656, "coef": {"cosine": 10.524, "log_inliers": 0.576, "text": 1.224}},
+    "phone": {"intercept": -8.272, "coef": {"centre": 10.914, "log_inliers": 0.542, "text": 0.919}},
     "phone_learned": {"intercept": -5.398, "coef": {"product": 11.687, "log_inliers": 0.38, "text": 0.661}},
 }
 #: a "same product" score is at most this: below "copy", which only verified geometry can reach
@@ -57,8 +57,8 @@ STUDIO_BACKDROP = 0.10
 # name -> minimum score, strongest first; measured precision/recall in docs/match-quality.md
 THRESHOLDS: dict[str, float] = {
     "copy": 0.75,           # precision >= 0.99 on the Luma edited copies (match_quality.py thresholds)
-    "same product": 0.290,  # precision >= 0.90 of the top result on the grocery val phone photos
-    "similar": 0.017,       # precision >= 0.5 of the top result there (same_product.py thresholds)
+    "same product": 0.245,  # precision >= 0.90 of the top result on the grocery val phone photos
+    "similar": 0.014,       # precision >= 0.5 of the top result there (same_product.py thresholds)
 }
 
 # how each threshold is shown to a user
@@ -86,6 +86,7 @@ class Evidence:
     words: list = field(default_factory=list)   # the matched words: [query word, product word]
     backdrop: float = 0.0      # the query's plain white share (a studio photo: engine.features.backdrop)
     metric: bool = False       # ``product`` was measured in the catalog's learned space
+    centre: float | None = None    # cosine of the query's centre view (engine.centre_view; None: none)
 
     def to_json(self) -> dict:
         out = {"cosine": round(float(self.cosine), 4), "inliers": int(self.inliers),
@@ -97,6 +98,8 @@ class Evidence:
             out["learned"] = round(float(self.learned), 4)
         if self.product is not None:
             out["product"] = round(float(self.product), 4)
+        if self.centre is not None:
+            out["centre"] = round(float(self.centre), 4)
         out["backdrop"] = round(float(self.backdrop), 4)
         out["metric"] = self.metric
         return out
@@ -122,14 +125,17 @@ def feature_vector(cosine, inliers=0, colour=0.0, aligned=0.0, unchanged=0.0, ma
     }
 
 
-def same_product_features(cosine, product=None, colour=0.0, text=0.0, inliers=0) -> dict[str, np.ndarray]:
-    """The features of the "same product" models: the plain cosine, the cosine against the
+def same_product_features(cosine, product=None, colour=0.0, text=0.0, inliers=0,
+                          centre=None) -> dict[str, np.ndarray]:
+    """The features of the "same product" models: the plain cosine, the cosine of the query's
+    centre view (engine.centre_view; the plain cosine for a studio photo), the cosine against the
     candidate's product prototype in the catalog's learned space (engine.match_policy; the plain
     cosine without one), colour agreement, the agreement of the words read on the query with the
     product's text, and verified inliers."""
     cosine = np.asarray(cosine, np.float64)
     return {
         "cosine": cosine,
+        "centre": cosine if centre is None else np.asarray(centre, np.float64),
         "product": cosine if product is None else np.asarray(product, np.float64),
         "colour": np.asarray(colour, np.float64),
         "text": np.asarray(text, np.float64),
@@ -143,10 +149,10 @@ def studio_weight(backdrop) -> np.ndarray:
 
 
 def same_product(cosine, *, product=None, colour=0.0, text=0.0, inliers=0, backdrop=0.0,
-                 learned: bool = False) -> np.ndarray:
+                 learned: bool = False, centre=None) -> np.ndarray:
     """The "same product" score of (arrays of) evidence, in [0, SAME_PRODUCT_MAX]. ``learned``
     (per element or for all): ``product`` was measured in the catalog's learned space."""
-    f = same_product_features(cosine, product, colour, text, inliers)
+    f = same_product_features(cosine, product, colour, text, inliers, centre)
     w = studio_weight(backdrop)
     z_studio = _linear(SAME_PRODUCT_MODELS["studio"], f)
     z_phone = np.where(np.asarray(learned, bool), _linear(SAME_PRODUCT_MODELS["phone_learned"], f),
@@ -180,13 +186,15 @@ def scores(evidence) -> np.ndarray:
     if not ev:
         return np.zeros(0, np.float64)
     x = np.array([(e.cosine, e.inliers, e.colour, e.aligned, e.unchanged, e.margin,
-                   e.cosine if e.product is None else e.product, e.text, e.backdrop) for e in ev], np.float64)
+                   e.cosine if e.product is None else e.product, e.text, e.backdrop,
+                   e.cosine if e.centre is None else e.centre) for e in ev], np.float64)
     return score_arrays(*x[:, :6].T, identical=np.array([e.identical for e in ev]), product=x[:, 6],
-                        text=x[:, 7], backdrop=x[:, 8], learned=np.array([e.metric for e in ev]))
+                        text=x[:, 7], backdrop=x[:, 8], learned=np.array([e.metric for e in ev]),
+                        centre=x[:, 9])
 
 
 def score_arrays(cosine, inliers, colour, aligned, unchanged, margin, *, identical=None, features=None,
-                 product=None, text=0.0, backdrop=0.0, learned=False) -> np.ndarray:
+                 product=None, text=0.0, backdrop=0.0, learned=False, centre=None) -> np.ndarray:
     """The score of arrays of evidence (one element per candidate): the stronger of two claims,
     "a copy of this photo" (the verified model, for candidates with MARGIN_MIN_INLIERS verified
     inliers) and "the same product" (:func:`same_product`, below the "copy" threshold); 1 for
@@ -200,7 +208,8 @@ def score_arrays(cosine, inliers, colour, aligned, unchanged, margin, *, identic
     copy = np.where(inliers >= MARGIN_MIN_INLIERS, _logistic(MODELS["verified"], f), 0.0)
     same = same_product(safe_cos, product=np.nan_to_num(np.asarray(safe_cos if product is None else product,
                                                                     np.float64), nan=0.0),
-                        colour=colour, text=text, inliers=inliers, backdrop=backdrop, learned=learned)
+                        colour=colour, text=text, inliers=inliers, backdrop=backdrop, learned=learned,
+                        centre=None if centre is None else np.nan_to_num(np.asarray(centre, np.float64), nan=0.0))
     s = np.maximum(copy, same)
     same_pixels = (safe_cos >= IDENTICAL_COSINE) & (np.asarray(aligned) >= 0.99) & (np.asarray(unchanged) >= 0.99)
     if identical is not None:

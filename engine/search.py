@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import learned_metric, match_policy, result_groups, scoring
+from . import centre_view, learned_metric, match_policy, result_groups, scoring
 from .features import backdrop, content_box, extract
 from .text_match import text_index
 from .text_reading import read_text
@@ -269,12 +269,19 @@ class Searcher:
                 # the query's local features are extracted while the model runs
                 features = _submit(extract, content, keep_image=True)
             clock.lap("features")
-            probs, emb = self.model.run([rgb, content] if box is not None and box[1] else [rgb])
+            views = [rgb, content] if box is not None and box[1] else [rgb]
+            # a photo in the world (not a studio photo, not a region the user chose) is also
+            # seen by its centre (engine.centre_view), in the same model batch; a padded copy
+            # by its content's centre
+            crops = centre_view.crops(views[-1]) if roi is None and centre_view.wanted(views[-1]) else []
+            probs, emb = self.model.run(views + crops)
             clock.lap("model")
+            centre = centre_view.combine(emb[len(views) - 1], emb[len(views):]) if crops else None
+            emb = emb[:len(views)]
             labels = [Label(n, s) for n, s in self.model.top_labels(probs[0], k=3)]
             matches = self._matches(emb, k, filters or SearchFilters(), clock,
                                     content if self.verify else None, same_file_hash, features,
-                                    group=group, text=text)
+                                    group=group, text=text, centre=centre)
             if group == PRODUCT:    # after ranking: the ranked images, collapsed by product
                 matches = result_groups.by_product(matches, k)
                 clock.lap("group")
@@ -291,27 +298,38 @@ class Searcher:
 
     # ------------------------------------------------------------------ internals
     def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
-                    clock: _Clock, skip: set[int] | frozenset[int] = frozenset()
-                    ) -> list[tuple[int, float, dict]]:
+                    clock: _Clock, skip: set[int] | frozenset[int] = frozenset(),
+                    centre: np.ndarray | None = None) -> tuple[list[tuple[int, float, dict]], float]:
         """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
-        are not in ``skip``, best first. Several query embeddings (views of one query): each
-        image's best cosine counts."""
-        ids, sims = self.catalog.vectors.nearest(embs, min(want, len(index)))   # exact cosines, re-ranked
-        best: dict[int, float] = {}
-        for row_ids, row_sims in zip(ids.tolist(), sims.tolist()):
+        are not in ``skip``, best first, and the reach of the last one (below which every image
+        not returned lies). Several query embeddings (views of one query): each image's best
+        cosine counts. ``centre``: the query's centre view (engine.centre_view), one more
+        retrieval view whose similarity orders the images too but is not their ``cosine``."""
+        embs = np.atleast_2d(np.asarray(embs, np.float32))
+        rows = embs if centre is None else np.vstack([embs, centre[None]])
+        ids, sims = self.catalog.vectors.nearest(rows, min(want, len(index)))   # exact cosines, re-ranked
+        reach: dict[int, float] = {}
+        cosine: dict[int, float] = {}
+        for r, (row_ids, row_sims) in enumerate(zip(ids.tolist(), sims.tolist())):
             for i, s in zip(row_ids, row_sims):
-                if s > best.get(i, -2.0):
-                    best[i] = s
-        order = [i for i in sorted(best, key=lambda i: -best[i]) if i not in skip]
+                if s > reach.get(i, -2.0):
+                    reach[i] = s
+                if r < len(embs) and s > cosine.get(i, -2.0):
+                    cosine[i] = s
+        order = [i for i in sorted(reach, key=lambda i: -reach[i]) if i not in skip]
+        missing = [i for i in order if i not in cosine]      # found by the centre view alone
+        if missing:
+            cosine.update(zip(missing, (self.catalog.embeddings(missing) @ embs.T).max(axis=1).tolist()))
         clock.lap("knn")
         records = {r["image_id"]: r for r in self.catalog.image_records(order)}
         clock.lap("join")
-        return [(i, best[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
+        kept = [(i, cosine[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
+        return kept, (reach[kept[-1][0]] if kept else 1.0)
 
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters, clock: _Clock,
                  rgb: np.ndarray | None = None, same_file_hash: str | None = None,
-                 features: Future | None = None, group: str = IMAGE, text: Future | None = None
-                 ) -> list[Match]:
+                 features: Future | None = None, group: str = IMAGE, text: Future | None = None,
+                 centre: np.ndarray | None = None) -> list[Match]:
         """kNN candidates -> filters -> geometric verification of the best ones (plain, mirrored,
         then rotated queries while no copy is confirmed) -> calibrated score -> ranked matches,
         group by group (see the class docstring). ``emb``: the query's embedding(s) [D] or
@@ -319,7 +337,8 @@ class Searcher:
         counts. ``features``: the query's local features being extracted (a future), if any.
         ``same_file_hash``: catalog images with exactly the query file's bytes rank first among
         equal scores. ``group="product"``: groups are drawn until the ranked images make ``k``
-        products, and every ranked image is returned (for :func:`result_groups.by_product`)."""
+        products, and every ranked image is returned (for :func:`result_groups.by_product`).
+        ``centre``: the query's centre view (engine.centre_view), if it has one."""
         index = self.catalog.vectors.index()
         clock.lap("index_sync")
         if index is None or len(index) == 0:
@@ -343,18 +362,17 @@ class Searcher:
             # than VERIFY_TOP new ones (or the rest cannot reach min_score)
             while True:
                 if scan is None and filters.active() and MAX_INDEX_FETCH < want < n:
-                    scan = self._scan(emb, filters, clock)
+                    scan = self._scan(emb, filters, clock, centre)
                 if scan is not None:
                     # a selective filter: the next MIN_CANDIDATES of the images that pass it
                     rest = [c for c in scan if c[0] not in seen]
-                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _ in rest[:MIN_CANDIDATES]])}
+                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _, _ in rest[:MIN_CANDIDATES]])}
                     clock.lap("join")
-                    kept = [(i, s, records[i]) for i, s in rest[:MIN_CANDIDATES] if i in records]
+                    kept = [(i, s, records[i]) for i, s, _ in rest[:MIN_CANDIDATES] if i in records]
                     exhausted = len(rest) <= MIN_CANDIDATES
-                    last = kept[-1][1] if kept else 1.0
+                    last = rest[min(len(rest), MIN_CANDIDATES) - 1][2] if rest else 1.0
                     break
-                kept = self._candidates(index, emb, want, filters, clock, seen)
-                last = kept[-1][1] if kept else 1.0
+                kept, last = self._candidates(index, emb, want, filters, clock, seen, centre)
                 exhausted = want >= n
                 if (len(kept) >= match_policy.VERIFY_TOP or exhausted
                         or (best_unverified(last) < filters.min_score and (len(kept) >= match_policy.VERIFY_TOP or not first))):
@@ -380,7 +398,8 @@ class Searcher:
                 match_policy.add_text(text_index(self.catalog), read.words, evidence, records)
                 clock.lap("text")
             match_policy.add_product_similarity(self.catalog, metric, emb, evidence, records,
-                                                backdrop=0.0 if query is None else backdrop(query.thumb))
+                                                backdrop=0.0 if query is None else backdrop(query.thumb),
+                                                centre=centre)
             clock.lap("product")
             scored += self._score(evidence, records, filters, same_file_hash, clock)
             seen.update(evidence)
@@ -393,20 +412,27 @@ class Searcher:
                       strength=scoring.strength(score), evidence=ev)
                 for i, (score, image_id, rec, ev) in enumerate(scored if group == PRODUCT else scored[:k])]
 
-    def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock) -> list[tuple[int, float]]:
-        """(image id, exact cosine) of every catalog image that passes the filters, best first:
-        for filters so selective that the index's nearest images hardly contain any."""
+    def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock,
+              centre: np.ndarray | None = None) -> list[tuple[int, float, float]]:
+        """(image id, exact cosine, reach) of every catalog image that passes the filters, by
+        reach (the cosine, or the centre view's similarity where higher; see
+        :meth:`_candidates`): for filters so selective that the index's nearest images hardly
+        contain any."""
         ids = [i for i, category, brand, price in self.catalog.iter_filter_fields()
                if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
         clock.lap("join")
         queries = np.atleast_2d(np.asarray(embs, np.float32))
         sims = np.empty(len(ids), np.float32)
+        reach = np.empty(len(ids), np.float32)
         for start in range(0, len(ids), 4096):
             chunk = ids[start:start + 4096]
-            sims[start:start + len(chunk)] = (self.catalog.embeddings(chunk) @ queries.T).max(axis=1)
-        order = np.argsort(-sims, kind="stable")
+            stored = self.catalog.embeddings(chunk)
+            sims[start:start + len(chunk)] = (stored @ queries.T).max(axis=1)
+            reach[start:start + len(chunk)] = sims[start:start + len(chunk)] if centre is None else \
+                np.maximum(sims[start:start + len(chunk)], stored @ centre)
+        order = np.argsort(-reach, kind="stable")
         clock.lap("knn")
-        return [(ids[i], float(sims[i])) for i in order.tolist()]
+        return [(ids[i], float(sims[i]), float(reach[i])) for i in order.tolist()]
 
     def _score(self, evidence: dict[int, scoring.Evidence], records: dict[int, dict],
                filters: SearchFilters, same_file_hash: str | None, clock: _Clock
@@ -446,7 +472,7 @@ class Searcher:
         def turned() -> list[tuple[int, float, dict]]:
             _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
             clock.lap("model_rotated")
-            return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)]
+            return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)[0]]
         return turned
 
 

@@ -119,6 +119,11 @@ def test_similarities_said_once(panel):
     assert "<b>0.71</b>" in html and "tuned" not in html and "product's photos" not in html
     panel.show_match(make_match(cosine=0.712, learned=0.712, product=0.8))
     assert "tuned" not in panel.why.text() and "0.80 to the product's photos" in panel.why.text()
+    # a phone photo's centre view, when it says something new
+    panel.show_match(make_match(cosine=0.712, centre=0.781))
+    assert "0.78 by the photo's centre" in panel.why.text()
+    panel.show_match(make_match(cosine=0.712, centre=0.709))
+    assert "photo's centre" not in panel.why.text()
 
 
 def test_colours_for_a_studio_photo(panel):
