@@ -27,7 +27,7 @@ from .verifying import check_cancel
 if TYPE_CHECKING:
     from ..model import Model
 
-DEFAULT_K = 20              # neighbours per image in the candidate graph
+DEFAULT_K = 10              # neighbours per image in the candidate graph: search verifies as many (VERIFY_TOP)
 CANDIDATE_FLOOR = 0.5       # loosest embedding cosine a candidate pair may have
 EXPAND_ABOVE = 0.97         # re-query an image with a larger k while its k-th neighbour is this close
 MAX_K = 1024
