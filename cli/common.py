@@ -136,8 +136,10 @@ def cancel_on_interrupt(cancel: threading.Event, what: str = "the current batch"
     exits at once with status 130, without unwinding, so no worker thread is waited for and no
     traceback is printed (what a kill leaves is safe: every write is a committed transaction or an
     atomic rename). The previous handler is back after the block. In a thread other than the main
-    one (where signals cannot be caught) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    one (where signals cannot be caught), or in a process started with Ctrl+C ignored (a shell's
+    background job, ``nohup``), it does nothing."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield
         return
 

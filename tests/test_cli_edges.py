@@ -54,7 +54,7 @@ class _Import:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "index", str(photos), "--catalog", str(self.catalog), "--quiet"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env=_env(**{FAULT_ENV: f"{pause}:1:wait={self.gate}"}))
+            env=_env(**{FAULT_ENV: f"{pause}:1:wait={self.gate}"}), preexec_fn=_as_from_a_terminal)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -208,6 +208,9 @@ def test_ctrl_c_stops_a_duplicate_scan(capfd, catalog_dir, monkeypatch):
     says "interrupted" with 130, and Python's own Ctrl+C handler is back afterwards."""
     import engine.duplicates as duplicates
 
+    # as in a Python started from a terminal (the test run itself may be a background job)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def scan_until_cancelled(catalog, *, cancel, **kw):
         os.kill(os.getpid(), signal.SIGINT)          # as a Ctrl+C in the terminal
         deadline = time.monotonic() + 30
@@ -217,11 +220,39 @@ def test_ctrl_c_stops_a_duplicate_scan(capfd, catalog_dir, monkeypatch):
         raise duplicates.ScanCancelled()
 
     monkeypatch.setattr(duplicates, "scan", scan_until_cancelled)
-    rc = main(["dupes", "--catalog", str(catalog_dir), "--quiet"])
+    try:
+        rc = main(["dupes", "--catalog", str(catalog_dir), "--quiet"])
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capfd.readouterr().err
     assert rc == INTERRUPTED, err
     assert "stopping after the current step" in err and "lookalike: interrupted" in err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert after is signal.default_int_handler
+
+
+def test_a_job_started_with_ctrl_c_ignored_keeps_ignoring_it():
+    """A shell starts background jobs (``cmd &``, ``nohup``) with Ctrl+C ignored: a Ctrl+C in the
+    terminal is not for them, and the commands do not take it over."""
+    import threading
+
+    from cli.common import cancel_on_interrupt
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cancel = threading.Event()
+        with cancel_on_interrupt(cancel):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+        assert not cancel.is_set() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _as_from_a_terminal() -> None:
+    """In a child process before it runs: Ctrl+C as a terminal delivers it (the test run may be
+    a background job, whose children inherit Ctrl+C ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ---------------------------------------------------------------------------- closed pipes
