@@ -37,6 +37,14 @@ MAX_INDEX_FETCH = 4096
 #: the product) beyond this many nearest images: on the grocery phone photos the right product was
 #: always among the 50 nearest (benchmarks/same_product.py)
 SAME_PRODUCT_REACH = 1024
+#: products whose text the words read on a query match best (text score at least
+#: TEXT_CANDIDATE_MIN, engine.text_match) join the first group of candidates even when none of
+#: their images is among the nearest by embedding (a large catalog: the pack's words name the
+#: product, its photo looks like many others); each adds its TEXT_CANDIDATE_IMAGES images
+#: nearest to the query
+TEXT_CANDIDATE_PRODUCTS = 5
+TEXT_CANDIDATE_MIN = 0.5
+TEXT_CANDIDATE_IMAGES = 2
 
 
 @dataclass
@@ -395,7 +403,14 @@ class Searcher:
             read = _text_result(text)
             if read is not None and read.words:
                 clock.lap("read_text")          # waiting for the words, if the reading is slower
-                match_policy.add_text(text_index(self.catalog), read.words, evidence, records)
+                words = text_index(self.catalog)
+                extra = self._text_candidates(words, read.words, emb, filters, seen, evidence, records) if first else []
+                if extra:
+                    evidence.update(match_policy.verify_candidates(self.catalog, query, extra, pool=_executor(),
+                                                                   lap=clock.lap) if verifying else
+                                    {i: scoring.Evidence(cosine=float(sim)) for i, sim, _ in extra})
+                    records.update({i: rec for i, _, rec in extra})
+                match_policy.add_text(words, read.words, evidence, records)
                 clock.lap("text")
             match_policy.add_product_similarity(self.catalog, metric, emb, evidence, records,
                                                 backdrop=0.0 if query is None else backdrop(query.thumb),
@@ -411,6 +426,31 @@ class Searcher:
         return [Match(rank=i + 1, image_id=image_id, path=rec["path"], score=score, product=rec,
                       strength=scoring.strength(score), evidence=ev)
                 for i, (score, image_id, rec, ev) in enumerate(scored if group == PRODUCT else scored[:k])]
+
+    def _text_candidates(self, words_index, words, embs: np.ndarray, filters: SearchFilters,
+                         seen: set[int], evidence: dict, records: dict[int, dict]
+                         ) -> list[tuple[int, float, dict]]:
+        """(image id, cosine, record) of the images of the products the query's words match best
+        (TEXT_CANDIDATE_PRODUCTS, text score at least TEXT_CANDIDATE_MIN) that have no image among
+        the candidates yet, TEXT_CANDIDATE_IMAGES of each (the nearest to the query), nearest first."""
+        have = {records[i].get("product_id") for i in evidence if i in records}
+        found = [p for p in words_index.match(words, min_score=TEXT_CANDIDATE_MIN, limit=TEXT_CANDIDATE_PRODUCTS)
+                 if p not in have]
+        ids = [i for m in self.catalog.images_of_products(found).values() for i in m
+               if i not in seen and i not in evidence] if found else []
+        if not ids:
+            return []
+        found_records = {r["image_id"]: r for r in self.catalog.image_records(ids)}
+        ids = [i for i in ids if i in found_records and filters.accepts(found_records[i])]
+        if not ids:
+            return []
+        cosine = (self.catalog.embeddings(ids) @ np.atleast_2d(np.asarray(embs, np.float32)).T).max(axis=1)
+        by_product: dict[str, list[tuple[float, int]]] = {}
+        for i, c in zip(ids, cosine.tolist()):
+            by_product.setdefault(found_records[i]["product_id"], []).append((c, i))
+        out = [(i, c, found_records[i]) for nearest in by_product.values()
+               for c, i in sorted(nearest, reverse=True)[:TEXT_CANDIDATE_IMAGES]]
+        return sorted(out, key=lambda t: -t[1])
 
     def _scan(self, embs: np.ndarray, filters: SearchFilters, clock: _Clock,
               centre: np.ndarray | None = None) -> list[tuple[int, float, float]]:

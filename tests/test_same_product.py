@@ -168,3 +168,55 @@ def test_a_catalog_without_text_is_not_read(tmp_path, model, monkeypatch):
         ingest(cat, model, [str(folder)])
         result = search.Searcher(cat, model).search_image(_pack("BRAVO", (40, 120, 40)), k=1)
         assert result.read == [] and result.results
+
+
+@pytest.mark.slow
+def test_words_bring_a_product_that_is_not_among_the_nearest(tmp_path, model, monkeypatch):
+    """A large catalog: a dozen other green cartons look more like the query than the product's
+    own (red) catalog photo, which is not among the nearest images the search verifies. The words
+    read on the pack bring the product in as a candidate, with the matched words. (Where it ranks
+    is the score's business; these drawn cartons are near-identical drawings of each other.)"""
+    from engine import search
+    from engine.ingest import ingest
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "bravo.png"), _pack("BRAVO", (170, 40, 40))[:, :, ::-1])
+    cv2.imwrite(str(folder / "arla.png"), _pack("ARLA", (40, 40, 160))[:, :, ::-1])
+    (folder / "feed.csv").write_text("id,title,brand,image_link\n"
+                                     "bravo-juice,Apple Juice,BRAVO,bravo.png\n"
+                                     "arla-milk,Mellanmjolk,ARLA,arla.png\n", encoding="utf-8")
+    others = tmp_path / "others"
+    others.mkdir()
+    for n, word in enumerate(("SAFT", "MJOLK", "JUICE", "SODA", "DRINK", "FRUKT", "TROPIC", "VALIO",
+                              "OATLY", "ALPRO", "GARANT", "KEFIR")):      # photos without product data
+        img = np.full((360, 300, 3), 255, np.uint8)
+        x, y = int(rng.integers(20, 60)), int(rng.integers(10, 50))
+        cv2.rectangle(img, (x, y), (x + 200 + int(rng.integers(0, 30)), y + 280 + int(rng.integers(0, 20))),
+                      (40 + int(rng.integers(0, 20)), 115 + int(rng.integers(0, 10)), 45), -1)
+        cv2.putText(img, word, (x + 15, y + int(rng.integers(60, 220))), cv2.FONT_HERSHEY_DUPLEX, 1.4,
+                    (255, 255, 255), 3)
+        cv2.imwrite(str(others / f"other{n}.png"), img[:, :, ::-1])
+    monkeypatch.setattr(search, "MIN_CANDIDATES", 10)
+    query = cv2.GaussianBlur(_pack("BRAVO", (45, 115, 45)), (3, 3), 0)
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [str(folder / "feed.csv"), str(others)])
+        searcher = search.Searcher(cat, model)
+        # the product's photo is farther than the first group of candidates
+        bravo = cat.image_by_path(str(folder / "bravo.png"))["id"]
+        nearest, _ = searcher._candidates(cat.vectors.index(), model.embed([query]), 10, search.SearchFilters(),
+                                          search._Clock())
+        assert bravo not in [i for i, _, _ in nearest]
+        monkeypatch.setattr(search, "TEXT_CANDIDATE_PRODUCTS", 0)
+        without = searcher.search_image(query, k=10)
+        assert "bravo-juice" not in [m.product.get("product_id") for m in without.results]
+        monkeypatch.setattr(search, "TEXT_CANDIDATE_PRODUCTS", 5)
+        result = searcher.search_image(query, k=10)
+        found = {m.product.get("product_id"): m for m in result.results}
+        assert "bravo-juice" in found and "arla-milk" not in found
+        ev = found["bravo-juice"].evidence
+        assert ev.verified and ev.text > 0.5 and ["bravo", "bravo"] in [[q.lower(), p.lower()] for q, p in ev.words]
+        # the first group stays the first: a longer list does not reorder it
+        longer = searcher.search_image(query, k=14)
+        assert [m.image_id for m in longer.results[:len(result.results)]] == [m.image_id for m in result.results]
