@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .features import WHITE_LEVEL
+from .features import backdrop
 
 #: the centre crops, as a share of each side
 CROPS = (0.75, 0.5)
@@ -33,8 +33,8 @@ _PROBE_SIDE = 48
 
 
 def white_share(rgb: np.ndarray) -> float:
-    """The share of an image's pixels that are plain white backdrop, measured on a 48-px copy
-    (engine.features.backdrop measures the same on the stored thumbnail)."""
+    """The share of an image's pixels that are plain white backdrop (engine.features.backdrop),
+    measured on a 48-px copy, as on the thumbnail the query's features keep."""
     img = np.asarray(rgb)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
@@ -43,8 +43,7 @@ def white_share(rgb: np.ndarray) -> float:
     if scale < 1:
         img = cv2.resize(np.ascontiguousarray(img), (max(1, round(w * scale)), max(1, round(h * scale))),
                          interpolation=cv2.INTER_AREA)
-    white = cv2.inRange(np.ascontiguousarray(img), (WHITE_LEVEL,) * 3, (255,) * 3)
-    return float(np.count_nonzero(white)) / white.size if white.size else 0.0
+    return backdrop(img)
 
 
 def wanted(rgb: np.ndarray) -> bool:
