@@ -96,17 +96,25 @@ def verify_pair(query: Features, candidate: Features, *, either_grey: bool = Fal
 
 
 # ---------------------------------------------------------------------- margins
+#: another verified candidate competes with one (its margin) only with at least this share of
+#: its inliers: a recoloured variant of the same photo matches with about as many, an image that
+#: shares a corner of it with far fewer
+MARGIN_SUPPORT = 0.3
+
+
 def set_margins(evidence) -> None:
     """Fill ``Evidence.margin`` for the candidates of one query: how much better a verified
-    candidate's aligned pixel agreement is than that of the best other verified candidate. A lone
-    verified candidate's margin is its own agreement; unverified: 0."""
+    candidate's aligned pixel agreement is than that of the best other verified candidate with
+    comparable support (MARGIN_SUPPORT). A lone verified candidate's margin is its own agreement;
+    unverified: 0."""
     evidence = list(evidence)
     strong = [e for e in evidence if e.inliers >= MARGIN_MIN_INLIERS]
     for e in evidence:
         if e.inliers < MARGIN_MIN_INLIERS:
             e.margin = 0.0
         else:
-            e.margin = e.aligned - max((o.aligned for o in strong if o is not e), default=0.0)
+            e.margin = e.aligned - max((o.aligned for o in strong
+                                        if o is not e and o.inliers >= MARGIN_SUPPORT * e.inliers), default=0.0)
 
 
 def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> bool:
@@ -570,6 +578,17 @@ def graph_margins(pairs: np.ndarray, evidence: np.ndarray,
     newer = np.maximum(pairs[idx, 0], pairs[idx, 1])
     at = np.searchsorted(nodes, newer)
     margin[idx] = al[idx] - np.where(best_edge[at] == idx, second[at], best[at])
+    if MARGIN_SUPPORT > 0:
+        # the best competitor may lack the support to compete (set_margins): those pairs again,
+        # against the image's strong pairs with enough inliers
+        weak = (best_edge[at] != idx) & (inl[best_edge[at]] < MARGIN_SUPPORT * inl[idx])
+        weak |= (best_edge[at] == idx) & has_second[at]
+        bounds = np.append(start, len(node))
+        for n in np.nonzero(weak)[0].tolist():
+            e, a = idx[n], at[n]
+            rivals = edge[bounds[a]:bounds[a + 1]]
+            rivals = rivals[(rivals != e) & (inl[rivals] >= MARGIN_SUPPORT * inl[e])]
+            margin[e] = al[e] - (al[rivals].max() if rivals.size else 0.0)
     if family or listed:
         _settled_margins(pairs, al, idx, family or {}, listed or set(), margin)
     return margin

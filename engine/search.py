@@ -309,30 +309,30 @@ class Searcher:
                     clock: _Clock, skip: set[int] | frozenset[int] = frozenset(),
                     centre: np.ndarray | None = None) -> tuple[list[tuple[int, float, dict]], float]:
         """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
-        are not in ``skip``, best first, and the reach of the last one (below which every image
-        not returned lies). Several query embeddings (views of one query): each image's best
-        cosine counts. ``centre``: the query's centre view (engine.centre_view), one more
-        retrieval view whose similarity orders the images too but is not their ``cosine``."""
+        are not in ``skip``, by cosine (the match policy verifies the first), and the reach of
+        what was left out (no image left out is nearer than this by any view). Several query embeddings (views of
+        one query): each image's best cosine counts. ``centre``: the query's centre view
+        (engine.centre_view), one more retrieval view: the images nearest to it are candidates
+        too, after those of the whole photo's cosine if they are farther by it."""
         embs = np.atleast_2d(np.asarray(embs, np.float32))
         rows = embs if centre is None else np.vstack([embs, centre[None]])
         ids, sims = self.catalog.vectors.nearest(rows, min(want, len(index)))   # exact cosines, re-ranked
-        reach: dict[int, float] = {}
         cosine: dict[int, float] = {}
-        for r, (row_ids, row_sims) in enumerate(zip(ids.tolist(), sims.tolist())):
+        for row_ids, row_sims in zip(ids[:len(embs)].tolist(), sims[:len(embs)].tolist()):
             for i, s in zip(row_ids, row_sims):
-                if s > reach.get(i, -2.0):
-                    reach[i] = s
-                if r < len(embs) and s > cosine.get(i, -2.0):
+                if s > cosine.get(i, -2.0):
                     cosine[i] = s
-        order = [i for i in sorted(reach, key=lambda i: -reach[i]) if i not in skip]
-        missing = [i for i in order if i not in cosine]      # found by the centre view alone
+        missing = [i for i in dict.fromkeys(ids[len(embs):].ravel().tolist())
+                   if i not in cosine and i not in skip]      # found by the centre view alone
         if missing:
             cosine.update(zip(missing, (self.catalog.embeddings(missing) @ embs.T).max(axis=1).tolist()))
+        order = [i for i in sorted(cosine, key=lambda i: -cosine[i]) if i not in skip]
         clock.lap("knn")
         records = {r["image_id"]: r for r in self.catalog.image_records(order)}
         clock.lap("join")
         kept = [(i, cosine[i], records[i]) for i in order if i in records and filters.accepts(records[i])]
-        return kept, (reach[kept[-1][0]] if kept else 1.0)
+        # each view's ``want``-th similarity bounds what that view left out
+        return kept, (float(sims.min(axis=1).max()) if sims.size else 1.0)
 
     def _matches(self, emb: np.ndarray, k: int, filters: SearchFilters, clock: _Clock,
                  rgb: np.ndarray | None = None, same_file_hash: str | None = None,

@@ -699,3 +699,29 @@ def test_turned_copy_far_from_everything_is_searched_turned(tmp_path, model):
         ids = sorted(r["image_id"] for r in cat.iter_records() if Path(r["path"]).name in pair)
         cat.decision_store.mark_pairs([tuple(ids)], NOT_DUPLICATE)
         assert pair not in groups(duplicates.scan(cat, floor=0.99, words=False, model=model))
+
+
+def test_a_match_with_little_support_does_not_compete():
+    """A copy matches its original with 193 inliers (aligned 0.95); another image that shares a
+    corner of the photo matches the copy with 25 (aligned 0.97). That corner is no rival for the
+    whole photo (MARGIN_SUPPORT), in search's margins and in the scan's alike; a rival with
+    comparable support (a recoloured variant of the same photo) still competes."""
+    strong = dict(cosine=0.93, inliers=193, colour=0.98, aligned=0.95, unchanged=1.0, verified=True)
+    corner = scoring.Evidence(cosine=0.8, inliers=25, colour=0.9, aligned=0.97, unchanged=1.0, verified=True)
+    whole = scoring.Evidence(**strong)
+    match_policy.set_margins([whole, corner])
+    assert whole.margin == pytest.approx(0.95)                 # as if alone
+    assert corner.margin == pytest.approx(0.97 - 0.95)         # the whole photo does compete with it
+    variant = scoring.Evidence(**{**strong, "inliers": 150, "aligned": 0.97})
+    whole = scoring.Evidence(**strong)
+    match_policy.set_margins([whole, variant])
+    assert whole.margin == pytest.approx(0.95 - 0.97)
+    # the scan's graph: image 3 (the copy, newer) against 1 (original) and 2 (the corner's image)
+    pairs = np.array([[1, 3], [2, 3]])
+    #                 cosine inliers colour aligned unchanged features
+    ev = np.array([[0.93, 193, 0.98, 0.95, 1.0, 1],
+                   [0.80, 25, 0.90, 0.97, 1.0, 1]])
+    margins = match_policy.graph_margins(pairs, ev)
+    assert margins[0] == pytest.approx(0.95) and margins[1] == pytest.approx(0.97 - 0.95)
+    ev[1, 1] = 150
+    assert match_policy.graph_margins(pairs, ev)[0] == pytest.approx(0.95 - 0.97)
