@@ -372,13 +372,15 @@ class Searcher:
                 if scan is None and filters.active() and MAX_INDEX_FETCH < want < n:
                     scan = self._scan(emb, filters, clock, centre)
                 if scan is not None:
-                    # a selective filter: the next MIN_CANDIDATES of the images that pass it
+                    # a selective filter: the next MIN_CANDIDATES of the images that pass it (by
+                    # reach), verified by cosine as _candidates gives them
                     rest = [c for c in scan if c[0] not in seen]
-                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _, _ in rest[:MIN_CANDIDATES]])}
+                    chunk = rest[:MIN_CANDIDATES]
+                    records = {r["image_id"]: r for r in self.catalog.image_records([i for i, _, _ in chunk])}
                     clock.lap("join")
-                    kept = [(i, s, records[i]) for i, s, _ in rest[:MIN_CANDIDATES] if i in records]
+                    kept = sorted(((i, s, records[i]) for i, s, _ in chunk if i in records), key=lambda c: -c[1])
                     exhausted = len(rest) <= MIN_CANDIDATES
-                    last = rest[min(len(rest), MIN_CANDIDATES) - 1][2] if rest else 1.0
+                    last = chunk[-1][2] if chunk else 1.0
                     break
                 kept, last = self._candidates(index, emb, want, filters, clock, seen, centre)
                 exhausted = want >= n
