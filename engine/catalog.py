@@ -10,7 +10,7 @@ Layout of a catalog folder (made only in a new or empty folder: engine.catalog_m
     write.lock        held by the one process that writes (imports, removals)
 
 :class:`Catalog` is the store of records and holds every SQL statement of the engine (with the
-small modules it owns: catalog_schema, catalog_health, decision_store). It owns the vector store
+small modules it owns: catalog_schema, catalog_health, decision_store, case_store). It owns the vector store
 (``catalog.vectors``) and the thumbnail cache (``catalog.thumbnails``).
 
 Every write transaction bumps ``meta.version`` and stamps the rows it touches with it; removals
@@ -37,6 +37,7 @@ from .catalog_health import CatalogHealth
 from .catalog_marker import DB_NAME, INDEX_NAME, LOCK_NAME, check_folder, ensure_identity, prepare, read_marker
 from .catalog_schema import image_text_values, execute_statements, has_column, now_iso
 from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
+from .case_store import CaseStore
 from .decision_store import DecisionStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
@@ -793,6 +794,11 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
+
+    @property
+    def case_store(self) -> CaseStore:
+        """Brand-protection cases: offers checked, their matches and decisions (engine.case_store)."""
+        return CaseStore(self)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

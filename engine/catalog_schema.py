@@ -75,6 +75,25 @@ CREATE TABLE IF NOT EXISTS dupe_references (
 );
 """
 
+#: Brand-protection cases (engine.case_store): offers checked against the catalog, with their best
+#: matches, the edits found and the user's decision. Created like DECISION_SCHEMA: with the schema,
+#: and on a catalog's first case. ``offer``: the offer's key (its CSV key column, else its image's
+#: path); ``number``: its number within the case, for people; ``decided_sha256``: the image file's
+#: SHA-256 when decided (a later file under the same key is another version of the offer).
+CASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    name TEXT PRIMARY KEY, created_at TEXT NOT NULL, sources TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS case_offers (
+    case_name TEXT NOT NULL, number INTEGER NOT NULL, offer TEXT NOT NULL,
+    image_path TEXT NOT NULL, sha256 TEXT, fields TEXT NOT NULL DEFAULT '{}',
+    checked_at TEXT, model_id TEXT, score REAL, strength TEXT, matches TEXT, edits TEXT, error TEXT,
+    decision TEXT CHECK (decision IN ('infringing', 'not_infringing', 'unsure')),
+    note TEXT, decided_at TEXT, decided_sha256 TEXT,
+    PRIMARY KEY (case_name, offer), UNIQUE (case_name, number)
+);
+"""
+
 #: Columns added to tables after their first release: (table, column, SQL type). Added on open
 #: when missing (nullable, so older rows and older catalogs stay valid); write statements name
 #: their columns, so a column another version adds never breaks them.
@@ -103,6 +122,7 @@ def create_or_migrate(conn: sqlite3.Connection, db_path: Path, *, catalog_id: st
     newer schema."""
     execute_statements(conn, SCHEMA)
     execute_statements(conn, DECISION_SCHEMA)
+    execute_statements(conn, CASE_SCHEMA)
     add_missing_columns(conn)
     version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if version is None:

@@ -1,0 +1,143 @@
+"""Brand-protection cases: reading offers, checking them into a case, resuming, deciding
+(engine.case_check, engine.case_store)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.case_check import check_offers, read_offers
+from engine.case_store import INFRINGING, NOT_INFRINGING, parse_decision
+from engine.catalog import Catalog
+from engine.errors import LookalikeError
+
+
+def _copy_of(src, dst, *, mirror=True):
+    """An infringing offer: the catalog photo cropped, mirrored and re-encoded."""
+    im = Image.open(src).convert("RGB")
+    w, h = im.size
+    im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.9)))
+    if mirror:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    im.resize((im.width // 2, im.height // 2)).save(dst, quality=80)
+    return dst
+
+
+@pytest.fixture
+def offers_folder(tmp_path, luma_images):
+    from skimage import data
+
+    folder = tmp_path / "offers"
+    folder.mkdir()
+    _copy_of(luma_images[::18][3], folder / "copied.jpg")
+    Image.fromarray(data.coffee()).save(folder / "unrelated.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+@pytest.fixture
+def shop(small_luma_catalog, catalog_copy):
+    with Catalog.open(catalog_copy(small_luma_catalog), create=False) as cat:
+        yield cat
+
+
+def test_offers_csv_keeps_its_columns_and_finds_images_beside_it(tmp_path):
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "img" / "a.png")
+    (tmp_path / "offers.csv").write_text(
+        "\ufeffOffer URL;Seller;Image;Price\n"
+        "https://m.example/1;Acme;img/a.png;9,99\n"
+        "https://m.example/2;Bob;;5\n"
+        "https://m.example/1;Carl;img/a.png;7\n", encoding="utf-8")
+    offers, problems = read_offers([tmp_path / "offers.csv"])
+    assert [o.key for o in offers] == ["https://m.example/1", "https://m.example/1 (line 4)"]
+    assert offers[0].image_path == str(tmp_path / "img" / "a.png")
+    assert offers[0].fields == {"Offer URL": "https://m.example/1", "Seller": "Acme", "Price": "9,99"}
+    assert problems == [(f"{tmp_path / 'offers.csv'}:3", "no image path in this row")]
+
+
+def test_an_offers_csv_without_an_image_column_is_refused_in_one_line(tmp_path):
+    (tmp_path / "offers.csv").write_text("url,seller\nhttps://m.example/1,Acme\n")
+    with pytest.raises(LookalikeError, match=r"offers\.csv: no image column"):
+        read_offers([tmp_path / "offers.csv"])
+
+
+def test_missing_paths_and_other_files_are_problems_not_offers(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    offers, problems = read_offers([tmp_path / "nope", tmp_path / "notes.txt"])
+    assert offers == []
+    assert [reason for _, reason in problems] == ["no such file or folder",
+                                                  "not an image or an offers CSV (.csv, .tsv)"]
+
+
+def test_a_check_finds_the_copy_and_keeps_every_offer(shop, model, offers_folder, luma_images):
+    offers, _ = read_offers([offers_folder])
+    seen = []
+    report = check_offers(shop, model, "spring sweep", offers, edits=False, on_checked=seen.append)
+    assert len(report.checked) == 3 and len(seen) == 3 and not report.cancelled
+    by_name = {r.image_path.rsplit("/", 1)[-1]: r for r in shop.case_store.offers("spring sweep")}
+    copied = by_name["copied.jpg"]
+    assert copied.best["path"] == str(luma_images[::18][3])
+    assert copied.strength.endswith("copy") and copied.score >= 0.9
+    assert "mirrored" in copied.best["evidence"]["transform"]
+    assert len(copied.sha256) == 64 and copied.checked_at
+    assert not by_name["unrelated.jpg"].strength.endswith("copy")
+    assert by_name["broken.jpg"].error and by_name["broken.jpg"].score is None
+    # strongest first, failures last
+    assert shop.case_store.offers("spring sweep")[0].offer == copied.offer
+    assert shop.case_store.offers("spring sweep")[-1].offer == by_name["broken.jpg"].offer
+
+
+def test_checking_again_searches_only_new_changed_or_failed_offers(shop, model, offers_folder):
+    offers, _ = read_offers([offers_folder])
+    check_offers(shop, model, "c", offers, edits=False)
+    shop.case_store.decide("c", "copied.jpg", "infringing", note="same shot, flipped")
+    again = check_offers(shop, model, "c", offers, edits=False)
+    assert again.skipped == 2 and [r.image_path.rsplit("/", 1)[-1] for r in again.checked] == ["broken.jpg"]
+    # a changed file is another version of the offer: checked again, the decision kept
+    _copy_of(offers_folder / "unrelated.jpg", offers_folder / "copied.jpg", mirror=False)
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(offers_folder / "new.png")
+    offers, _ = read_offers([offers_folder])
+    third = check_offers(shop, model, "c", offers, edits=False)
+    assert sorted(r.image_path.rsplit("/", 1)[-1] for r in third.checked) == ["broken.jpg", "copied.jpg", "new.png"]
+    copied = shop.case_store.find("c", "copied.jpg")
+    assert copied.decision == INFRINGING and copied.note == "same shot, flipped"
+    assert copied.decided_on_other_file
+    assert shop.case_store.summary("c").offers == 4
+
+
+def test_a_cancelled_check_keeps_what_it_did_and_resumes(shop, model, offers_folder):
+    offers, _ = read_offers([offers_folder])
+    cancel = threading.Event()
+    first = check_offers(shop, model, "c", offers, edits=False,
+                         on_checked=lambda r: cancel.set(), progress=lambda *a: None, cancel=cancel)
+    assert first.cancelled and 1 <= len(first.checked) < 3
+    rest = check_offers(shop, model, "c", offers, edits=False)
+    assert rest.skipped == len([r for r in first.checked if not r.error])
+    assert shop.case_store.summary("c").offers == 3
+
+
+def test_decisions_name_offers_by_number_key_or_file_name(shop, model, offers_folder):
+    offers, _ = read_offers([offers_folder])
+    check_offers(shop, model, "c", offers, edits=False)
+    store = shop.case_store
+    first = store.offers("c")[0]
+    assert store.decide("c", f"#{first.number}", "not").decision == NOT_INFRINGING
+    assert store.decide("c", str(first.number), None).decision is None
+    assert store.find("c", first.image_path).offer == first.offer
+    with pytest.raises(LookalikeError, match="has no offer"):
+        store.find("c", "nothing.jpg")
+    with pytest.raises(LookalikeError, match="no case named 'other'"):
+        store.offers("other")
+    with pytest.raises(ValueError, match="use infringing, not or unsure"):
+        parse_decision("perhaps")
+    assert store.delete("c") == 3 and store.names() == []
+
+
+def test_a_catalog_without_cases_reads_as_having_none(small_luma_catalog):
+    with Catalog.open(small_luma_catalog, readonly=True) as cat:
+        assert cat.case_store.names() == []
+        assert cat.case_store.checked_files("x") == {}
