@@ -1,10 +1,11 @@
-"""Put a catalog match into the query's pixel frame, and measure where they differ (Qt-free).
+"""Put a catalog match into the query's pixel frame, and measure where they differ.
 
-Used by the compare view: linked zoom/pan, blinking and a difference image only make sense when
-both images share one frame. The match is resized to the query's size or, when asked, warped by
-the homography of the engine's matcher (:func:`engine.registration.register`, the verification
-that search uses), which undoes the crops, rotations, perspective and rescaling of an edited
-copy. When the two images do not verify as the same picture the plain resize is kept.
+Used by the desktop compare view (linked zoom/pan, blinking and a difference image only make
+sense when both images share one frame) and by :mod:`engine.edits`. The match is resized to the
+query's size or, when asked, warped by the homography of the engine's matcher
+(:func:`engine.registration.register`, the verification that search uses), which undoes the
+crops, rotations, perspective and rescaling of an edited copy. When the two images do not verify
+as the same picture the plain resize is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .registration import register
 
 DIFF_THRESHOLD = 40  # per-pixel max channel difference (0-255) counted as "changed"
 
@@ -50,8 +53,6 @@ def align(
     max_side: int = 1600,
 ) -> AlignedPair:
     """The match in the query's frame (the query downscaled to at most ``max_side``)."""
-    from engine.registration import register
-
     shown = fit_max_side(query, max_side)
     if mirror:
         match = np.ascontiguousarray(match[:, ::-1])
