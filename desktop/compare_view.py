@@ -53,9 +53,9 @@ def build_compare_pair(
     query_rgb: Any, match_path: str, features: bool, mirror: bool
 ) -> ComparePair:
     """Worker job: decode the match, align it to the query, compute the difference image."""
+    from engine.alignment import align, difference
     from engine.imaging import load_image
 
-    from .alignment import align, difference
     from .qt_images import qimage_from_rgb
 
     if isinstance(query_rgb, (str, os.PathLike)):   # a catalog image as the query: decode it here

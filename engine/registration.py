@@ -47,6 +47,17 @@ def register(
     Mirrored copies are not tried: mirror the candidate first."""
     query = extract(query_rgb, keep_image=True)
     candidate = extract(candidate_rgb, keep_image=True)
+    return register_features(query, candidate, query_rgb.shape, candidate_rgb.shape,
+                             min_inliers=min_inliers)
+
+
+def register_features(
+    query: Features, candidate: Features, query_shape: tuple[int, ...],
+    candidate_shape: tuple[int, ...], *, min_inliers: int = MIN_INLIERS
+) -> Registration | None:
+    """:func:`register` from features already extracted (``extract(..., keep_image=True)``) of
+    images of the given full-resolution shapes: one extraction serves several tries (a mirrored
+    candidate, :func:`~engine.features.mirrored_features`)."""
     found = geometry.verify(query, candidate)
     dense = False
     if found.inliers < CONFIRMED_INLIERS:
@@ -60,9 +71,9 @@ def register(
     agreement = geometry.aligned_similarity(query, candidate, found.homography)
     # query pixels -> query features -> candidate features -> candidate pixels, then inverted
     forward = (
-        np.linalg.inv(_to_features(candidate_rgb.shape, candidate))
+        np.linalg.inv(_to_features(candidate_shape, candidate))
         @ found.homography
-        @ _to_features(query_rgb.shape, query)
+        @ _to_features(query_shape, query)
     )
     try:
         back = np.linalg.inv(forward)

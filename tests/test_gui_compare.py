@@ -64,7 +64,7 @@ def test_compare_view_opens_for_the_selected_result(qtbot, window, catalog_image
     assert view.right_caption.text().startswith("Match: #1")
 
     # a registered copy differs little, except where the text was added
-    from desktop.alignment import align, difference
+    from engine.alignment import align, difference
     from engine.imaging import load_image
 
     aligned = align(load_image(query), load_image(original))

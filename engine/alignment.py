@@ -1,10 +1,11 @@
-"""Put a catalog match into the query's pixel frame, and measure where they differ (Qt-free).
+"""Put a catalog match into the query's pixel frame, and measure where they differ.
 
-Used by the compare view: linked zoom/pan, blinking and a difference image only make sense when
-both images share one frame. The match is resized to the query's size or, when asked, warped by
-the homography of the engine's matcher (:func:`engine.registration.register`, the verification
-that search uses), which undoes the crops, rotations, perspective and rescaling of an edited
-copy. When the two images do not verify as the same picture the plain resize is kept.
+Used by the desktop compare view (linked zoom/pan, blinking and a difference image only make
+sense when both images share one frame) and by :mod:`engine.edits`. The match is resized to the
+query's size or, when asked, warped by the homography of the engine's matcher
+(:func:`engine.registration.register`, the verification that search uses), which undoes the
+crops, rotations, perspective and rescaling of an edited copy. When the two images do not verify
+as the same picture the plain resize is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .registration import Registration, register
 
 DIFF_THRESHOLD = 40  # per-pixel max channel difference (0-255) counted as "changed"
 
@@ -50,28 +53,60 @@ def align(
     max_side: int = 1600,
 ) -> AlignedPair:
     """The match in the query's frame (the query downscaled to at most ``max_side``)."""
-    from engine.registration import register
-
-    shown = fit_max_side(query, max_side)
     if mirror:
         match = np.ascontiguousarray(match[:, ::-1])
+    found = register(query, match) if features else None
+    if found is not None:
+        return warp_match(query, match, found, max_side=max_side)
+    shown = fit_max_side(query, max_side)
     h, w = shown.shape[:2]
-    if features:
-        found = register(query, match)
-        if found is not None:
-            # match pixels -> full query pixels -> shown query pixels (pixel centres aligned)
-            sx, sy = w / query.shape[1], h / query.shape[0]
-            to_shown = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-            H = to_shown @ found.homography
-            warped = cv2.warpPerspective(
-                match, H, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)
-            )
-            covered = cv2.warpPerspective(
-                np.full(match.shape[:2], 255, np.uint8), H, (w, h), flags=cv2.INTER_NEAREST
-            )
-            return AlignedPair(shown, warped, covered > 0, "features", found.inliers)
     resized = cv2.resize(match, (w, h), interpolation=cv2.INTER_AREA)
     return AlignedPair(shown, resized, np.ones((h, w), bool), "resize")
+
+
+def halve_to(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """``rgb`` halved (2x2 means: a fast exact resize) until its long side is at most
+    ``max_side``; an odd last row or column is dropped (under a pixel of the original)."""
+    while max(rgb.shape[:2]) > max_side:
+        h, w = rgb.shape[0] // 2, rgb.shape[1] // 2
+        rgb = cv2.resize(rgb[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def _scale(size_from: tuple[int, ...], size_to: tuple[int, ...]) -> np.ndarray:
+    """Pixels of an image of ``size_from`` -> pixels of its resize to ``size_to`` (pixel
+    centres aligned)."""
+    sx, sy = size_to[1] / size_from[1], size_to[0] / size_from[0]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def warp_match(
+    query: np.ndarray,
+    match: np.ndarray,
+    found: Registration,
+    *,
+    max_side: int = 1600,
+    shown: np.ndarray | None = None,
+) -> AlignedPair:
+    """The match warped into the query's frame by a registration: into ``shown`` (the query
+    already downscaled) or the query downscaled to at most ``max_side``."""
+    if shown is None:
+        shown = fit_max_side(query, max_side)
+    h, w = shown.shape[:2]
+    # match pixels -> full query pixels -> shown query pixels
+    H = _scale(query.shape, shown.shape) @ found.homography
+    # a warp that shrinks the match by more than half aliases: halve the match first
+    shrink = float(np.sqrt(abs(np.linalg.det(H[:2, :2] / H[2, 2]))))
+    if shrink < 0.5:
+        small = halve_to(match, max(8, int(max(match.shape[:2]) * shrink * 2)))
+        match, H = small, H @ np.linalg.inv(_scale(match.shape, small.shape))
+    warped = cv2.warpPerspective(
+        match, H, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)
+    )
+    covered = cv2.warpPerspective(
+        np.full(match.shape[:2], 255, np.uint8), H, (w, h), flags=cv2.INTER_NEAREST
+    )
+    return AlignedPair(shown, warped, covered > 0, "features", found.inliers)
 
 
 @dataclass
