@@ -7,6 +7,7 @@ any script); A4 portrait, a summary table first, then one page per offer.
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fpdf import FPDF
@@ -14,6 +15,7 @@ from fpdf.enums import XPos, YPos
 
 MARGIN = 14          # mm
 GAP = 4              # mm between the images of a pair
+IMAGE_BOX = 68       # mm: the height of a row of images (both rows and the table fit one A4 page)
 
 
 class _Report(FPDF):
@@ -26,7 +28,7 @@ class _Report(FPDF):
         self.set_auto_page_break(True, margin=MARGIN + 4)
         self.set_title(f"Evidence report: {meta['case']}")
         self.set_creator(f"Lookalike {meta['version']}")
-        self.set_creation_date(None)
+        self.set_creation_date(datetime.now(timezone.utc))
 
     def footer(self):
         self.set_y(-MARGIN)
@@ -89,17 +91,15 @@ def _offer_page(pdf: _Report, meta: dict, it, rows: list[tuple[str, str]]) -> No
         if not any(k in it.images for k in keys):
             continue
         y = pdf.get_y()
-        height = 0.0
         for i, key in enumerate(keys):
             if key in it.images:
                 x = pdf.l_margin + i * (width + GAP)
-                info = pdf.image(io.BytesIO(it.images[key]), x=x, y=y, w=width, h=0, keep_aspect_ratio=True)
-                height = max(height, float(info.rendered_height))
-        pdf.set_y(y + height + 1)
+                pdf.image(io.BytesIO(it.images[key]), x=x, y=y, w=width, h=IMAGE_BOX, keep_aspect_ratio=True)
+        pdf.set_y(y + IMAGE_BOX + 1)
         pdf.set_font("DejaVu", "", 7.5)
         for i, caption in enumerate(captions):
             pdf.set_x(pdf.l_margin + i * (width + GAP))
-            pdf.cell(width, 3.5, caption)
+            pdf.cell(width, 3.5, caption, align="C")
         pdf.ln(6)
     pdf.text("Edits found: " + (", ".join(it.edits) or "none"), 9.5, bold=True)
     pdf.ln(1)
@@ -114,6 +114,7 @@ def _offer_page(pdf: _Report, meta: dict, it, rows: list[tuple[str, str]]) -> No
                 ("Offer image", r.image_path), ("Catalog image", it.match.get("path") or ""),
                 ("Checked", f"{r.checked_at} with model {r.model_id}"), ("Decision", decided)]
     pdf.set_font("DejaVu", "", 7.5)
-    with pdf.table(col_widths=(42, pdf.epw - 42), line_height=3.6, first_row_as_headings=False) as table:
+    with pdf.table(col_widths=(42, pdf.epw - 42), line_height=3.4, text_align="LEFT",
+                   first_row_as_headings=False) as table:
         for label, value in all_rows:
             table.row([label, value])
