@@ -63,6 +63,8 @@ class CasesView(QWidget):
         self._check_task: Task | None = None
         self._watch_task: Task | None = None
         self._deciding = 0
+        self._follow_top = True  # the strongest offer stays selected until the user picks one
+        self._auto_select = False
         self.watch_poll_seconds, self.watch_settle_seconds = 0.5, 1.0
         self.setAcceptDrops(True)
 
@@ -229,8 +231,9 @@ class CasesView(QWidget):
         self._fill_cases(self.case_names())
         self.model.set_records(state.offers)
         row = self.model.row_of(keep) if keep is not None else -1
+        self._follow_top = row <= 0
         if self.model.rowCount():
-            self.table.selectRow(max(row, 0))
+            self._select_automatically(max(row, 0))
         else:
             self._show_row(-1)
         self._show_summary()
@@ -321,9 +324,13 @@ class CasesView(QWidget):
             self._set_status(f"Cannot check {record.source}: {record.reason}")
             return
         current = self.current_record()
-        row = self.model.upsert(record)
-        if current is None:
-            self.table.selectRow(row)
+        self._auto_select = True  # rows moving under the selection are no choice of the user's
+        try:
+            self.model.upsert(record)
+        finally:
+            self._auto_select = False
+        if current is None or (self._follow_top and self.table.currentIndex().row() != 0):
+            self._select_automatically(0)
         elif current.offer == record.offer:
             self._show_row(self.table.currentIndex().row())
         self._show_summary()
@@ -422,7 +429,16 @@ class CasesView(QWidget):
     def select_row(self, row: int) -> None:
         self.table.selectRow(row)
 
+    def _select_automatically(self, row: int) -> None:
+        self._auto_select = True
+        try:
+            self.table.selectRow(row)
+        finally:
+            self._auto_select = False
+
     def _show_row(self, row: int) -> None:
+        if not self._auto_select and row > 0:
+            self._follow_top = False
         self.detail.show_record(self.model.record(row))
         self._update_actions()
 
