@@ -112,8 +112,9 @@ def main(argv=None) -> int:
     (out / "queries").mkdir(parents=True, exist_ok=True)
     (out / "gallery.txt").write_text("".join(p + "\n" for p in gallery))
     rows = []
-    picks = [(p, True) for p in rng.choice(gallery, args.positives, replace=False)] + \
-            [(p, False) for p in rng.choice(outside, args.negatives, replace=False)]
+    # more copies than originals: some originals are copied twice (as offers often are)
+    picks = [(p, True) for p in rng.choice(gallery, args.positives, replace=args.positives > len(gallery))] + \
+            [(p, False) for p in rng.choice(outside, args.negatives, replace=args.negatives > len(outside))]
     for n, (src, positive) in enumerate(picks):
         im = cv2.imread(src)
         names = list(rng.choice(list(EDITS), int(rng.integers(1, 4)), replace=False))

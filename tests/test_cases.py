@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,14 +17,14 @@ from engine.catalog import Catalog
 from engine.errors import LookalikeError
 
 
-def _copy_of(src, dst, *, mirror=True):
+def _copy_of(src, dst, *, mirror=True, fmt="JPEG"):
     """An infringing offer: the catalog photo cropped, mirrored and re-encoded."""
     im = Image.open(src).convert("RGB")
     w, h = im.size
     im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.9)))
     if mirror:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    im.resize((im.width // 2, im.height // 2)).save(dst, quality=80)
+    im.resize((im.width // 2, im.height // 2)).save(dst, fmt, quality=80)
     return dst
 
 
@@ -141,3 +143,36 @@ def test_a_catalog_without_cases_reads_as_having_none(small_luma_catalog):
     with Catalog.open(small_luma_catalog, readonly=True) as cat:
         assert cat.case_store.names() == []
         assert cat.case_store.checked_files("x") == {}
+
+
+def test_a_watched_folder_checks_images_as_they_arrive(shop, model, offers_folder, luma_images):
+    from engine.case_watch import watch_case
+
+    cancel = threading.Event()
+    arrived = []
+    watcher = threading.Thread(target=watch_case, args=(shop, model, "w", [offers_folder]),
+                               kwargs=dict(cancel=cancel, on_checked=arrived.append, edits=False,
+                                           poll_seconds=0.05, settle_seconds=0.2))
+    watcher.start()
+    try:
+        time.sleep(0.3)          # the observer is scheduled
+        _copy_of(luma_images[::18][5], offers_folder / "part.jpg.tmp")
+        os.replace(offers_folder / "part.jpg.tmp", offers_folder / "dropped.jpg")   # as a download ends
+        deadline = time.monotonic() + 30
+        while not arrived and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        cancel.set()
+        watcher.join(10)
+    assert not watcher.is_alive()
+    assert [r.image_path for r in arrived] == [str(offers_folder / "dropped.jpg")]
+    assert arrived[0].strength.endswith("copy")
+    # the images already there were not checked by the watcher
+    assert shop.case_store.summary("w").offers == 1
+
+
+def test_only_folders_can_be_watched(shop, model, offers_folder):
+    from engine.case_watch import watch_case
+
+    with pytest.raises(LookalikeError, match="only folders can be watched"):
+        watch_case(shop, model, "w", [offers_folder / "copied.jpg"], cancel=threading.Event())
