@@ -4,24 +4,29 @@ watching folders for new offers, recording decisions. They run on the session's 
 
 Parts of the brand-protection engine arrive separately: the edit report (``engine.edits``),
 folder watching (``engine.case_watch``) and the report writer (``engine.case_report``). The
-window asks :func:`available` and offers only what is there.
+window asks :func:`available` and offers only what this engine has.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
 def available(module: str) -> bool:
-    """Whether an optional engine module (``"edits"``, ``"case_watch"``, ``"case_report"``) exists."""
-    try:
-        return importlib.util.find_spec(f"engine.{module}") is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether an optional engine module (``"edits"``, ``"case_watch"``, ``"case_report"``) is
+    part of this engine (looked up beside it: no import)."""
+    import engine
+
+    return (Path(engine.__file__).parent / f"{module}.py").is_file()
+
+
+def can_report() -> bool:
+    """The evidence report needs its writer and the edit report it shows."""
+    return available("case_report") and available("edits")
 
 
 @dataclass
@@ -92,19 +97,19 @@ def watch_case_job(
     note: Callable[[Any], None],
     poll_seconds: float = 0.5,
     settle_seconds: float = 1.0,
-) -> None:
-    """Check the images that appear in ``folders`` into ``case`` until ``cancel`` is set
-    (``engine.case_watch.watch_case``); ``note`` gets each stored record and each problem
-    (:class:`WatchProblem`)."""
+) -> int:
+    """Check the images that arrive in ``folders`` into ``case`` until ``cancel`` is set
+    (``engine.case_watch.watch_case``, which adds the folders to the case); ``note`` gets each
+    stored record and each problem (:class:`WatchProblem`). Returns how many were checked."""
     from engine.case_watch import watch_case
 
     def problem(source: Any, reason: Any = "") -> None:
         note(WatchProblem(str(source), str(reason)))
 
-    catalog.case_store.create(case, [str(f) for f in folders])  # the case remembers its folders
-    watch_case(
+    return watch_case(
         catalog, model, case, [str(f) for f in folders], cancel=cancel, on_checked=note,
         on_problem=problem, poll_seconds=poll_seconds, settle_seconds=settle_seconds,
+        edits=available("edits"),
     )  # fmt: skip
 
 
@@ -113,7 +118,20 @@ def decide_job(catalog: Any, case: str, offer: str, decision: str | None, note: 
     return catalog.case_store.decide(case, offer, decision, note)
 
 
-def write_report_job(catalog: Any, case: str, path: str) -> Any:
-    from engine.case_report import write_report
+def write_report_job(
+    catalog: Any,
+    _model: Any,
+    case: str,
+    path: str,
+    *,
+    progress: Callable[[int, int, str], None],
+    cancel: threading.Event,
+) -> Any:
+    """The evidence report (``engine.case_report``, .html or .pdf) of the offers decided
+    infringing; None when cancelled (nothing written), 0 when no offer is decided infringing."""
+    from engine.case_report import select_offers, write_report
 
-    return write_report(catalog, case, path)
+    offers = select_offers(catalog, case)
+    if not offers:
+        return 0
+    return write_report(catalog, case, offers, path, progress=progress, cancel=cancel)

@@ -50,6 +50,7 @@ class CasesView(QWidget):
     message = Signal(str)
     caseLoaded = Signal(str)
     checkFinished = Signal(object)  # engine.case_check.CheckReport
+    reportWritten = Signal(object)  # engine.case_report.WrittenReport, None (cancelled) or 0 (empty)
 
     def __init__(self, session: Session, parent=None):
         super().__init__(parent)
@@ -487,17 +488,42 @@ class CasesView(QWidget):
 
     # -- report ----------------------------------------------------------------------------------
     def export_report(self, path: str | None = None) -> None:
-        if self.case is None or not case_jobs.available("case_report"):
+        """Write the evidence report (engine.case_report: .html or .pdf) of the offers decided
+        infringing, on the case pool (progress and Cancel as for a check)."""
+        if self.case is None or self.running or not case_jobs.can_report():
             return
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export the case report", f"{self.case}.html")
+            path, _ = QFileDialog.getSaveFileName(self, "Export the evidence report", f"{self.case}.html",
+                                                  "HTML report (*.html);;PDF report (*.pdf)")
             if not path:
                 return
-        self.session.runner.start(
-            self.session.aux_pool, Task(case_jobs.write_report_job, self.catalog, self.case, path),
-            on_done=self._alive(lambda _r: self._set_status(f"Wrote the report of {self.case} to {path}")),
-            on_error=self._alive(lambda msg: self._set_status(f"Cannot write the report: {msg}")),
+        task = self.session.start_case_job(
+            case_jobs.write_report_job, self.case, path,
+            on_done=self._alive(self._on_report), on_error=self._alive(self._on_report_failed),
+            on_cancelled=self._alive(lambda: self._on_report_failed("cancelled")),
+            on_progress=self._alive(self._on_progress),
         )  # fmt: skip
+        if task is not None:
+            self._check_task = task  # the one job of the window with progress and Cancel
+            self.progress.setRange(0, 0)
+            self.progress.setVisible(True)
+            self._set_status(f"Writing the report to {path}…")
+            self._update_actions()
+
+    def _on_report(self, written: Any) -> None:
+        self._check_ended()
+        if written == 0:
+            self._set_status("No offer is decided as an infringement: the report would be empty.")
+        elif written is None:
+            self._set_status("Report cancelled; nothing was written.")
+        else:
+            warned = f" ({len(written.warnings)} warning(s), e.g. {written.warnings[0]})" if written.warnings else ""
+            self._set_status(f"Wrote the report of {written.offers} offer(s) to {written.path}{warned}.")
+        self.reportWritten.emit(written)
+
+    def _on_report_failed(self, message: str) -> None:
+        self._check_ended()
+        self._set_status("Report cancelled." if message == "cancelled" else f"Cannot write the report: {message}")
 
     # -- misc ------------------------------------------------------------------------------------
     def _update_actions(self) -> None:
@@ -511,10 +537,12 @@ class CasesView(QWidget):
         self.watch_button.setToolTip(
             "Check new offer images as they arrive in the case's folders, until turned off"
             if watchable else "Needs engine.case_watch, which this version does not have yet")
-        reportable = case_jobs.available("case_report")
-        self.export_button.setEnabled(reportable and self.case is not None)
-        self.export_button.setToolTip("Write the case's report" if reportable
-                                      else "Needs engine.case_report, which this version does not have yet")
+        reportable = case_jobs.can_report()
+        self.export_button.setEnabled(reportable and self.case is not None and not self.running)
+        self.export_button.setToolTip("Write the evidence report (HTML or PDF) of the offers decided "
+                                      "infringing" if reportable
+                                      else "Needs engine.case_report and engine.edits, which this version "
+                                      "does not have yet")
         self.decision_progress.setVisible(self._deciding > 0)
 
     def dragEnterEvent(self, event) -> None:

@@ -22,6 +22,7 @@ from desktop.cases_model import OffersModel, edits_text, offer_source  # noqa: E
 from desktop.cases_view import CasesView  # noqa: E402
 from engine.case_store import INFRINGING, NOT_INFRINGING, OfferRecord  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
+from tests.gui_fixtures import *  # noqa: E402,F401,F403
 from tests.gui_fixtures import WAIT_MS, drop_files, open_session  # noqa: E402
 from tests.test_cases import _copy_of  # noqa: E402
 
@@ -80,6 +81,14 @@ def _checked(qtbot, view, paths) -> object:
             view.check_paths(paths)
     qtbot.waitUntil(lambda: not view.running, timeout=WAIT_MS)
     return finished.args[0]
+
+
+def test_export_is_offered_only_with_the_report_writer(qtbot, make_view, offers):
+    view = make_view()
+    _open_case(qtbot, view, "c")
+    assert view.export_button.isEnabled() == case_jobs.can_report()
+    if not view.export_button.isEnabled():
+        assert "does not have" in view.export_button.toolTip()
 
 
 def _open_case(qtbot, view, name: str) -> None:
@@ -240,3 +249,21 @@ def test_the_main_window_opens_the_cases_window_and_closes_it_with_the_catalog(q
     with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
         window.session.open_catalog(shop, create=False)
     assert window.cases_window is None
+
+
+def test_the_report_covers_the_offers_decided_infringing(qtbot, make_view, offers, tmp_path):
+    if not case_jobs.can_report():
+        pytest.skip("engine.case_report or engine.edits is not part of this engine yet")
+    view = make_view()
+    _open_case(qtbot, view, "c")
+    _checked(qtbot, view, [offers])
+    with qtbot.waitSignal(view.reportWritten, timeout=WAIT_MS) as empty:
+        view.export_report(str(tmp_path / "none.html"))
+    assert empty.args[0] == 0 and not (tmp_path / "none.html").exists()
+    view.select_row(0)
+    view.decide(INFRINGING)
+    qtbot.waitUntil(lambda: view.model.record(0).decision == INFRINGING, timeout=WAIT_MS)
+    with qtbot.waitSignal(view.reportWritten, timeout=WAIT_MS) as written:
+        view.export_report(str(tmp_path / "report.html"))
+    assert written.args[0].offers == 1
+    assert "copied.jpg" in (tmp_path / "report.html").read_text(encoding="utf-8")
