@@ -161,6 +161,7 @@ class OfferDetail(QWidget):
             return
         if not same or not self.note.isModified():
             self.note.setText(record.note or "")
+            self.note.setCursorPosition(0)
             self.note.setModified(False)
         if record.number:
             self.offer_images.set_path(record.number, record.image_path)

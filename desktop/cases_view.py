@@ -118,9 +118,11 @@ class CasesView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         m = OffersModel
-        for col, width in ((m.NUMBER, 40), (m.OFFER, THUMB + 12), (m.MATCH, THUMB + 12), (m.SCORE, 130),
-                           (m.EDITS, 130), (m.DECISION, 110), (m.NOTE, 120), (m.SOURCE, 200)):
+        for col, width in ((m.NUMBER, 36), (m.OFFER, THUMB + 12), (m.MATCH, THUMB + 12), (m.SCORE, 108),
+                           (m.EDITS, 120), (m.DECISION, 100), (m.NOTE, 110), (m.SOURCE, 190)):
             self.table.setColumnWidth(col, width)
+        # edits are measured only where the engine has engine.edits
+        self.table.setColumnHidden(m.EDITS, not case_jobs.available("edits"))
         self.table.selectionModel().currentRowChanged.connect(lambda current, _p: self._show_row(current.row()))
         self.detail = OfferDetail(session, self.catalog)
         self.decision_progress = QProgressBar()  # busy while a decision is being written
@@ -131,7 +133,7 @@ class CasesView(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(self.detail)
-        split.setSizes([640, 560])
+        split.setSizes([780, 620])
         self.status = QLabel("Pick a case, or check a folder of offer images to start one.")
         self.status.setWordWrap(True)
         bottom = QHBoxLayout()
@@ -228,6 +230,7 @@ class CasesView(QWidget):
         if generation != self._load_generation:
             return
         keep = self.current_record().offer if self.current_record() is not None and state.name == self.case else None
+        switched = state.name != self.case
         self.case, self.state = state.name, state
         self._fill_cases(self.case_names())
         self.model.set_records(state.offers)
@@ -239,6 +242,11 @@ class CasesView(QWidget):
             self._show_row(-1)
         self._show_summary()
         self._update_actions()
+        if switched and not self.running:
+            self._set_status("Offers strongest first. I, N, U: infringement, not infringing, unsure "
+                             "(then the next offer); ↑ ↓ move; drop folders, images or an offers CSV to "
+                             "check more." if state.offers else "Check a folder of offer images or an "
+                             "offers CSV (or drop them here) to fill this case.")
         self.caseLoaded.emit(state.name)
 
     def _show_summary(self) -> None:
