@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import menus, resources
+from . import menus, resources, side_windows
 from .banner import MessageBanner
 from .catalog_dialog import CatalogStatsDialog
 from .compare_view import CompareView
@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
         self.stats_dialog = CatalogStatsDialog(self)
         self.shortcuts_dialog: QDialog | None = None
         self.duplicates_window: QWidget | None = None
+        self.cases_window: QWidget | None = None
 
     def _build_status_bar(self) -> None:
         self.status = StatusBar(self)
@@ -300,7 +301,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
-        self._close_duplicates()
+        self._close_side_windows()
         self.compare_view.stop()
         self.import_dialog.hide()
         self.thumbnails.shutdown()
@@ -356,7 +357,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _on_catalog_opened(self, info: CatalogInfo) -> None:
-        self._close_duplicates()  # it showed the previous catalog
+        self._close_side_windows()  # they showed the previous catalog
         self.thumbnails.set_catalog(info.catalog)
         self.results_model.clear()
         self.shown_result = None
@@ -683,31 +684,19 @@ class MainWindow(QMainWindow):
 
     def open_duplicates(self) -> QWidget | None:
         """The Duplicates view (desktop.duplicates_view) on the open catalog, in its own window."""
-        catalog = self.session.catalog
-        if catalog is None:
-            self.banner.info("Open a catalog first.")
-            return None
-        window = self.duplicates_window
-        if window is None or getattr(window, "catalog", None) is not catalog:
-            self._close_duplicates()
-            from .duplicates_view import DuplicatesView
+        from .duplicates_view import DuplicatesView
 
-            window = DuplicatesView(self.session, self)  # scans and decisions go through the session
-            window.setWindowFlag(Qt.WindowType.Window)
-            window.setWindowTitle(f"Duplicates — {Path(catalog.directory).name}")
-            window.resize(1200, 780)
-            window.message.connect(lambda text: self.status.showMessage(text, 8000))
-            self.duplicates_window = window
-        window.show()
-        window.raise_()
-        window.activateWindow()
-        return window
+        return side_windows.show(self, "duplicates_window", DuplicatesView, "Duplicates", QSize(1200, 780))
 
-    def _close_duplicates(self) -> None:
-        if self.duplicates_window is not None:
-            self.duplicates_window.close()  # cancels its scan
-            self.duplicates_window.deleteLater()
-            self.duplicates_window = None
+    def open_cases(self) -> QWidget | None:
+        """The Cases window (desktop.cases_view: brand-protection cases) on the open catalog."""
+        from .cases_view import CasesView
+
+        return side_windows.show(self, "cases_window", CasesView, "Cases", QSize(1400, 860))
+
+    def _close_side_windows(self) -> None:
+        side_windows.close(self, "duplicates_window")
+        side_windows.close(self, "cases_window")
 
     def show_stats(self) -> None:
         info = self.session.catalog_info
@@ -749,6 +738,7 @@ class MainWindow(QMainWindow):
         self.act_import_feed.setEnabled(has_catalog and not self.session.importing)
         self.act_stats.setEnabled(has_catalog)
         self.act_duplicates.setEnabled(has_catalog)
+        self.act_cases.setEnabled(has_catalog)
         self.act_reveal.setEnabled(has_current)
         self.act_open_url.setEnabled(has_current)
 

@@ -67,6 +67,10 @@ def build_actions(w: Any) -> None:
         "Find &duplicates…", w.open_duplicates, "Ctrl+D", "compare",
         "Scan the catalog for groups of copies (duplicate listings)",
     )  # fmt: skip
+    w.act_cases = A(
+        "&Cases (brand protection)…", w.open_cases, "Ctrl+Shift+B", "compare",
+        "Check batches of marketplace offers against the catalog and decide on each",
+    )  # fmt: skip
     w.act_stats = A(
         "Catalog &statistics", w.show_stats, None, "stats", "Catalog size, facets and import errors"
     )
@@ -114,6 +118,7 @@ def build_menus(w: Any) -> None:
     catalog_menu.addAction(w.act_import_feed)
     catalog_menu.addSeparator()
     catalog_menu.addAction(w.act_duplicates)
+    catalog_menu.addAction(w.act_cases)
     catalog_menu.addAction(w.act_stats)
     catalog_menu.addAction(w.act_remove)
     search_menu = bar.addMenu("&Search")
@@ -136,7 +141,7 @@ def build_toolbar(w: Any) -> None:
     tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     for a in (
         w.act_open, w.act_paste, None, w.act_open_catalog, w.act_import_folder, w.act_stats, None,
-        w.act_compare, w.act_export,
+        w.act_compare, w.act_export, w.act_cases,
     ):  # fmt: skip
         tools.addSeparator() if a is None else tools.addAction(a)
     w.addToolBar(tools)

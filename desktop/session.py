@@ -13,7 +13,8 @@ Thread pools:
   query images, loading compare images;
 * ``import_pool`` (1 thread): imports, which take minutes and must not block searches;
 * ``scan_pool`` (1 thread): duplicate scans (minutes on a large catalog), and closing a catalog
-  that was replaced, after the scan that used it has stopped.
+  that was replaced, after the scan and the case jobs that used it have stopped;
+* ``case_pool`` (2 threads): a case's check of offers and its folder watch (desktop.cases_view).
 
 Duplicate decisions and re-scoring are short catalog writes: they run on ``engine_pool``. Every
 job is a :class:`desktop.workers.Task`.
@@ -32,6 +33,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from . import workers
+from .case_session import CaseJobs
 from .workers import CatalogInfo, DecodedQuery, Task, TaskRunner
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ def split_dropped_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]
     return images, imports
 
 
-class Session(QObject):
+class Session(CaseJobs, QObject):
     message = Signal(str, str)  # level ("info" | "warning" | "error"), one-line text
     modelLoaded = Signal(object)
     modelFailed = Signal(str)
@@ -148,6 +150,8 @@ class Session(QObject):
         self.import_pool.setMaxThreadCount(1)
         self.scan_pool = QThreadPool(self)
         self.scan_pool.setMaxThreadCount(1)
+        self.case_pool = QThreadPool(self)
+        self.case_pool.setMaxThreadCount(2)
 
         self.model: Any = None
         self.model_error: str | None = None
@@ -172,6 +176,7 @@ class Session(QObject):
         #: "indexing", then "features" once the import's images are searchable ("" when none runs)
         self.import_stage = ""
         self._scan_task: Task | None = None
+        self._case_tasks: dict[Task, tuple[Any, Any]] = {}  # -> (catalog, Event set when ended)
         self._closing = False
 
         # engine-thread-only cache of the Searcher
@@ -258,7 +263,8 @@ class Session(QObject):
         if previous is not None and previous is not info.catalog:
             # on the scan pool: after a scan of it has stopped (cancelled here)
             self.cancel_scan()
-            self.runner.start(self.scan_pool, Task(workers.close_catalog_job, previous))
+            ended = self.cancel_case_jobs(previous)
+            self.runner.start(self.scan_pool, Task(workers.close_catalog_job, previous, ended))
         self.catalog_info = info
         self._catalog_version += 1
         for query in self.queries:  # results belong to the previous catalog
@@ -722,8 +728,9 @@ class Session(QObject):
         self._generation += 1
         self.cancel_import()
         self.cancel_scan()
+        self.cancel_case_jobs()
         deadline = time.monotonic() + timeout_ms / 1000
-        for pool in (self.import_pool, self.scan_pool, self.engine_pool, self.aux_pool):
+        for pool in (self.import_pool, self.case_pool, self.scan_pool, self.engine_pool, self.aux_pool):
             pool.waitForDone(max(0, int((deadline - time.monotonic()) * 1000)))
         if self.catalog is not None:
             try:

@@ -157,8 +157,11 @@ class ThumbnailLoader(QObject):
             if job is None:
                 return
             generation, catalog, image_id = job
-            image = _decode(catalog, image_id, self.disk_size, self.display_size)
+            image = self._load(catalog, image_id)
             self._signals.loaded.emit(generation, image_id, image)
+
+    def _load(self, catalog: Any, image_id: int) -> QImage | None:  # pool thread
+        return _decode(catalog, image_id, self.disk_size, self.display_size)
 
     def _next_job(self) -> tuple[int, Any, int] | None:  # pool thread
         with self._lock:
@@ -182,3 +185,42 @@ class ThumbnailLoader(QObject):
             while len(self._cache) > self.cache_items:
                 self._cache.popitem(last=False)
         self.ready.emit(image_id)
+
+
+class FileThumbnailLoader(ThumbnailLoader):
+    """The same lazy loader for image files outside the catalog (a case's offer images): the
+    caller names each file by an int key (:meth:`set_path`) and asks for it by that key."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._paths: dict[int, str] = {}
+
+    def set_path(self, key: int, path: str) -> None:
+        """``key`` shows ``path`` from now on (a changed file: its cached image is dropped)."""
+        with self._lock:
+            changed = self._paths.get(key) not in (None, path)
+            self._paths[key] = path
+        if changed:
+            self.forget([key])
+
+    def _load(self, catalog: Any, key: int) -> QImage | None:  # pool thread
+        with self._lock:
+            path = self._paths.get(key)
+        return None if path is None else decode_file(path, self.display_size)
+
+
+def decode_file(path: str, box: QSize) -> QImage | None:
+    """An image file at most ``box`` large (JPEGs decoded reduced), EXIF rotation applied;
+    None when it cannot be read."""
+    from PySide6.QtGui import QImageReader
+
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid() and (size.width() > box.width() or size.height() > box.height()):
+        reader.setScaledSize(size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio))
+    image = reader.read()
+    if image.isNull():
+        log.debug("thumbnail of %s failed: %s", path, reader.errorString())
+        return None
+    return image.convertToFormat(QImage.Format.Format_RGB32)

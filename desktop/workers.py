@@ -216,6 +216,8 @@ class TaskRunner(QObject):
 # --------------------------------------------------------------------------------------------
 
 MAX_DISPLAY_SIDE = 2048
+#: how long closing a replaced catalog waits for each cancelled job still using it
+CLOSE_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -276,7 +278,11 @@ def open_catalog_job(directory: str | Path | None, create: bool) -> CatalogInfo:
         raise
 
 
-def close_catalog_job(catalog: Any) -> None:
+def close_catalog_job(catalog: Any, wait_for: list[threading.Event] = ()) -> None:
+    """Close a replaced catalog once the jobs still using it (``wait_for``: set when each has
+    ended, cancelled already) have stopped."""
+    for ended in wait_for:
+        ended.wait(CLOSE_WAIT_SECONDS)
     try:
         catalog.close()
     except Exception:

@@ -1,0 +1,41 @@
+"""The main window's tool windows on the open catalog (the Duplicates view, the Cases window):
+each one is made on first use, shown again while the catalog stays open, and closed (its scan,
+check or watch cancelled) when the catalog changes or the main window closes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QWidget
+
+
+def show(main: Any, attr: str, make: Callable[..., QWidget], title: str, size: QSize) -> QWidget | None:
+    """The tool window ``main.<attr>`` on the open catalog, made with ``make(session, main)``
+    when there is none for it yet, shown and raised; None (and a hint) without a catalog."""
+    catalog = main.session.catalog
+    if catalog is None:
+        main.banner.info("Open a catalog first.")
+        return None
+    window = getattr(main, attr)
+    if window is None or getattr(window, "catalog", None) is not catalog:
+        close(main, attr)
+        window = make(main.session, main)  # its jobs go through the session
+        window.setWindowFlag(Qt.WindowType.Window)
+        window.setWindowTitle(f"{title} — {Path(catalog.directory).name}")
+        window.resize(size)
+        window.message.connect(lambda text: main.status.showMessage(text, 8000))
+        setattr(main, attr, window)
+    window.show()
+    window.raise_()
+    window.activateWindow()
+    return window
+
+
+def close(main: Any, attr: str) -> None:
+    window = getattr(main, attr)
+    if window is not None:
+        window.close()  # cancels its jobs
+        window.deleteLater()
+        setattr(main, attr, None)
