@@ -8,8 +8,20 @@ import os
 import sys
 import threading
 
-from cli.common import (INTERRUPTED, OK, PROBLEMS, Progress, add_catalog_option, add_model_option,
-                        cancel_on_interrupt, clip, one_line, open_catalog, print_table, warn)
+from cli.common import (
+    INTERRUPTED,
+    OK,
+    PROBLEMS,
+    Progress,
+    add_catalog_option,
+    add_model_option,
+    cancel_on_interrupt,
+    clip,
+    one_line,
+    open_catalog,
+    print_table,
+    warn,
+)
 
 
 def register(sub) -> None:

@@ -1,10 +1,6 @@
 """Worker jobs of the Cases window (desktop.cases_view): reading a case, checking offers into it,
 watching folders for new offers, recording decisions. They run on the session's pools as
 :class:`desktop.workers.Task` jobs and import the engine lazily.
-
-Parts of the brand-protection engine arrive separately: the edit report (``engine.edits``),
-folder watching (``engine.case_watch``) and the report writer (``engine.case_report``). The
-window asks :func:`available` and offers only what this engine has.
 """
 
 from __future__ import annotations
@@ -12,21 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-
-def available(module: str) -> bool:
-    """Whether an optional engine module (``"edits"``, ``"case_watch"``, ``"case_report"``) is
-    part of this engine (looked up beside it: no import)."""
-    import engine
-
-    return (Path(engine.__file__).parent / f"{module}.py").is_file()
-
-
-def can_report() -> bool:
-    """The evidence report needs its writer and the edit report it shows."""
-    return available("case_report") and available("edits")
 
 
 @dataclass
@@ -81,7 +63,7 @@ def check_case_job(
     offers, problems = read_offers(paths)
     report = check_offers(
         catalog, model, case, offers, progress=progress, cancel=cancel, on_checked=note,
-        edits=available("edits"), sources=[str(p) for p in paths],
+        sources=[str(p) for p in paths],
     )  # fmt: skip
     report.problems = problems + report.problems
     return report
@@ -109,12 +91,18 @@ def watch_case_job(
     return watch_case(
         catalog, model, case, [str(f) for f in folders], cancel=cancel, on_checked=note,
         on_problem=problem, poll_seconds=poll_seconds, settle_seconds=settle_seconds,
-        edits=available("edits"),
     )  # fmt: skip
 
 
+#: the ``decision`` of a job that only replaces the note (the decision and its date stay)
+NOTE_ONLY = "note only"
+
+
 def decide_job(catalog: Any, case: str, offer: str, decision: str | None, note: str | None) -> Any:
-    """Record a decision (None: clear it) and, unless None, the note; returns the stored record."""
+    """Record a decision (None: clear it) and, unless None, the note; with NOTE_ONLY only the
+    note. Returns the stored record."""
+    if decision == NOTE_ONLY:
+        return catalog.case_store.set_note(case, offer, note or "")
     return catalog.case_store.decide(case, offer, decision, note)
 
 

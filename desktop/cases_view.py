@@ -19,15 +19,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDialog, QHBoxLayout,
-                               QHeaderView, QInputDialog, QLabel, QProgressBar, QPushButton,
-                               QSplitter, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.case_store import DECISION_LABELS
 
@@ -80,12 +94,14 @@ class CasesView(QWidget):
                                            "any others: offer URL, seller, price…)")
         self.watch_button = QPushButton("Watch folder")
         self.watch_button.setCheckable(True)
+        self.watch_button.setToolTip("Check new offer images as they arrive in the case's folders, until turned off")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.progress.setFormat("%v/%m offers")
         self.export_button = QPushButton("Export report…")
+        self.export_button.setToolTip("Write the evidence report (HTML or PDF) of the offers decided infringing")
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Case:"))
         bar.addWidget(self.case_box)
@@ -121,8 +137,6 @@ class CasesView(QWidget):
         for col, width in ((m.NUMBER, 36), (m.OFFER, THUMB + 12), (m.MATCH, THUMB + 12), (m.SCORE, 108),
                            (m.EDITS, 120), (m.DECISION, 100), (m.NOTE, 110), (m.SOURCE, 190)):
             self.table.setColumnWidth(col, width)
-        # edits are measured only where the engine has engine.edits
-        self.table.setColumnHidden(m.EDITS, not case_jobs.available("edits"))
         self.table.selectionModel().currentRowChanged.connect(lambda current, _p: self._show_row(current.row()))
         self.detail = OfferDetail(session, self.catalog)
         self.decision_progress = QProgressBar()  # busy while a decision is being written
@@ -466,7 +480,9 @@ class CasesView(QWidget):
     def save_note(self, text: str) -> None:
         record = self.current_record()
         if record is not None and self.case is not None and record.number:
-            self._write_decision(record, record.decision, text)
+            from .case_jobs import NOTE_ONLY
+
+            self._write_decision(record, NOTE_ONLY, text)
 
     def _write_decision(self, record: Any, decision: str | None, note: str) -> None:
         self._deciding += 1
@@ -498,7 +514,7 @@ class CasesView(QWidget):
     def export_report(self, path: str | None = None) -> None:
         """Write the evidence report (engine.case_report: .html or .pdf) of the offers decided
         infringing, on the case pool (progress and Cancel as for a check)."""
-        if self.case is None or self.running or not case_jobs.can_report():
+        if self.case is None or self.running:
             return
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Export the evidence report", f"{self.case}.html",
@@ -540,17 +556,8 @@ class CasesView(QWidget):
         self.check_files_button.setEnabled(ready and not self.running)
         self.cancel_button.setEnabled(self.checking and not self._check_task.cancel_requested)
         self.case_box.setEnabled(not self.running)
-        watchable = case_jobs.available("case_watch")
-        self.watch_button.setEnabled(watchable and ready and self.case is not None and not self.checking)
-        self.watch_button.setToolTip(
-            "Check new offer images as they arrive in the case's folders, until turned off"
-            if watchable else "Needs engine.case_watch, which this version does not have yet")
-        reportable = case_jobs.can_report()
-        self.export_button.setEnabled(reportable and self.case is not None and not self.running)
-        self.export_button.setToolTip("Write the evidence report (HTML or PDF) of the offers decided "
-                                      "infringing" if reportable
-                                      else "Needs engine.case_report and engine.edits, which this version "
-                                      "does not have yet")
+        self.watch_button.setEnabled(ready and self.case is not None and not self.checking)
+        self.export_button.setEnabled(self.case is not None and not self.running)
         self.decision_progress.setVisible(self._deciding > 0)
 
     def dragEnterEvent(self, event) -> None:

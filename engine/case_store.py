@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from .catalog_schema import CASE_SCHEMA, execute_statements, now_iso
 from .errors import LookalikeError
@@ -112,7 +113,7 @@ class OfferRecord:
                 self.error, self.decision, self.note, self.decided_at, self.decided_sha256)
 
     @classmethod
-    def _from_row(cls, row) -> "OfferRecord":
+    def _from_row(cls, row) -> OfferRecord:
         (number, offer, image_path, sha256, fields, checked_at, model_id, score, strength, matches, edits,
          error, decision, note, decided_at, decided_sha256) = row
         return cls(offer=offer, image_path=image_path, fields=json.loads(fields or "{}"), number=number,
@@ -134,7 +135,7 @@ class CaseSummary:
 
 
 class CaseStore:
-    def __init__(self, catalog: "Catalog"):
+    def __init__(self, catalog: Catalog):
         self.catalog = catalog
 
     # ------------------------------------------------------------------ schema
@@ -259,7 +260,7 @@ class CaseStore:
         conn = self.catalog.db.conn
         cols = ", ".join(_COLUMNS)
         text = str(ref).strip()
-        number = text[1:] if text.startswith("#") else text
+        number = text.removeprefix("#")
         row = None
         if number.isdigit():
             row = conn.execute(f"SELECT {cols} FROM case_offers WHERE case_name=? AND number=?",
@@ -300,4 +301,14 @@ class CaseStore:
         record.decided_sha256 = record.sha256 if decision else None
         if note is not None:
             record.note = note
+        return record
+
+    def set_note(self, name: str, ref: str | int, note: str) -> OfferRecord:
+        """Replace an offer's note, leaving its decision (and when and on which file it was made)
+        as it is. Returns the offer as stored."""
+        record = self.find(name, ref)
+        with self.catalog.transaction(bump=False) as db:
+            db.conn.execute("UPDATE case_offers SET note=? WHERE case_name=? AND offer=?",
+                            (note, check_name(name), record.offer))
+        record.note = note
         return record

@@ -136,6 +136,10 @@ def test_decisions_name_offers_by_number_key_or_file_name(shop, model, offers_fo
         store.offers("other")
     with pytest.raises(ValueError, match="use infringing, not or unsure"):
         parse_decision("perhaps")
+    decided = store.decide("c", first.number, "infringing")
+    noted = store.set_note("c", first.number, "seller warned before")
+    assert (noted.decision, noted.decided_at, noted.note) == (INFRINGING, decided.decided_at, "seller warned before")
+    assert store.find("c", first.number).decided_at == decided.decided_at
     assert store.delete("c") == 3 and store.names() == []
 
 

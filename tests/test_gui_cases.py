@@ -7,24 +7,21 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import sys
-import types
 
 import pytest
 from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from desktop import case_jobs  # noqa: E402
-from desktop.cases_model import OffersModel, edits_text, offer_source  # noqa: E402
-from desktop.cases_view import CasesView  # noqa: E402
-from engine.case_store import INFRINGING, NOT_INFRINGING, OfferRecord  # noqa: E402
-from engine.catalog import Catalog  # noqa: E402
-from tests.gui_fixtures import *  # noqa: E402,F401,F403
-from tests.gui_fixtures import WAIT_MS, drop_files, open_session  # noqa: E402
-from tests.test_cases import _copy_of  # noqa: E402
+from desktop.cases_model import OffersModel, edits_text, offer_source
+from desktop.cases_view import CasesView
+from engine.case_store import INFRINGING, NOT_INFRINGING, OfferRecord
+from engine.catalog import Catalog
+from tests.gui_fixtures import *
+from tests.gui_fixtures import WAIT_MS, drop_files, open_session
+from tests.test_cases import _copy_of
 
 
 @pytest.fixture
@@ -83,12 +80,10 @@ def _checked(qtbot, view, paths) -> object:
     return finished.args[0]
 
 
-def test_export_is_offered_only_with_the_report_writer(qtbot, make_view, offers):
+def test_export_is_offered_once_a_case_is_open(qtbot, make_view, offers):
     view = make_view()
     _open_case(qtbot, view, "c")
-    assert view.export_button.isEnabled() == case_jobs.can_report()
-    if not view.export_button.isEnabled():
-        assert "does not have" in view.export_button.toolTip()
+    assert view.export_button.isEnabled()
 
 
 def _open_case(qtbot, view, name: str) -> None:
@@ -181,30 +176,7 @@ def test_dropped_offers_are_checked_into_a_new_case(qtbot, make_view, offers):
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
 
 
-def _stand_in_watch(monkeypatch):
-    """engine.case_watch as specified, for a branch that does not have it yet: checks each image
-    that appears in the folders (a real check: engine.case_check) until ``cancel`` is set."""
-    import time
-
-    from engine.case_check import check_offers, read_offers
-
-    def watch_case(catalog, model, case, folders, *, cancel, on_checked, on_problem=None,
-                   poll_seconds=0.5, settle_seconds=1.0):
-        while not cancel.is_set():
-            found, problems = read_offers(folders)
-            check_offers(catalog, model, case, found, on_checked=on_checked, edits=False)
-            time.sleep(poll_seconds)
-
-    module = types.ModuleType("engine.case_watch")
-    module.watch_case = watch_case
-    monkeypatch.setitem(sys.modules, "engine.case_watch", module)
-    real = case_jobs.available
-    monkeypatch.setattr(case_jobs, "available", lambda name: name == "case_watch" or real(name))
-
-
-def test_watch_mode_shows_offers_as_they_arrive_and_stops(qtbot, make_view, offers, luma_images, monkeypatch):
-    if not case_jobs.available("case_watch"):
-        _stand_in_watch(monkeypatch)
+def test_watch_mode_shows_offers_as_they_arrive_and_stops(qtbot, make_view, offers, luma_images):
     view = make_view()
     _open_case(qtbot, view, "c")
     _checked(qtbot, view, [offers])
@@ -224,7 +196,7 @@ def test_watch_mode_shows_offers_as_they_arrive_and_stops(qtbot, make_view, offe
 
 def test_the_model_keeps_the_strongest_first_as_records_arrive(qtbot):
     model = OffersModel()
-    rec = lambda n, score, **kw: OfferRecord(offer=f"o{n}", image_path=f"/x/{n}.jpg", number=n, score=score, **kw)  # noqa: E731
+    rec = lambda n, score, **kw: OfferRecord(offer=f"o{n}", image_path=f"/x/{n}.jpg", number=n, score=score, **kw)
     model.set_records([rec(1, 0.5), rec(2, None, error="broken")])
     model.upsert(rec(3, 0.9))
     model.upsert(rec(4, 0.7, fields={"Seller": "Acme", "Offer URL": "https://m.example/4"},
@@ -252,8 +224,6 @@ def test_the_main_window_opens_the_cases_window_and_closes_it_with_the_catalog(q
 
 
 def test_the_report_covers_the_offers_decided_infringing(qtbot, make_view, offers, tmp_path):
-    if not case_jobs.can_report():
-        pytest.skip("engine.case_report or engine.edits is not part of this engine yet")
     view = make_view()
     _open_case(qtbot, view, "c")
     _checked(qtbot, view, [offers])
