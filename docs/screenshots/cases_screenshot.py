@@ -1,4 +1,5 @@
-"""Make docs/screenshots/cases.png: the Cases window on a realistic brand-protection case.
+"""Make docs/screenshots/cases.png: the Cases window on a realistic brand-protection case (and
+report.png, a page of its evidence report).
 
     python docs/screenshots/cases_screenshot.py --catalog DIR [--luma ../shared/datasets/luma]
         [--offers 36] [--out docs/screenshots/cases.png]
@@ -78,9 +79,7 @@ def prepare(catalog: Path, luma: Path, work: Path, count: int) -> Path:
     attach_products(copy, luma)
     with Catalog.open(copy, create=False) as cat:
         offers, problems = read_offers([offers_csv(luma, work, count)])
-        from desktop.case_jobs import available
-
-        check_offers(cat, load_model_for(cat), CASE, offers, edits=available("edits"))
+        check_offers(cat, load_model_for(cat), CASE, offers)
         strongest = cat.case_store.offers(CASE)
         for row, decision, note in DECISIONS:
             cat.case_store.decide(CASE, strongest[row].number, decision, note or None)
@@ -143,6 +142,8 @@ def main() -> int:
     ap.add_argument("--luma", type=Path, default=ROOT.parent / "shared" / "datasets" / "luma")
     ap.add_argument("--offers", type=int, default=36)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots" / "cases.png")
+    ap.add_argument("--report-out", type=Path, default=ROOT / "docs" / "screenshots" / "report.png",
+                    help="also the first offer page of the case's PDF evidence report, rendered here")
     ap.add_argument("--size", default="1480x900")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--shoot", type=Path, help=argparse.SUPPRESS)  # internal: the prepared catalog
@@ -161,11 +162,27 @@ def main() -> int:
         else:
             env["QT_QPA_PLATFORM"] = "offscreen"
         subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+        if args.report_out:
+            report_page(catalog, Path(tmp) / "report.pdf", args.report_out)
     sys.path.insert(0, str(Path(__file__).parent))
     from make_screenshots import shrink
 
     shrink(args.out)
+    if args.report_out:
+        shrink(args.report_out)
     return 0
+
+
+def report_page(catalog: Path, pdf: Path, out: Path) -> None:
+    """The case's PDF evidence report (the offers decided infringing), its first offer page as PNG."""
+    import pypdfium2 as pdfium
+
+    from engine.case_report import select_offers, write_report
+    from engine.catalog import Catalog
+
+    with Catalog.open(catalog, readonly=True) as cat:
+        write_report(cat, CASE, select_offers(cat, CASE), pdf)
+    pdfium.PdfDocument(str(pdf))[1].render(scale=1.6).to_pil().convert("RGB").save(out)
 
 
 if __name__ == "__main__":
