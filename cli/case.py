@@ -61,6 +61,8 @@ def register(sub) -> None:
     add_catalog_option(s)
     s.add_argument("name", metavar="NAME")
     s.add_argument("--json", action="store_true", help="one JSON object per offer")
+    s.add_argument("--csv", metavar="FILE", help="write the offers as CSV (- for stdout): our columns, then "
+                                                  "the offers CSV's own")
     s.add_argument("--limit", type=int, default=0, metavar="N", help="at most N offers (0 = all)")
 
     ls = cases.add_parser("list", help="the catalog's cases")
@@ -200,6 +202,15 @@ def run_decide(args) -> int:
 
 
 def run_show(args) -> int:
+    if args.csv:
+        from engine.export import export_case, open_output
+
+        with open_catalog(args, create=False, readonly=True) as catalog, \
+                open_output(args.csv, protect=catalog.directory) as out:
+            n = export_case(catalog, args.name, out)
+        if args.csv != "-":
+            print(f"wrote {n} offers to {args.csv}", file=sys.stderr)
+        return OK
     with open_catalog(args, create=False, readonly=True) as catalog:
         records = catalog.case_store.offers(args.name)
         summary = catalog.case_store.summary(args.name)

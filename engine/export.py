@@ -61,6 +61,26 @@ def export_images(catalog: Catalog, out: IO[str]) -> int:
     return write_csv(out, IMAGE_FIELDS, rows)
 
 
+CASE_FIELDS = ("number", "offer", "image", "sha256", "checked_at", "score", "strength", "edits",
+               "catalog_image", "product_id", "title", "decision", "note", "decided_at", "error")
+
+
+def export_case(catalog: Catalog, name: str, out: IO[str]) -> int:
+    """A case's offers, strongest first: one row each, the offers CSV's own columns after ours."""
+    offers = catalog.case_store.offers(name)
+    extra: list[str] = []
+    for r in offers:
+        extra += [k for k in r.fields if k not in extra and k not in CASE_FIELDS]
+
+    def row(r) -> list:
+        best = r.best or {}
+        return [r.number, r.offer, r.image_path, r.sha256, r.checked_at, r.score, r.strength,
+                "; ".join((r.edits or {}).get("edits", [])), best.get("path"), best.get("product_id"),
+                best.get("title"), r.decision, r.note, r.decided_at, r.error, *(r.fields.get(k) for k in extra)]
+
+    return write_csv(out, (*CASE_FIELDS, *extra), (row(r) for r in offers))
+
+
 def check_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | None = None) -> Path | None:
     """The file a CSV export is to write, checked before anything is opened for writing; None for
     stdout (``-`` or None). OutputError (one line) for a folder, a parent folder that does not

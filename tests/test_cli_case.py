@@ -90,7 +90,7 @@ def test_check_decide_and_report(shop_dir, offers_csv, tmp_path, capsys, luma_im
     assert sha[:32] in text.replace("\n", "").replace("\r", "")
 
 
-def test_show_and_list_cases(shop_dir, offers_csv, capsys):
+def test_show_and_list_cases(shop_dir, offers_csv, capsys, tmp_path):
     assert main(["case", "list", "--catalog", str(shop_dir)]) == 0
     assert "no cases yet" in capsys.readouterr().out
     assert main(["case", "check", "--catalog", str(shop_dir), "-q", "sweep", str(offers_csv)]) == 0
@@ -98,6 +98,12 @@ def test_show_and_list_cases(shop_dir, offers_csv, capsys):
     assert main(["case", "show", "--catalog", str(shop_dir), "sweep"]) == 0
     out = capsys.readouterr().out
     assert "o1.jpg" in out and "case 'sweep': 3 offers, 3 checked, 0 failed" in out
+    csv_out = tmp_path / "offers-out.csv"
+    assert main(["case", "show", "--catalog", str(shop_dir), "sweep", "--csv", str(csv_out)]) == 0
+    rows = list(csv.DictReader(open(csv_out, encoding="utf-8-sig", newline="")))
+    assert [r["offer"] for r in rows][0] == "https://m.example/a" and len(rows) == 3
+    assert rows[0]["seller"] == "Шоп «Север»" and rows[0]["marketplace"] == "M1"
+    assert "mirrored" in rows[0]["edits"] and rows[0]["catalog_image"].endswith(".jpg")
     assert main(["case", "show", "--catalog", str(shop_dir), "nope"]) == 2
     assert "no case named 'nope'" in capsys.readouterr().err
     assert main(["case", "delete", "--catalog", str(shop_dir), "sweep"]) == 0
