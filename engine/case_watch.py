@@ -59,8 +59,10 @@ def watch_case(catalog, model, case: str, folders: Sequence[str | os.PathLike], 
                on_problem: Callable[[str, str], None] | None = None,
                poll_seconds: float = 0.5, settle_seconds: float = 1.0, edits: bool = True) -> int:
     """Check the images that appear or change under ``folders`` into ``case`` until ``cancel``
-    is set; returns how many offers were checked. Images already there are not checked here
-    (check the folders first). ``on_problem(path, reason)`` hears of files that fail."""
+    is set; returns how many offers were checked. Once the folders are watched, the images
+    already in them that the case lacks (or holds with other bytes) are checked first, so an
+    image that arrived before the watch began is not missed. ``on_problem(path, reason)``
+    hears of files that fail."""
     from watchdog.observers import Observer
 
     roots = [os.path.abspath(os.path.expanduser(os.fspath(f))) for f in folders]
@@ -74,20 +76,25 @@ def watch_case(catalog, model, case: str, folders: Sequence[str | os.PathLike], 
         observer.schedule(_handler(arrivals), root, recursive=True)
     observer.start()
     checked = 0
+
+    def check(paths: list[str]) -> None:
+        nonlocal checked
+        offers, problems = read_offers(paths)
+        for path, reason in problems:
+            if on_problem is not None:
+                on_problem(path, reason)
+        report = check_offers(catalog, model, case, offers, cancel=cancel, edits=edits, on_checked=on_checked)
+        checked += len(report.checked)
+        if on_problem is not None:
+            for r in report.failed:
+                on_problem(r.image_path, r.error)
+
     try:
+        check(roots)                   # what arrived before the observer ran (the unchanged are skipped)
         while not cancel.is_set():
             ready = [p for p in arrivals.settled(settle_seconds) if os.path.isfile(p)]
             if ready:
-                offers, problems = read_offers(ready)
-                for path, reason in problems:
-                    if on_problem is not None:
-                        on_problem(path, reason)
-                report = check_offers(catalog, model, case, offers, cancel=cancel, edits=edits,
-                                      on_checked=on_checked)
-                checked += len(report.checked)
-                if on_problem is not None:
-                    for r in report.failed:
-                        on_problem(r.image_path, r.error)
+                check(ready)
             cancel.wait(poll_seconds)
     finally:
         observer.stop()

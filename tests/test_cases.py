@@ -152,6 +152,9 @@ def test_a_catalog_without_cases_reads_as_having_none(small_luma_catalog):
 def test_a_watched_folder_checks_images_as_they_arrive(shop, model, offers_folder, luma_images):
     from engine.case_watch import watch_case
 
+    offers, _ = read_offers([offers_folder])
+    check_offers(shop, model, "w", offers, edits=False)
+    (offers_folder / "broken.jpg").unlink()
     cancel = threading.Event()
     arrived = []
     watcher = threading.Thread(target=watch_case, args=(shop, model, "w", [offers_folder]),
@@ -171,8 +174,18 @@ def test_a_watched_folder_checks_images_as_they_arrive(shop, model, offers_folde
     assert not watcher.is_alive()
     assert [r.image_path for r in arrived] == [str(offers_folder / "dropped.jpg")]
     assert arrived[0].strength.endswith("copy")
-    # the images already there were not checked by the watcher
-    assert shop.case_store.summary("w").offers == 1
+    # the images checked before were not searched again
+    assert shop.case_store.summary("w").offers == 4
+
+
+def test_a_watch_first_checks_what_arrived_before_it_began(shop, model, offers_folder):
+    from engine.case_watch import watch_case
+
+    cancel = threading.Event()
+    arrived = []
+    watch_case(shop, model, "w", [offers_folder], cancel=cancel, edits=False,
+               on_checked=lambda r: (arrived.append(r), cancel.set()), poll_seconds=0.05)
+    assert len(arrived) >= 1 and shop.case_store.summary("w").offers >= 1
 
 
 def test_only_folders_can_be_watched(shop, model, offers_folder):
