@@ -16,7 +16,6 @@ Usable on its own: ``python -m desktop.cases_view --catalog DIR``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -600,32 +598,9 @@ class CasesView(QWidget):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="lookalike-cases", description="The Cases window on its own.")
-    ap.add_argument("--catalog", metavar="DIR", default=None)
-    args, qt_args = ap.parse_known_args(argv)
-    from PySide6.QtCore import QEventLoop
+    from .side_windows import run_alone
 
-    from engine.paths import default_catalog_dir
-
-    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
-    session = Session()
-    outcome: list[str | None] = []
-    loop = QEventLoop()
-    session.catalogOpened.connect(lambda _info: (outcome.append(None), loop.quit()))
-    session.catalogFailed.connect(lambda message: (outcome.append(message), loop.quit()))
-    session.open_catalog(Path(args.catalog) if args.catalog else default_catalog_dir(), create=False)
-    loop.exec()
-    if outcome[0] is not None:
-        print(f"lookalike: error: {outcome[0]}", file=sys.stderr)
-        session.shutdown()
-        return 2
-    view = CasesView(session)
-    view.setWindowTitle(f"Cases — {view.catalog.directory}")
-    view.resize(1400, 860)
-    view.show()
-    code = app.exec()
-    session.shutdown()
-    return code
+    return run_alone(CasesView, prog="lookalike-cases", title="Cases", size=(1400, 860), argv=argv)
 
 
 if __name__ == "__main__":

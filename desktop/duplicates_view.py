@@ -12,16 +12,14 @@ Usable on its own: ``python -m desktop.duplicates_view --catalog DIR``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QApplication, QCheckBox, QComboBox, QFileDialog,
+from PySide6.QtWidgets import (QAbstractItemView, QTabWidget, QCheckBox, QComboBox, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QListView, QProgressBar,
                                QPushButton, QSizePolicy, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
@@ -575,32 +573,9 @@ class DuplicatesView(QWidget):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="lookalike-duplicates", description="The Duplicates view on its own.")
-    ap.add_argument("--catalog", metavar="DIR", default=None)
-    args, qt_args = ap.parse_known_args(argv)
-    from PySide6.QtCore import QEventLoop
+    from .side_windows import run_alone
 
-    from engine.paths import default_catalog_dir
-
-    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
-    session = Session()
-    outcome: list[str | None] = []
-    loop = QEventLoop()
-    session.catalogOpened.connect(lambda _info: (outcome.append(None), loop.quit()))
-    session.catalogFailed.connect(lambda message: (outcome.append(message), loop.quit()))
-    session.open_catalog(Path(args.catalog) if args.catalog else default_catalog_dir(), create=False)
-    loop.exec()
-    if outcome[0] is not None:
-        print(f"lookalike: error: {outcome[0]}", file=sys.stderr)
-        session.shutdown()
-        return 2
-    view = DuplicatesView(session)
-    view.setWindowTitle(f"Duplicates — {view.catalog.directory}")
-    view.resize(1200, 780)
-    view.show()
-    code = app.exec()
-    session.shutdown()
-    return code
+    return run_alone(DuplicatesView, prog="lookalike-duplicates", title="Duplicates", size=(1200, 780), argv=argv)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ check or watch cancelled) when the catalog changes or the main window closes."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,3 +41,38 @@ def close(main: Any, attr: str) -> None:
         window.close()  # cancels its jobs
         window.deleteLater()
         setattr(main, attr, None)
+
+
+def run_alone(make: Callable[[Any], QWidget], *, prog: str, title: str, size: tuple[int, int],
+              argv: list[str] | None = None) -> int:
+    """Run one tool window on its own (``python -m desktop.cases_view --catalog DIR``): open the
+    catalog through a Session, show ``make(session)``, run the event loop."""
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from engine.paths import default_catalog_dir
+
+    from .session import Session
+
+    ap = argparse.ArgumentParser(prog=prog, description=f"The {title} window on its own.")
+    ap.add_argument("--catalog", metavar="DIR", default=None)
+    args, qt_args = ap.parse_known_args(argv)
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    session = Session()
+    outcome: list[str | None] = []
+    loop = QEventLoop()
+    session.catalogOpened.connect(lambda _info: (outcome.append(None), loop.quit()))
+    session.catalogFailed.connect(lambda message: (outcome.append(message), loop.quit()))
+    session.open_catalog(Path(args.catalog) if args.catalog else default_catalog_dir(), create=False)
+    loop.exec()
+    if outcome[0] is not None:
+        print(f"lookalike: error: {outcome[0]}", file=sys.stderr)
+        session.shutdown()
+        return 2
+    view = make(session)
+    view.setWindowTitle(f"{title} — {view.catalog.directory}")
+    view.resize(*size)
+    view.show()
+    code = app.exec()
+    session.shutdown()
+    return code
