@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .catalog_schema import CASE_SCHEMA, execute_statements, now_iso
+from .catalog_schema import CASE_SCHEMA, LazyTables, now_iso
 from .errors import LookalikeError
 
 if TYPE_CHECKING:
@@ -37,8 +36,7 @@ DECISION_LABELS = {INFRINGING: "infringement", NOT_INFRINGING: "not infringing",
 
 MAX_NAME = 100
 
-_schema_ready: set[str] = set()
-_schema_lock = threading.Lock()
+_TABLES = LazyTables(CASE_SCHEMA)
 
 _COLUMNS = ("number", "offer", "image_path", "sha256", "fields", "checked_at", "model_id", "score",
             "strength", "matches", "edits", "error", "decision", "note", "decided_at", "decided_sha256")
@@ -140,21 +138,10 @@ class CaseStore:
 
     # ------------------------------------------------------------------ schema
     def has_tables(self) -> bool:
-        key = str(self.catalog.db_path)
-        if key in _schema_ready:
-            return True
-        tables = {r[0] for r in self.catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if {"cases", "case_offers"} <= tables:
-            _schema_ready.add(key)
-            return True
-        return False
+        return _TABLES.present(self.catalog)
 
     def _ensure_schema(self) -> None:
-        with _schema_lock:
-            if self.has_tables():
-                return
-            with self.catalog.transaction(bump=False) as db:
-                execute_statements(db.conn, CASE_SCHEMA)
+        _TABLES.ensure(self.catalog)
 
     # ------------------------------------------------------------------ cases
     def names(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -110,6 +111,36 @@ def execute_statements(conn: sqlite3.Connection, sql: str) -> None:
     for statement in sql.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+class LazyTables:
+    """Tables a catalog gets on its first write of their kind (DECISION_SCHEMA, CASE_SCHEMA; a new
+    catalog has them from the start): until then it reads as holding none of their rows, so
+    reading never writes and a read-only catalog can be read."""
+
+    def __init__(self, sql: str):
+        self.sql = sql
+        self.names = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", sql))
+        self._ready: set[str] = set()       # databases (by path) known to have them, in this process
+        self._lock = threading.Lock()
+
+    def present(self, catalog) -> bool:
+        key = str(catalog.db_path)
+        if key in self._ready:
+            return True
+        tables = {r[0] for r in catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if self.names <= tables:
+            self._ready.add(key)
+            return True
+        return False
+
+    def ensure(self, catalog) -> None:
+        """Create them in a catalog made before them (a write transaction; another process doing
+        the same is waited for)."""
+        with self._lock:
+            if not self.present(catalog):
+                with catalog.transaction(bump=False) as db:
+                    execute_statements(db.conn, self.sql)
 
 
 def now_iso() -> str:

@@ -10,12 +10,11 @@ holding none until then, so reading never writes (a read-only catalog can be sca
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from .catalog_schema import DECISION_SCHEMA, execute_statements, now_iso
+from .catalog_schema import DECISION_SCHEMA, LazyTables, now_iso
 from .errors import CatalogError, LookalikeError
 
 if TYPE_CHECKING:
@@ -25,9 +24,7 @@ NOT_DUPLICATE = "not_duplicate"
 CONFIRMED = "confirmed"
 DECISIONS = (NOT_DUPLICATE, CONFIRMED)
 
-# databases (by path) known to have the tables, in this process
-_schema_ready: set[str] = set()
-_schema_lock = threading.Lock()
+_TABLES = LazyTables(DECISION_SCHEMA)
 
 
 class DecisionStore:
@@ -36,23 +33,12 @@ class DecisionStore:
 
     def has_tables(self) -> bool:
         """Whether this catalog has the decision tables (reads without them find no decisions)."""
-        key = str(self.catalog.db_path)
-        if key in _schema_ready:
-            return True
-        tables = {r[0] for r in self.catalog.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if {"pair_decisions", "dupe_references"} <= tables:
-            _schema_ready.add(key)
-            return True
-        return False
+        return _TABLES.present(self.catalog)
 
     def ensure_schema(self) -> None:
         """Create the decision tables in a catalog made before them (a write: called only by
         the methods that store a decision)."""
-        with _schema_lock:
-            if self.has_tables():
-                return
-            with self.catalog.transaction(bump=False) as db:    # waits for another process doing the same
-                execute_statements(db.conn, DECISION_SCHEMA)
+        _TABLES.ensure(self.catalog)
 
     def hashes(self, image_ids: Iterable[int]) -> dict[int, str]:
         """image id -> content hash; raises CatalogError for an id the catalog does not hold."""

@@ -98,7 +98,7 @@ def test_tables_come_with_the_catalog_and_reading_never_creates_them(cat, tmp_pa
     with cat.transaction(bump=False) as db:
         db.conn.execute("DROP TABLE pair_decisions")
         db.conn.execute("DROP TABLE dupe_references")
-    decision_store._schema_ready.clear()
+    decision_store._TABLES._ready.clear()
     ids = cat.image_ids()
     with Catalog.open(directory, create=False, readonly=True) as reader:
         assert reader.decision_store.decisions() == []
