@@ -21,20 +21,13 @@ from engine.case_store import INFRINGING, NOT_INFRINGING, OfferRecord
 from engine.catalog import Catalog
 from tests.gui_fixtures import *
 from tests.gui_fixtures import WAIT_MS, drop_files, open_session
-from tests.test_cases import _copy_of
+from tests.test_cases import _copy_of, offers_folder  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def offers(tmp_path, luma_images):
+def offers(offers_folder):
     """A cropped and mirrored copy of a catalog photo, an unrelated photo and a broken file."""
-    from skimage import data
-
-    folder = tmp_path / "offers"
-    folder.mkdir()
-    _copy_of(luma_images[::18][3], folder / "copied.jpg")
-    Image.fromarray(data.coffee()).save(folder / "unrelated.jpg")
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return folder
+    return offers_folder
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -151,21 +149,15 @@ def main() -> int:
     size = tuple(int(v) for v in args.size.split("x"))
     if args.shoot is not None:
         return shoot(args.shoot, args.out, size, args.timeout)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from make_screenshots import run_on_display, shrink
+
     with tempfile.TemporaryDirectory(prefix="lookalike-cases-") as tmp:
         catalog = prepare(args.catalog, args.luma.resolve(), Path(tmp), args.offers)
-        cmd = [sys.executable, __file__, "--catalog", str(args.catalog), "--shoot", str(catalog),
-               "--out", str(args.out), "--size", args.size, "--timeout", str(args.timeout)]
-        env = dict(os.environ)
-        if shutil.which("xvfb-run"):  # a real X server: the window as a desktop draws it
-            env.pop("QT_QPA_PLATFORM", None)
-            cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", *cmd]
-        else:
-            env["QT_QPA_PLATFORM"] = "offscreen"
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+        run_on_display([sys.executable, __file__, "--catalog", str(args.catalog), "--shoot", str(catalog),
+                        "--out", str(args.out), "--size", args.size, "--timeout", str(args.timeout)])
         if args.report_out:
             report_page(catalog, Path(tmp) / "report.pdf", args.report_out)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from make_screenshots import shrink
 
     shrink(args.out)
     if args.report_out:

@@ -81,16 +81,21 @@ def edited_copy(src: Path, out: Path) -> Path:
     return out
 
 
-def shoot(catalog: Path, query: Path, out: Path, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "cli", "gui", "--catalog", str(catalog), "--query", str(query),
-           "--screenshot", str(out), *extra]  # fmt: skip
+def run_on_display(cmd: list[str]) -> None:
+    """Run a command that opens a window: under Xvfb when ``xvfb-run`` is installed (the window
+    as a desktop draws it), offscreen otherwise."""
     env = dict(os.environ)
-    if shutil.which("xvfb-run"):  # a real X server: the window as a desktop draws it
+    if shutil.which("xvfb-run"):
         env.pop("QT_QPA_PLATFORM", None)
         cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", *cmd]
     else:
         env["QT_QPA_PLATFORM"] = "offscreen"
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+
+
+def shoot(catalog: Path, query: Path, out: Path, *extra: str) -> None:
+    run_on_display([sys.executable, "-m", "cli", "gui", "--catalog", str(catalog), "--query", str(query),
+                    "--screenshot", str(out), *extra])
     shrink(out)
 
 
