@@ -10,7 +10,8 @@ Layout of a catalog folder (made only in a new or empty folder: engine.catalog_m
     write.lock        held by the one process that writes (imports, removals)
 
 :class:`Catalog` is the store of records and holds every SQL statement of the engine (with the
-small modules it owns: catalog_schema, catalog_health, decision_store, case_store). It owns the vector store
+small modules it owns: catalog_schema, catalog_health, decision_store, case_store,
+image_text_store). It owns the vector store
 (``catalog.vectors``) and the thumbnail cache (``catalog.thumbnails``).
 
 Every write transaction bumps ``meta.version`` and stamps the rows it touches with it; removals
@@ -39,6 +40,7 @@ from .catalog_schema import image_text_values, execute_statements, has_column, n
 from .catalog_storage import connect, storage_error, take_lock, tidy_after_reading
 from .case_store import CaseStore
 from .decision_store import DecisionStore
+from .image_text_store import ImageTextStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
 from .paths import default_catalog_dir
@@ -337,7 +339,7 @@ class Catalog:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
         product_id, model_id, embedding (np.ndarray), labels (list), and optionally
         local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob])
-        (see engine.features), and text = (reader, words, lines) read on it (see put_image_text).
+        (see engine.features), and text = (reader, words, lines) read on it (see image_text_store).
         Returns their image ids."""
         if not rows:
             return []
@@ -413,45 +415,6 @@ class Catalog:
         return list(self.db.conn.execute(
             "SELECT i.id, i.path FROM images i LEFT JOIN local_features f "
             f"ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL{also} ORDER BY i.id", (version,)))
-
-    # ------------------------------------------------------------------ text read on images
-    def put_image_text(self, rows: Sequence[tuple]) -> None:
-        """Store (image_id, reader, words, lines) rows: the text read on an image (engine.
-        text_reading; ``reader`` its READER_ID, ``words`` the normalised words, ``lines``
-        [(text, confidence, box corners), ...]). Replaces what was stored; rows of images that
-        are gone are skipped. Bumps the catalog version (the text index follows it)."""
-        if rows:
-            with self.transaction() as db:
-                db.conn.executemany(
-                    "INSERT OR REPLACE INTO image_text (image_id, reader, words, lines) "
-                    "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
-                    [(int(r[0]), *image_text_values(r[1:]), int(r[0])) for r in rows])
-
-    def image_text(self, image_ids: Sequence[int]) -> dict[int, dict]:
-        """image id -> {"reader", "words", "lines"} for the images with stored text."""
-        if not self._has_column("image_text", "words"):
-            return {}
-        return {i: {"reader": reader, "words": json.loads(words), "lines": json.loads(lines)}
-                for i, reader, words, lines in self._rows_by_id(
-                    "SELECT image_id, reader, words, lines FROM image_text WHERE image_id IN ({})", image_ids)}
-
-    def iter_image_words(self) -> Iterator[tuple[int, str | None, list[str]]]:
-        """(image id, product id or None, words) of every image with stored text, by id."""
-        if not self._has_column("image_text", "words"):
-            return
-        for i, product, words in self.db.conn.execute(
-                "SELECT t.image_id, i.product_id, t.words FROM image_text t JOIN images i ON i.id = t.image_id "
-                "ORDER BY t.image_id"):
-            yield i, product, json.loads(words)
-
-    def images_without_text(self, reader: str, image_ids: Iterable[int] | None = None) -> list[tuple[int, str]]:
-        """(image id, path) of the images (all, or those of ``image_ids``) with no text stored by
-        ``reader``, by id."""
-        sql = ("SELECT i.id, i.path FROM images i LEFT JOIN image_text t ON t.image_id = i.id AND t.reader = ? "
-               "WHERE t.image_id IS NULL")
-        if image_ids is None:
-            return list(self.db.conn.execute(sql + " ORDER BY i.id", (reader,)))
-        return sorted(self._rows_by_id(sql + " AND i.id IN ({})", image_ids, (reader,)))
 
     def _has_column(self, table: str, column: str) -> bool:
         # a read-only catalog made before the column existed is not migrated
@@ -794,6 +757,11 @@ class Catalog:
     def decision_store(self) -> DecisionStore:
         """The duplicate finder's decisions and references (engine.decision_store)."""
         return DecisionStore(self)
+
+    @property
+    def image_texts(self) -> ImageTextStore:
+        """The text read on the catalog's images (engine.image_text_store)."""
+        return ImageTextStore(self)
 
     @property
     def case_store(self) -> CaseStore:

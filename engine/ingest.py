@@ -484,7 +484,7 @@ def _read_missing_text(catalog: Catalog, paths: set[str], report: IngestReport, 
     from .imaging import load_image
     from .text_reading import READER_ID, READ_SHORT_SIDE, read_text
 
-    todo = [(i, p) for i, p in catalog.images_without_text(READER_ID) if p in paths]
+    todo = [(i, p) for i, p in catalog.image_texts.images_without(READER_ID) if p in paths]
     if not todo:
         return
 
@@ -511,12 +511,12 @@ def _read_missing_text(catalog: Catalog, paths: set[str], report: IngestReport, 
                 rows.append((image_id, *result))
                 report.texts += 1
             if len(rows) >= batch_size:
-                catalog.put_image_text(rows)
+                catalog.image_texts.put(rows)
                 rows = []
             done += 1
             if progress:
                 progress(done, len(todo), path)
-    catalog.put_image_text(rows)
+    catalog.image_texts.put(rows)
 
 
 def _in_order(pool, fn, items, window: int, cancel, report: IngestReport) -> Iterator:

@@ -182,13 +182,13 @@ class ProductTextIndex:
     @classmethod
     def build(cls, catalog, *, read_words: bool = True) -> "ProductTextIndex":
         """From a catalog's products (title, brand, category, SKU, GTIN) and, with
-        ``read_words``, the words stored for its images (Catalog.iter_image_words)."""
+        ``read_words``, the words stored for its images (catalog.image_texts.iter_words)."""
         with catalog.read_snapshot():
             version = catalog.version
             read: dict[str, dict[str, None]] = {}
             loose: list[tuple[int, list[str]]] = []
             if read_words:
-                for image_id, product_id, words in catalog.iter_image_words():
+                for image_id, product_id, words in catalog.image_texts.iter_words():
                     if product_id is None:
                         if words:
                             loose.append((image_id, words))

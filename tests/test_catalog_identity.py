@@ -364,9 +364,9 @@ def test_read_only_opening_checks_the_schema_and_never_creates_it(tmp_path, caps
     # tables stand in for the missing ones, in every thread's connection
     with Catalog.open(folder, readonly=True) as cat:
         assert cat.count_images() == 1
-        assert cat.stored_learned_metric() is None and cat.image_text(cat.image_ids()) == {}
+        assert cat.stored_learned_metric() is None and cat.image_texts.get(cat.image_ids()) == {}
         other = []
-        thread = threading.Thread(target=lambda: other.append(cat.image_text(cat.image_ids())))
+        thread = threading.Thread(target=lambda: other.append(cat.image_texts.get(cat.image_ids())))
         thread.start()
         thread.join()
         assert other == [{}]

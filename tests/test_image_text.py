@@ -32,23 +32,23 @@ def test_store_and_read_image_text(tmp_path):
         a, b, c = cat.put_images([_row("/a.jpg", "p1", text=("r/1", ["arla", "farsk"], LINES)),
                                   _row("/b.jpg"), _row("/c.jpg")])
         before = cat.version
-        cat.put_image_text([(b, "r/1", ["yoggi"], []), (999, "r/1", ["gone"], [])])   # 999: no such image
+        cat.image_texts.put([(b, "r/1", ["yoggi"], []), (999, "r/1", ["gone"], [])])   # 999: no such image
         assert cat.version > before                    # the text index follows the version
-        got = cat.image_text([a, b, c])
+        got = cat.image_texts.get([a, b, c])
         assert set(got) == {a, b}
         assert got[a] == {"reader": "r/1", "words": ["arla", "farsk"],
                           "lines": [["ARLA FARSK", 0.98, [1, 2, 30, 2, 30, 9, 1, 9]]]}
-        assert list(cat.iter_image_words()) == [(a, "p1", ["arla", "farsk"]), (b, None, ["yoggi"])]
-        assert cat.images_without_text("r/1") == [(c, "/c.jpg")]
-        assert cat.images_without_text("r/2", [a, c]) == [(a, "/a.jpg"), (c, "/c.jpg")]
+        assert list(cat.image_texts.iter_words()) == [(a, "p1", ["arla", "farsk"]), (b, None, ["yoggi"])]
+        assert cat.image_texts.images_without("r/1") == [(c, "/c.jpg")]
+        assert cat.image_texts.images_without("r/2", [a, c]) == [(a, "/a.jpg"), (c, "/c.jpg")]
 
 
 def test_changed_content_drops_its_old_text_and_removal_its_row(tmp_path):
     with Catalog.open(tmp_path / "cat") as cat:
         a, = cat.put_images([_row("/a.jpg", text=("r/1", ["arla"], LINES))])
         cat.put_images([_row("/a.jpg", digest="new content")])
-        assert cat.image_text([a]) == {}
-        cat.put_image_text([(a, "r/1", ["arla"], [])])
+        assert cat.image_texts.get([a]) == {}
+        cat.image_texts.put([(a, "r/1", ["arla"], [])])
         cat.remove_images([a])
         assert cat.db.conn.execute("SELECT count(*) FROM image_text").fetchone()[0] == 0
 
@@ -59,11 +59,11 @@ def test_a_catalog_made_before_the_table_opens_and_gets_it(tmp_path):
     with sqlite3.connect(tmp_path / "cat" / "catalog.db") as conn:
         conn.execute("DROP TABLE image_text")
     with Catalog.open(tmp_path / "cat", readonly=True) as cat:
-        assert cat.count_images() == 1 and cat.image_text([a]) == {}
-        assert list(cat.iter_image_words()) == []
+        assert cat.count_images() == 1 and cat.image_texts.get([a]) == {}
+        assert list(cat.image_texts.iter_words()) == []
     with Catalog.open(tmp_path / "cat") as cat:
-        cat.put_image_text([(a, "r/1", ["arla"], [])])
-        assert cat.image_text([a])[a]["words"] == ["arla"]
+        cat.image_texts.put([(a, "r/1", ["arla"], [])])
+        assert cat.image_texts.get([a])[a]["words"] == ["arla"]
 
 
 def _label(path, text):
@@ -89,7 +89,7 @@ def test_plain_import_reads_no_text(tmp_path, model, labels):
     with Catalog.open(tmp_path / "cat") as cat:
         report = ingest(cat, model, [labels / "products.csv"])
         assert report.added == 2 and report.texts == 0
-        assert list(cat.iter_image_words()) == []
+        assert list(cat.image_texts.iter_words()) == []
 
 
 def test_import_with_read_text_stores_words_and_reads_older_images(tmp_path, model, labels):
@@ -97,10 +97,10 @@ def test_import_with_read_text_stores_words_and_reads_older_images(tmp_path, mod
         ingest(cat, model, [labels / "milk.png"])                      # indexed without its text
         report = ingest(cat, model, [labels / "products.csv"], read_text=True)
         assert report.added == 1 and report.unchanged == 1 and report.texts == 2, report.summary()
-        words = {p: w for _, p, w in cat.iter_image_words()}
+        words = {p: w for _, p, w in cat.image_texts.iter_words()}
         assert "mellanmjolk" in words["milk"] and "1.5%" in words["milk"]
         assert "graddfil" in words["cream"]
-        rows = cat.image_text(cat.image_ids())
+        rows = cat.image_texts.get(cat.image_ids())
         assert {r["reader"] for r in rows.values()} == {READER_ID}
         again = ingest(cat, model, [labels / "products.csv"], read_text=True)
         assert again.unchanged == 2 and again.texts == 0              # nothing read twice
@@ -112,4 +112,4 @@ def test_index_read_text_flag(tmp_path, labels, capsys):
     assert main(["index", "--catalog", str(tmp_path / "cat"), "--read-text", "-q", str(labels / "products.csv")]) == 0
     assert "text read on 2" in capsys.readouterr().out
     with Catalog.open(tmp_path / "cat") as cat:
-        assert len(list(cat.iter_image_words())) == 2
+        assert len(list(cat.image_texts.iter_words())) == 2

@@ -174,7 +174,7 @@ def test_built_from_a_catalog_and_cached_per_version(tmp_path):
         assert _best(index.match(["oatly", "havregurt"])) == "p1"
         assert index.match(["weather"]) == {}                       # descriptions left out
         assert set(index.match(["oat1000"])) == {"p1"}              # the SKU as one code
-        cat.put_image_text([(ids[1], "reader/1", ["sommarfil", "arla"], [("SOMMARFIL", 0.9, [(0, 0)] * 4)]),
+        cat.image_texts.put([(ids[1], "reader/1", ["sommarfil", "arla"], [("SOMMARFIL", 0.9, [(0, 0)] * 4)]),
                             (ids[2], "reader/1", ["yoggi", "vanilj"], [])])
         fresh = text_index(cat)
         assert fresh is not index and fresh.version == cat.version
