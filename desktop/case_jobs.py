@@ -6,6 +6,7 @@ watching folders for new offers, recording decisions. They run on the session's 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,8 +117,15 @@ def write_report_job(
     cancel: threading.Event,
 ) -> Any:
     """The evidence report (``engine.case_report``, .html or .pdf) of the offers decided
-    infringing; None when cancelled (nothing written), 0 when no offer is decided infringing."""
-    from engine.case_report import select_offers, write_report
+    infringing; None when cancelled (nothing written), 0 when no offer is decided infringing.
+    A .csv path gets every offer of the case as a spreadsheet instead (engine.export)."""
+    from engine.case_report import WrittenReport, select_offers, write_report
+
+    if str(path).lower().endswith(".csv"):
+        from engine.export import export_case, open_output
+
+        with open_output(path, protect=catalog.directory) as out:
+            return WrittenReport(Path(path), export_case(catalog, case, out))
 
     offers = select_offers(catalog, case)
     if not offers:

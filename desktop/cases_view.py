@@ -99,7 +99,8 @@ class CasesView(QWidget):
         self.progress.setVisible(False)
         self.progress.setFormat("%v/%m offers")
         self.export_button = QPushButton("Export report…")
-        self.export_button.setToolTip("Write the evidence report (HTML or PDF) of the offers decided infringing")
+        self.export_button.setToolTip("Write the evidence report (HTML or PDF) of the offers decided infringing, "
+                                      "or every offer as CSV")
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Case:"))
         bar.addWidget(self.case_box)
@@ -516,7 +517,8 @@ class CasesView(QWidget):
             return
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Export the evidence report", f"{self.case}.html",
-                                                  "HTML report (*.html);;PDF report (*.pdf)")
+                                                  "HTML report (*.html);;PDF report (*.pdf);;"
+                                                  "Every offer as CSV (*.csv)")
             if not path:
                 return
         task = self.session.start_case_job(

@@ -230,3 +230,8 @@ def test_the_report_covers_the_offers_decided_infringing(qtbot, make_view, offer
         view.export_report(str(tmp_path / "report.html"))
     assert written.args[0].offers == 1
     assert "copied.jpg" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    with qtbot.waitSignal(view.reportWritten, timeout=WAIT_MS) as spreadsheet:
+        view.export_report(str(tmp_path / "offers.csv"))
+    assert spreadsheet.args[0].offers == 3            # every offer, decided or not
+    text = (tmp_path / "offers.csv").read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].startswith("number,offer,image,sha256") and "infringing" in text
