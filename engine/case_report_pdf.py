@@ -16,6 +16,8 @@ from fpdf.enums import XPos, YPos
 MARGIN = 14          # mm
 GAP = 4              # mm between the images of a pair
 IMAGE_BOX = 68       # mm: the height of a row of images (both rows and the table fit one A4 page)
+#: characters of one table cell at most (a table row must fit one page; the HTML report has all)
+CELL_CHARS = 700
 
 
 class _Report(FPDF):
@@ -48,6 +50,11 @@ class _Report(FPDF):
         self.multi_cell(0, size * 0.48, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
+def _clip(text: str, n: int = CELL_CHARS) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "… (cut here; the HTML report has it all)"
+
+
 def render_pdf(meta: dict, items: list, fonts: Path) -> bytes:
     """The report as PDF bytes."""
     from .case_report import evidence_rows
@@ -67,7 +74,7 @@ def render_pdf(meta: dict, items: list, fonts: Path) -> bytes:
         table.row(["#", "Offer", "Score", "Edits", "Catalog image", "Decision"])
         for it in items:
             r = it.record
-            table.row([str(r.number), r.offer, "" if r.score is None else f"{r.score:.3f}",
+            table.row([str(r.number), _clip(r.offer, 160), "" if r.score is None else f"{r.score:.3f}",
                        ", ".join(it.edits) or "none found", Path(it.match.get("path") or "").name,
                        meta["decisions"].get(r.decision, "")])
     for it in items:
@@ -78,7 +85,7 @@ def render_pdf(meta: dict, items: list, fonts: Path) -> bytes:
 def _offer_page(pdf: _Report, meta: dict, it, rows: list[tuple[str, str]]) -> None:
     r = it.record
     pdf.add_page()
-    pdf.heading(f"Offer {r.number}: {r.offer}", 12)
+    pdf.heading(f"Offer {r.number}: {_clip(r.offer, 200)}", 12)
     for w in it.warnings:
         pdf.set_text_color(150, 90, 0)
         pdf.text("Warning: " + w, 8.5, bold=True)
@@ -103,7 +110,7 @@ def _offer_page(pdf: _Report, meta: dict, it, rows: list[tuple[str, str]]) -> No
         pdf.ln(6)
     pdf.text("Edits found: " + (", ".join(it.edits) or "none"), 9.5, bold=True)
     pdf.ln(1)
-    fields = "\n".join(f"{k}: {v}" for k, v in r.fields.items()) or "—"
+    fields = "\n".join(f"{k}: {_clip(v, 300)}" for k, v in r.fields.items()) or "—"
     product = "\n".join(f"{k.replace('_', ' ')}: {it.match[k]}" for k in
                         ("product_id", "title", "brand", "price", "category", "url", "sku", "gtin") if it.match.get(k))
     decided = meta["decisions"].get(r.decision, "none") + (f" ({r.decided_at})" if r.decided_at else "") + \
@@ -117,4 +124,4 @@ def _offer_page(pdf: _Report, meta: dict, it, rows: list[tuple[str, str]]) -> No
     with pdf.table(col_widths=(42, pdf.epw - 42), line_height=3.4, text_align="LEFT",
                    first_row_as_headings=False) as table:
         for label, value in all_rows:
-            table.row([label, value])
+            table.row([label, _clip(value)])
