@@ -55,4 +55,5 @@ TXT
 mkdir -p dist
 tarball=dist/$name-linux-x86_64.tar.gz
 tar -C build/stage -cf - "$name" | gzip -6 > "$tarball"
-echo "build: $tarball ($(du -sm "$tarball" | cut -f1) MB; unpacked $(du -sm "$stage" | cut -f1) MB) in $(( $(date +%s) - start )) s"
+echo "build: $tarball ($(du -sm "$tarball" | cut -f1) MiB; unpacked $(du -sm "$stage" | cut -f1) MiB)" \
+    "in $(( $(date +%s) - start )) s"

@@ -98,14 +98,16 @@ def main(bundle: Path) -> int:
              "Apache-2.0. Each component's licence files are in the folder named beside it.", ""]
 
     def entry(folder: str, name: str, version: str, licence: str, what: str = "") -> None:
-        index.append(f"{name} {version}".strip().ljust(40) + f" {licence}" + (f"  [{folder}/]" if folder else ""))
+        where = f"  [{folder}/]" if folder else ""
+        index.append(f"{name} {version}".strip().ljust(40) + f" {licence}{where}")
         if what:
             index.append(" " * 41 + what)
 
     # the Python interpreter and its standard library (and the libraries it bundles)
     py = lic / "python"
     py.mkdir()
-    stdlib_licence = Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "LICENSE.txt"
+    stdlib = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib_licence = Path(sys.base_prefix) / "lib" / stdlib / "LICENSE.txt"
     if stdlib_licence.is_file():
         shutil.copyfile(stdlib_licence, py / "LICENSE.txt")
     entry("python", "Python", sys.version.split()[0], "PSF-2.0")
@@ -148,7 +150,9 @@ def main(bundle: Path) -> int:
     (lic / "models").mkdir()
     for manifest in sorted(ROOT.glob("models/*/model.json")):
         pack = json.loads(manifest.read_text())
-        text = f"{pack['name']} {pack.get('version', '')}\nlicence: {pack.get('licence', '?')}\nsource: {pack.get('source', '?')}\n"
+        source = pack.get("source", "?")
+        source = source if isinstance(source, str) else json.dumps(source, indent=2)
+        text = f"{pack['name']} {pack.get('version', '')}\nlicence: {pack.get('licence', '?')}\nsource: {source}\n"
         (lic / "models" / f"{pack['name']}.txt").write_text(text)
         entry("models", f"model pack {pack['name']}", pack.get("version", ""), pack.get("licence", "?"))
 

@@ -43,7 +43,8 @@ run() {
     fi
 }
 
-for f in lookalike lookalike-gui lookalike.desktop icons/lookalike-256.png install-desktop-entry.sh licenses/INDEX.txt; do
+for f in lookalike lookalike-gui lookalike.desktop icons/lookalike-256.png install-desktop-entry.sh \
+         licenses/INDEX.txt; do
     [[ -e $b/$f ]] || fail "$f missing at the bundle's top level"
 done
 if (( ${#hide[@]} )); then
@@ -98,5 +99,5 @@ for _ in 1 2 3 4 5; do
 done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 echo "smoke: GUI start-up ms: $(tr '\n' ' ' <<<"$sorted")(p50 $(sed -n 3p <<<"$sorted") ms)"
-echo "smoke: bundle unpacked: $(du -sm "$b" | cut -f1) MB"
+echo "smoke: bundle unpacked: $(du -sm "$b" | cut -f1) MiB"
 echo "smoke: PASS"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -98,6 +99,9 @@ def test_install_desktop_entry(tmp_path):
     assert f'Exec="{bundle}/lookalike-gui" %F' in entry
     assert f"TryExec={bundle}/lookalike-gui" in entry
     assert "Icon=lookalike" in entry
+    if shutil.which("desktop-file-validate"):       # desktop-file-utils, where installed
+        subprocess.run(["desktop-file-validate", str(tmp_path / "data" / "applications" / "lookalike.desktop")],
+                       check=True, capture_output=True)
     assert (tmp_path / "data" / "icons" / "hicolor" / "256x256" / "apps" / "lookalike.png").is_file()
     subprocess.run(["sh", str(bundle / "install-desktop-entry.sh"), "--remove"], env=env, check=True,
                    capture_output=True)
