@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ def _bundled() -> set[Path]:
 def test_bundle_carries_every_package_data_file():
     # pyproject's package-data is what a wheel installs beside the code; the bundle needs the
     # same files (the export scripts in models/ aside: they are not run by the app)
+    tomllib = pytest.importorskip("tomllib")          # Python 3.11+
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     expected = set()
     for package, patterns in config.items():
