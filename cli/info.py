@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from cli.common import OK, add_catalog_options, open_catalog
+from cli.vectors import describe
 
 
 def register(sub) -> None:
@@ -32,13 +33,8 @@ def run(args) -> int:
         print(f"images      {stats['images']}  ({stats['products_with_images']} products with images)")
         print(f"products    {stats['products']}")
         print(f"model       {model.name} ({model.model_id}), execution provider {model.provider}")
-        idx = stats["index"]
-        if idx:
-            dims = (f"{idx['dim']} dims" if not idx.get("projection") else
-                    f"{idx['dim']} dims stored as {idx['stored_dim']} (PCA {idx['projection']}, "
-                    f"re-ranked with full embeddings)")
-            print(f"index       HNSW cosine, {idx['count']} vectors of {dims}, M={idx['M']}, "
-                  f"ef_construction={idx['ef_construction']}, ef={idx['ef']}")
+        if stats["index"]:
+            print(f"index       {describe(stats['index'])}")
         print(f"disk        {stats['disk_bytes'] / 1e6:.1f} MB")
         print(f"errors      {stats['errors']}")
         for e in stats["recent_errors"]:

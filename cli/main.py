@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import bench, case, check, dupes, evaluate, export, gui, index, info, remove, search
+from cli import bench, case, check, dupes, evaluate, export, gui, index, info, remove, search, vectors
 from cli.common import run_handler
 
 # every command, in the order of ``lookalike --help``; each module's register(sub) adds its
 # sub-parser with handler=run. A module that fails to import fails here, loudly.
-COMMANDS = (index, search, info, remove, export, gui, evaluate, dupes, case, check, bench)
+COMMANDS = (index, search, info, remove, export, gui, evaluate, dupes, case, check, vectors, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,8 @@ from .decision_store import DecisionStore
 from .image_text_store import ImageTextStore
 from .errors import CatalogBusyError, CatalogError, LookalikeError
 from .faults import fault_point
-from .paths import default_catalog_dir
+from .milvus_store import claim_backend, store_for
+from .paths import catalog_location, default_catalog_dir
 from .thumbnail_cache import THUMBNAIL_DIR, ThumbnailCache
 from .vector_store import VectorStore
 
@@ -93,6 +94,8 @@ class Catalog:
         self.vectors = VectorStore(self)            # the HNSW index (engine.vector_store)
         self.thumbnails = ThumbnailCache(self)      # thumbnails/ (engine.thumbnail_cache)
         self._init_db(recreate_emptied)
+        if self.meta("vector_store"):               # its vectors in Milvus (engine.milvus_store)
+            self.vectors = store_for(self)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -101,9 +104,12 @@ class Catalog:
         """Open the catalog in ``directory``; ``create``: make one there if the folder is new or
         empty (never in a folder of other files: NotACatalogError). An emptied database raises
         EmptiedCatalogError unless ``recreate_emptied`` (`lookalike check --repair`)."""
-        directory = Path(directory).expanduser() if directory else default_catalog_dir()
+        directory, backend = catalog_location(directory) if directory else (default_catalog_dir(), None)
         check_folder(directory, create=create and not readonly, recreate=recreate_emptied and not readonly)
-        return cls(directory, readonly=readonly, recreate_emptied=recreate_emptied)
+        catalog = cls(directory, readonly=readonly, recreate_emptied=recreate_emptied)
+        if backend:             # milvus-lite:PATH, milvus://HOST:PORT/NAME (engine.milvus_store)
+            claim_backend(catalog, backend)
+        return catalog
 
     def _init_db(self, recreate_emptied: bool = False) -> None:
         try:

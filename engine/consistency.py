@@ -232,7 +232,40 @@ def _damaged_embeddings(catalog: Catalog, sizes: list[tuple[int, int]]) -> list[
     return bad
 
 
+def _check_milvus(catalog: Catalog, report: CheckReport) -> None:
+    """A Milvus catalog's collection against the database: count, missing and extra ids."""
+    store = catalog.vectors
+    repair = "rebuild the collection from the stored embeddings"
+    try:
+        since = store.reflected_version()
+        coll = store.ids()
+        schema = store.schema_problem()
+    except CatalogError as exc:
+        report.add("index-file", PROBLEM, str(exc), repair=repair)
+        return
+    if schema:
+        report.add("index-file", PROBLEM, schema, repair=repair)
+        return
+    db_ids = set(catalog.image_ids())
+    if since < catalog.version:              # not the writer: compare what the collection reflects
+        report.add("index-version", NOTE, f"collection is at version {since}, the database at "
+                   f"{catalog.version} (the writer brings it up to date)", repair="bring it up to date")
+        changed = set(catalog.image_ids(since)) | set(catalog.removed_since(since))
+        db_ids, coll = db_ids - changed, coll - changed
+    missing, extra = sorted(db_ids - coll), sorted(coll - db_ids)
+    if missing or extra:
+        report.add("index-ids", PROBLEM, f"{store.uri}: collection and database disagree: {len(missing)} "
+                   f"images not in the collection, {len(extra)} rows with no image",
+                   count=len(missing) + len(extra), examples=[*missing, *extra], repair=repair)
+        return
+    report.add("index", OK, f"{store.uri}: collection {store.collection}: {len(coll)} vectors = "
+               f"{len(db_ids)} images, same ids")
+
+
 def _check_index(catalog: Catalog, report: CheckReport) -> None:
+    if getattr(catalog.vectors, "backend", None):          # its vectors in Milvus
+        _check_milvus(catalog, report)
+        return
     path = catalog.vectors.path
     dim = catalog.embedding_dim
     if dim is None:

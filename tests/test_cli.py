@@ -16,7 +16,7 @@ from engine import __version__
 from engine.errors import LookalikeError
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["index", "search", "info", "remove", "export", "gui", "eval", "dupes", "case", "check", "bench"]
+NAMES = ["index", "search", "info", "remove", "export", "gui", "eval", "dupes", "case", "check", "vectors", "bench"]
 SHARED = {"__init__", "__main__", "main", "common"}
 
 

@@ -1,0 +1,133 @@
+"""A catalog's vectors in Milvus Lite vs the local HNSW index (issue #19): the figures of
+docs/milvus.md.
+
+    python benchmarks/milvus_store.py search LOCAL LITE --queries DIR   # search p50, nearest p50
+    python benchmarks/milvus_store.py recall LITE --queries DIR          # recall@10 vs exact by nprobe
+    python benchmarks/milvus_store.py dupes LOCAL LITE                   # duplicate-scan seconds
+
+LOCAL and LITE are copies of one catalog, LITE moved with `lookalike vectors --to milvus-lite`.
+Queries are image files (e.g. the Luma copies, eval/copies), embedded once by the bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.catalog import Catalog  # noqa: E402
+
+
+def _queries(folder: str, n: int) -> list[Path]:
+    return sorted(Path(folder).glob("*.jpg"))[:n]
+
+
+def _embed(paths: list[Path]) -> np.ndarray:
+    from engine.imaging import load_image
+    from engine.model import load_model
+
+    model = load_model()
+    return np.concatenate([model.embed([load_image(p, min_short_side=model.resize_short_side)])
+                           for p in paths])
+
+
+def _p50(times: list[float]) -> float:
+    return round(float(np.median(times)) * 1000, 2)
+
+
+def search(args) -> None:
+    from engine.model import load_model
+    from engine.search import Searcher
+
+    model = load_model()
+    paths = _queries(args.queries, args.n)
+    embs = _embed(paths)
+    for folder in (args.local, args.lite):
+        with Catalog.open(folder, create=False, readonly=True) as cat:
+            searcher = Searcher(cat, model, read_text=False)
+            cat.vectors.nearest(embs[:1], 10)                # warm: open, load
+            near, full = [], []
+            for q in embs:
+                t = time.perf_counter()
+                cat.vectors.nearest(q, 10)
+                near.append(time.perf_counter() - t)
+            for p in paths[: args.full]:
+                t = time.perf_counter()
+                searcher.search_path(p, k=10)
+                full.append(time.perf_counter() - t)
+            print(f"{folder}: {cat.count_images()} images, {type(cat.vectors).__name__}: nearest p50 "
+                  f"{_p50(near)} ms, search p50 {_p50(full) if full else '-'} ms", flush=True)
+
+
+def recall(args) -> None:
+    from engine import milvus_store
+
+    embs = _embed(_queries(args.queries, args.n))
+    with Catalog.open(args.lite, create=False, readonly=True) as cat:
+        exact = np.full((len(embs), 10), -1.0, np.float32)
+        exact_ids = np.zeros((len(embs), 10), np.int64)
+        for ids, vecs in cat.iter_embeddings(batch=20_000):
+            sims = embs @ vecs.T
+            all_s = np.concatenate([exact, sims], axis=1)
+            all_i = np.concatenate([exact_ids, np.broadcast_to(ids, sims.shape)], axis=1)
+            top = np.argsort(-all_s, axis=1)[:, :10]
+            exact, exact_ids = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
+        store = cat.vectors
+        print(store.info())
+        nlist = store.index_settings().get("nlist")
+        for nprobe in args.nprobe:
+            store._cached_settings = {"index_type": "IVF_FLAT", "nlist": nlist, "nprobe": nprobe}
+            store.nearest(embs[:1], 10)
+            t = []
+            hits = 0
+            for q, want in zip(embs, exact_ids):
+                t0 = time.perf_counter()
+                got, _ = store.nearest(q, 10)
+                t.append(time.perf_counter() - t0)
+                hits += len(set(got[0].tolist()) & set(want.tolist()))
+            print(f"nlist {nlist} nprobe {nprobe}: recall@10 {hits / exact_ids.size:.4f}, "
+                  f"nearest p50 {_p50(t)} ms (the default: {milvus_store.best_nprobe(nlist or 1)})",
+                  flush=True)
+
+
+def dupes(args) -> None:
+    from engine import duplicates
+
+    for folder in (args.local, args.lite):
+        with Catalog.open(folder, create=False, readonly=True) as cat:
+            cat.vectors.index()
+            t = time.perf_counter()
+            result = duplicates.scan(cat, only_new=False)
+            print(f"{folder}: duplicate scan {time.perf_counter() - t:.1f} s, {len(result.groups)} groups, "
+                  f"candidates {result.seconds and round(result.timings.get('candidates', 0), 2)} s",
+                  flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("search")
+    s.add_argument("local")
+    s.add_argument("lite")
+    s.add_argument("--queries", required=True)
+    s.add_argument("-n", type=int, default=100)
+    s.add_argument("--full", type=int, default=40, help="full searches (decode, verify) per catalog")
+    r = sub.add_parser("recall")
+    r.add_argument("lite")
+    r.add_argument("--queries", required=True)
+    r.add_argument("-n", type=int, default=200)
+    r.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 80, 128])
+    d = sub.add_parser("dupes")
+    d.add_argument("local")
+    d.add_argument("lite")
+    args = p.parse_args()
+    {"search": search, "recall": recall, "dupes": dupes}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,637 @@
+"""A catalog's vectors in Milvus (issue #19, first slice): ``catalog.vectors`` when the catalog's
+``meta.vector_store`` names a Milvus backend (engine.paths.catalog_location):
+
+* ``milvus-lite``: Milvus Lite in the catalog folder (``vectors.milvus.db``), collection
+  ``lookalike_<catalog id>``, index FLAT below ``IVF_MIN_IMAGES`` images, else IVF_FLAT;
+* ``milvus://HOST:PORT/NAME``: a Milvus server, collection NAME, index HNSW.
+
+The catalog's SQLite database stays the record store (products, images and their embeddings,
+local features, decisions); Milvus holds one row per image: its id, its unit embedding (metric IP
+= cosine) and the scalar fields filters use (product_id, category, brand, price, group_id), so a
+later step can push filters down. It is kept in step like the HNSW index (engine.vector_store):
+``meta.milvus_version`` records the catalog version the collection reflects (written after a
+flush, so a crash between leaves it behind, never ahead: the sync is idempotent); only the
+process holding the catalog's write lock writes Milvus. A reader whose collection is behind (or
+that cannot open it: Milvus Lite is one process at a time) searches it without the images changed
+since, and those exactly over their stored embeddings, merged: answers stay correct, only slower.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from .errors import CatalogError
+from .paths import LITE_FILE, LITE_SCHEME, SERVER_SCHEME
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+VERSION_KEY = "milvus_version"
+INDEX_KEY = "milvus_index"
+BACKEND_KEY = "vector_store"
+INSTALL_HINT = 'pip install "lookalike[milvus]"'
+#: Below this many images Milvus Lite scans every vector (FLAT: exact, a few ms); above, IVF_FLAT.
+IVF_MIN_IMAGES = 5_000
+#: IVF lists per sqrt(images) (nlist ~ 4 sqrt(n), 1265 at 100k) and the share probed per query,
+#: at least ``NPROBE_MIN``: recall@10 vs exact >= 0.99 on real embeddings (docs/milvus.md).
+NLIST_PER_ROOT = 4
+NPROBE_SHARE = 1 / 16
+NPROBE_MIN = 32
+#: HNSW on a server: graph degree, build breadth, search breadth (the local index's own choices,
+#: engine.index; recall@10 0.99+ at 1M there).
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 32, 200, 256
+#: Rows per upsert, and query rows x k per search call (Milvus caps nq and topk at 16384).
+UPSERT_BATCH = 2_000
+SEARCH_CELLS = 65_536
+ID_RANGE = 10_000
+MAX_TOPK = 16_384
+#: A reader behind by more than this many images searches them from the stored embeddings in
+#: batches instead of keeping them in memory.
+DELTA_IN_MEMORY = 20_000
+SCALARS = ("product_id", "category", "brand", "group_id")
+CONNECT_TIMEOUT = 5.0
+_lite_users: dict[str, int] = {}        # Milvus Lite files open in this process -> users
+_lite_lock = threading.Lock()
+
+
+def milvus_error(uri: str, exc: BaseException) -> CatalogError:
+    """One line naming the backend."""
+    text = " ".join(str(getattr(exc, "message", "") or exc).split())
+    return CatalogError(f"{uri}: Milvus error: {text[:300]}")
+
+
+def _pymilvus():
+    try:
+        import pymilvus
+    except ImportError as exc:
+        raise CatalogError(f"this catalog keeps its vectors in Milvus: {INSTALL_HINT}") from exc
+    return pymilvus
+
+
+def store_for(catalog: "Catalog"):
+    """The vector store ``meta.vector_store`` names: the HNSW index, or a MilvusVectorStore."""
+    from .vector_store import VectorStore
+
+    backend = catalog.meta(BACKEND_KEY) or ""
+    try:
+        return MilvusVectorStore(catalog, backend) if backend else VectorStore(catalog)
+    except CatalogError:
+        catalog.close()                  # (called while opening: the caller gets no catalog)
+        raise
+
+
+def claim_backend(catalog: "Catalog", backend: str) -> None:
+    """Give a catalog opened as ``milvus-lite:PATH`` / ``milvus://...`` that backend: a new (empty)
+    catalog takes it; one already using another is a one-line error (move it with ``vectors``)."""
+    current = catalog.meta(BACKEND_KEY) or ""
+    if current == backend:
+        return
+    try:
+        if catalog.count_images() or catalog.readonly:
+            raise CatalogError(f"{catalog.directory}: its vectors are in {current or 'the local index'}"
+                               f", not {backend}: move them with `lookalike vectors --to ...`")
+        _pymilvus()
+        with catalog.writer():
+            catalog.set_meta(BACKEND_KEY, backend)
+            catalog.set_meta(VERSION_KEY, "-1")
+    except CatalogError:
+        catalog.close()
+        raise
+    catalog.vectors.close()
+    catalog.vectors = store_for(catalog)
+
+
+def best_nlist(n: int) -> int:
+    return max(1, min(65_536, round(NLIST_PER_ROOT * math.sqrt(max(n, 1)))))
+
+
+def best_nprobe(nlist: int) -> int:
+    return min(nlist, max(NPROBE_MIN, math.ceil(nlist * NPROBE_SHARE)))
+
+
+class MilvusIndex:
+    """What the search and the duplicate scan use of an index: ``len``, ``query``, ``projection``."""
+
+    projection = None
+
+    def __init__(self, store: "MilvusVectorStore", count: int):
+        self.store, self.count = store, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def query(self, vectors: np.ndarray, k: int, *, ef: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.nearest(vectors, k)
+
+    def info(self) -> dict:
+        return self.store.info()
+
+
+class MilvusVectorStore:
+    """``catalog.vectors`` kept in a Milvus collection; the interface of engine.vector_store."""
+
+    def __init__(self, catalog: "Catalog", backend: str):
+        _pymilvus()                              # (not installed: say so on open)
+        self.catalog = catalog
+        self.backend = backend
+        if backend == LITE_SCHEME.rstrip(":"):
+            self.server = None
+            self.path = catalog.directory / LITE_FILE
+            self.uri = str(self.path)
+            self.collection = f"lookalike_{catalog.catalog_id or 'catalog'}"
+        elif backend.startswith(SERVER_SCHEME):
+            from .paths import parse_server
+            host, port, name = parse_server(backend)
+            self.server = f"http://{host}:{port}"
+            self.path = catalog.index_path          # (no file here: check/repair leave it alone)
+            self.uri = backend
+            self.collection = name
+        else:
+            raise CatalogError(f"{catalog.directory}: unknown vector store {backend!r} in its meta table")
+        self._client = None
+        self._unavailable: str | None = None    # why this process cannot use the collection
+        self._lock = threading.RLock()
+        self._delta: tuple | None = None         # (catalog version, reflected version, ids, vecs)
+        self._checked = False
+        self._cached_settings: dict | None = None
+        self._loaded = False                     # the collection is loaded for searching
+
+    # ------------------------------------------------------------------ connection
+    def client(self):
+        """The connected MilvusClient; None when Milvus Lite's file is held by another process."""
+        with self._lock:
+            if self._client is not None or self._unavailable:
+                return self._client
+            pymilvus = _pymilvus()
+            try:
+                if self.server is None:
+                    self._client = self._open_lite(pymilvus)
+                else:
+                    self._client = pymilvus.MilvusClient(self.server, timeout=CONNECT_TIMEOUT)
+            except Exception as exc:             # grpc, pymilvus and milvus_lite raise their own
+                raise milvus_error(self.uri, exc) from exc
+            return self._client
+
+    def _open_lite(self, pymilvus):
+        key = str(self.path.resolve())
+        if not self.catalog.readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            client = pymilvus.MilvusClient(key)
+        except pymilvus.MilvusException as exc:
+            if "Open local milvus failed" not in str(exc) or not Path(key).exists():
+                raise
+            self._unavailable = "its Milvus Lite file is open in another process"
+            log.warning("%s: %s; searching the stored embeddings instead", key, self._unavailable)
+            return None
+        with _lite_lock:
+            _lite_users[key] = _lite_users.get(key, 0) + 1
+        return client
+
+    def close(self) -> None:
+        """Let the Milvus Lite file go when no other catalog of this process uses it."""
+        with self._lock:
+            client, self._client, self._delta = self._client, None, None
+            self._checked = self._loaded = False
+        if client is None:
+            return
+        try:
+            client.close()
+        except Exception:
+            pass
+        if self.server is None:
+            key = str(self.path.resolve())
+            with _lite_lock:
+                _lite_users[key] = _lite_users.get(key, 1) - 1
+                last = _lite_users[key] <= 0
+                if last:
+                    del _lite_users[key]
+            if last:
+                from milvus_lite.server_manager import server_manager_instance
+                server_manager_instance.release_server(key)
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CatalogError:
+            raise
+        except Exception as exc:
+            raise milvus_error(self.uri, exc) from exc
+
+    # ------------------------------------------------------------------ the collection
+    def reflected_version(self) -> int:
+        return int(self.catalog.meta(VERSION_KEY, "-1") or -1)
+
+    def _exists(self, client) -> bool:
+        return bool(self._call(client.has_collection, self.collection))
+
+    def _ready(self):
+        """The client with the collection loaded (once per process), or None: no collection, or
+        no access to it."""
+        with self._lock:
+            client = self.client()
+            if client is None:
+                return None
+            if not self._loaded:
+                if not self._exists(client):
+                    return None
+                self._call(client.load_collection, self.collection)
+                self._loaded = True
+            return client
+
+    def _check_schema(self, client) -> str | None:
+        """Why the collection is not one this store made for this catalog's dims, or None."""
+        fields = {f["name"]: f for f in self._call(client.describe_collection, self.collection)["fields"]}
+        want = {"id", "embedding", *SCALARS, "price"}
+        if set(fields) != want:
+            return f"collection {self.collection} has fields {sorted(fields)}, not {sorted(want)}"
+        dim = int(fields["embedding"].get("params", {}).get("dim", 0))
+        if self.catalog.embedding_dim not in (None, dim):
+            return f"collection {self.collection} holds {dim}-d vectors, the catalog {self.catalog.embedding_dim}-d"
+        return None
+
+    def schema_problem(self) -> str | None:
+        """Why the collection is not usable as this catalog's, or None (no collection: None)."""
+        client = self.client()
+        if client is None or not self._exists(client):
+            return None if client is not None else self._unavailable
+        return self._check_schema(client)
+
+    def _index_spec(self, n: int) -> dict:
+        """The index for ``n`` images: HNSW on a server, FLAT or IVF_FLAT on Milvus Lite."""
+        if self.server is not None:
+            return {"index_type": "HNSW", "M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
+        if n < IVF_MIN_IMAGES:
+            return {"index_type": "FLAT"}
+        return {"index_type": "IVF_FLAT", "nlist": best_nlist(n)}
+
+    def _index_params(self, client, n: int):
+        spec = self._index_spec(n)
+        params = client.prepare_index_params()
+        params.add_index("embedding", index_type=spec["index_type"], metric_type="IP",
+                         params={k: v for k, v in spec.items() if k != "index_type"})
+        # (Milvus Lite's describe_index leaves the parameters out: the catalog keeps them)
+        self.catalog.set_meta(INDEX_KEY, json.dumps(spec))
+        self._cached_settings = None
+        return params
+
+    def _create(self, client, dim: int, n: int) -> None:
+        pymilvus = _pymilvus()
+        DataType = pymilvus.DataType
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+        for name in SCALARS:
+            schema.add_field(name, DataType.VARCHAR, max_length=1024, nullable=True)
+        schema.add_field("price", DataType.DOUBLE, nullable=True)
+        self._call(client.create_collection, self.collection, schema=schema,
+                   index_params=self._index_params(client, n), consistency_level="Strong")
+
+    def index_settings(self) -> dict:
+        """The collection's index type and parameters, with the search's (nprobe, ef)."""
+        try:
+            settings = json.loads(self.catalog.meta(INDEX_KEY) or "{}")
+        except ValueError:
+            settings = {}
+        if "nlist" in settings:
+            settings["nprobe"] = best_nprobe(settings["nlist"])
+        if settings.get("index_type") == "HNSW":
+            settings["ef"] = HNSW_EF
+        return settings
+
+    def count(self) -> int:
+        client = self._ready()
+        if client is None:
+            return 0
+        rows = self._call(client.query, self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def ids(self) -> set[int]:
+        """Every id in the collection."""
+        client = self._ready()
+        if client is None:
+            return set()
+        # by id ranges of ID_RANGE (Milvus caps a query at 16384 rows; its query iterator needs
+        # a timestamp service Milvus Lite lacks)
+        top = max(self.catalog.image_ids()[-1:] or [0])
+        out: set[int] = set()
+        for lo in range(0, top + 1, ID_RANGE):
+            out.update(self._ids_where(client, f"id >= {lo} and id < {lo + ID_RANGE}"))
+        out.update(self._ids_where(client, f"id < 0 or id >= {top - top % ID_RANGE + ID_RANGE}"))
+        return out
+
+    def _ids_where(self, client, expr: str) -> list[int]:
+        rows = self._call(client.query, self.collection, filter=expr, output_fields=["id"], limit=MAX_TOPK)
+        return [int(r["id"]) for r in rows]
+
+    def info(self) -> dict:
+        return {"backend": "milvus-lite" if self.server is None else "milvus", "uri": self.uri,
+                "collection": self.collection, "count": self.count(),
+                "version": self.reflected_version(), **self.index_settings(),
+                **({"unavailable": self._unavailable} if self._unavailable else {})}
+
+    # ------------------------------------------------------------------ keeping in step
+    def _may_write(self) -> Iterator[bool]:
+        return self.catalog.write_lock_if_free()
+
+    def sync(self, index: MilvusIndex | None = None, *, save: bool | None = None) -> int:
+        """Apply database changes newer than ``meta.milvus_version`` to the collection, only in the
+        process that may write the catalog (it takes the write lock when free). Returns how many."""
+        catalog = self.catalog
+        if catalog.readonly or save is False:
+            return 0
+        if self._checked and self.reflected_version() >= catalog.version:
+            return 0
+        with self._lock, self._may_write() as mine:
+            client = self.client()
+            if not mine or client is None:
+                return 0
+            since = self.reflected_version()
+            if not self._exists(client) or since > catalog.version:
+                return self._refill(client)      # (a database older than its collection too)
+            first = not self._checked
+            if first and (why := self._check_schema(client)) is not None:
+                raise CatalogError(f"{self.uri}: {why}: run `lookalike check --repair`")
+            changed = 0
+            if since < catalog.version:
+                with catalog.read_snapshot():
+                    target = catalog.version
+                    gone = catalog.removed_since(since)
+                    if gone:
+                        self._call(client.delete, self.collection, ids=[int(i) for i in gone])
+                        changed += len(gone)
+                    for ids, vecs in catalog.iter_embeddings(batch=UPSERT_BATCH, since_version=since):
+                        self._upsert(client, ids, vecs)
+                        changed += len(ids)
+                self._call(client.flush, self.collection)
+                catalog.set_meta(VERSION_KEY, str(target))
+                self._delta = None
+            self._checked = True
+            if first and (n := self.count()) != catalog.count_images():
+                log.warning("%s: collection %s holds %d rows for %d images; refilling it", self.uri,
+                            self.collection, n, catalog.count_images())
+                return self._refill(client)
+            if changed and self._index_due(client):
+                self._reindex(client)
+            return changed
+
+    def _upsert(self, client, ids: np.ndarray, vecs: np.ndarray) -> None:
+        records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
+        rows = []
+        for i, v in zip(ids.tolist(), vecs):
+            r = records.get(i, {})
+            row = {"id": i, "embedding": v, "price": _price(r.get("price"))}
+            row.update({name: _text(r.get(name)) for name in SCALARS})
+            rows.append(row)
+        self._call(client.upsert, self.collection, rows)
+
+    def _refill(self, client) -> int:
+        """Drop and fill the collection from the stored embeddings; returns the rows written."""
+        catalog = self.catalog
+        if self._exists(client):
+            self._call(client.drop_collection, self.collection)
+        self._delta, self._loaded = None, False
+        dim = catalog.embedding_dim
+        if dim is None:
+            catalog.set_meta(VERSION_KEY, str(catalog.version))
+            return 0
+        n = 0
+        self._create(client, dim, catalog.count_images())
+        with catalog.read_snapshot():
+            target = catalog.version
+            for ids, vecs in catalog.iter_embeddings(batch=UPSERT_BATCH):
+                self._upsert(client, ids, vecs)
+                n += len(ids)
+        self._call(client.flush, self.collection)
+        catalog.set_meta(VERSION_KEY, str(target))
+        self._checked = True
+        return n
+
+    def _index_due(self, client) -> bool:
+        """Whether the catalog outgrew its Milvus Lite index (FLAT -> IVF_FLAT, nlist x2)."""
+        if self.server is not None:
+            return False
+        n = self.count()
+        settings = self._settings()
+        if settings.get("index_type") == "FLAT":
+            return n >= IVF_MIN_IMAGES
+        nlist = settings.get("nlist") or 1
+        return n >= IVF_MIN_IMAGES and not 0.5 <= best_nlist(n) / nlist <= 2
+
+    def _reindex(self, client) -> None:
+        n = self.count()
+        log.info("%s: re-indexing %s for %d images", self.uri, self.collection, n)
+        self._call(client.release_collection, self.collection)
+        self._call(client.drop_index, self.collection, "embedding")
+        self._call(client.create_index, self.collection, self._index_params(client, n))
+        self._call(client.load_collection, self.collection)
+
+    def save(self) -> None:
+        """Bring the collection up to date (after an import), as the writer."""
+        self.sync()
+
+    def rebuild(self, **_params) -> MilvusIndex:
+        """Drop the collection and fill it again from the stored embeddings."""
+        catalog = self.catalog
+        with self._lock, catalog.writer():
+            client = self.client()
+            if client is None:
+                raise CatalogError(f"{self.uri}: {self._unavailable}")
+            self._refill(client)
+        return MilvusIndex(self, catalog.count_images())
+
+    def remove(self, image_ids: list[int]) -> None:
+        """Removed images leave the collection with the next sync (their tombstones)."""
+        self.sync()
+
+    def delete_files(self) -> bool:
+        """Drop the collection (the records it mirrored are gone); whether there was one."""
+        client = self.client()
+        if client is None or not self._exists(client):
+            return False
+        self._call(client.drop_collection, self.collection)
+        self._loaded = False
+        return True
+
+    def drop(self) -> None:
+        """Drop the collection and let Milvus Lite's file go (moving the vectors elsewhere)."""
+        self.delete_files()
+        self.close()
+
+    # ------------------------------------------------------------------ searching
+    def index(self) -> MilvusIndex | None:
+        """The collection, brought up to date by the writer; None while the catalog is empty."""
+        self.sync()
+        if self.catalog.embedding_dim is None:
+            return None
+        return MilvusIndex(self, self.catalog.count_images())
+
+    def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest images of each query embedding: (ids [N,k'], cosines [N,k']), the
+        cosines the inner products of unit vectors. Images changed since the collection's version
+        are searched exactly over their stored embeddings and merged in."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        n = self.catalog.count_images()
+        k = min(int(k), n)
+        if k <= 0:
+            return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
+        stale, delta = self._stale()
+        parts = []
+        if self._ready() is not None:
+            parts.append(self._search(vectors, min(k + len(stale), MAX_TOPK), stale))
+        elif not delta:
+            delta = [(-1, None)]             # nothing in Milvus: everything, exactly
+        for ids, vecs in self._delta_batches(delta):
+            sims = vectors @ vecs.T
+            parts.append((np.broadcast_to(ids, sims.shape), sims))
+        ids = np.concatenate([p[0] for p in parts], axis=1)
+        sims = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        sims = np.take_along_axis(sims, order, 1)
+        k = min(k, int(np.isfinite(sims).sum(axis=1).min()))    # (an IVF probe may find fewer)
+        return np.take_along_axis(ids, order, 1)[:, :k].astype(np.int64), sims[:, :k]
+
+    def _search(self, vectors: np.ndarray, k: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        client = self._ready()
+        settings = self._settings()
+        params = {"metric_type": "IP", "params": {}}
+        if "nprobe" in settings:
+            params["params"]["nprobe"] = settings["nprobe"]
+        if "ef" in settings:
+            params["params"]["ef"] = max(settings["ef"], k)
+        out_ids = np.full((len(vectors), k), -1, np.int64)
+        out_sims = np.full((len(vectors), k), -np.inf, np.float32)
+        step = max(1, SEARCH_CELLS // max(k, 1))
+        for start in range(0, len(vectors), step):
+            rows = self._call(client.search, self.collection, data=list(vectors[start:start + step]),
+                              limit=k, search_params=params, output_fields=[])
+            for r, hits in enumerate(rows, start):
+                got = [(h["id"], h["distance"]) for h in hits if h["id"] not in skip][:k]
+                if got:
+                    out_ids[r, :len(got)] = [g[0] for g in got]
+                    out_sims[r, :len(got)] = [g[1] for g in got]
+        return out_ids, out_sims
+
+    def _settings(self) -> dict:
+        with self._lock:
+            if self._cached_settings is None:
+                self._cached_settings = self.index_settings()
+            return self._cached_settings
+
+    def _stale(self) -> tuple[set[int], list]:
+        """(ids whose collection rows are stale or gone, the exact part: [(since version, (ids,
+        vecs) or None to stream)]) for a collection behind the database; empty when in step."""
+        catalog = self.catalog
+        with self._lock:
+            version = catalog.version
+            if self._delta is not None and self._delta[0] == version:
+                return self._delta[1], self._delta[2]
+            since = self.reflected_version() if self.client() is not None else -1
+            stale: set[int] = set()
+            delta: list = []
+            if since < version:
+                with catalog.read_snapshot():
+                    changed = catalog.image_ids(since)
+                    stale = set(changed) | set(catalog.removed_since(since))
+                    if changed and len(changed) <= DELTA_IN_MEMORY:
+                        delta = [(since, (np.array(changed, np.int64), catalog.embeddings(changed)))]
+                    elif changed:
+                        delta = [(since, None)]
+            self._delta = (version, stale, delta)
+            return stale, delta
+
+    def _delta_batches(self, delta: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for since, held in delta:
+            if held is not None:
+                yield held
+            else:
+                yield from self.catalog.iter_embeddings(since_version=since)
+
+    # ------------------------------------------------------------------ no projection here
+    def loaded(self):
+        return None
+
+    def projection_key(self) -> None:
+        return None
+
+    def projection(self) -> None:
+        return None
+
+    def projection_due(self) -> bool:
+        return False
+
+    def fit_projection(self, **_kwargs) -> None:
+        return None
+
+    def maybe_fit_projection(self) -> None:
+        return None
+
+    def snapshot(self):
+        return self.catalog.read_snapshot()
+
+
+def _params(info: dict) -> dict:
+    raw = info.get("params")
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {}
+    return raw or {}
+
+
+def _text(value) -> str | None:
+    return None if value is None or value == "" else str(value)[:1024]
+
+
+def _price(value) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def move_vectors(catalog: "Catalog", to: str) -> str:
+    """Move the catalog's vectors to ``to`` (``milvus-lite`` or ``local``, the HNSW index) from
+    the stored embeddings, holding the write lock. ``meta.vector_store`` switches only once the new
+    store is complete (an interrupted move leaves the old one in use); the old store is dropped
+    after. Returns a line saying what was done."""
+    from .vector_store import VectorStore
+
+    target = {"local": "", "milvus-lite": LITE_SCHEME.rstrip(":")}.get(to)
+    if target is None:
+        raise CatalogError(f"{to}: expected milvus-lite or local")
+    with catalog.writer():
+        current = catalog.meta(BACKEND_KEY) or ""
+        if current == target:
+            return f"vectors already in {to}"
+        if current and current != LITE_SCHEME.rstrip(":"):
+            raise CatalogError(f"{current}: moving from a Milvus server is not supported yet")
+        store = MilvusVectorStore(catalog, target) if target else VectorStore(catalog)
+        if catalog.count_images():
+            store.rebuild()
+            if not target:
+                store.maybe_fit_projection()
+        elif target:
+            catalog.set_meta(VERSION_KEY, str(catalog.version))
+        catalog.set_meta(BACKEND_KEY, target)           # the switch
+        old, catalog.vectors = catalog.vectors, store
+        if isinstance(old, MilvusVectorStore):
+            old.drop()
+            import shutil
+            shutil.rmtree(old.path, ignore_errors=True)
+        else:
+            old.close()
+            old.delete_files()
+    return f"moved {catalog.count_images()} vectors to {to}"

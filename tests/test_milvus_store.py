@@ -1,0 +1,237 @@
+"""A catalog's vectors in Milvus Lite (engine.milvus_store): the same answers as the local HNSW
+index, kept in step with imports and removals, moved there and back, and one-line errors."""
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
+from engine import duplicates  # noqa: E402
+from engine.catalog import Catalog  # noqa: E402
+from engine.consistency import check_catalog, repair_catalog  # noqa: E402
+from engine.errors import CatalogError  # noqa: E402
+from engine.milvus_store import MilvusVectorStore, move_vectors  # noqa: E402
+from engine.search import SearchFilters, Searcher  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pair(small_luma_catalog, tmp_path_factory):
+    """(local catalog, the same catalog moved to Milvus Lite), products linked to the images so
+    that filters have something to filter. Tests copy them before changing them."""
+    root = tmp_path_factory.mktemp("milvus-pair")
+    local = root / "local"
+    shutil.copytree(small_luma_catalog, local, ignore=shutil.ignore_patterns("write.lock"))
+    with Catalog.open(local, create=False) as cat, cat.writer():
+        paths = [r["path"] for r in cat.iter_records()]
+        cat.upsert_products([{"id": f"p{i}", "title": f"product {i}", "brand": "Luma" if i % 2 else "Other",
+                              "price": 10.0 + i, "category": "Gear > Bags" if i % 3 else "Gear > Shoes",
+                              "extra": {}} for i in range(len(paths) // 2)])
+        cat.link_images([(p, f"p{i // 2}") for i, p in enumerate(paths[: len(paths) // 2 * 2])])
+        cat.vectors.save()
+    lite = root / "lite"
+    shutil.copytree(local, lite, ignore=shutil.ignore_patterns("write.lock"))
+    with Catalog.open(lite, create=False) as cat:
+        assert move_vectors(cat, "milvus-lite") == f"moved {cat.count_images()} vectors to milvus-lite"
+    return local, lite
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("write.lock"))
+    return dst
+
+
+def _index_ok(cat) -> bool:
+    findings = [f for f in check_catalog(cat).findings if f.check.startswith("index")]
+    return [(f.check, f.status) for f in findings] == [("index", "ok")] and "same ids" in findings[0].message
+
+
+def _results(folder, model, queries, filters, **open_args):
+    with Catalog.open(folder, create=False, **open_args) as cat:
+        searcher = Searcher(cat, model, read_text=False)
+        out = []
+        for q in queries:
+            res = searcher.search_path(q, k=8, filters=filters, group="image")
+            assert res.error is None
+            out.append([(m.image_id, round(m.score, 4)) for m in res.results])
+        return out
+
+
+FILTERS = [None, SearchFilters(category="Gear > Bags"), SearchFilters(brand="Luma", price_max=20.0)]
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+def test_search_equals_the_local_catalogs(pair, model, luma_images, filters):
+    local, lite = pair
+    queries = [luma_images[5], luma_images[18], luma_images[200], luma_images[401]]
+    want = _results(local, model, queries, filters)
+    assert any(want)
+    assert _results(lite, model, queries, filters) == want
+    assert _results(lite, model, queries, filters, readonly=True) == want
+
+
+def test_nearest_cosines_are_exact_and_scalars_are_stored(pair):
+    _, lite = pair
+    with Catalog.open(lite, create=False) as cat:
+        assert isinstance(cat.vectors, MilvusVectorStore)
+        assert cat.vectors.info()["count"] == cat.count_images()
+        all_ids = np.array(cat.image_ids())
+        embs = cat.embeddings(all_ids.tolist())
+        ids, sims = cat.vectors.nearest(embs[:10], 5)
+        exact = embs[:10] @ embs.T
+        for row in range(10):
+            assert ids[row, 0] == all_ids[row]
+            np.testing.assert_allclose(sims[row], exact[row][np.searchsorted(all_ids, ids[row])], atol=1e-5)
+            assert list(ids[row]) == list(all_ids[np.argsort(-exact[row], kind="stable")[:5]])
+        client = cat.vectors.client()
+        rows = client.query(cat.vectors.collection, filter='category == "Gear > Shoes"',
+                            output_fields=["id", "product_id", "brand", "price"])
+        records = {r["image_id"]: r for r in cat.image_records([r["id"] for r in rows])}
+        assert rows and all(records[r["id"]]["category"] == "Gear > Shoes" for r in rows)
+        assert all(r["price"] == records[r["id"]]["price"] for r in rows)
+
+
+def test_duplicate_scan_gives_the_same_groups(pair):
+    local, lite = pair
+
+    def groups(folder, **how):
+        with Catalog.open(folder, create=False, readonly=True) as cat:
+            result = duplicates.scan(cat, only_new=False, **how)
+            return sorted(sorted([g.representative.image_id, *(m.image_id for m in g.members)])
+                          for g in result.groups)
+
+    # the real scan, and one scoring by the embedding alone (groups of look-alikes here)
+    for how in ({}, {"threshold": 0.5, "floor": 0.5, "verifier": duplicates.embedding_verifier,
+                     "words": False, "dense": False}):
+        want = groups(local, **how)
+        assert groups(lite, **how) == want
+    assert want
+
+
+def test_imports_and_removals_reach_the_collection(pair, model, luma_images, tmp_path):
+    from engine.ingest import ingest
+
+    lite = _copy(pair[1], tmp_path / "lite")
+    new = luma_images[300:303]
+    with Catalog.open(lite, create=False) as cat:
+        report = ingest(cat, model, new)
+        assert report.added == 3
+        assert cat.vectors.ids() == set(cat.image_ids())
+        added = [cat.image_by_path(str(p))["id"] for p in new]
+        ids, sims = cat.vectors.nearest(cat.embeddings(added), 1)
+        assert ids[:, 0].tolist() == added and np.allclose(sims[:, 0], 1.0, atol=1e-5)
+        cat.remove_images(added[:2])
+        assert cat.vectors.ids() == set(cat.image_ids())
+        assert not set(added[:2]) & set(cat.vectors.nearest(cat.embeddings(added[2:]), 50)[0].ravel())
+        assert cat.vectors.reflected_version() == cat.version
+        assert _index_ok(cat)
+
+
+def test_a_reader_behind_the_collection_still_answers_exactly(pair, model, luma_images, tmp_path,
+                                                              monkeypatch):
+    from engine.ingest import ingest
+
+    lite = _copy(pair[1], tmp_path / "lite")
+    with Catalog.open(lite, create=False) as cat:
+        gone = cat.image_ids()[:3]
+        cat.remove_images(gone)
+    # the next import's writer leaves Milvus behind (a crash before its sync)
+    monkeypatch.setattr(MilvusVectorStore, "sync", lambda self, *a, **k: 0)
+    with Catalog.open(lite, create=False) as cat:
+        assert cat.vectors.reflected_version() == cat.version
+        ingest(cat, model, luma_images[500:502])
+        added = cat.image_ids(cat.vectors.reflected_version())
+        assert len(added) == 2
+    monkeypatch.undo()
+    with Catalog.open(lite, create=False, readonly=True) as cat:
+        assert cat.vectors.reflected_version() < cat.version
+        embs = cat.embeddings(cat.image_ids())
+        ids, sims = cat.vectors.nearest(cat.embeddings(added), 3)
+        assert ids[:, 0].tolist() == added
+        exact = np.sort(cat.embeddings(added) @ embs.T, axis=1)[:, ::-1][:, :3]
+        np.testing.assert_allclose(sims, exact, atol=1e-5)
+        assert not set(gone) & set(cat.vectors.nearest(embs, 10)[0].ravel())
+        assert check_catalog(cat).find("index-version").status == "note"
+
+
+def test_check_finds_a_damaged_collection_and_repair_rebuilds_it(pair, tmp_path):
+    lite = _copy(pair[1], tmp_path / "lite")
+    with Catalog.open(lite, create=False) as cat:
+        store = cat.vectors
+        store.client().delete(store.collection, ids=cat.image_ids()[:4])
+        store.client().flush(store.collection)
+        finding = check_catalog(cat).find("index-ids")
+        assert finding.status == "problem" and finding.count == 4
+        repair_catalog(cat)
+        assert _index_ok(cat)
+        assert store.ids() == set(cat.image_ids())
+
+
+def test_moving_back_to_local_gives_identical_results(pair, model, luma_images, tmp_path):
+    local, lite = pair
+    back = _copy(lite, tmp_path / "back")
+    with Catalog.open(back, create=False) as cat:
+        assert move_vectors(cat, "local").startswith("moved")
+        assert not (back / "vectors.milvus.db").exists() and cat.meta("vector_store") == ""
+    queries = [luma_images[7], luma_images[333]]
+    assert _results(back, model, queries, None) == _results(local, model, queries, None)
+
+
+def test_a_new_milvus_lite_catalog_and_the_cli(tmp_path, luma_images, capsys):
+    from cli.main import main
+
+    folder = tmp_path / "new"
+    assert main(["index", "--catalog", f"milvus-lite:{folder}", *map(str, luma_images[:3])]) == 0
+    with Catalog.open(folder, create=False, readonly=True) as cat:
+        assert cat.meta("vector_store") == "milvus-lite"
+        assert cat.vectors.info()["count"] == 3
+    capsys.readouterr()
+    assert main(["info", "--catalog", str(folder)]) == 0
+    assert "milvus-lite" in capsys.readouterr().out
+    assert main(["vectors", "--catalog", str(folder), "--to", "local"]) == 0
+    assert "HNSW cosine, 3 vectors" in capsys.readouterr().out
+    assert main(["check", "--catalog", str(folder)]) == 0
+
+
+@pytest.mark.parametrize("uri, text", [
+    ("milvus://localhost/x", "expected milvus://HOST:PORT/NAME"),
+    ("milvus://localhost:19530/bad-name", "expected milvus://HOST:PORT/NAME"),
+    ("milvus-lite:", "expected milvus-lite:PATH"),
+])
+def test_bad_uris_are_one_line_errors(uri, text):
+    with pytest.raises(CatalogError, match=text) as exc:
+        Catalog.open(uri)
+    assert "\n" not in str(exc.value)
+
+
+def test_an_unreachable_server_is_a_one_line_error(tmp_path, monkeypatch, pair):
+    import socket
+
+    import engine.milvus_store as ms
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(ms, "CONNECT_TIMEOUT", 1.0)
+    with socket.socket() as s:               # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"milvus://127.0.0.1:{port}/team"
+    with Catalog.open(uri) as cat:
+        assert str(tmp_path) in str(cat.directory) and cat.directory.name == f"127.0.0.1-{port}-team"
+        cat.vectors.catalog.set_meta("milvus_version", "-2")  # behind: the next use connects
+        with pytest.raises(CatalogError, match=f"milvus://127.0.0.1:{port}/team: Milvus error") as exc:
+            cat.vectors.index()
+        assert "\n" not in str(exc.value)
+
+
+def test_a_milvus_catalog_without_pymilvus_says_what_to_install(pair, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    with pytest.raises(CatalogError, match=r'pip install "lookalike\[milvus\]"'):
+        Catalog.open(pair[1], create=False, readonly=True)
+
+
+def test_a_local_catalog_opened_as_milvus_lite_says_to_move_it(pair):
+    with pytest.raises(CatalogError, match="lookalike vectors --to"):
+        Catalog.open(f"milvus-lite:{pair[0]}", create=False, readonly=True)
