@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open the Lookalike desktop app: drop, paste or open a product photo to find its matches.",
     )
     parser.add_argument("image", nargs="*", type=Path, help="query image(s) to search at start-up")
-    parser.add_argument("--catalog", type=Path, help="catalog folder (default: the last one used)")
+    parser.add_argument("--catalog", help="catalog folder, milvus-lite:DIR or milvus://HOST:PORT/NAME "
+                                          "(default: the last one used)")
     parser.add_argument(
         "--query", type=Path, action="append", default=[], help="query image to search at start-up"
     )
@@ -314,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"lookalike gui: {path}: no such file", file=sys.stderr)
             return 2
-    if args.catalog is not None and args.catalog.exists() and not args.catalog.is_dir():
-        print(f"lookalike gui: {args.catalog}: not a folder", file=sys.stderr)
-        return 2
+    if args.catalog is not None and not args.catalog.startswith("milvus"):
+        args.catalog = Path(args.catalog)
+        if args.catalog.exists() and not args.catalog.is_dir():
+            print(f"lookalike gui: {args.catalog}: not a folder", file=sys.stderr)
+            return 2
 
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QGuiApplication

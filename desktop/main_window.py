@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -627,6 +628,17 @@ class MainWindow(QMainWindow):
                 return
         self.settings.set_last_dir("catalog", Path(directory).parent)
         self.session.open_catalog(directory, create=False)
+
+    def choose_milvus_catalog(self, uri: str | None = None) -> None:
+        """Open ``milvus://HOST:PORT/NAME`` (asked for when not given): its records live in a
+        local folder, its vectors on the server (docs/milvus.md); a Milvus Lite catalog is a
+        folder, opened with Open catalog."""
+        if uri is None:
+            uri, ok = QInputDialog.getText(self, "Open a Milvus catalog", "Server catalog (milvus://HOST:PORT/NAME):",
+                                           text="milvus://localhost:19530/")
+            if not ok or not uri.strip():
+                return
+        self.session.open_catalog(uri.strip(), create=True)
 
     def import_folder(self, directory: str | None = None) -> None:
         if directory is None:

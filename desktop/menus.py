@@ -56,6 +56,10 @@ def build_actions(w: Any) -> None:
     w.act_open_catalog = A(
         "&Open catalog…", w.choose_catalog, "Ctrl+Shift+O", "catalog", "Open a catalog folder"
     )
+    w.act_open_milvus = A(
+        "Open &Milvus catalog…", w.choose_milvus_catalog, None, "catalog",
+        "Open a catalog whose vectors are on a Milvus server (milvus://HOST:PORT/NAME)"
+    )
     w.act_import_folder = A(
         "Import &folder…", w.import_folder, "Ctrl+I", "import", "Import a folder of product images"
     )
@@ -111,6 +115,7 @@ def build_menus(w: Any) -> None:
     catalog_menu = bar.addMenu("&Catalog")
     catalog_menu.addAction(w.act_new_catalog)
     catalog_menu.addAction(w.act_open_catalog)
+    catalog_menu.addAction(w.act_open_milvus)
     w.recent_menu = RecentCatalogsMenu("&Recent catalogs", catalog_menu)
     catalog_menu.addMenu(w.recent_menu)
     catalog_menu.addSeparator()
