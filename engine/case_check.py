@@ -141,6 +141,10 @@ def read_offers_csv(path: Path) -> tuple[list[Offer], list[tuple[str, str]]]:
             if not cell:
                 problems.append((f"{path}:{line}", "no image path in this row"))
                 continue
+            if cell.lower().startswith(("http://", "https://")):
+                problems.append((f"{path}:{line}", "the image is a web address; Lookalike never goes online: "
+                                                   "give the path of the downloaded file"))
+                continue
             image = os.path.abspath(os.path.join(path.parent, os.path.expanduser(cell)))
             fields = {h: v for i, (h, v) in enumerate(zip(header, row)) if i != image_col and v != ""}
             key = row[key_col].strip() if key_col is not None and key_col < len(row) else ""

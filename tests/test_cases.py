@@ -53,12 +53,14 @@ def test_offers_csv_keeps_its_columns_and_finds_images_beside_it(tmp_path):
         "\ufeffOffer URL;Seller;Image;Price\n"
         "https://m.example/1;Acme;img/a.png;9,99\n"
         "https://m.example/2;Bob;;5\n"
-        "https://m.example/1;Carl;img/a.png;7\n", encoding="utf-8")
+        "https://m.example/1;Carl;img/a.png;7\n"
+        "https://m.example/3;Dora;https://cdn.example/a.jpg;8\n", encoding="utf-8")
     offers, problems = read_offers([tmp_path / "offers.csv"])
     assert [o.key for o in offers] == ["https://m.example/1", "https://m.example/1 (line 4)"]
     assert offers[0].image_path == str(tmp_path / "img" / "a.png")
     assert offers[0].fields == {"Offer URL": "https://m.example/1", "Seller": "Acme", "Price": "9,99"}
-    assert problems == [(f"{tmp_path / 'offers.csv'}:3", "no image path in this row")]
+    assert problems[0] == (f"{tmp_path / 'offers.csv'}:3", "no image path in this row")
+    assert problems[1][0].endswith("offers.csv:5") and "web address" in problems[1][1]
 
 
 def test_an_offers_csv_without_an_image_column_is_refused_in_one_line(tmp_path):
