@@ -253,7 +253,26 @@ def _check_one(catalog, searcher, offer: Offer, *, edits: bool) -> OfferRecord:
         record.score, record.strength = float(best.score), best.strength
         if edits and best.evidence is not None and best.evidence.verified:
             record.edits = _edits(rgb, best)
+            if recoloured_copy(best, record.edits):
+                record.strength = RECOLOURED_COPY
     return record
+
+
+#: the strength of an offer whose best match is our photo with its colours changed
+RECOLOURED_COPY = "recoloured copy"
+
+
+def recoloured_copy(best, edits: dict | None) -> bool:
+    """Whether an offer below "copy" is still our photo, recoloured: its geometry confirms a copy
+    (the match policy's CONFIRMED_INLIERS and aligned structure) and the edit report finds its
+    colours changed. The score keeps its meaning (a catalog's colour variants are one photo
+    recoloured, and score below "copy"); for brand protection a recoloured copy of our photo is
+    still a copy of it, so the case says so."""
+    from .match_policy import confirms_copy
+
+    ev = best.evidence
+    return (not best.strength.endswith("copy") and "recoloured" in (edits or {}).get("edits", ())
+            and bool(confirms_copy(ev.inliers, ev.aligned)))
 
 
 def _edits(rgb: np.ndarray, best) -> dict | None:

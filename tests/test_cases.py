@@ -195,3 +195,26 @@ def test_only_folders_can_be_watched(shop, model, offers_folder):
 
     with pytest.raises(LookalikeError, match="only folders can be watched"):
         watch_case(shop, model, "w", [offers_folder / "copied.jpg"], cancel=threading.Event())
+
+
+def test_a_recoloured_copy_of_our_photo_is_called_one(shop, model, tmp_path, luma_images):
+    """The catalog score keeps recoloured photos below "copy" (a catalog's colour variants are
+    one photo recoloured); a case calls an offer whose geometry confirms our photo and whose
+    colours were changed a recoloured copy, with its score unchanged."""
+    import cv2
+
+    from engine.case_check import RECOLOURED_COPY
+
+    folder = tmp_path / "recoloured"
+    folder.mkdir()
+    for src in luma_images[::18][:40:4]:
+        hsv = cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(int) + 10) % 180          # a 20 degree hue turn
+        cv2.imwrite(str(folder / src.name), cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
+    offers, _ = read_offers([folder])
+    checked = check_offers(shop, model, "c", offers).checked
+    named = [r for r in checked if r.strength == RECOLOURED_COPY]
+    assert named, [(r.strength, r.edits) for r in checked]
+    for r in named:
+        assert r.best["path"].endswith("/" + r.image_path.rsplit("/", 1)[-1])    # our photo
+        assert "recoloured" in r.edits["edits"] and r.score < 0.75
