@@ -1,4 +1,4 @@
-"""``lookalike vectors``: where the catalog's vectors live, and moving them (issue #19)."""
+"""``lookalike vectors``: where the catalog's vectors live, and moving them."""
 
 from __future__ import annotations
 

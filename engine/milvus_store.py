@@ -1,4 +1,4 @@
-"""A catalog's vectors in Milvus (issue #19, first slice): ``catalog.vectors`` when the catalog's
+"""A catalog's vectors in Milvus: ``catalog.vectors`` when the catalog's
 ``meta.vector_store`` names a Milvus backend (engine.paths.catalog_location):
 
 * ``milvus-lite``: Milvus Lite in the catalog folder (``vectors.milvus.db``), collection
