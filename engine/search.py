@@ -307,16 +307,20 @@ class Searcher:
     # ------------------------------------------------------------------ internals
     def _candidates(self, index, embs: np.ndarray, want: int, filters: SearchFilters,
                     clock: _Clock, skip: set[int] | frozenset[int] = frozenset(),
-                    centre: np.ndarray | None = None) -> tuple[list[tuple[int, float, dict]], float]:
+                    centre: np.ndarray | None = None, found: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[list[tuple[int, float, dict]], float]:
         """(image id, cosine, record) of the ``want`` nearest images that pass the filters and
         are not in ``skip``, by cosine (the match policy verifies the first), and the reach of
         what was left out (no image left out is nearer than this by any view). Several query embeddings (views of
         one query): each image's best cosine counts. ``centre``: the query's centre view
         (engine.centre_view), one more retrieval view: the images nearest to it are candidates
-        too, after those of the whole photo's cosine if they are farther by it."""
+        too, after those of the whole photo's cosine if they are farther by it. ``found``: the
+        vector store's answer for these rows, when the caller asked for several queries at once."""
         embs = np.atleast_2d(np.asarray(embs, np.float32))
         rows = embs if centre is None else np.vstack([embs, centre[None]])
-        ids, sims = self.catalog.vectors.nearest(rows, min(want, len(index)))   # exact cosines, re-ranked
+        if found is None:       # exact cosines, re-ranked
+            found = self.catalog.vectors.nearest(rows, min(want, len(index)))
+        ids, sims = found
         cosine: dict[int, float] = {}
         for row_ids, row_sims in zip(ids[:len(embs)].tolist(), sims[:len(embs)].tolist()):
             for i, s in zip(row_ids, row_sims):
@@ -514,7 +518,12 @@ class Searcher:
         def turned() -> list[tuple[int, float, dict]]:
             _, embs = self.model.run([np.ascontiguousarray(np.rot90(rgb, r)) for r in (1, 2, 3)])
             clock.lap("model_rotated")
-            return [c for e in embs for c in self._candidates(index, e, match_policy.ROTATED_TOP, filters, clock)[0]]
+            # one vector-store call for the three turns (a Milvus round trip each, otherwise);
+            # each turn keeps its own nearest ROTATED_TOP
+            ids, sims = self.catalog.vectors.nearest(embs, min(match_policy.ROTATED_TOP, len(index)))
+            return [c for row, e in enumerate(embs) for c in self._candidates(
+                index, e, match_policy.ROTATED_TOP, filters, clock,
+                found=(ids[row:row + 1], sims[row:row + 1]))[0]]
         return turned
 
 
