@@ -122,3 +122,52 @@ def test_bad_inputs_are_one_line_each_and_checked_offers_are_kept(shop_dir, tmp_
     assert re.search(r"error: .*truncated\.jpg: ", err)
     assert main(["case", "show", "--catalog", str(shop_dir), "c", "--json"]) == 0
     assert len(_json_lines(capsys.readouterr().out)) == 2
+
+
+def test_check_watch_prints_new_offers_until_ctrl_c(shop_dir, tmp_path, luma_images):
+    """`case check --watch`: the folder is checked, then each image dropped in is checked and
+    printed as it arrives; Ctrl+C ends the watch with status 130, keeping what was checked."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from engine.catalog import Catalog
+
+    def lines_of(stream) -> queue.Queue:          # read without blocking the test
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [q.put(line) for line in stream], daemon=True).start()
+        return q
+
+    def wait_for(q: queue.Queue, text: str) -> str:
+        while True:
+            line = q.get(timeout=120)             # queue.Empty fails the test instead of hanging
+            if text in line:
+                return line
+
+    root = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    _copy_of(luma_images[::18][1], folder / "first.jpg")
+    env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_DEBUG"}
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "case", "check", "--catalog", str(shop_dir), "-q",
+                             "--watch", "w", str(folder)], cwd=root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        out, err = lines_of(proc.stdout), lines_of(proc.stderr)
+        wait_for(err, "watching")
+        _copy_of(luma_images[::18][6], folder / "dropped.jpg")
+        line = wait_for(out, "dropped.jpg")
+        assert "copy" in line and str(luma_images[::18][6]) in line
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Catalog.open(shop_dir, readonly=True) as cat:
+        assert cat.case_store.summary("w").offers == 2
