@@ -33,7 +33,7 @@ mv build/pyinstaller/lookalike "$stage"
 # patchelf, and strip breaks them ("ELF load command address/offset not page-aligned")
 find "$stage/_internal" -type f -name '*.so*' -not -path '*.libs/*' -print0 |
     while IFS= read -r -d '' lib; do
-        if file -b "$lib" | grep -q 'not stripped' && ! readelf -d "$lib" | grep -Eq 'RPATH|RUNPATH'; then
+        if file -b "$lib" | grep 'not stripped' >/dev/null && ! readelf -d "$lib" | grep -E 'RPATH|RUNPATH' >/dev/null; then
             strip --strip-unneeded "$lib"
         fi
     done
