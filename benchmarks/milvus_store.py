@@ -1,9 +1,10 @@
-"""A catalog's vectors in Milvus Lite vs the local HNSW index (issue #19): the figures of
+"""A catalog's vectors in Milvus Lite vs the local HNSW index: the figures of
 docs/milvus.md.
 
     python benchmarks/milvus_store.py search LOCAL LITE --queries DIR   # search p50, nearest p50
     python benchmarks/milvus_store.py recall LITE --queries DIR          # recall@10 vs exact by nprobe
     python benchmarks/milvus_store.py dupes LOCAL LITE                   # duplicate-scan seconds
+    python benchmarks/milvus_store.py candidates LOCAL LITE              # the scan's candidate graph
 
 LOCAL and LITE are copies of one catalog, LITE moved with `lookalike vectors --to milvus-lite`.
 Queries are image files (e.g. the Luma copies, eval/copies), embedded once by the bundled model.
@@ -108,6 +109,23 @@ def dupes(args) -> None:
                   flush=True)
 
 
+def candidates(args) -> None:
+    """The one stage of the duplicate scan that asks the vector store: the kNN candidate graph of
+    every image (engine.duplicates.candidates, the scan's own parameters). The stages after it get
+    the same pairs from either store, so they cost the same."""
+    from engine.duplicates import candidates as c
+
+    for folder in (args.local, args.lite):
+        with Catalog.open(folder, create=False, readonly=True) as cat:
+            index = cat.vectors.index()
+            t = time.perf_counter()
+            pairs, _, queried = c.knn_candidates(cat, index, since_version=-1, k=c.DEFAULT_K,
+                                                 floor=c.CANDIDATE_FLOOR, expand_above=c.EXPAND_ABOVE,
+                                                 ef=c.SEARCH_EF, progress=None, cancel=None)
+            print(f"{folder}: candidate graph {time.perf_counter() - t:.1f} s for {queried} images, "
+                  f"{len(pairs)} pairs", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -125,8 +143,11 @@ def main() -> None:
     d = sub.add_parser("dupes")
     d.add_argument("local")
     d.add_argument("lite")
+    g = sub.add_parser("candidates")
+    g.add_argument("local")
+    g.add_argument("lite")
     args = p.parse_args()
-    {"search": search, "recall": recall, "dupes": dupes}[args.what](args)
+    {"search": search, "recall": recall, "dupes": dupes, "candidates": candidates}[args.what](args)
 
 
 if __name__ == "__main__":
