@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import platform
-import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from . import __version__
 from .case_store import DECISION_LABELS, INFRINGING, OfferRecord
 from .catalog_schema import now_iso
 from .errors import ImageError, OutputError
+from .export import open_output
 from .imaging import load_image
 
 Progress = Callable[[int, int, str], None]
@@ -76,7 +76,8 @@ def select_offers(catalog, name: str, *, min_score: float | None = None) -> list
 def write_report(catalog, name: str, offers: Sequence[OfferRecord], path: str | os.PathLike, *,
                  progress: Progress | None = None, cancel=None) -> WrittenReport | None:
     """Write the report of ``offers`` to ``path`` (.html or .pdf, by its suffix); None when
-    cancelled (nothing is written then: the file appears whole or not at all)."""
+    cancelled (nothing is written then: the file appears whole or not at all, as
+    engine.export.open_output writes it)."""
     target = Path(os.fspath(path)).expanduser()
     suffix = target.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
@@ -91,7 +92,8 @@ def write_report(catalog, name: str, offers: Sequence[OfferRecord], path: str | 
         data = render_pdf(meta, items, FONTS)
     else:
         data = render_html(meta, items).encode("utf-8")
-    _write_atomically(target, data)
+    with open_output(target, protect=catalog.directory, binary=True) as out:
+        out.write(data)
     return WrittenReport(target, len(items), [w for it in items for w in it.warnings])
 
 
@@ -212,24 +214,3 @@ def evidence_rows(item: ReportedOffer) -> list[tuple[str, str]]:
     if item.changed_share is not None:
         rows.append(("Pixels changed", f"{100 * item.changed_share:.1f}% of the aligned area"))
     return rows
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    real = Path(os.path.realpath(target))
-    tmp = real.with_name(f".{real.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, real)
-    except OSError as exc:
-        with _suppress():
-            os.unlink(tmp)
-        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-
-
-def _suppress():
-    import contextlib
-
-    return contextlib.suppress(OSError)

@@ -117,21 +117,26 @@ def _refuse_inside(target: Path, catalog_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | None = None) -> Iterator[IO[str]]:
+def open_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | None = None,
+                binary: bool = False) -> Iterator[IO]:
     """A text stream for CSV output: stdout for ``-`` or None, else the file (UTF-8 with BOM, so
-    Excel reads accents) after :func:`check_output`. A file is written beside the target under a
+    Excel reads accents) after :func:`check_output`; ``binary``: a bytes stream instead (a
+    report), never stdout. A file is written beside the target under a
     temporary name and renamed over it only when the block ends without error, so a failed or
     interrupted export leaves the user's previous file as it was (a link is followed: the file
     it points to is replaced). A device or named pipe (``/dev/null``) is written in place."""
     target = check_output(path, protect=protect)
+    mode = {"mode": "wb"} if binary else {"mode": "w", "newline": "", "encoding": "utf-8-sig"}
     if target is None:
+        if binary:
+            raise OutputError("a binary output needs a file name")
         yield sys.stdout
         sys.stdout.flush()
         return
     real = Path(os.path.realpath(target))
     if real.exists() and not real.is_file():
         try:
-            out = open(real, "w", newline="", encoding="utf-8-sig")
+            out = open(real, **mode)
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         with out:
@@ -145,7 +150,7 @@ def open_output(path: str | os.PathLike | None, *, protect: str | os.PathLike | 
         raise OutputError(f"{real.parent}: cannot write a file here ({exc.strerror or exc}); "
                           "choose another folder") from None
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8-sig") as out:
+        with os.fdopen(fd, **mode) as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
