@@ -11,12 +11,15 @@ venv=build/venv
 start=$(date +%s)
 
 # the build environment: the run-time dependencies and PyInstaller only (no test tools, no
-# torch), reinstalled when pyproject.toml changes
-stamp=$(sha256sum pyproject.toml | cut -c1-16)
+# torch), with OpenCV rebuilt without the parts the app never loads (build_opencv.sh);
+# reinstalled when pyproject.toml or the OpenCV build changes
+stamp=$(cat pyproject.toml packaging/build_opencv.sh | sha256sum | cut -c1-16)
 if [[ ! -x $venv/bin/python || $(cat "$venv/.stamp" 2>/dev/null) != "$stamp" ]]; then
     rm -rf "$venv"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install -q -e ".[bundle]"
+    opencv=$(bash packaging/build_opencv.sh "$venv/bin/python" build/wheels)
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$opencv"
     echo "$stamp" > "$venv/.stamp"
 fi
 version=$("$venv/bin/python" -c 'import engine; print(engine.__version__)')
@@ -29,11 +32,13 @@ echo "build: $name with $("$venv/bin/python" --version), PyInstaller $("$venv/bi
 stage=build/stage/$name
 rm -rf build/stage && mkdir -p build/stage
 mv build/pyinstaller/lookalike "$stage"
-# strip debug symbols, but never from the libraries a wheel vendors: auditwheel edited those with
-# patchelf, and strip breaks them ("ELF load command address/offset not page-aligned")
+# strip debug symbols, but never from the libraries auditwheel edited with patchelf (those it
+# vendors into *.libs/, and the modules it pointed there with an $ORIGIN run path): strip breaks
+# them ("ELF load command address/offset not page-aligned"). libpython and lib-dynload keep the
+# build machine's absolute run path; they strip cleanly (libpython 22 -> 5.5 MiB).
 find "$stage/_internal" -type f -name '*.so*' -not -path '*.libs/*' -print0 |
     while IFS= read -r -d '' lib; do
-        if file -b "$lib" | grep 'not stripped' >/dev/null && ! readelf -d "$lib" | grep -E 'RPATH|RUNPATH' >/dev/null; then
+        if file -b "$lib" | grep 'not stripped' >/dev/null && ! readelf -d "$lib" | grep -E '(RPATH|RUNPATH).*\$ORIGIN' >/dev/null; then
             strip --strip-unneeded "$lib"
         fi
     done
@@ -55,5 +60,13 @@ TXT
 mkdir -p dist
 tarball=dist/$name-linux-x86_64.tar.gz
 tar -C build/stage -cf - "$name" | gzip -6 > "$tarball"
-echo "build: $tarball ($(du -sm "$tarball" | cut -f1) MiB; unpacked $(du -sm "$stage" | cut -f1) MiB)" \
-    "in $(( $(date +%s) - start )) s"
+# the model packs left out of the bundle (bundle_data.BUNDLED_PACKS), as a tarball that unpacks
+# over it: tar -xzf ...-extra-packs.tar.gz in the folder that holds Lookalike-VERSION/
+rm -rf build/extras && mkdir -p build/extras
+"$venv/bin/python" packaging/bundle_data.py | while IFS=$'\t' read -r src dest; do
+    mkdir -p "build/extras/$name/_internal/$dest" && cp "$src" "build/extras/$name/_internal/$dest/"
+done
+extras=dist/$name-linux-x86_64-extra-packs.tar.gz
+tar -C build/extras -cf - "$name" | gzip -6 > "$extras"
+echo "build: $tarball ($(du -sm "$tarball" | cut -f1) MiB; unpacked $(du -sm "$stage" | cut -f1) MiB;" \
+    "$(du -sb "$stage" | cut -f1) bytes), $extras, in $(( $(date +%s) - start )) s"

@@ -148,7 +148,7 @@ def main(bundle: Path) -> int:
     shutil.copyfile(ROOT / "assets" / "fonts" / "LICENSE-DejaVu.txt", lic / "fonts" / "LICENSE-DejaVu.txt")
     entry("fonts", "DejaVu fonts", "", "Bitstream Vera / DejaVu licence (free)")
     (lic / "models").mkdir()
-    for manifest in sorted(ROOT.glob("models/*/model.json")):
+    for manifest in sorted((bundle / "_internal" / "models").glob("*/model.json")):   # the bundled packs
         pack = json.loads(manifest.read_text())
         source = pack.get("source", "?")
         source = source if isinstance(source, str) else json.dumps(source, indent=2)

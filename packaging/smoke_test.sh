@@ -5,7 +5,8 @@
 # hides every Python installation of this machine (tmpfs over /root/.pyenv, /usr/lib/python3*,
 # ...; SMOKE_NO_HIDE=1 turns that off). Checks: --version, an import of 20 Luma photos (with OCR)
 # and a search, a case with its HTML and PDF evidence report, the GUI's offscreen screenshot
-# (a non-blank PNG), no library of a Python installation loaded; times GUI start-up (5 runs).
+# (a non-blank PNG), no library of a Python installation loaded; with the -extra-packs tarball
+# beside the bundle's, an import and search with those packs; times GUI start-up (5 runs).
 # SMOKE_IMAGES=DIR picks another photo folder (default ../shared/datasets/luma/images).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -92,6 +93,19 @@ if grep -Eiq 'python|site-packages|pyenv|conda' <<<"$outside"; then
     fail "a Python installation's library was loaded"
 fi
 
+echo "smoke: bundle unpacked: $(du -sm "$b" | cut -f1) MiB"
+extras=${artefact%.tar.gz}-extra-packs.tar.gz
+if [[ -f $artefact && -f $extras ]]; then
+    step "extra model packs unpacked over the bundle: an import with the fp32 pack"
+    tar -xzf "$extras" -C "$tmp/unpack"                  # Lookalike-VERSION/_internal/models/...
+    cp -a "$tmp/unpack"/*/_internal/models/. "$b/_internal/models/"
+    rm -rf "$tmp/unpack"
+    run "$b/lookalike" index "$tmp/photos" --model efficientnet-lite0 --catalog "$tmp/catalog-fp32" \
+        2>&1 | tail -1
+    run "$b/lookalike" search "$query" --catalog "$tmp/catalog-fp32" --json > "$tmp/search-fp32.json"
+    grep -q "\"path\": \"$query\"" "$tmp/search-fp32.json" || fail "fp32 pack: the query is not found"
+fi
+
 step "GUI start-up (launch to window shown and event loop running), 5 runs"
 times=()
 for _ in 1 2 3 4 5; do
@@ -101,5 +115,4 @@ for _ in 1 2 3 4 5; do
 done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 echo "smoke: GUI start-up ms: $(tr '\n' ' ' <<<"$sorted")(p50 $(sed -n 3p <<<"$sorted") ms)"
-echo "smoke: bundle unpacked: $(du -sm "$b" | cut -f1) MiB"
 echo "smoke: PASS"

@@ -29,6 +29,11 @@ def _bundled() -> set[Path]:
     return {Path(dest) / Path(src).name for src, dest in _load("bundle_data").data_files(ROOT)}
 
 
+def _extra_packs() -> set[Path]:
+    """The same for the extra-packs tarball (the model packs left out of the bundle)."""
+    return {Path(dest) / Path(src).name for src, dest in _load("bundle_data").extra_pack_files(ROOT)}
+
+
 def test_bundle_carries_every_package_data_file():
     # pyproject's package-data is what a wheel installs beside the code; the bundle needs the
     # same files (the export scripts in models/ aside: they are not run by the app)
@@ -40,7 +45,23 @@ def test_bundle_carries_every_package_data_file():
         for pattern in patterns:
             expected |= {p.relative_to(ROOT) for p in folder.glob(pattern) if p.suffix != ".py"}
     assert expected, "no package data found"
-    assert expected - _bundled() == set()
+    # every file is in the bundle or, for the non-default model packs, in the extra-packs tarball
+    assert expected - _bundled() - _extra_packs() == set()
+    assert not _bundled() & _extra_packs()
+
+
+def test_bundle_carries_the_default_model_pack_and_extras_the_others():
+    from engine import model
+
+    bundle_data = _load("bundle_data")
+    assert bundle_data.BUNDLED_PACKS == (model.DEFAULT_PACK,)
+    bundled_packs = {p.parent.name for p in _bundled() if p.parts[0] == "models"}
+    extra_packs = {p.parent.name for p in _extra_packs()}
+    assert bundled_packs == {model.DEFAULT_PACK}
+    assert extra_packs == set(model.available_packs()) - {model.DEFAULT_PACK}
+    for pack in bundled_packs | extra_packs:            # each with its weights, manifest and labels
+        files = {p.name for p in _bundled() | _extra_packs() if p.parent.name == pack}
+        assert {"model.onnx", "model.json", "labels.txt"} <= files, pack
 
 
 def test_bundle_carries_the_folders_the_code_loads_from():
@@ -48,8 +69,7 @@ def test_bundle_carries_the_folders_the_code_loads_from():
     from engine import case_report, model, paths
 
     bundled_dirs = {path.parent for path in _bundled()}
-    for folder in (paths.models_dir() / "efficientnet-lite0-int8", model.MODELS_DIR / "efficientnet-lite0",
-                   assets_dir(), assets_dir() / "icons", case_report.FONTS,
+    for folder in (paths.models_dir() / model.DEFAULT_PACK, assets_dir(), assets_dir() / "icons", case_report.FONTS,
                    Path(case_report.__file__).parent / "templates"):
         assert folder.resolve().relative_to(ROOT) in bundled_dirs, folder
 
