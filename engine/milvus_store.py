@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import CatalogError
 from .paths import LITE_FILE, LITE_SCHEME, SERVER_SCHEME
+from .vector_store import VectorStore
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -58,6 +59,8 @@ MAX_TOPK = 16_384
 #: batches instead of keeping them in memory.
 DELTA_IN_MEMORY = 20_000
 SCALARS = ("product_id", "category", "brand", "group_id")
+#: the duplicate scan's local kNN graph index, in the catalog's records folder (:meth:`graph_index`)
+GRAPH_FILE = "scan-graph.hnsw"
 CONNECT_TIMEOUT = 5.0
 _lite_users: dict[str, int] = {}        # Milvus Lite files open in this process -> users
 _lite_lock = threading.Lock()
@@ -165,6 +168,7 @@ class MilvusVectorStore:
         self._checked = False
         self._cached_settings: dict | None = None
         self._loaded = False                     # the collection is loaded for searching
+        self._graph: VectorStore | None = None   # the duplicate scan's local index
 
     # ------------------------------------------------------------------ connection
     def client(self):
@@ -455,7 +459,9 @@ class MilvusVectorStore:
         self.sync()
 
     def delete_files(self) -> bool:
-        """Drop the collection (the records it mirrored are gone); whether there was one."""
+        """Drop the collection (the records it mirrored are gone) and the scan's local graph
+        index; whether there was a collection."""
+        VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE).delete_files()
         client = self.client()
         if client is None or not self._exists(client):
             return False
@@ -475,6 +481,22 @@ class MilvusVectorStore:
         if self.catalog.embedding_dim is None:
             return None
         return MilvusIndex(self, self.catalog.count_images())
+
+    def graph_index(self):
+        """The index the duplicate scan's kNN self-join queries: a local HNSW index over the
+        catalog's stored embeddings (engine.vector_store, with its PCA projection from 10,000
+        images), kept in the records folder as GRAPH_FILE and brought up to date on use like a
+        local catalog's index. A self-join asks for every image's neighbours, a batch job: through
+        Milvus Lite it took more than 26 minutes at 100k images, about 60 images a second
+        (docs/milvus.md). The scan's pairs are then verified and scored from the records as for
+        a local catalog; search keeps asking Milvus."""
+        with self._lock:
+            if self._graph is None:
+                self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE)
+            graph = self._graph
+        graph.maybe_fit_projection()
+        graph.save()                 # (while the write lock is free; else it stays in memory)
+        return graph.loaded()
 
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:

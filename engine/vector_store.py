@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -56,9 +57,9 @@ class VectorStore:
     with the database, saved only by the process holding the catalog's write lock (:meth:`save`,
     :meth:`rebuild` and :meth:`remove` take it when it is free). Thread-safe."""
 
-    def __init__(self, catalog: "Catalog"):
+    def __init__(self, catalog: "Catalog", path: Path | None = None):
         self.catalog = catalog
-        self.path = catalog.index_path
+        self.path = path or catalog.index_path
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._sync_lock = threading.RLock()     # one thread applies database changes to the index
@@ -115,6 +116,11 @@ class VectorStore:
             index = self._index
         self.sync(index)
         return index
+
+    def graph_index(self) -> VectorIndex | None:
+        """The index the duplicate scan's kNN self-join queries (every image's neighbours): this
+        catalog's own index."""
+        return self.index()
 
     def _open(self, dim: int) -> VectorIndex:
         """Load the saved index and check it against the database (the cheap consistency check

@@ -111,6 +111,52 @@ def test_duplicate_scan_gives_the_same_groups(pair):
     assert want
 
 
+def test_the_scan_builds_its_graph_locally_and_keeps_it_up_to_date(pair, model, luma_images, tmp_path,
+                                                                   monkeypatch):
+    # the scan's kNN self-join never asks Milvus: it queries a local index of the stored
+    # embeddings, saved in the records folder and synced with later imports; moving the vectors
+    # back to local deletes it
+    from engine.ingest import ingest
+    from engine.milvus_store import GRAPH_FILE
+
+    local, lite = pair
+    work = _copy(lite, tmp_path / "lite")
+    local_work = _copy(local, tmp_path / "local")
+
+    def no_milvus(*_args, **_kwargs):
+        raise AssertionError("the scan asked Milvus")
+
+    def groups(folder):
+        with Catalog.open(folder, create=False) as cat:
+            result = duplicates.scan(cat, only_new=False)
+            return sorted(sorted([g.representative.image_id, *(m.image_id for m in g.members)])
+                          for g in result.groups)
+
+    with monkeypatch.context() as m:
+        m.setattr(MilvusVectorStore, "nearest", no_milvus)
+        before = groups(work)
+    assert before == groups(local_work)
+    assert (work / GRAPH_FILE).is_file()
+    # a cropped copy of an image already there, imported into both: the next scans group it
+    import cv2
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    original = cv2.imread(str(luma_images[18]))          # (in the catalog: every 18th)
+    h, w = original.shape[:2]
+    cv2.imwrite(str(extra / "again.jpg"), original[h // 10: h - h // 10, w // 10: w - w // 10])
+    for folder in (work, local_work):
+        with Catalog.open(folder, create=False) as cat:
+            ingest(cat, model, [str(extra / "again.jpg")], read_text=False)
+    with monkeypatch.context() as m:
+        m.setattr(MilvusVectorStore, "nearest", no_milvus)
+        after = groups(work)
+    assert after == groups(local_work) and after != before
+    with Catalog.open(work, create=False) as cat:
+        move_vectors(cat, "local")
+    assert not (work / GRAPH_FILE).exists()
+
+
 def test_imports_and_removals_reach_the_collection(pair, model, luma_images, tmp_path):
     from engine.ingest import ingest
 

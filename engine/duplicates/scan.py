@@ -67,7 +67,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                         include_variants=include_variants)
 
     t = time.perf_counter()
-    index = catalog.vectors.index()
+    index = catalog.vectors.graph_index()      # (a Milvus catalog's: a local one, see there)
     timings["index"] = time.perf_counter() - t
     if index is None or len(index) < 2:
         result.scoring = "none"
