@@ -70,6 +70,12 @@ def recall(args) -> None:
 
     embs = _embed(_queries(args.queries, args.n))
     with Catalog.open(args.lite, create=False, readonly=True) as cat:
+        if args.rows:
+            # harder queries: stored rows picked at random (in the 100k bench catalog mostly
+            # synthetic rows among their own clusters), each finding itself first
+            rng = np.random.default_rng(0)
+            pick = rng.choice(cat.image_ids(), size=args.rows, replace=False)
+            embs = cat.embeddings(sorted(int(i) for i in pick))
         exact = np.full((len(embs), 10), -1.0, np.float32)
         exact_ids = np.zeros((len(embs), 10), np.int64)
         for ids, vecs in cat.iter_embeddings(batch=20_000):
@@ -152,6 +158,8 @@ def main() -> None:
     r.add_argument("--queries", required=True)
     r.add_argument("-n", type=int, default=200)
     r.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 80, 128])
+    r.add_argument("--rows", type=int, default=0,
+                   help="query with this many stored embeddings instead of the query photos")
     d = sub.add_parser("dupes")
     d.add_argument("local")
     d.add_argument("lite")

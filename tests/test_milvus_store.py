@@ -157,6 +157,39 @@ def test_the_scan_builds_its_graph_locally_and_keeps_it_up_to_date(pair, model, 
     assert not (work / GRAPH_FILE).exists()
 
 
+def test_milvus_lite_builds_its_ivf_index_with_the_parameters_asked_for(pair, tmp_path, monkeypatch):
+    # Milvus Lite reads index parameters only from a JSON "params" entry; sent the way pymilvus
+    # sends a server's, it builds with its default nlist. The writer's first sync rebuilds such
+    # an index.
+    import engine.milvus_store as ms
+
+    monkeypatch.setattr(ms, "IVF_MIN_IMAGES", 10)
+    work = _copy(pair[0], tmp_path / "ivf")
+
+    def built_nlist(cat):
+        store = cat.vectors
+        desc = store.client().describe_index(store.collection, "embedding")
+        assert desc["index_type"] == "IVF_FLAT"
+        return (desc.get("params") or {}).get("nlist")
+
+    with Catalog.open(work, create=False) as cat:
+        move_vectors(cat, "milvus-lite")
+        want = ms.best_nlist(cat.count_images())
+        assert str(built_nlist(cat)) == str(want)
+        store = cat.vectors
+        client = store.client()
+        client.release_collection(store.collection)
+        client.drop_index(store.collection, "embedding")
+        params = client.prepare_index_params()
+        params.add_index("embedding", index_type="IVF_FLAT", metric_type="IP", nlist=want)
+        client.create_index(store.collection, params)
+        client.load_collection(store.collection)
+        assert built_nlist(cat) is None
+    with Catalog.open(work, create=False) as cat:
+        cat.vectors.sync()
+        assert str(built_nlist(cat)) == str(want)
+
+
 def test_imports_and_removals_reach_the_collection(pair, model, luma_images, tmp_path):
     from engine.ingest import ingest
 
