@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from .errors import CatalogError
+from .errors import CatalogBusyError, CatalogError
 from .paths import LITE_FILE, LITE_SCHEME, SERVER_SCHEME
 from .vector_store import VectorStore
 
@@ -503,7 +503,10 @@ class MilvusVectorStore:
             if self._graph is None:
                 self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE)
             graph = self._graph
-        graph.maybe_fit_projection()
+        try:
+            graph.maybe_fit_projection()
+        except CatalogBusyError as exc:  # another process writes: this scan's graph goes without
+            log.info("%s; the scan's graph index is built without a fitted projection", exc)
         graph.save()                 # (while the write lock is free; else it stays in memory)
         return graph.loaded()
 

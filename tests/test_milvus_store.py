@@ -157,6 +157,27 @@ def test_the_scan_builds_its_graph_locally_and_keeps_it_up_to_date(pair, model, 
     assert not (work / GRAPH_FILE).exists()
 
 
+def test_the_scan_of_a_milvus_catalog_another_process_writes_still_runs(pair, tmp_path, monkeypatch):
+    # the graph index would fit a projection (a write) first; with the write lock taken, the scan
+    # builds its graph in memory without one and gives the same groups
+    import engine.vector_store as vector_store
+    from engine.milvus_store import GRAPH_FILE
+
+    monkeypatch.setattr(vector_store, "PROJECTION_MIN_IMAGES", 10)
+    work = _copy(pair[1], tmp_path / "busy")
+
+    def groups(cat):
+        return sorted(sorted(g.image_ids) for g in duplicates.scan(cat, only_new=False).groups)
+
+    with Catalog.open(pair[0], create=False, readonly=True) as local:
+        want = groups(local)
+    with Catalog.open(work, create=False) as writer, writer.writer():
+        with Catalog.open(work, create=False) as cat:
+            assert groups(cat) == want
+            assert cat.stored_projection_key() is None
+    assert not (work / GRAPH_FILE).exists()
+
+
 def test_milvus_lite_builds_its_ivf_index_with_the_parameters_asked_for(pair, tmp_path, monkeypatch):
     # Milvus Lite reads index parameters only from a JSON "params" entry; sent the way pymilvus
     # sends a server's, it builds with its default nlist. The writer's first sync rebuilds such
