@@ -652,6 +652,16 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
     assert out["rechecked"] == 0
     assert not any(names <= {Path(m["path"]).name for m in [g["representative"], *g["members"]]}
                    for g in out["groups"])
+    # --no-turned: the re-check still runs and groups the copy; no image is embedded turned,
+    # where the default scan embeds the unmatched ones turned
+    runs = {}
+    for flag in ([], ["--no-turned"]):
+        assert main(["dupes", "--catalog", str(folder), "--json", *flag]) == 0
+        runs[tuple(flag)] = json.loads(capsys.readouterr().out)
+    assert runs[()]["turned"] > 0 and runs[("--no-turned",)]["turned"] == 0
+    assert runs[("--no-turned",)]["rechecked"] >= 1
+    assert any(names <= {Path(m["path"]).name for m in [g["representative"], *g["members"]]}
+               for g in runs[("--no-turned",)]["groups"])
     # the model that embeds turned images: the catalog's own unless named; a wrong one is refused
     assert main(["dupes", "--catalog", str(folder), "--model", "efficientnet-lite0"]) == 2
     assert "not efficientnet-lite0@" in capsys.readouterr().err
