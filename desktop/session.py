@@ -615,14 +615,15 @@ class Session(CaseJobs, QObject):
         threshold: float,
         only_new: bool = False,
         include_variants: bool = False,
+        turned: bool = True,
         on_done: Callable[[Any], None],
         on_error: Callable[[str], None],
         on_cancelled: Callable[[], None],
         on_progress: Callable[[int, int, str], None] | None = None,
     ) -> bool:
         """Scan the open catalog for groups of copies (``engine.duplicates.scan``) on the scan
-        pool, with the model loaded for it (turned copies); False when a scan is running or no
-        catalog is open."""
+        pool, with the model loaded for it (turned copies; ``turned`` False: no turned pass);
+        False when a scan is running or no catalog is open."""
         if self.catalog is None or self._scan_task is not None:
             return False
         task = Task(
@@ -634,6 +635,7 @@ class Session(CaseJobs, QObject):
             threshold=threshold,
             only_new=only_new,
             include_variants=include_variants,
+            turned=turned,
             wants_progress=True,
             cancellable=True,
         )

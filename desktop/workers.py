@@ -404,12 +404,16 @@ def scan_duplicates_job(
     include_variants: bool,
     progress: Callable[[int, int, str], None],
     cancel: threading.Event,
+    turned: bool = True,
 ) -> Any:
     """``engine.duplicates.scan``, embedding turned images with ``model``; ``load_model``: none
-    was loaded for the catalog yet, load the one that fits it (none for synthetic catalogs)."""
+    was loaded for the catalog yet, load the one that fits it (none for synthetic catalogs).
+    ``turned`` False: no turned pass (``lookalike dupes --no-turned``)."""
     from engine import duplicates
 
-    if model is None and load_model:
+    if not turned:
+        model = None
+    elif model is None and load_model:
         model = duplicates.scan_model(catalog)
     return duplicates.scan(
         catalog,

@@ -399,6 +399,10 @@ def test_scan_embeds_isolated_images_turned_with_the_sessions_model(qtbot, dupes
     result = _scan(qtbot, w)
     assert result.turned > 0 and calls and all(n % 3 == 0 for n, _ in calls)
     assert all(name != main_thread for _, name in calls)
+    # "Skip turned search": the same session's model, no turned pass
+    calls.clear()
+    w.fast_box.setChecked(True)
+    assert _scan(qtbot, w).turned == 0 and not calls
     w.shutdown()
     session.shutdown()
 
