@@ -204,10 +204,14 @@ class MilvusVectorStore:
         return client
 
     def close(self) -> None:
-        """Let the Milvus Lite file go when no other catalog of this process uses it."""
+        """Let the Milvus Lite file go when no other catalog of this process uses it, and the
+        scan's graph index."""
         with self._lock:
             client, self._client, self._delta = self._client, None, None
             self._checked = self._loaded = False
+            graph, self._graph = self._graph, None
+        if graph is not None:
+            graph.close()
         if client is None:
             return
         try:
