@@ -38,8 +38,8 @@ def register(sub) -> None:
                         "or logos are then missed)")
     p.add_argument("--no-turned", action="store_false", dest="turned",
                    help="do not embed unmatched images turned by 90/180/270 degrees (about 30%% "
-                        "faster; the visual words still find most turned copies in catalogs of up "
-                        "to 10,000 images, none beyond)")
+                        "faster; turned copies that neither the embedding nor the visual words "
+                        "(catalogs of up to 10,000 images) find are then missed)")
     add_model_option(p, help="model pack that embeds images turned (default: the catalog's own)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")

@@ -169,8 +169,8 @@ class DuplicatesView(QWidget):
                                      "(item_group_id in the product feed: colours or sizes of one style)")
         self.fast_box = QCheckBox("Skip turned search")
         self.fast_box.setToolTip("Do not embed unmatched images turned by 90/180/270 degrees: about "
-                                 "30% faster; the visual words still find most turned copies in "
-                                 "catalogs of up to 10,000 images, none beyond")
+                                 "30% faster; turned copies that neither the embedding nor the "
+                                 "visual words (catalogs of up to 10,000 images) find are missed")
         self.scan_button = QPushButton("Scan")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
