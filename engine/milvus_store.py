@@ -474,7 +474,7 @@ class MilvusVectorStore:
     def delete_files(self) -> bool:
         """Drop the collection (the records it mirrored are gone) and the scan's local graph
         index; whether there was a collection."""
-        VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE).delete_files()
+        self._graph_store().delete_files()
         client = self.client()
         if client is None or not self._exists(client):
             return False
@@ -503,16 +503,20 @@ class MilvusVectorStore:
         Milvus Lite it took more than 26 minutes at 100k images, about 60 images a second
         (docs/milvus.md). The scan's pairs are then verified and scored from the records as for
         a local catalog; search keeps asking Milvus."""
-        with self._lock:
-            if self._graph is None:
-                self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE)
-            graph = self._graph
+        graph = self._graph_store()
         try:
             graph.maybe_fit_projection()
         except CatalogBusyError as exc:  # another process writes: this scan's graph goes without
             log.info("%s; the scan's graph index is built without a fitted projection", exc)
         graph.save()                 # (while the write lock is free; else it stays in memory)
         return graph.loaded()
+
+    def _graph_store(self) -> VectorStore:
+        """The local VectorStore of the scan's graph index (GRAPH_FILE), made on first use."""
+        with self._lock:
+            if self._graph is None:
+                self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE)
+            return self._graph
 
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
