@@ -237,6 +237,13 @@ def _check_milvus(catalog: Catalog, report: CheckReport) -> None:
     store = catalog.vectors
     repair = "rebuild the collection from the stored embeddings"
     try:
+        foreign = store.owner_problem()
+    except CatalogError as exc:
+        foreign = str(exc)
+    if foreign:                              # another catalog's rows: nothing here may touch them
+        report.add("index-owner", PROBLEM, f"{store.uri}: {foreign}")
+        return
+    try:
         since = store.reflected_version()
         coll = store.ids()
         schema = store.schema_problem()

@@ -14,6 +14,8 @@ flush, so a crash between leaves it behind, never ahead: the sync is idempotent)
 process holding the catalog's write lock writes Milvus. A reader whose collection is behind (or
 that cannot open it: Milvus Lite is one process at a time) searches it without the images changed
 since, and those exactly over their stored embeddings, merged: answers stay correct, only slower.
+The collection is marked with its catalog's id (``OWNER_PROPERTY``); another catalog (a second
+desktop's records) neither writes nor searches it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ DELTA_IN_MEMORY = 20_000
 SCALARS = ("product_id", "category", "brand", "group_id")
 #: the duplicate scan's local kNN graph index, in the catalog's records folder (:meth:`graph_index`)
 GRAPH_FILE = "scan-graph.hnsw"
+#: Collection property naming the catalog (its ``catalog_id``) whose records the rows mirror: the
+#: ids are that catalog's image ids, so another catalog must neither search nor overwrite them.
+OWNER_PROPERTY = "lookalike.catalog_id"
 CONNECT_TIMEOUT = 5.0
 _lite_users: dict[str, int] = {}        # Milvus Lite files open in this process -> users
 _lite_lock = threading.Lock()
@@ -170,6 +175,7 @@ class MilvusVectorStore:
         self._cached_settings: dict | None = None
         self._loaded = False                     # the collection is loaded for searching
         self._graph: VectorStore | None = None   # the duplicate scan's local index
+        self._owner_ok = False                   # the collection is this catalog's (checked)
 
     # ------------------------------------------------------------------ connection
     def client(self):
@@ -208,7 +214,7 @@ class MilvusVectorStore:
         scan's graph index."""
         with self._lock:
             client, self._client, self._delta = self._client, None, None
-            self._checked = self._loaded = False
+            self._checked = self._loaded = self._owner_ok = False
             graph, self._graph = self._graph, None
         if graph is not None:
             graph.close()
@@ -254,9 +260,40 @@ class MilvusVectorStore:
             if not self._loaded:
                 if not self._exists(client):
                     return None
+                self._claim(client)
                 self._call(client.load_collection, self.collection)
                 self._loaded = True
             return client
+
+    def _owner(self) -> str:
+        return self.catalog.catalog_id or str(self.catalog.directory)
+
+    def _owner_problem(self, client) -> str | None:
+        """Why the existing collection is not this catalog's (another catalog's ids), or None. A
+        collection without the owner property (made by an earlier version) is taken as this one's."""
+        props = self._call(client.describe_collection, self.collection).get("properties") or {}
+        owner = props.get(OWNER_PROPERTY)
+        if owner is None or owner == self._owner():
+            return None
+        return (f"collection {self.collection} holds the vectors of another catalog ({owner}), whose "
+                "records are on another desktop or in another folder; catalogs cannot share a "
+                "collection yet: open that catalog, or use another collection name")
+
+    def _claim(self, client) -> None:
+        """Refuse another catalog's collection (a one-line CatalogError): its ids are that
+        catalog's images, so searching it would name the wrong images and writing it would destroy
+        the other catalog's vectors. The writer marks an unmarked collection as this catalog's."""
+        if self._owner_ok:
+            return
+        if (why := self._owner_problem(client)) is not None:
+            raise CatalogError(f"{self.uri}: {why}")
+        if not self.catalog.readonly and self.catalog.holds_write_lock:
+            self._mark(client)
+        self._owner_ok = True
+
+    def _mark(self, client) -> None:
+        self._call(client.alter_collection_properties, self.collection,
+                   properties={OWNER_PROPERTY: self._owner()})
 
     def _check_schema(self, client) -> str | None:
         """Why the collection is not one this store made for this catalog's dims, or None."""
@@ -268,6 +305,13 @@ class MilvusVectorStore:
         if self.catalog.embedding_dim not in (None, dim):
             return f"collection {self.collection} holds {dim}-d vectors, the catalog {self.catalog.embedding_dim}-d"
         return None
+
+    def owner_problem(self) -> str | None:
+        """Why the collection belongs to another catalog, or None (no collection: None)."""
+        client = self.client()
+        if client is None or not self._exists(client):
+            return None
+        return self._owner_problem(client)
 
     def schema_problem(self) -> str | None:
         """Why the collection is not usable as this catalog's, or None (no collection: None)."""
@@ -308,6 +352,8 @@ class MilvusVectorStore:
         schema.add_field("price", DataType.DOUBLE, nullable=True)
         self._call(client.create_collection, self.collection, schema=schema,
                    index_params=self._index_params(client, n), consistency_level="Strong")
+        self._mark(client)
+        self._owner_ok = True
 
     def index_settings(self) -> dict:
         """The collection's index type and parameters, with the search's (nprobe, ef)."""
@@ -369,7 +415,10 @@ class MilvusVectorStore:
             if not mine or client is None:
                 return 0
             since = self.reflected_version()
-            if not self._exists(client) or since > catalog.version:
+            exists = self._exists(client)
+            if exists:
+                self._claim(client)
+            if not exists or since > catalog.version:
                 return self._refill(client)      # (a database older than its collection too)
             first = not self._checked
             if first and (why := self._check_schema(client)) is not None:
@@ -411,8 +460,9 @@ class MilvusVectorStore:
         """Drop and fill the collection from the stored embeddings; returns the rows written."""
         catalog = self.catalog
         if self._exists(client):
+            self._claim(client)
             self._call(client.drop_collection, self.collection)
-        self._delta, self._loaded = None, False
+        self._delta, self._loaded, self._owner_ok = None, False, False
         dim = catalog.embedding_dim
         if dim is None:
             catalog.set_meta(VERSION_KEY, str(catalog.version))
@@ -478,8 +528,9 @@ class MilvusVectorStore:
         client = self.client()
         if client is None or not self._exists(client):
             return False
+        self._claim(client)
         self._call(client.drop_collection, self.collection)
-        self._loaded = False
+        self._loaded = self._owner_ok = False
         return True
 
     def drop(self) -> None:

@@ -335,3 +335,47 @@ def test_a_milvus_catalog_without_pymilvus_says_what_to_install(pair, monkeypatc
 def test_a_local_catalog_opened_as_milvus_lite_says_to_move_it(pair):
     with pytest.raises(CatalogError, match="lookalike vectors --to"):
         Catalog.open(f"milvus-lite:{pair[0]}", create=False, readonly=True)
+
+
+def test_a_second_desktop_cannot_overwrite_or_search_a_server_collection(tmp_path, luma_images,
+                                                                          monkeypatch, capsys):
+    # A milvus:// catalog's records are per desktop. A second desktop (its own records folder)
+    # pointed at the same collection must get a one-line error, and the first desktop's rows must
+    # stay as they were: its sync would otherwise upsert its own ids over them, then drop the
+    # collection to refill it. The "server" here is a Milvus Lite file.
+    import pymilvus
+
+    from cli.main import main
+    from engine.milvus_store import OWNER_PROPERTY
+
+    real = pymilvus.MilvusClient
+    server_file = str(tmp_path / "server.db")
+    monkeypatch.setattr(pymilvus, "MilvusClient", lambda uri, **kw: real(
+        server_file if str(uri).startswith("http://") else uri))
+    uri = "milvus://127.0.0.1:19530/team"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "desktop-a"))
+    assert main(["index", "--catalog", uri, "-q", *map(str, luma_images[:4])]) == 0
+    with Catalog.open(uri, create=False, readonly=True) as cat:
+        owner, first_ids = cat.catalog_id, set(cat.image_ids())
+        assert cat.vectors.ids() == first_ids
+        props = cat.vectors.client().describe_collection("team")["properties"]
+        assert props[OWNER_PROPERTY] == owner
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "desktop-b"))
+    capsys.readouterr()
+    assert main(["index", "--catalog", uri, "-q", *map(str, luma_images[10:12])]) != 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"lookalike: error: {uri}: collection team holds the vectors of another "
+                          f"catalog ({owner})")
+    with Catalog.open(uri, create=False) as cat:
+        assert cat.catalog_id != owner
+        finding = check_catalog(cat).find("index-owner")
+        assert "another catalog" in finding.message and finding.repair is None
+        with pytest.raises(CatalogError, match="another catalog"):
+            repair_catalog(cat)                 # (it leaves the rows alone)
+        with pytest.raises(CatalogError, match="another catalog"):
+            cat.vectors.nearest(np.ones((1, cat.embedding_dim or 1280), np.float32), 3)
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "desktop-a"))
+    with Catalog.open(uri, create=False) as cat:      # the first desktop's catalog is intact
+        assert cat.vectors.ids() == first_ids and _index_ok(cat)
