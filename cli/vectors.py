@@ -7,10 +7,11 @@ from cli.common import OK, add_catalog_option, open_catalog
 
 def register(sub) -> None:
     p = sub.add_parser("vectors", help="show or move where the catalog's vectors live "
-                       "(local HNSW index or Milvus Lite)")
+                       "(local HNSW index, Milvus Lite or a Milvus server)")
     add_catalog_option(p)
-    p.add_argument("--to", choices=("milvus-lite", "local"), default=None,
-                   help="move the vectors there from the stored embeddings (no re-embedding)")
+    p.add_argument("--to", metavar="local|milvus-lite|milvus://HOST:PORT/NAME", default=None,
+                   help="move the vectors there from the stored embeddings (no re-embedding); "
+                   "the records stay in the catalog's folder")
     p.set_defaults(handler=run)
 
 

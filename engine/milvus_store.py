@@ -696,21 +696,23 @@ def _price(value) -> float | None:
 
 
 def move_vectors(catalog: "Catalog", to: str) -> str:
-    """Move the catalog's vectors to ``to`` (``milvus-lite`` or ``local``, the HNSW index) from
-    the stored embeddings, holding the write lock. ``meta.vector_store`` switches only once the new
-    store is complete (an interrupted move leaves the old one in use); the old store is dropped
-    after. Returns a line saying what was done."""
+    """Move the catalog's vectors to ``to`` (``local``, the HNSW index; ``milvus-lite``; or a
+    server, ``milvus://HOST:PORT/NAME``) from the stored embeddings, holding the write lock.
+    ``meta.vector_store`` switches only once the new store is complete (an interrupted move leaves
+    the old one in use); the old store is dropped after. Returns a line saying what was done."""
+    from .paths import parse_server
     from .vector_store import VectorStore
 
     target = {"local": "", "milvus-lite": LITE_SCHEME.rstrip(":")}.get(to)
+    if target is None and to.startswith(SERVER_SCHEME):
+        host, port, name = parse_server(to)
+        target = f"{SERVER_SCHEME}{host}:{port}/{name}"
     if target is None:
-        raise CatalogError(f"{to}: expected milvus-lite or local")
+        raise CatalogError(f"{to}: expected local, milvus-lite or milvus://HOST:PORT/NAME")
     with catalog.writer():
         current = catalog.meta(BACKEND_KEY) or ""
         if current == target:
             return f"vectors already in {to}"
-        if current and current != LITE_SCHEME.rstrip(":"):
-            raise CatalogError(f"{current}: moving from a Milvus server is not supported yet")
         store = MilvusVectorStore(catalog, target) if target else VectorStore(catalog)
         if catalog.count_images():
             store.rebuild()
@@ -722,9 +724,13 @@ def move_vectors(catalog: "Catalog", to: str) -> str:
         old, catalog.vectors = catalog.vectors, store
         if isinstance(old, MilvusVectorStore):
             old.drop()
-            import shutil
-            shutil.rmtree(old.path, ignore_errors=True)
+            if old.server is None:                       # (Milvus Lite's file)
+                import shutil
+                shutil.rmtree(old.path, ignore_errors=True)
         else:
             old.close()
             old.delete_files()
-    return f"moved {catalog.count_images()} vectors to {to}"
+    line = f"moved {catalog.count_images()} vectors to {to}"
+    if current.startswith(SERVER_SCHEME):       # its records folder is now the way to open it
+        line += f"; open the catalog with --catalog {catalog.directory}"
+    return line

@@ -337,22 +337,57 @@ def test_a_local_catalog_opened_as_milvus_lite_says_to_move_it(pair):
         Catalog.open(f"milvus-lite:{pair[0]}", create=False, readonly=True)
 
 
-def test_a_second_desktop_cannot_overwrite_or_search_a_server_collection(tmp_path, luma_images,
-                                                                          monkeypatch, capsys):
-    # A milvus:// catalog's records are per desktop. A second desktop (its own records folder)
-    # pointed at the same collection must get a one-line error, and the first desktop's rows must
-    # stay as they were: its sync would otherwise upsert its own ids over them, then drop the
-    # collection to refill it. The "server" here is a Milvus Lite file.
+@pytest.fixture
+def fake_server(tmp_path, monkeypatch):
+    """A Milvus "server" that is a Milvus Lite file: clients of http:// URIs open it."""
     import pymilvus
-
-    from cli.main import main
-    from engine.milvus_store import OWNER_PROPERTY
 
     real = pymilvus.MilvusClient
     server_file = str(tmp_path / "server.db")
     monkeypatch.setattr(pymilvus, "MilvusClient", lambda uri, **kw: real(
         server_file if str(uri).startswith("http://") else uri))
-    uri = "milvus://127.0.0.1:19530/team"
+    return "milvus://127.0.0.1:19530"
+
+
+def test_moving_to_a_server_and_back(pair, model, luma_images, fake_server, tmp_path, capsys):
+    from cli.main import main
+
+    local = pair[0]
+    moved = _copy(local, tmp_path / "moved")
+    queries = [luma_images[7], luma_images[333]]
+    want = _results(local, model, queries, None)
+    assert main(["vectors", "--catalog", str(moved), "--to", f"{fake_server}/shop"]) == 0
+    assert f"{fake_server}/shop, collection shop, HNSW IP" in capsys.readouterr().out
+    with Catalog.open(moved, create=False) as cat:
+        assert cat.meta("vector_store") == f"{fake_server}/shop" and not cat.index_path.exists()
+        assert cat.vectors.ids() == set(cat.image_ids())
+    assert _results(moved, model, queries, None) == want
+    # another catalog may not take that collection over
+    other = tmp_path / "other"
+    assert main(["index", "--catalog", str(other), "-q", *map(str, luma_images[:2])]) == 0
+    assert main(["vectors", "--catalog", str(other), "--to", f"{fake_server}/shop"]) != 0
+    assert "holds the vectors of another catalog" in capsys.readouterr().err
+    with Catalog.open(other, create=False, readonly=True) as cat:
+        assert not cat.meta("vector_store") and _index_ok(cat)
+    # and back: the collection goes, the HNSW index comes
+    assert main(["vectors", "--catalog", str(moved), "--to", "local"]) == 0
+    assert "HNSW cosine" in capsys.readouterr().out
+    assert _results(moved, model, queries, None) == want
+    assert main(["vectors", "--catalog", str(moved), "--to", "milvus:/x"]) != 0
+    assert "expected local, milvus-lite or milvus://HOST:PORT/NAME" in capsys.readouterr().err
+
+
+def test_a_second_desktop_cannot_overwrite_or_search_a_server_collection(tmp_path, luma_images,
+                                                                          monkeypatch, capsys,
+                                                                          fake_server):
+    # A milvus:// catalog's records are per desktop. A second desktop (its own records folder)
+    # pointed at the same collection must get a one-line error, and the first desktop's rows must
+    # stay as they were: its sync would otherwise upsert its own ids over them, then drop the
+    # collection to refill it. The "server" here is a Milvus Lite file.
+    from cli.main import main
+    from engine.milvus_store import OWNER_PROPERTY
+
+    uri = f"{fake_server}/team"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "desktop-a"))
     assert main(["index", "--catalog", uri, "-q", *map(str, luma_images[:4])]) == 0
     with Catalog.open(uri, create=False, readonly=True) as cat:
