@@ -347,9 +347,11 @@ class MilvusVectorStore:
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+        # not nullable (servers before Milvus 2.5 have no nulls): a missing value is "" / NaN,
+        # which no filter expression (==, <=, ...) matches
         for name in SCALARS:
-            schema.add_field(name, DataType.VARCHAR, max_length=1024, nullable=True)
-        schema.add_field("price", DataType.DOUBLE, nullable=True)
+            schema.add_field(name, DataType.VARCHAR, max_length=1024)
+        schema.add_field("price", DataType.DOUBLE)
         self._call(client.create_collection, self.collection, schema=schema,
                    index_params=self._index_params(client, n), consistency_level="Strong")
         self._mark(client)
@@ -684,15 +686,17 @@ def _params(info: dict) -> dict:
     return raw or {}
 
 
-def _text(value) -> str | None:
-    return None if value is None or value == "" else str(value)[:1024]
+def _text(value) -> str:
+    """A scalar text field's value; "" when missing."""
+    return "" if value is None else str(value)[:1024]
 
 
-def _price(value) -> float | None:
+def _price(value) -> float:
+    """The price field's value; NaN when missing (no comparison matches it)."""
     try:
-        return None if value is None or value == "" else float(value)
+        return math.nan if value is None or value == "" else float(value)
     except (TypeError, ValueError):
-        return None
+        return math.nan
 
 
 def move_vectors(catalog: "Catalog", to: str) -> str:

@@ -1,6 +1,7 @@
 """A catalog's vectors in Milvus Lite (engine.milvus_store): the same answers as the local HNSW
 index, kept in step with imports and removals, moved there and back, and one-line errors."""
 
+import os
 import shutil
 import sys
 
@@ -339,10 +340,19 @@ def test_a_local_catalog_opened_as_milvus_lite_says_to_move_it(pair):
 
 @pytest.fixture
 def fake_server(tmp_path, monkeypatch):
-    """A Milvus "server" that is a Milvus Lite file: clients of http:// URIs open it."""
+    """A Milvus "server": the real one at $LOOKALIKE_TEST_MILVUS_SERVER (HOST:PORT; its
+    collections shop and team are dropped), else a Milvus Lite file that clients of http:// URIs
+    open."""
     import pymilvus
 
     real = pymilvus.MilvusClient
+    server = os.environ.get("LOOKALIKE_TEST_MILVUS_SERVER")
+    if server:
+        client = real(f"http://{server}")
+        for name in ("shop", "team"):
+            client.drop_collection(name)
+        client.close()
+        return f"milvus://{server}"
     server_file = str(tmp_path / "server.db")
     monkeypatch.setattr(pymilvus, "MilvusClient", lambda uri, **kw: real(
         server_file if str(uri).startswith("http://") else uri))
