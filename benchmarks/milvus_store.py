@@ -1,4 +1,4 @@
-"""A catalog's vectors in Milvus Lite vs the local HNSW index: the figures of
+"""A catalog's vectors in Milvus (Lite or a server) vs the local HNSW index: the figures of
 docs/milvus.md.
 
     python benchmarks/milvus_store.py search LOCAL LITE --queries DIR   # search p50, nearest p50
@@ -6,7 +6,8 @@ docs/milvus.md.
     python benchmarks/milvus_store.py dupes LOCAL LITE                   # duplicate-scan seconds
     python benchmarks/milvus_store.py candidates LOCAL LITE              # the scan's candidate graph and its index
 
-LOCAL and LITE are copies of one catalog, LITE moved with `lookalike vectors --to milvus-lite`.
+LOCAL and LITE are copies of one catalog, LITE moved with `lookalike vectors --to milvus-lite`
+(or `--to milvus://HOST:PORT/NAME`: a server; recall then varies HNSW's ef).
 Queries are image files (e.g. the Luma copies, eval/copies), embedded once by the bundled model.
 """
 
@@ -86,9 +87,12 @@ def recall(args) -> None:
             exact, exact_ids = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
         store = cat.vectors
         print(store.info())
-        nlist = store.index_settings().get("nlist")
-        for nprobe in args.nprobe:
-            store._cached_settings = {"index_type": "IVF_FLAT", "nlist": nlist, "nprobe": nprobe}
+        settings = store.index_settings()
+        nlist = settings.get("nlist")
+        hnsw = settings.get("index_type") == "HNSW"        # a server: vary ef instead
+        for nprobe in (args.ef if hnsw else args.nprobe):
+            store._cached_settings = ({"index_type": "HNSW", "ef": nprobe} if hnsw else
+                                      {"index_type": "IVF_FLAT", "nlist": nlist, "nprobe": nprobe})
             store.nearest(embs[:1], 10)
             t = []
             hits = 0
@@ -97,9 +101,10 @@ def recall(args) -> None:
                 got, _ = store.nearest(q, 10)
                 t.append(time.perf_counter() - t0)
                 hits += len(set(got[0].tolist()) & set(want.tolist()))
-            print(f"nlist {nlist} nprobe {nprobe}: recall@10 {hits / exact_ids.size:.4f}, "
-                  f"nearest p50 {_p50(t)} ms (the default: {milvus_store.best_nprobe(nlist or 1)})",
-                  flush=True)
+            setting = (f"HNSW ef {nprobe}" if hnsw else f"nlist {nlist} nprobe {nprobe}")
+            default = milvus_store.HNSW_EF if hnsw else milvus_store.best_nprobe(nlist or 1)
+            print(f"{setting}: recall@10 {hits / exact_ids.size:.4f}, nearest p50 {_p50(t)} ms "
+                  f"(the default: {default})", flush=True)
 
 
 def dupes(args) -> None:
@@ -158,6 +163,8 @@ def main() -> None:
     r.add_argument("--queries", required=True)
     r.add_argument("-n", type=int, default=200)
     r.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 80, 128])
+    r.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512],
+                   help="HNSW search breadths to try (a server collection)")
     r.add_argument("--rows", type=int, default=0,
                    help="query with this many stored embeddings instead of the query photos")
     d = sub.add_parser("dupes")

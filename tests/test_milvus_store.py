@@ -424,3 +424,27 @@ def test_a_second_desktop_cannot_overwrite_or_search_a_server_collection(tmp_pat
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "desktop-a"))
     with Catalog.open(uri, create=False) as cat:      # the first desktop's catalog is intact
         assert cat.vectors.ids() == first_ids and _index_ok(cat)
+
+
+def test_server_searches_read_their_own_writes_without_waiting(pair, fake_server, tmp_path):
+    # "Strong" searches wait for the server's time tick (~390 ms each on Milvus 2.3.5): the
+    # process that synced searches "Session" (its own writes), another one "Bounded" once the
+    # last sync is older than Milvus's staleness bound, "Strong" before that.
+    import time
+
+    from engine import milvus_store as ms
+
+    moved = _copy(pair[0], tmp_path / "moved")
+    with Catalog.open(moved, create=False) as cat:
+        move_vectors(cat, f"{fake_server}/shop")
+        assert cat.vectors._consistency() == {"consistency_level": "Session"}
+    with Catalog.open(moved, create=False, readonly=True) as cat:
+        assert cat.vectors._consistency() == {"consistency_level": "Strong"}
+        synced = float(cat.meta(ms.SYNCED_AT_KEY))
+        assert abs(synced - time.time()) < ms.BOUNDED_AFTER_S
+    with Catalog.open(moved, create=False) as cat, cat.writer():
+        cat.set_meta(ms.SYNCED_AT_KEY, str(synced - ms.BOUNDED_AFTER_S - 1))
+    with Catalog.open(moved, create=False, readonly=True) as cat:
+        assert cat.vectors._consistency() == {"consistency_level": "Bounded"}
+    with Catalog.open(pair[1], create=False, readonly=True) as cat:
+        assert cat.vectors._consistency() == {}              # Milvus Lite: no such wait
