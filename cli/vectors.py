@@ -29,6 +29,8 @@ def run(args) -> int:
 
 def describe(info: dict) -> str:
     """One line: the backend and its parameters (also for ``lookalike info``)."""
+    if info.get("error"):
+        return f"unavailable: {info['error']}"
     if info.get("backend"):
         params = ", ".join(f"{k}={info[k]}" for k in ("nlist", "nprobe", "M", "efConstruction", "ef")
                            if k in info)

@@ -602,7 +602,11 @@ class Catalog:
     def stats(self) -> dict:
         conn = self.db.conn
         size = sum(f.stat().st_size for f in self.directory.glob("*") if f.is_file())
-        index = self.vectors.index()
+        try:
+            index = self.vectors.index()
+            index_info = index.info() if index is not None else None
+        except CatalogError as exc:          # a Milvus server down: the records still answer
+            index_info = {"error": str(exc)}
         return {
             "catalog": str(self.directory),
             "images": self.count_images(),
@@ -613,7 +617,7 @@ class Catalog:
             "models": self.model_ids(),
             "version": self.version,
             "disk_bytes": size,
-            "index": index.info() if index is not None else None,
+            "index": index_info,
         }
 
     # ------------------------------------------------------------------ image queries

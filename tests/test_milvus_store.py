@@ -325,6 +325,8 @@ def test_an_unreachable_server_is_a_one_line_error(tmp_path, monkeypatch, pair):
         with pytest.raises(CatalogError, match=f"milvus://127.0.0.1:{port}/team: Milvus error") as exc:
             cat.vectors.index()
         assert "\n" not in str(exc.value)
+        stats = cat.stats()                  # the records still answer `lookalike info`
+        assert stats["images"] == 0 and "Milvus error" in stats["index"]["error"]
 
 
 def test_a_milvus_catalog_without_pymilvus_says_what_to_install(pair, monkeypatch):
