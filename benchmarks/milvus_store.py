@@ -5,6 +5,7 @@ docs/milvus.md.
     python benchmarks/milvus_store.py recall LITE --queries DIR          # recall@10 vs exact by nprobe
     python benchmarks/milvus_store.py dupes LOCAL LITE                   # duplicate-scan seconds
     python benchmarks/milvus_store.py candidates LOCAL LITE              # the scan's candidate graph and its index
+    python benchmarks/milvus_store.py filters LOCAL LITE --queries DIR  # selective filters: scanned vs pushed down
 
 LOCAL and LITE are copies of one catalog, LITE moved with `lookalike vectors --to milvus-lite`
 (or `--to milvus://HOST:PORT/NAME`: a server; recall then varies HNSW's ef).
@@ -149,6 +150,66 @@ def candidates(args) -> None:
           f"{len(lite - local)}")
 
 
+def _synthetic_products(cat, seed: int = 0) -> int:
+    """Give a catalog without products synthetic ones (5 images each, 1,000 brands, 50
+    categories under 5 departments, prices 1-500), the same for every copy of one catalog (by
+    image id); returns how many images were linked."""
+    if cat.count_products():
+        return 0
+    ids = cat.image_ids()
+    paths = cat.paths_of(ids)
+    rng = np.random.default_rng(seed)
+    n = len(ids) // 5 + 1
+    brands, cats = rng.integers(0, 1000, n), rng.integers(0, 50, n)
+    prices = np.round(rng.uniform(1, 500, n), 2)
+    with cat.writer():
+        cat.upsert_products([{"id": f"p{j}", "title": f"product {j}", "brand": f"brand {brands[j]}",
+                              "category": f"Dept {cats[j] % 5} > Cat {cats[j]}", "price": float(prices[j]),
+                              "extra": {}} for j in range(n)])
+        cat.link_images([(paths[i], f"p{k // 5}") for k, i in enumerate(ids)])
+    return len(ids)
+
+
+def filters(args) -> None:
+    """Searches with filters of three selectivities on a local catalog and its Milvus copy:
+    p50 of full searches, and how many of the top 10 the two agree on. Selective filters take
+    the search's exact path (engine.search._scan): the local catalog reads every image's filter
+    fields, a Milvus catalog pushes the filter into its search."""
+    from engine.model import load_model
+    from engine.search import SearchFilters, Searcher
+
+    model = load_model()
+    paths = _queries(args.queries, args.full)
+    cases = {"brand (0.1%)": SearchFilters(brand="brand 7"),
+             "category (2%)": SearchFilters(category="Dept 2 > Cat 12"),
+             "department + price (about 1.5%)": SearchFilters(category="Dept 3", price_min=100.0, price_max=130.0)}
+    answers = {}
+    for folder in (args.local, args.lite):
+        with Catalog.open(folder, create=False) as cat:
+            linked = _synthetic_products(cat)
+            if linked:
+                print(f"{folder}: {linked} images linked to synthetic products", flush=True)
+                cat.vectors.save()
+        with Catalog.open(folder, create=False, readonly=True) as cat:
+            searcher = Searcher(cat, model, read_text=False)
+            searcher.search_path(paths[0], k=10)                       # warm
+            for name, f in cases.items():
+                times, tops = [], []
+                for q in paths:
+                    t = time.perf_counter()
+                    res = searcher.search_path(q, k=10, filters=f, group="image")
+                    times.append(time.perf_counter() - t)
+                    tops.append([m.image_id for m in res.results])
+                answers[(folder, name)] = tops
+                print(f"{folder} [{type(cat.vectors).__name__}] {name}: search p50 {_p50(times)} ms, "
+                      f"{sum(map(len, tops)) / len(tops):.1f} results", flush=True)
+    for name in cases:
+        a, b = answers[(args.local, name)], answers[(args.lite, name)]
+        same = sum(len(set(x) & set(y)) for x, y in zip(a, b)) / max(1, sum(map(len, a)))
+        first = sum(bool(x) and bool(y) and x[0] == y[0] for x, y in zip(a, b)) / len(a)
+        print(f"{name}: top-10 overlap {same:.3f}, same first result {first:.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -174,8 +235,14 @@ def main() -> None:
     g.add_argument("local")
     g.add_argument("lite")
     g.add_argument("--via-milvus", action="store_true", help="query the Milvus collection (slow)")
+    f = sub.add_parser("filters", help="selective filters: the records scanned vs pushed down")
+    f.add_argument("local")
+    f.add_argument("lite")
+    f.add_argument("--queries", required=True)
+    f.add_argument("--full", type=int, default=20, help="searches per filter and catalog")
     args = p.parse_args()
-    {"search": search, "recall": recall, "dupes": dupes, "candidates": candidates}[args.what](args)
+    {"search": search, "recall": recall, "dupes": dupes, "candidates": candidates,
+     "filters": filters}[args.what](args)
 
 
 if __name__ == "__main__":

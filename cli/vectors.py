@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.milvus_store import move_vectors
+    from engine.vector_moves import move_vectors
 
     with open_catalog(args, create=False, readonly=args.to is None) as catalog:
         if args.to:

@@ -609,8 +609,7 @@ class MilvusVectorStore:
         cosines the inner products of unit vectors. Images changed since the collection's version
         are searched exactly over their stored embeddings and merged in."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        n = self.catalog.count_images()
-        k = min(int(k), n)
+        k = min(int(k), self.catalog.count_images())
         if k <= 0:
             return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
         stale, delta = self._stale()
@@ -622,19 +621,42 @@ class MilvusVectorStore:
         for ids, vecs in self._delta_batches(delta):
             sims = vectors @ vecs.T
             parts.append((np.broadcast_to(ids, sims.shape), sims))
-        ids = np.concatenate([p[0] for p in parts], axis=1)
-        sims = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32)
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        sims = np.take_along_axis(sims, order, 1)
-        k = min(k, int(np.isfinite(sims).sum(axis=1).min()))    # (an IVF probe may find fewer)
-        return np.take_along_axis(ids, order, 1)[:, :k].astype(np.int64), sims[:, :k]
+        return _merge(parts, k)
 
-    def _search(self, vectors: np.ndarray, k: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    def filtered_nearest(self, vectors: np.ndarray, k: int, filters
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``k`` nearest images of each query embedding among those that pass ``filters``
+        (engine.search.SearchFilters: category, brand, price range, excluded ids), the filters
+        pushed down into the Milvus search as an expression on the collection's scalar fields
+        (the search's answer for filters too selective for the nearest images to contain
+        enough). Images changed since the collection's version are filtered from their records
+        and searched exactly. None when the filters cannot be written as an expression or this
+        process cannot use the collection: the caller scans the records instead."""
+        expr = filter_expression(filters)
+        if expr is None or self._ready() is None:
+            return None
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        k = min(int(k), MAX_TOPK)
+        stale, delta = self._stale()
+        parts = [self._search(vectors, min(k + len(stale), MAX_TOPK), stale, expr=expr, every_list=True)]
+        for ids, vecs in self._delta_batches(delta):
+            records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
+            keep = [n for n, i in enumerate(ids.tolist()) if i in records and filters.accepts(records[i])]
+            if keep:
+                sims = vectors @ vecs[keep].T
+                parts.append((np.broadcast_to(ids[keep], sims.shape), sims))
+        return _merge(parts, k, ragged=True)
+
+    def _search(self, vectors: np.ndarray, k: int, skip: set[int], *, expr: str = "",
+                every_list: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Milvus's ``k`` best per query row, without ``skip``, padded with -1 / -inf.
+        ``every_list``: an IVF index probes all its lists (a filtered search: the images that
+        pass a selective filter are spread over every list, so the usual probe misses most)."""
         client = self._ready()
         settings = self._settings()
         params = {"metric_type": "IP", "params": {}}
         if "nprobe" in settings:
-            params["params"]["nprobe"] = settings["nprobe"]
+            params["params"]["nprobe"] = settings["nlist"] if every_list else settings["nprobe"]
         if "ef" in settings:
             params["params"]["ef"] = max(settings["ef"], k)
         out_ids = np.full((len(vectors), k), -1, np.int64)
@@ -643,7 +665,7 @@ class MilvusVectorStore:
         level = self._consistency()
         for start in range(0, len(vectors), step):
             rows = self._call(client.search, self.collection, data=list(vectors[start:start + step]),
-                              limit=k, search_params=params, output_fields=[], **level)
+                              filter=expr, limit=k, search_params=params, output_fields=[], **level)
             for r, hits in enumerate(rows, start):
                 got = [(h["id"], h["distance"]) for h in hits if h["id"] not in skip][:k]
                 if got:
@@ -709,6 +731,50 @@ class MilvusVectorStore:
         return self.catalog.read_snapshot()
 
 
+def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, *, ragged: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of (ids, sims) column blocks per row. Rows that found fewer are cut to the
+    shortest (``ragged``: padded with id -1 and -inf instead)."""
+    ids = np.concatenate([p[0] for p in parts], axis=1)
+    sims = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    sims = np.take_along_axis(sims, order, 1)
+    ids = np.take_along_axis(ids, order, 1).astype(np.int64)
+    if ragged:
+        ids[~np.isfinite(sims)] = -1
+        return ids, sims
+    k = min(k, int(np.isfinite(sims).sum(axis=1).min()))    # (an IVF probe may find fewer)
+    return ids[:, :k], sims[:, :k]
+
+
+def _quoted(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def filter_expression(filters) -> str | None:
+    """The Milvus expression on the collection's scalar fields that accepts what
+    ``filters.accepts`` accepts (engine.search.SearchFilters); None when nothing is filtered or a
+    category holds LIKE wildcards. A missing value ("" / NaN) fails every comparison, as a
+    missing field fails ``accepts``."""
+    terms = []
+    if filters.category:
+        if any(c in filters.category for c in "%_\\"):
+            return None
+        terms.append(f"(category == {_quoted(filters.category)} or "
+                     f"category like {_quoted(filters.category + ' >%')})")
+    if filters.brand:
+        terms.append(f"brand == {_quoted(filters.brand)}")
+    if filters.price_min is not None:
+        terms.append(f"price >= {float(filters.price_min)!r}")
+    if filters.price_max is not None:
+        terms.append(f"price <= {float(filters.price_max)!r}")
+    if not terms:
+        return None
+    if filters.exclude_ids:
+        terms.append(f"id not in {sorted(int(i) for i in filters.exclude_ids)}")
+    return " and ".join(terms)
+
+
 def _params(info: dict) -> dict:
     raw = info.get("params")
     if isinstance(raw, str):
@@ -730,44 +796,3 @@ def _price(value) -> float:
         return math.nan if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def move_vectors(catalog: "Catalog", to: str) -> str:
-    """Move the catalog's vectors to ``to`` (``local``, the HNSW index; ``milvus-lite``; or a
-    server, ``milvus://HOST:PORT/NAME``) from the stored embeddings, holding the write lock.
-    ``meta.vector_store`` switches only once the new store is complete (an interrupted move leaves
-    the old one in use); the old store is dropped after. Returns a line saying what was done."""
-    from .paths import parse_server
-    from .vector_store import VectorStore
-
-    target = {"local": "", "milvus-lite": LITE_SCHEME.rstrip(":")}.get(to)
-    if target is None and to.startswith(SERVER_SCHEME):
-        host, port, name = parse_server(to)
-        target = f"{SERVER_SCHEME}{host}:{port}/{name}"
-    if target is None:
-        raise CatalogError(f"{to}: expected local, milvus-lite or milvus://HOST:PORT/NAME")
-    with catalog.writer():
-        current = catalog.meta(BACKEND_KEY) or ""
-        if current == target:
-            return f"vectors already in {to}"
-        store = MilvusVectorStore(catalog, target) if target else VectorStore(catalog)
-        if catalog.count_images():
-            store.rebuild()
-            if not target:
-                store.maybe_fit_projection()
-        elif target:
-            catalog.set_meta(VERSION_KEY, str(catalog.version))
-        catalog.set_meta(BACKEND_KEY, target)           # the switch
-        old, catalog.vectors = catalog.vectors, store
-        if isinstance(old, MilvusVectorStore):
-            old.drop()
-            if old.server is None:                       # (Milvus Lite's file)
-                import shutil
-                shutil.rmtree(old.path, ignore_errors=True)
-        else:
-            old.close()
-            old.delete_files()
-    line = f"moved {catalog.count_images()} vectors to {to}"
-    if current.startswith(SERVER_SCHEME):       # its records folder is now the way to open it
-        line += f"; open the catalog with --catalog {catalog.directory}"
-    return line

@@ -33,6 +33,9 @@ VERIFY_WORKERS = 2
 #: selective that fewer than VERIFY_TOP of them pass is served by an exact scan of the images
 #: that pass it (the index cannot return tens of thousands of neighbours)
 MAX_INDEX_FETCH = 4096
+#: images per query vector a vector store that filters inside its search returns for such a
+#: filter (Milvus); a search reads groups of MIN_CANDIDATES from them by reach
+PUSHED_DOWN_REACH = 1024
 #: a search widened for a minimum score stops counting on unverified candidates (another photo of
 #: the product) beyond this many nearest images: on the grocery phone photos the right product was
 #: always among the 50 nearest (benchmarks/same_product.py)
@@ -463,11 +466,15 @@ class Searcher:
         """(image id, exact cosine, reach) of every catalog image that passes the filters, by
         reach (the cosine, or the centre view's similarity where higher; see
         :meth:`_candidates`): for filters so selective that the index's nearest images hardly
-        contain any."""
-        ids = [i for i, category, brand, price in self.catalog.iter_filter_fields()
-               if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
-        clock.lap("join")
+        contain any. A vector store that filters inside its search (Milvus) gives the first
+        PUSHED_DOWN_REACH of them instead of the records' every image."""
         queries = np.atleast_2d(np.asarray(embs, np.float32))
+        ids = self._pushed_down(queries, filters, centre)
+        pushed = ids is not None
+        if ids is None:
+            ids = [i for i, category, brand, price in self.catalog.iter_filter_fields()
+                   if filters.accepts({"image_id": i, "category": category, "brand": brand, "price": price})]
+        clock.lap("join")
         sims = np.empty(len(ids), np.float32)
         reach = np.empty(len(ids), np.float32)
         for start in range(0, len(ids), 4096):
@@ -476,9 +483,23 @@ class Searcher:
             sims[start:start + len(chunk)] = (stored @ queries.T).max(axis=1)
             reach[start:start + len(chunk)] = sims[start:start + len(chunk)] if centre is None else \
                 np.maximum(sims[start:start + len(chunk)], stored @ centre)
-        order = np.argsort(-reach, kind="stable")
+        order = np.argsort(-reach, kind="stable")[:PUSHED_DOWN_REACH if pushed else None]
         clock.lap("knn")
         return [(ids[i], float(sims[i]), float(reach[i])) for i in order.tolist()]
+
+    def _pushed_down(self, queries: np.ndarray, filters: SearchFilters, centre: np.ndarray | None
+                     ) -> list[int] | None:
+        """The images that pass ``filters`` nearest to the query rows and the centre view, from a
+        vector store that filters inside its search (a Milvus catalog: ``filtered_nearest``),
+        PUSHED_DOWN_REACH per vector: every image among the first PUSHED_DOWN_REACH by reach is
+        among them. None where the store cannot (the local index): the caller reads the filter
+        fields of every image."""
+        search = getattr(self.catalog.vectors, "filtered_nearest", None)
+        vectors = queries if centre is None else np.vstack([queries, centre[None, :]])
+        found = search(vectors, PUSHED_DOWN_REACH, filters) if search is not None else None
+        if found is None:
+            return None
+        return np.unique(found[0][found[0] >= 0]).tolist()
 
     def _score(self, evidence: dict[int, scoring.Evidence], records: dict[int, dict],
                filters: SearchFilters, same_file_hash: str | None, clock: _Clock

@@ -15,7 +15,8 @@ from engine import duplicates  # noqa: E402
 from engine.catalog import Catalog  # noqa: E402
 from engine.consistency import check_catalog, repair_catalog  # noqa: E402
 from engine.errors import CatalogError  # noqa: E402
-from engine.milvus_store import MilvusVectorStore, move_vectors  # noqa: E402
+from engine.milvus_store import MilvusVectorStore  # noqa: E402
+from engine.vector_moves import move_vectors  # noqa: E402
 from engine.search import SearchFilters, Searcher  # noqa: E402
 
 
@@ -450,3 +451,43 @@ def test_server_searches_read_their_own_writes_without_waiting(pair, fake_server
         assert cat.vectors._consistency() == {"consistency_level": "Bounded"}
     with Catalog.open(pair[1], create=False, readonly=True) as cat:
         assert cat.vectors._consistency() == {}              # Milvus Lite: no such wait
+
+
+def test_filter_expressions_say_what_the_filters_accept():
+    from engine.milvus_store import filter_expression
+
+    assert filter_expression(SearchFilters()) is None
+    assert filter_expression(SearchFilters(exclude_ids=frozenset({3}))) is None
+    assert filter_expression(SearchFilters(category='Gear > "Bags"', price_max=20, exclude_ids=frozenset({9, 2}))) == (
+        '(category == "Gear > \\"Bags\\"" or category like "Gear > \\"Bags\\" >%") and price <= 20.0 '
+        'and id not in [2, 9]')
+    assert filter_expression(SearchFilters(brand="Luma", price_min=1.5)) == 'brand == "Luma" and price >= 1.5'
+    assert filter_expression(SearchFilters(category="50%_off")) is None      # LIKE wildcards: scan
+
+
+@pytest.mark.parametrize("filters", FILTERS[1:] + [SearchFilters(category="Gear", price_min=12.0,
+                                                                 price_max=30.0)])
+def test_selective_filters_are_searched_inside_milvus(pair, model, luma_images, filters, monkeypatch):
+    # a filter too selective for the nearest images: the local catalog scans every image's
+    # filter fields; a Milvus catalog asks Milvus with the filter as an expression. Same answers.
+    from engine import search as search_module
+
+    local, lite = pair
+    with Catalog.open(lite, create=False, readonly=True) as cat:
+        records = {r["image_id"]: r for r in cat.iter_records()}
+        embs = cat.embeddings(sorted(records))
+        ids, sims = cat.vectors.filtered_nearest(embs[:3], 1000, filters)
+        want = {i for i, r in records.items() if filters.accepts(r)}
+        for row in range(3):                 # exactly the images the filters accept, by cosine
+            got = ids[row][ids[row] >= 0]
+            assert set(got.tolist()) == want and np.all(np.diff(sims[row][: len(got)]) <= 1e-6)
+    monkeypatch.setattr(search_module, "MIN_CANDIDATES", 5)       # take the selective path on
+    monkeypatch.setattr(search_module, "MAX_INDEX_FETCH", 4)      # this small catalog
+    pushed = []
+    real = MilvusVectorStore.filtered_nearest
+    monkeypatch.setattr(MilvusVectorStore, "filtered_nearest",
+                        lambda self, *a, **k: pushed.append(1) or real(self, *a, **k))
+    queries = [luma_images[7], luma_images[333]]
+    want = _results(local, model, queries, filters)
+    assert any(want) and _results(lite, model, queries, filters) == want
+    assert pushed
