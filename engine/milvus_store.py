@@ -66,6 +66,9 @@ MAX_TOPK = 16_384
 #: batches instead of keeping them in memory.
 DELTA_IN_MEMORY = 20_000
 SCALARS = ("product_id", "category", "brand", "group_id")
+#: a filtered search scores the images that pass exactly when at most this many do (their ids from
+#: a scalar query, their embeddings from the records), else asks Milvus with the filter
+FILTER_EXACT_MAX = 4_096
 #: the duplicate scan's local kNN graph index, in the catalog's records folder (:meth:`graph_index`)
 GRAPH_FILE = "scan-graph.hnsw"
 #: Collection property naming the catalog (its ``catalog_id``) whose records the rows mirror: the
@@ -627,18 +630,31 @@ class MilvusVectorStore:
                          ) -> tuple[np.ndarray, np.ndarray] | None:
         """The ``k`` nearest images of each query embedding among those that pass ``filters``
         (engine.search.SearchFilters: category, brand, price range, excluded ids), the filters
-        pushed down into the Milvus search as an expression on the collection's scalar fields
-        (the search's answer for filters too selective for the nearest images to contain
-        enough). Images changed since the collection's version are filtered from their records
-        and searched exactly. None when the filters cannot be written as an expression or this
-        process cannot use the collection: the caller scans the records instead."""
+        pushed down into Milvus as an expression on the collection's scalar fields (the search's
+        answer for filters too selective for the nearest images to contain enough). When at most
+        FILTER_EXACT_MAX images pass, a scalar query names them and they are scored exactly;
+        more are searched with the filter. Images changed since the collection's version are
+        filtered from their records and searched exactly. None when the filters cannot be
+        written as an expression or this process cannot use the collection: the caller scans
+        the records instead."""
         expr = filter_expression(filters)
-        if expr is None or self._ready() is None:
+        client = self._ready() if expr is not None else None
+        if client is None:
             return None
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         k = min(int(k), MAX_TOPK)
         stale, delta = self._stale()
-        parts = [self._search(vectors, min(k + len(stale), MAX_TOPK), stale, expr=expr, every_list=True)]
+        passing = self._call(client.query, self.collection, filter=expr, output_fields=["id"],
+                             limit=FILTER_EXACT_MAX + 1, **self._consistency())
+        if len(passing) <= FILTER_EXACT_MAX:
+            # few pass: score them exactly (a graph search with a filter this selective misses
+            # some: 74 of 90 at 0.1% on a 100k HNSW collection, Milvus 2.3.5)
+            ids = np.array(sorted({int(r["id"]) for r in passing} - stale), np.int64)
+            sims = vectors @ self.catalog.embeddings(ids.tolist()).T if len(ids) else \
+                np.zeros((len(vectors), 0), np.float32)
+            parts = [(np.broadcast_to(ids, sims.shape), sims)]
+        else:
+            parts = [self._search(vectors, min(k + len(stale), MAX_TOPK), stale, expr=expr, every_list=True)]
         for ids, vecs in self._delta_batches(delta):
             records = {r["image_id"]: r for r in self.catalog.image_records(ids.tolist())}
             keep = [n for n, i in enumerate(ids.tolist()) if i in records and filters.accepts(records[i])]

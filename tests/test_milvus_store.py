@@ -467,10 +467,16 @@ def test_filter_expressions_say_what_the_filters_accept():
 
 @pytest.mark.parametrize("filters", FILTERS[1:] + [SearchFilters(category="Gear", price_min=12.0,
                                                                  price_max=30.0)])
-def test_selective_filters_are_searched_inside_milvus(pair, model, luma_images, filters, monkeypatch):
+@pytest.mark.parametrize("exact_max", [4096, 0], ids=["scored-exactly", "searched-with-filter"])
+def test_selective_filters_are_searched_inside_milvus(pair, model, luma_images, filters, exact_max,
+                                                      monkeypatch):
     # a filter too selective for the nearest images: the local catalog scans every image's
-    # filter fields; a Milvus catalog asks Milvus with the filter as an expression. Same answers.
+    # filter fields; a Milvus catalog asks Milvus with the filter as an expression (few images
+    # pass: their ids, then exact scores; more: a search with the filter). Same answers.
+    from engine import milvus_store as ms
     from engine import search as search_module
+
+    monkeypatch.setattr(ms, "FILTER_EXACT_MAX", exact_max)
 
     local, lite = pair
     with Catalog.open(lite, create=False, readonly=True) as cat:
