@@ -466,7 +466,7 @@ class MilvusVectorStore:
             return changed
 
     def _reflect(self, version: int) -> None:
-        """Record that the collection now reflects ``version`` (after a flush), and when."""
+        """Record that the collection now reflects ``version`` (its rows durable), and when."""
         self.catalog.set_meta(VERSION_KEY, str(version))
         self.catalog.set_meta(SYNCED_AT_KEY, f"{time.time():.3f}")
         self._synced_here = True
