@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from .errors import CatalogBusyError, CatalogError
+from .milvus_filters import filter_expression
 from .paths import LITE_FILE, LITE_SCHEME, SERVER_SCHEME
 from .vector_store import VectorStore
 
@@ -761,34 +762,6 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, *, ragged: bool =
         return ids, sims
     k = min(k, int(np.isfinite(sims).sum(axis=1).min()))    # (an IVF probe may find fewer)
     return ids[:, :k], sims[:, :k]
-
-
-def _quoted(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def filter_expression(filters) -> str | None:
-    """The Milvus expression on the collection's scalar fields that accepts what
-    ``filters.accepts`` accepts (engine.search.SearchFilters); None when nothing is filtered or a
-    category holds LIKE wildcards. A missing value ("" / NaN) fails every comparison, as a
-    missing field fails ``accepts``."""
-    terms = []
-    if filters.category:
-        if any(c in filters.category for c in "%_\\"):
-            return None
-        terms.append(f"(category == {_quoted(filters.category)} or "
-                     f"category like {_quoted(filters.category + ' >%')})")
-    if filters.brand:
-        terms.append(f"brand == {_quoted(filters.brand)}")
-    if filters.price_min is not None:
-        terms.append(f"price >= {float(filters.price_min)!r}")
-    if filters.price_max is not None:
-        terms.append(f"price <= {float(filters.price_max)!r}")
-    if not terms:
-        return None
-    if filters.exclude_ids:
-        terms.append(f"id not in {sorted(int(i) for i in filters.exclude_ids)}")
-    return " and ".join(terms)
 
 
 def _params(info: dict) -> dict:

@@ -454,7 +454,7 @@ def test_server_searches_read_their_own_writes_without_waiting(pair, fake_server
 
 
 def test_filter_expressions_say_what_the_filters_accept():
-    from engine.milvus_store import filter_expression
+    from engine.milvus_filters import filter_expression
 
     assert filter_expression(SearchFilters()) is None
     assert filter_expression(SearchFilters(exclude_ids=frozenset({3}))) is None
@@ -463,6 +463,7 @@ def test_filter_expressions_say_what_the_filters_accept():
         'and id not in [2, 9]')
     assert filter_expression(SearchFilters(brand="Luma", price_min=1.5)) == 'brand == "Luma" and price >= 1.5'
     assert filter_expression(SearchFilters(category="50%_off")) is None      # LIKE wildcards: scan
+    assert filter_expression(SearchFilters(price_max=float("inf"))) is None
 
 
 @pytest.mark.parametrize("filters", FILTERS[1:] + [SearchFilters(category="Gear", price_min=12.0,
