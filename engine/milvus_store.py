@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -76,6 +77,9 @@ GRAPH_FILE = "scan-graph.hnsw"
 #: ids are that catalog's image ids, so another catalog must neither search nor overwrite them.
 OWNER_PROPERTY = "lookalike.catalog_id"
 CONNECT_TIMEOUT = 5.0
+#: a server with authentication on: "USER:PASSWORD" or an API key, from the environment (never
+#: stored in the catalog, whose meta names the server)
+TOKEN_ENV = "LOOKALIKE_MILVUS_TOKEN"
 #: A server's searches: "Strong" consistency waits for the server's time tick, about 390 ms a
 #: search on Milvus 2.3.5 standalone against 6.7 ms for "Session" or "Bounded" (docs/milvus.md).
 #: The process that synced reads its own writes ("Session"); another process searches "Bounded"
@@ -202,7 +206,9 @@ class MilvusVectorStore:
                 if self.server is None:
                     self._client = self._open_lite(pymilvus)
                 else:
-                    self._client = pymilvus.MilvusClient(self.server, timeout=CONNECT_TIMEOUT)
+                    token = os.environ.get(TOKEN_ENV, "")
+                    self._client = pymilvus.MilvusClient(self.server, timeout=CONNECT_TIMEOUT,
+                                                         **({"token": token} if token else {}))
             except Exception as exc:             # grpc, pymilvus and milvus_lite raise their own
                 raise milvus_error(self.uri, exc) from exc
             return self._client

@@ -357,9 +357,17 @@ def fake_server(tmp_path, monkeypatch):
         client.close()
         return f"milvus://{server}"
     server_file = str(tmp_path / "server.db")
-    monkeypatch.setattr(pymilvus, "MilvusClient", lambda uri, **kw: real(
-        server_file if str(uri).startswith("http://") else uri))
+
+    def client(uri, **kw):
+        if not str(uri).startswith("http://"):
+            return real(uri, **kw)
+        server_tokens.append(kw.get("token"))
+        return real(server_file)
+    monkeypatch.setattr(pymilvus, "MilvusClient", client)
     return "milvus://127.0.0.1:19530"
+
+
+server_tokens: list = []                    # the token each fake server client was given
 
 
 def test_moving_to_a_server_and_back(pair, model, luma_images, fake_server, tmp_path, capsys):
@@ -382,6 +390,15 @@ def test_moving_to_a_server_and_back(pair, model, luma_images, fake_server, tmp_
     assert "holds the vectors of another catalog" in capsys.readouterr().err
     with Catalog.open(other, create=False, readonly=True) as cat:
         assert not cat.meta("vector_store") and _index_ok(cat)
+    # a server with authentication: the token comes from the environment, never the catalog
+    if not os.environ.get("LOOKALIKE_TEST_MILVUS_SERVER"):
+        server_tokens.clear()
+        with pytest.MonkeyPatch.context() as m:
+            m.setenv("LOOKALIKE_MILVUS_TOKEN", "team:secret")
+            with Catalog.open(moved, create=False, readonly=True) as cat:
+                assert cat.vectors.count() == cat.count_images()
+                assert "secret" not in (cat.meta("vector_store") or "")
+        assert server_tokens == ["team:secret"]
     # and back: the collection goes, the HNSW index comes
     assert main(["vectors", "--catalog", str(moved), "--to", "local"]) == 0
     assert "HNSW cosine" in capsys.readouterr().out
