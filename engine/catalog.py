@@ -235,11 +235,13 @@ class Catalog:
         return self._lock_depth > 0 and self._lock_owner == threading.get_ident()
 
     @contextmanager
-    def write_lock_if_free(self) -> Iterator[bool]:
+    def write_lock_if_free(self, *, for_cache: bool = False) -> Iterator[bool]:
         """Whether this object may write the catalog's files (the index) now, without waiting:
         True while it holds the write lock, or when the lock was free (then held for the block);
-        False when another process holds it (that process writes them)."""
-        if self.readonly:
+        False when another process holds it (that process writes them). A read-only catalog
+        object writes nothing, except a derived cache file (``for_cache``: the duplicate scan's
+        graph index of a Milvus catalog), which it may save while the lock is free."""
+        if self.readonly and not for_cache:
             yield False
             return
         if self._lock_depth > 0:               # this catalog object is the writer

@@ -610,7 +610,7 @@ class MilvusVectorStore:
         """The local VectorStore of the scan's graph index (GRAPH_FILE), made on first use."""
         with self._lock:
             if self._graph is None:
-                self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE)
+                self._graph = VectorStore(self.catalog, self.catalog.directory / GRAPH_FILE, cache=True)
             return self._graph
 
     def nearest(self, vectors: np.ndarray, k: int, *, shortlist: int | None = None

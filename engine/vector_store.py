@@ -57,9 +57,13 @@ class VectorStore:
     with the database, saved only by the process holding the catalog's write lock (:meth:`save`,
     :meth:`rebuild` and :meth:`remove` take it when it is free). Thread-safe."""
 
-    def __init__(self, catalog: "Catalog", path: Path | None = None):
+    def __init__(self, catalog: "Catalog", path: Path | None = None, *, cache: bool = False):
+        """``cache``: the file is derived and optional (a Milvus catalog's scan graph index): it is
+        saved even by a read-only catalog object while the write lock is free, and a failure to
+        save it is logged, not raised."""
         self.catalog = catalog
         self.path = path or catalog.index_path
+        self.cache = cache
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._sync_lock = threading.RLock()     # one thread applies database changes to the index
@@ -222,16 +226,21 @@ class VectorStore:
         that merely reads never writes the index files; the writer does. A full disk or an
         unwritable folder is one line; the saved index is left as it was."""
         catalog = self.catalog
-        if catalog.readonly:
+        if catalog.readonly and not self.cache:
             return
-        with self._sync_lock, catalog.write_lock_if_free() as mine:
-            if mine:                           # else another process writes; it saves the index
-                index.catalog_id = catalog.meta("catalog_id")
-                try:
-                    index.save(self.path)
-                except OSError as exc:  # a stale index is recovered from the database on next open
-                    raise storage_error(exc, catalog.directory) or CatalogError(
-                        f"{self.path}: cannot save the index ({exc.strerror})") from exc
+        try:
+            with self._sync_lock, catalog.write_lock_if_free(for_cache=self.cache) as mine:
+                if mine:                       # else another process writes; it saves the index
+                    index.catalog_id = catalog.meta("catalog_id")
+                    try:
+                        index.save(self.path)
+                    except OSError as exc:  # a stale index is recovered from the database on next open
+                        raise storage_error(exc, catalog.directory) or CatalogError(
+                            f"{self.path}: cannot save the index ({exc.strerror})") from exc
+        except CatalogError as exc:
+            if not self.cache:
+                raise
+            log.info("%s; the index stays in memory", exc)
 
     def rebuild(self, **params) -> VectorIndex:
         """Build a fresh index from the stored embeddings and save it."""

@@ -167,6 +167,7 @@ def test_the_scan_of_a_milvus_catalog_another_process_writes_still_runs(pair, tm
 
     monkeypatch.setattr(vector_store, "PROJECTION_MIN_IMAGES", 10)
     work = _copy(pair[1], tmp_path / "busy")
+    (work / GRAPH_FILE).unlink(missing_ok=True)      # (an earlier read-only scan of the pair's)
 
     def groups(cat):
         return sorted(sorted(g.image_ids) for g in duplicates.scan(cat, only_new=False).groups)
@@ -515,3 +516,20 @@ def test_selective_filters_are_searched_inside_milvus(pair, model, luma_images, 
     want = _results(local, model, queries, filters)
     assert any(want) and _results(lite, model, queries, filters) == want
     assert pushed
+
+
+def test_a_read_only_scan_keeps_its_graph_index_for_the_next(pair, tmp_path):
+    # `lookalike dupes` opens the catalog read-only (it runs beside the desktop); the scan's
+    # graph index is a derived file, so it is saved all the same, and the next scan loads it
+    # as it is (a rebuilt one would be saved again)
+    from engine.milvus_store import GRAPH_FILE
+
+    work = _copy(pair[1], tmp_path / "lite")
+    groups = []
+    for _ in range(2):
+        with Catalog.open(work, create=False, readonly=True) as cat:
+            groups.append(len(duplicates.scan(cat, only_new=False).groups))
+        assert (work / GRAPH_FILE).is_file()
+        if len(groups) == 1:
+            saved = (work / GRAPH_FILE).stat().st_mtime_ns
+    assert (work / GRAPH_FILE).stat().st_mtime_ns == saved and groups[0] == groups[1]
