@@ -494,9 +494,8 @@ class Searcher:
         PUSHED_DOWN_REACH per vector: every image among the first PUSHED_DOWN_REACH by reach is
         among them. None where the store cannot (the local index): the caller reads the filter
         fields of every image."""
-        search = getattr(self.catalog.vectors, "filtered_nearest", None)
         vectors = queries if centre is None else np.vstack([queries, centre[None, :]])
-        found = search(vectors, PUSHED_DOWN_REACH, filters) if search is not None else None
+        found = self.catalog.vectors.filtered_nearest(vectors, PUSHED_DOWN_REACH, filters)
         if found is None:
             return None
         return np.unique(found[0][found[0] >= 0]).tolist()

@@ -121,6 +121,12 @@ class VectorStore:
         self.sync(index)
         return index
 
+    def filtered_nearest(self, vectors: np.ndarray, k: int, filters) -> None:
+        """None: the HNSW index cannot filter inside its search, so a search whose filters are
+        too selective for the nearest images scans the records (engine.search); a Milvus catalog
+        filters in Milvus (engine.milvus_store)."""
+        return None
+
     def graph_index(self) -> VectorIndex | None:
         """The index the duplicate scan's kNN self-join queries (every image's neighbours): this
         catalog's own index."""
