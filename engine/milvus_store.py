@@ -82,8 +82,9 @@ CONNECT_TIMEOUT = 5.0
 TOKEN_ENV = "LOOKALIKE_MILVUS_TOKEN"
 #: A server's searches: "Strong" consistency waits for the server's time tick, about 390 ms a
 #: search on Milvus 2.3.5 standalone against 6.7 ms for "Session" or "Bounded" (docs/milvus.md).
-#: The process that synced reads its own writes ("Session"); another process searches "Bounded"
-#: (Milvus's default staleness: 5 s) once the last sync is older than this, "Strong" before.
+#: The process that made the last sync reads its own writes ("Session"); another process searches
+#: "Bounded" (Milvus's default staleness: 5 s) once the last sync is older than this, "Strong"
+#: before.
 BOUNDED_AFTER_S = 30.0
 _lite_users: dict[str, int] = {}        # Milvus Lite files open in this process -> users
 _lite_lock = threading.Lock()
@@ -193,7 +194,7 @@ class MilvusVectorStore:
         self._loaded = False                     # the collection is loaded for searching
         self._graph: VectorStore | None = None   # the duplicate scan's local index
         self._owner_ok = False                   # the collection is this catalog's (checked)
-        self._synced_here = False                # this process wrote the collection
+        self._synced_at: str | None = None       # the sync time this process last recorded
 
     # ------------------------------------------------------------------ connection
     def client(self):
@@ -474,18 +475,19 @@ class MilvusVectorStore:
 
     def _reflect(self, version: int) -> None:
         """Record that the collection now reflects ``version`` (its rows durable), and when."""
+        self._synced_at = f"{time.time():.6f}"
         self.catalog.set_meta(VERSION_KEY, str(version))
-        self.catalog.set_meta(SYNCED_AT_KEY, f"{time.time():.3f}")
-        self._synced_here = True
+        self.catalog.set_meta(SYNCED_AT_KEY, self._synced_at)
 
     def _consistency(self) -> dict:
         """The search's consistency level on a server (BOUNDED_AFTER_S); Milvus Lite: none."""
         if self.server is None:
             return {}
-        if self._synced_here:
-            return {"consistency_level": "Session"}
+        synced_at = self.catalog.meta(SYNCED_AT_KEY)
+        if synced_at is not None and synced_at == self._synced_at:
+            return {"consistency_level": "Session"}      # the last sync was this process's
         try:
-            age = time.time() - float(self.catalog.meta(SYNCED_AT_KEY) or 0)
+            age = time.time() - float(synced_at or 0)
         except ValueError:
             age = 0.0
         return {"consistency_level": "Bounded" if age > BOUNDED_AFTER_S else "Strong"}

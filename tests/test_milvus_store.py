@@ -459,10 +459,13 @@ def test_server_searches_read_their_own_writes_without_waiting(pair, fake_server
     with Catalog.open(moved, create=False) as cat:
         move_vectors(cat, f"{fake_server}/shop")
         assert cat.vectors._consistency() == {"consistency_level": "Session"}
-    with Catalog.open(moved, create=False, readonly=True) as cat:
+        with Catalog.open(moved, create=False, readonly=True) as other:
+            assert other.vectors._consistency() == {"consistency_level": "Strong"}
+            synced = float(cat.meta(ms.SYNCED_AT_KEY))
+            assert abs(synced - time.time()) < ms.BOUNDED_AFTER_S
+        with Catalog.open(moved, create=False) as other, other.writer():     # another sync
+            other.set_meta(ms.SYNCED_AT_KEY, str(time.time()))
         assert cat.vectors._consistency() == {"consistency_level": "Strong"}
-        synced = float(cat.meta(ms.SYNCED_AT_KEY))
-        assert abs(synced - time.time()) < ms.BOUNDED_AFTER_S
     with Catalog.open(moved, create=False) as cat, cat.writer():
         cat.set_meta(ms.SYNCED_AT_KEY, str(synced - ms.BOUNDED_AFTER_S - 1))
     with Catalog.open(moved, create=False, readonly=True) as cat:
