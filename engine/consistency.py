@@ -238,8 +238,8 @@ def _check_milvus(catalog: Catalog, report: CheckReport) -> None:
     repair = "rebuild the collection from the stored embeddings"
     try:
         foreign = store.owner_problem()
-    except CatalogError as exc:
-        foreign = str(exc)
+    except CatalogError:                     # unreachable: reported below as before
+        foreign = None
     if foreign:                              # another catalog's rows: nothing here may touch them
         report.add("index-owner", PROBLEM, f"{store.uri}: {foreign}")
         return

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 
+
 def _quoted(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def filter_expression(filters) -> str | None:
     """The Milvus expression on the collection's scalar fields that accepts what
-    ``filters.accepts`` accepts (engine.search.SearchFilters); None when nothing is filtered or a
-    category holds LIKE wildcards or a price bound is not finite. A missing value ("" / NaN) fails every comparison, as a
-    missing field fails ``accepts``."""
+    ``filters.accepts`` accepts (engine.search.SearchFilters); None when nothing is filtered, a
+    category holds LIKE wildcards or a price bound is not finite. A missing value ("" / NaN)
+    fails every comparison, as a missing field fails ``accepts``."""
     terms = []
     if filters.category:
         if any(c in filters.category for c in "%_\\"):

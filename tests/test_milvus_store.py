@@ -329,6 +329,8 @@ def test_an_unreachable_server_is_a_one_line_error(tmp_path, monkeypatch, pair):
         assert "\n" not in str(exc.value)
         stats = cat.stats()                  # the records still answer `lookalike info`
         assert stats["images"] == 0 and "Milvus error" in stats["index"]["error"]
+        report = check_catalog(cat)          # unreachable, not another catalog's
+        assert report.find("index-file") is not None and report.find("index-owner") is None
 
 
 def test_a_milvus_catalog_without_pymilvus_says_what_to_install(pair, monkeypatch):
