@@ -244,6 +244,7 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
                 # the real rows keep their stored local features, as a real catalog has them
                 # (without them every search would decode its candidates' files to verify them)
                 blobs = src.local_feature_blobs([r["image_id"] for r in records], FEATURES_VERSION)
+                dense = src.dense_feature_blobs([r["image_id"] for r in records], FEATURES_VERSION)
                 for rec in records:
                     emb = src.embeddings([rec["image_id"]])[0]
                     row = {"path": rec["path"], "content_hash": rec["content_hash"],
@@ -252,7 +253,7 @@ def build_synthetic_catalog(directory: Path, n: int, model_id: str, *, seed: int
                            "embedding": emb, "labels": rec["labels"]}
                     b = blobs.get(rec["image_id"])
                     if b is not None:
-                        row["local_features"] = (FEATURES_VERSION, *b)
+                        row["local_features"] = (FEATURES_VERSION, *b, dense.get(rec["image_id"]))
                     rows.append(row)
                 cat.put_images(rows)
                 real = len(rows)

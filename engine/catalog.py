@@ -346,7 +346,8 @@ class Catalog:
     def put_images(self, rows: Sequence[dict]) -> list[int]:
         """Insert or replace images; each row: path, content_hash, file_size, mtime, width, height,
         product_id, model_id, embedding (np.ndarray), labels (list), and optionally
-        local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob])
+        local_features = (version, keypoints blob, descriptors blob[, mirrored descriptors blob[,
+        dense blob]])
         (see engine.features), and text = (reader, words, lines) read on it (see image_text_store).
         Returns their image ids."""
         if not rows:
@@ -378,10 +379,10 @@ class Catalog:
                 conn.execute("DELETE FROM removed WHERE image_id=?", (ids[-1],))
                 conn.execute("DELETE FROM ingest_errors WHERE path=?", (r["path"],))
                 if r.get("local_features") is not None:
-                    lf = tuple(r["local_features"]) + (None,) * (4 - len(r["local_features"]))
+                    lf = tuple(r["local_features"]) + (None,) * (5 - len(r["local_features"]))
                     conn.execute("INSERT OR REPLACE INTO local_features "
-                                 "(image_id, version, keypoints, descriptors, mirrored) VALUES (?,?,?,?,?)",
-                                 (ids[-1], *lf[:4]))
+                                 "(image_id, version, keypoints, descriptors, mirrored, dense) VALUES (?,?,?,?,?,?)",
+                                 (ids[-1], *lf[:5]))
                 else:       # features of the old content are stale
                     conn.execute("DELETE FROM local_features WHERE image_id=?", (ids[-1],))
                 if r.get("text") is not None:
@@ -403,23 +404,34 @@ class Catalog:
             f"SELECT image_id, keypoints, {desc_col}, {mirrored} FROM local_features "
             "WHERE version=? AND image_id IN ({})", image_ids, (version,))}
 
+    def dense_feature_blobs(self, image_ids: Sequence[int], version: int) -> dict[int, bytes]:
+        """image id -> the dense keypoints blob (engine.features.pack_dense) of the given features
+        version, for the images that have one."""
+        if not self._has_column("local_features", "dense"):
+            return {}
+        return {i: blob for i, blob in self._rows_by_id(
+            "SELECT image_id, dense FROM local_features WHERE version=? AND dense IS NOT NULL "
+            "AND image_id IN ({})", image_ids, (version,))}
+
     def put_local_feature_blobs(self, rows: Sequence[tuple]) -> None:
-        """Store (image_id, version, keypoints, descriptors[, mirrored descriptors]) rows
+        """Store (image_id, version, keypoints, descriptors[, mirrored descriptors[, dense]]) rows
         (backfilling older catalogs)."""
         if rows:
-            rows = [tuple(r) + (None,) * (5 - len(r)) for r in rows]
+            rows = [tuple(r) + (None,) * (6 - len(r)) for r in rows]
             with self.transaction(bump=False) as db:
                 db.conn.executemany(
                     "INSERT OR REPLACE INTO local_features (image_id, version, keypoints, descriptors, "
-                    "mirrored) SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
-                    [(*r[:5], r[0]) for r in rows])
+                    "mirrored, dense) SELECT ?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
+                    [(*r[:6], r[0]) for r in rows])
 
-    def images_without_local_features(self, version: int, *, mirrored: bool = False) -> list[tuple[int, str]]:
-        """(image id, path) of the images lacking local features of ``version`` (``mirrored``: or
-        lacking their mirrored descriptors)."""
+    def images_without_local_features(self, version: int, *, complete: bool = False) -> list[tuple[int, str]]:
+        """(image id, path) of the images lacking local features of ``version`` (``complete``: or
+        lacking their mirrored descriptors or dense keypoints, which the feature pass stores with
+        them)."""
         also = ""
-        if mirrored:        # a catalog not yet migrated (opened read-only) has none
-            also = " OR f.mirrored IS NULL" if self._has_column("local_features", "mirrored") else " OR 1"
+        if complete:        # a catalog not yet migrated (opened read-only) has none
+            also = "".join(f" OR f.{c} IS NULL" if self._has_column("local_features", c) else " OR 1"
+                           for c in ("mirrored", "dense"))
         return list(self.db.conn.execute(
             "SELECT i.id, i.path FROM images i LEFT JOIN local_features f "
             f"ON f.image_id = i.id AND f.version = ? WHERE f.image_id IS NULL{also} ORDER BY i.id", (version,)))

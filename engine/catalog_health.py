@@ -48,16 +48,18 @@ class CatalogHealth:
     def damaged_local_features(self) -> list[tuple[int, str]]:
         """(image id, path) of the stored local features whose blobs do not hold what their
         layout says (engine.features.pack: an 8-byte head with the thumbnail's size, the
-        thumbnail, 4 bytes per keypoint; 32 bytes per descriptor, mirrored ones as many). Reads
-        the heads and lengths only, never the whole blobs."""
+        thumbnail, 4 bytes per keypoint; 32 bytes per descriptor, mirrored ones as many; 36 bytes
+        per dense keypoint). Reads the heads and lengths only, never the whole blobs."""
         out = []
-        # (a catalog opened read-only before the mirrored column was added lacks it)
+        # (a catalog opened read-only before a column was added lacks it)
         mirrored = "length(f.mirrored)" if self.catalog._has_column("local_features", "mirrored") else "NULL"
-        for image_id, path, head, kp_len, desc_len, mirr_len in self.catalog.db.conn.execute(
+        dense = "length(f.dense)" if self.catalog._has_column("local_features", "dense") else "NULL"
+        for image_id, path, head, kp_len, desc_len, mirr_len, dense_len in self.catalog.db.conn.execute(
                 "SELECT f.image_id, i.path, substr(f.keypoints, 1, 8), length(f.keypoints), "
-                f"length(f.descriptors), {mirrored} FROM local_features f "   # (constant text)
+                f"length(f.descriptors), {mirrored}, {dense} FROM local_features f "   # (constant text)
                 "JOIN images i ON i.id = f.image_id"):
-            ok = isinstance(head, bytes) and len(head) == 8 and desc_len % 32 == 0
+            ok = (isinstance(head, bytes) and len(head) == 8 and desc_len % 32 == 0
+                  and (dense_len is None or dense_len % 36 == 0))
             if ok:
                 th, tw = int.from_bytes(head[4:6], "little"), int.from_bytes(head[6:8], "little")
                 ok = kp_len == 8 + th * tw * 3 + 4 * (desc_len // 32) and mirr_len in (None, desc_len)

@@ -102,6 +102,9 @@ ADDED_COLUMNS = (
     # descriptors of the mirrored image at the mirrored keypoints (engine.features.mirror_of);
     # NULL: not computed yet (feature_store.backfill / `lookalike check --repair` fill it)
     ("local_features", "mirrored", "BLOB"),
+    # the keypoints a dense detection adds (engine.features.dense_of): the duplicate scan's
+    # re-check reads them instead of decoding the image; NULL: not computed yet (as above)
+    ("local_features", "dense", "BLOB"),
 )
 
 

@@ -402,14 +402,15 @@ def _check_local_features(catalog: Catalog, report: CheckReport) -> None:
                    f"{len(damaged)} images have damaged stored local features (verification "
                    "computes them again from the file on each use)", count=len(damaged),
                    examples=[p for _, p in damaged], repair="compute them again from the image files")
-    lacking = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
+    lacking = catalog.images_without_local_features(FEATURES_VERSION, complete=True)
     if not lacking:
         report.add("local-features", OK, "local features stored for every image")
     else:
         report.add("local-features", NOTE,
-                   f"{len(lacking)} images lack stored local features or their mirrored descriptors "
-                   "(search and `lookalike dupes` compute missing features from the files, more "
-                   "slowly; without mirrored descriptors `lookalike dupes` misses mirrored copies); "
+                   f"{len(lacking)} images lack stored local features, their mirrored descriptors "
+                   "or their dense keypoints (search and `lookalike dupes` compute what is missing "
+                   "from the files, more slowly; without mirrored descriptors `lookalike dupes` "
+                   "misses mirrored copies); "
                    "`lookalike index` or `lookalike check --repair` computes them", count=len(lacking),
                    examples=[p for _, p in lacking], repair="compute them from the image files")
 
@@ -526,7 +527,7 @@ def _repair_rest(catalog: Catalog, before: CheckReport, actions: list[str],
         from .features import FEATURES_VERSION
 
         n = backfill(catalog, progress=progress)
-        left = len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
+        left = len(catalog.images_without_local_features(FEATURES_VERSION, complete=True))
         actions.append(f"computed the local features of {n} images"
                        + (f" ({left} unreadable)" if left else ""))
     if before.find("temp-files"):

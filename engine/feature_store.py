@@ -24,19 +24,19 @@ from dataclasses import dataclass
 
 from .errors import LookalikeError
 from .faults import fault_point
-from .features import (FEATURES_VERSION, Features, _thumbnail_only, catalog_features, pack,
-                       pack_mirrored, unpack)
+from .features import (FEATURES_VERSION, Features, _thumbnail_only, catalog_features, pack, pack_dense,
+                       pack_mirrored, unpack, unpack_dense)
 
 #: short side a catalog image is decoded at for its features (JPEGs at a reduced scale)
 DECODE_SHORT_SIDE = 256
 
 
 def features_for(catalog, image_ids, *, paths: dict[int, str] | None = None,
-                 compute_missing: bool = True) -> dict[int, Features]:
-    """Stored features of catalog images (with their mirrored descriptors where stored). Images
-    without stored features are decoded and their features computed, not stored
-    (``compute_missing``; ``paths`` saves the lookup of their files); images that cannot be read
-    are left out."""
+                 compute_missing: bool = True, dense: bool = False) -> dict[int, Features]:
+    """Stored features of catalog images (with their mirrored descriptors where stored; ``dense``:
+    with their dense keypoints where stored, engine.features.dense_of). Images without stored
+    features are decoded and their features computed, not stored (``compute_missing``; ``paths``
+    saves the lookup of their files); images that cannot be read are left out."""
     blobs = catalog.local_feature_blobs(image_ids, FEATURES_VERSION)
     out = {}
     for i, b in blobs.items():
@@ -44,6 +44,9 @@ def features_for(catalog, image_ids, *, paths: dict[int, str] | None = None,
             out[i] = unpack(*b)
         except ValueError:          # damaged row: computed below
             pass
+    if dense and out:
+        for i, blob in catalog.dense_feature_blobs(list(out), FEATURES_VERSION).items():
+            unpack_dense(out[i], blob)
     missing = [int(i) for i in image_ids if int(i) not in out]
     if missing and compute_missing:
         if paths is None or any(i not in paths for i in missing):
@@ -120,12 +123,12 @@ def _compute(catalog, items: list[tuple[int, str]]) -> dict[int, Features]:
 
 def stored_row(image_id: int, f: Features) -> tuple:
     """The ``local_features`` row of an image's features (Catalog.put_local_feature_blobs)."""
-    return (image_id, FEATURES_VERSION, *pack(f), pack_mirrored(f))
+    return (image_id, FEATURES_VERSION, *pack(f), pack_mirrored(f), pack_dense(f))
 
 
 def missing_count(catalog) -> int:
-    """How many catalog images lack stored features or their mirrored descriptors."""
-    return len(catalog.images_without_local_features(FEATURES_VERSION, mirrored=True))
+    """How many catalog images lack stored features, their mirrored descriptors or dense keypoints."""
+    return len(catalog.images_without_local_features(FEATURES_VERSION, complete=True))
 
 
 @dataclass
@@ -159,7 +162,7 @@ def fill_missing(catalog, *, progress=None, cancel=None, batch: int = 64,
     from .ingest import default_workers
 
     started = time.perf_counter()
-    todo = catalog.images_without_local_features(FEATURES_VERSION, mirrored=True)
+    todo = catalog.images_without_local_features(FEATURES_VERSION, complete=True)
     result = FeaturePass(todo=len(todo))
     if not todo:
         return result
@@ -188,7 +191,7 @@ def fill_missing(catalog, *, progress=None, cancel=None, batch: int = 64,
 
 def _features_of(item: tuple[int, str]) -> Features | None:
     rgb = decode(item[1])
-    return None if rgb is None else catalog_features(rgb)
+    return None if rgb is None else catalog_features(rgb, dense=True)
 
 
 def backfill(catalog, *, progress=None, cancel=None, batch: int = 64) -> int:

@@ -66,6 +66,11 @@ class Features:
     #: descriptors of the mirrored image at the mirrored keypoints (row i <-> point i; an all-zero
     #: row: none for that keypoint); None when not computed (see :func:`mirror_of`)
     mirrored_descriptors: np.ndarray | None = None
+    #: the keypoints a DENSE_KEYPOINTS detection adds to these (positions [M, 2], descriptors
+    #: [M, 32]): what the catalog stores so the duplicate scan's re-check needs no decoding
+    #: (:func:`dense_of`); None when not computed
+    extra_points: np.ndarray | None = None
+    extra_descriptors: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -149,18 +154,19 @@ def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def extract(rgb: np.ndarray, *, keep_image: bool = False, mirror: bool = False,
-            keypoints: int = MAX_KEYPOINTS) -> Features:
+            keypoints: int = MAX_KEYPOINTS, dense: bool = False) -> Features:
     """ORB features and thumbnail of an RGB (or grey) uint8 image (~3 ms at 384 px). ``mirror``:
     also the descriptors of the mirrored image at the mirrored keypoints (``mirrored_descriptors``,
     ~1 ms more; what the catalog stores so mirrored copies verify from stored data). ``keypoints``:
-    how many of the strongest to keep."""
+    how many of the strongest to keep; ``dense``: also the extra keypoints of a DENSE_KEYPOINTS
+    detection (:func:`dense_of`)."""
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     size = _feature_size(*rgb.shape[:2])
-    return _extract_resized(_resize(rgb, size), keep_image, mirror, keypoints)
+    return _extract_resized(_resize(rgb, size), keep_image, mirror, keypoints, dense)
 
 
-def catalog_features(rgb: np.ndarray, *, keypoints: int = MAX_KEYPOINTS) -> Features:
+def catalog_features(rgb: np.ndarray, *, keypoints: int = MAX_KEYPOINTS, dense: bool = False) -> Features:
     """The features a catalog stores for an image (ingest, and images indexed before local
     features existed): :func:`extract` with the mirrored descriptors, of the content inside a
     *coloured* uniform border (padding or a frame added to a copy, :func:`content_box`), as search
@@ -168,13 +174,13 @@ def catalog_features(rgb: np.ndarray, *, keypoints: int = MAX_KEYPOINTS) -> Feat
     and 48-px thumbnail spend their resolution on the frame, and its colour histogram counts the
     frame. A white border is the studio background the catalog's photos share: kept, so
     catalog images are compared whole, as before (on the Luma duplicate benchmark trimming white
-    borders too lost recall; docs/duplicates.md). ``keypoints``: DENSE_KEYPOINTS for
-    :func:`dense_recheck` (the same image, more of its corners)."""
-    return extract(content(rgb, coloured_only=True), mirror=True, keypoints=keypoints)
+    borders too lost recall; docs/duplicates.md). ``dense``: also the keypoints a
+    DENSE_KEYPOINTS detection adds (``extra_points``, ``extra_descriptors``: :func:`dense_of`)."""
+    return extract(content(rgb, coloured_only=True), mirror=True, keypoints=keypoints, dense=dense)
 
 
 def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
-                     keypoints: int = MAX_KEYPOINTS) -> Features:
+                     keypoints: int = MAX_KEYPOINTS, dense: bool = False) -> Features:
     size = img.shape[:2]
     thumb = _resize(img, _thumb_size(size))
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
@@ -187,7 +193,36 @@ def _extract_resized(img: np.ndarray, keep_image: bool, mirror: bool = False,
     f = Features(pts, desc, (int(size[0]), int(size[1])), thumb, img if keep_image else None)
     if mirror:
         f.mirrored_descriptors = mdesc if mdesc is not None else np.zeros((0, 32), np.uint8)
+    if dense:
+        f.extra_points, f.extra_descriptors = _extra_keypoints(grey, kps or (), keypoints)
     return f
+
+
+def _extra_keypoints(grey: np.ndarray, kps, keypoints: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keypoints (positions, descriptors) that a DENSE_KEYPOINTS detection on ``grey`` finds
+    beyond ``kps``, the ``keypoints`` strongest. ORB keeps the strongest corners of each pyramid
+    level, so the larger budget finds every one of ``kps`` again (same position and level) plus
+    weaker ones; only those are kept, and :func:`dense_of` puts the two sets back together."""
+    none = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    if min(grey.shape) < 16 or keypoints >= DENSE_KEYPOINTS:
+        return none
+    dense, desc = _orb(DENSE_KEYPOINTS).detectAndCompute(grey, None)
+    if desc is None or not dense:
+        return none
+    seen = {(k.pt, k.octave) for k in kps}
+    new = np.array([(k.pt, k.octave) not in seen for k in dense], bool)
+    pts = np.array([k.pt for k in dense], np.float32)
+    return np.ascontiguousarray(pts[new]), np.ascontiguousarray(desc[new], np.uint8)
+
+
+def dense_of(f: Features | None) -> Features | None:
+    """The DENSE_KEYPOINTS features of a stored image (its keypoints and the extra ones stored with
+    them, no mirrored descriptors: match the mirrored candidate instead), None when the extra
+    keypoints were not stored."""
+    if f is None or f.extra_points is None or f.extra_descriptors is None:
+        return None
+    return Features(np.concatenate([f.points, f.extra_points]),
+                    np.ascontiguousarray(np.concatenate([f.descriptors, f.extra_descriptors])), f.size, f.thumb)
 
 
 def _mirrored_descriptors(grey: np.ndarray, kps) -> np.ndarray:
@@ -331,6 +366,25 @@ def pack_mirrored(f: Features) -> bytes | None:
     if f.mirrored_descriptors is None:
         return None
     return np.ascontiguousarray(f.mirrored_descriptors, np.uint8).tobytes()
+
+
+def pack_dense(f: Features) -> bytes | None:
+    """The extra dense keypoints blob (:func:`dense_of`): float16 position pairs, then the raw
+    descriptors (36 bytes per keypoint); None when they were not computed."""
+    if f.extra_points is None or f.extra_descriptors is None:
+        return None
+    return (np.ascontiguousarray(f.extra_points, np.float16).tobytes()
+            + np.ascontiguousarray(f.extra_descriptors, np.uint8).tobytes())
+
+
+def unpack_dense(f: Features, blob: bytes | None) -> None:
+    """Attach a :func:`pack_dense` blob to stored features (in place); a damaged one is left out
+    (the re-check then decodes the image, and the backfill stores it again)."""
+    if blob is None or len(blob) % 36:
+        return
+    n = len(blob) // 36
+    f.extra_points = np.frombuffer(blob[:4 * n], np.float16).reshape(-1, 2).astype(np.float32)
+    f.extra_descriptors = np.frombuffer(blob[4 * n:], np.uint8).reshape(-1, 32)
 
 
 def _unpack_head(keypoints: bytes) -> tuple[tuple[int, int], np.ndarray, int]:

@@ -46,7 +46,7 @@ import numpy as np
 from . import scoring
 from .feature_store import decode, features_for, thumbnails_for
 from .features import (DENSE_KEYPOINTS, Features, backdrop, catalog_features, colour_similarity, dense_features,
-                       fill_colours, mirror_of, mirrored_features)
+                       dense_of, fill_colours, mirror_of, mirrored_features)
 from .geometry import Alignment, Verification, aligned_similarity, verify
 from .scoring import MARGIN_MIN_INLIERS, Evidence
 
@@ -73,6 +73,10 @@ ROTATION_MAX_COSINE = 0.8
 #: quarter of the cost of a full match; docs/duplicates.md)
 MIRROR_PRETEST_STRIDE = 4
 MIRROR_PRETEST_INLIERS = 6
+#: the same pre-test for :func:`dense_recheck`, which counts only matches of CONFIRMED_INLIERS:
+#: every other dense keypoint first (such a match keeps about half its inliers in that half)
+DENSE_PRETEST_STRIDE = 2
+DENSE_PRETEST_INLIERS = 8
 #: columns of :func:`pair_evidence`
 EVIDENCE = ("cosine", "inliers", "colour", "aligned", "unchanged", "features", "product", "backdrop",
             "metric")
@@ -336,6 +340,8 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
     embs = dict(zip(ids, catalog.embeddings(ids)))
     product = _pair_products(catalog, pairs, embs)
     feats = features_for(catalog, ids)
+    fill_colours(feats.values())            # all at once: a pass per pair costs 4x more
+    backdrops = {i: backdrop(feats[i].thumb) for i in np.unique(pairs[:, 0]).tolist() if i in feats}
     mirrors: dict[int, Features | None] = {}
 
     def mirror(i: int) -> Features | None:
@@ -350,7 +356,7 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
         ev[n, 6], ev[n, 8] = product[n] if product is not None else (ev[n, 0], 0.0)
         fa, fb = feats.get(a), feats.get(b)
         if fa is not None:
-            ev[n, 7] = backdrop(fa.thumb)
+            ev[n, 7] = backdrops[a]
         if (fa is None or not len(fa)) and (fb is None or not len(fb)):
             continue                          # no pixels (or blank ones): embedding only
         ev[n, 5] = 1.0
@@ -361,14 +367,16 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
         q, c = fa, fb
         if al is None or not confirms_copy(v.inliers, al.ncc):
             m, other = (mirror(a), fb) if mirror(a) is not None else (mirror(b), fa)
-            if m is not None and _mirror_pretest(m, other):
+            if m is not None and _pretest(m, other, MIRROR_PRETEST_STRIDE, MIRROR_PRETEST_INLIERS):
                 vm = verify(m, other)
                 if vm.inliers > v.inliers:
                     q, c, v, al = m, other, vm, None
         if v.homography is not None:
-            if al is None:
-                al = aligned_similarity(q, c, v.homography, either_grey=True)
-            ev[n, 1], ev[n, 3], ev[n, 4] = v.inliers, al.ncc, al.unchanged
+            ev[n, 1] = v.inliers
+            if v.inliers >= MARGIN_MIN_INLIERS:     # as verify_pair: only a verified match's pixels count
+                if al is None:
+                    al = aligned_similarity(q, c, v.homography, either_grey=True)
+                ev[n, 3], ev[n, 4] = al.ncc, al.unchanged
     return ev
 
 
@@ -430,18 +438,19 @@ def dense_recheck_rows(pairs, evidence) -> np.ndarray:
 
 def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     """``evidence`` (:func:`pair_evidence`'s, [m, len(EVIDENCE)]) of (query image, candidate image)
-    ``pairs``, with each query image matched again with DENSE_KEYPOINTS keypoints decoded from its
-    file, as search does with a query that nothing verified (engine.search, DENSE_TOP): text or a
-    logo laid over a copy has the strongest corners of the photo and takes most of the
-    MAX_KEYPOINTS stored at import, leaving too few on the product to verify the copy from stored
-    data. Each query image is decoded once (give all its rows together, as
-    :func:`dense_recheck_rows` selects them); its candidates' stored features are used as they
-    are. The mirrored dense features are tried unless the plain ones confirm a copy (inliers and
-    aligned pixels, as :func:`pair_evidence` decides for stored data). As in search,
-    only a confirmed match (CONFIRMED_INLIERS) from this pass counts, and only where it has more
-    inliers than the row had: with more keypoints, other photos (another product on the same
-    model) match more too. A query whose file cannot be read keeps its evidence. Returns the
-    updated evidence (a copy)."""
+    ``pairs``, with each query image matched again with its DENSE_KEYPOINTS keypoints, as search
+    does with a query that nothing verified (engine.search, DENSE_TOP): text or a logo laid over a
+    copy has the strongest corners of the photo and takes most of the MAX_KEYPOINTS stored at
+    import, leaving too few on the product to verify the copy from stored data. The dense
+    keypoints come from the catalog (stored by the feature pass, engine.features.dense_of); an
+    image without them is decoded once (give all its rows together, as
+    :func:`dense_recheck_rows` selects them). Its candidates' stored features are used as they
+    are, and their stored mirrored features for mirrored copies, unless the plain match confirms
+    a copy (inliers and aligned pixels, as :func:`pair_evidence` decides for stored data). As in
+    search, only a confirmed match (CONFIRMED_INLIERS) from this pass counts, and only where it
+    has more inliers than the row had: with more keypoints, other photos (another product on the
+    same model) match more too. A query without dense keypoints whose file cannot be read keeps
+    its evidence. Returns the updated evidence (a copy)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.array(evidence, np.float64, copy=True)
     if not len(pairs):
@@ -450,21 +459,39 @@ def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     rows: dict[int, list[int]] = {}
     for n, q in enumerate(pairs[:, 0].tolist()):
         rows.setdefault(q, []).append(n)
-    paths = {r["image_id"]: r["path"] for r in catalog.image_records(list(rows))}
     # candidates without stored features (an import's feature pass not done) get them computed
     stored = features_for(catalog, np.unique(pairs[:, 1]).tolist())
+    queries = features_for(catalog, list(rows), dense=True, compute_missing=False)
+    paths = None
     for q, mine in rows.items():
         mine = [n for n in mine if len(stored.get(int(pairs[n, 1]), ()))]
-        rgb = decode(paths[q]) if mine and q in paths else None
-        if rgb is None:
+        if not mine:
             continue
-        dense = catalog_features(rgb, keypoints=DENSE_KEYPOINTS)
-        for query in (dense, mirror_of(dense)):
-            if query is None:
-                break
+        dense, rgb = dense_of(queries.get(q)), None
+        if dense is None:
+            if paths is None:
+                paths = {r["image_id"]: r["path"] for r in catalog.image_records(list(rows))}
+            rgb = decode(paths[q]) if q in paths else None
+            if rgb is None:
+                continue
+            dense = dense_of(catalog_features(rgb, dense=True))
+        flipped = None      # the query's own mirrored dense features (candidates without mirrored ones)
+        for mirrored in (False, True):
             confirmed = False
             for n in mine:
-                candidate = stored[int(pairs[n, 1])]
+                query, candidate = dense, stored[int(pairs[n, 1])]
+                if mirrored:        # the query mirrored is the candidate mirrored, the other way
+                    candidate = mirror_of(candidate)
+                    if candidate is None:       # stored before mirrored descriptors existed
+                        if rgb is None:
+                            continue
+                        if flipped is None:
+                            flipped = mirror_of(catalog_features(rgb, keypoints=DENSE_KEYPOINTS))
+                        query, candidate = flipped, stored[int(pairs[n, 1])]
+                        if query is None:
+                            continue
+                if not _pretest(query, candidate, DENSE_PRETEST_STRIDE, DENSE_PRETEST_INLIERS):
+                    continue
                 v = verify(query, candidate)
                 if v.inliers < CONFIRMED_INLIERS or v.homography is None:
                     continue
@@ -477,10 +504,11 @@ def dense_recheck(catalog, pairs, evidence) -> np.ndarray:
     return out
 
 
-def _mirror_pretest(mirrored: Features, candidate: Features) -> bool:
-    step = MIRROR_PRETEST_STRIDE
-    subset = Features(mirrored.points[::step], mirrored.descriptors[::step], mirrored.size, mirrored.thumb)
-    return verify(subset, candidate).inliers >= MIRROR_PRETEST_INLIERS
+def _pretest(query: Features, candidate: Features, stride: int, min_inliers: int) -> bool:
+    """Whether every ``stride``-th keypoint of ``query`` alone verifies ``min_inliers`` against
+    ``candidate``: a match worth running in full (at about 1/``stride`` of its cost)."""
+    subset = Features(query.points[::stride], query.descriptors[::stride], query.size, query.thumb)
+    return verify(subset, candidate).inliers >= min_inliers
 
 
 def pair_scores(catalog, pairs) -> np.ndarray:

@@ -545,14 +545,16 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
     pair = {"astronaut.png", "mirrored copy.jpg"}
     assert pair in _cli_groups(capsys, folder)
 
-    # the same catalog as made before mirrored descriptors existed: no such column
+    # the same catalog as made before mirrored descriptors existed: no such columns
     old = tmp_path / "old"
     shutil.copytree(folder, old, ignore=shutil.ignore_patterns("write.lock"))
     with sqlite3.connect(old / "catalog.db") as conn:
         conn.execute("ALTER TABLE local_features DROP COLUMN mirrored")
+        conn.execute("ALTER TABLE local_features DROP COLUMN dense")
     capsys.readouterr()
     assert main(["check", "--catalog", str(old), "--no-files"]) == 0       # read-only: not migrated
-    assert "6 images lack stored local features or their mirrored descriptors" in capsys.readouterr().out
+    assert ("6 images lack stored local features, their mirrored descriptors or their dense keypoints"
+            in capsys.readouterr().out)
     # it still scans (the column is added, empty): stored data cannot verify the mirrored copy;
     # the scan finds it by decoding the unconfirmed copy again (dense_recheck: mirrored too)
     assert pair in _cli_groups(capsys, old)
@@ -564,7 +566,7 @@ def test_mirrored_copy_is_found_and_old_catalogs_still_scan(tmp_path, model, cap
 
     assert pair not in stored_only_groups(old)
     with Catalog.open(old) as cat:
-        assert len(cat.images_without_local_features(features.FEATURES_VERSION, mirrored=True)) == 6
+        assert len(cat.images_without_local_features(features.FEATURES_VERSION, complete=True)) == 6
     assert main(["check", "--catalog", str(old), "--repair", "--no-files"]) == 0
     assert "computed the local features of 6 images" in capsys.readouterr().out
     assert pair in stored_only_groups(old) and pair in _cli_groups(capsys, old)
@@ -592,6 +594,45 @@ def test_dense_recheck_rows_pick_the_unconfirmed_queries_nearest_candidates():
     # by query; 9's four nearest usable candidates (2, 4, 5, 1), 7's two; 8 is confirmed
     assert [tuple(pairs[r]) for r in rows] == [(7, 1), (7, 2), (9, 2), (9, 4), (9, 5), (9, 1)]
     assert match_policy.dense_recheck_rows(pairs[:0], ev[:0]).size == 0
+
+
+def test_copy_under_text_is_found_from_stored_dense_keypoints(tmp_path, luma_dir, model):
+    """The feature pass stores each image's dense keypoints, so the re-check of a copy under text
+    needs no file: found with the copy's file gone. Where they are not stored (a catalog made
+    before them), the re-check decodes the file instead and finds the same pair."""
+    import shutil
+    import sqlite3
+
+    from engine.ingest import ingest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in [luma_dir / "images" / "wb07-brown-0.jpg", *sorted((luma_dir / "images").glob("wb0*.jpg"))[:5]]:
+        shutil.copy(p, photos / p.name)
+    folder = tmp_path / "catalog"
+    with Catalog.open(folder) as cat:
+        ingest(cat, model, sorted(photos.iterdir()))
+        shutil.copy(luma_dir / "eval" / "copies" / "pos_q00049.jpg", photos / "copy.jpg")
+        ingest(cat, model, [photos / "copy.jpg"])
+        ids = {Path(r["path"]).name: r["image_id"] for r in cat.iter_records()}
+        assert len(cat.dense_feature_blobs(list(ids.values()), features.FEATURES_VERSION)) == len(ids)
+
+    def copy_score(folder) -> float:
+        with Catalog.open(folder) as cat:
+            result = duplicates.scan(cat, keep_candidates=True)
+        assert result.rechecked >= 1
+        pair = tuple(sorted((ids["wb07-brown-0.jpg"], ids["copy.jpg"])))
+        at = [n for n, p in enumerate(result.candidate_pairs.tolist()) if tuple(sorted(p)) == pair]
+        return float(result.candidate_scores[at[0]])
+
+    (photos / "copy.jpg").rename(tmp_path / "moved.jpg")        # nothing to decode now
+    assert copy_score(folder) >= scoring.THRESHOLDS["copy"]
+    (tmp_path / "moved.jpg").rename(photos / "copy.jpg")
+    with sqlite3.connect(folder / "catalog.db") as conn:
+        conn.execute("UPDATE local_features SET dense = NULL")
+    assert copy_score(folder) >= scoring.THRESHOLDS["copy"]      # decoded from the file
+    (photos / "copy.jpg").unlink()
+    assert copy_score(folder) < scoring.THRESHOLDS["copy"]       # neither: stored data alone
 
 
 def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsys):

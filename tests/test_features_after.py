@@ -56,10 +56,11 @@ def test_features_after_stores_what_the_inline_import_stored(tmp_path, model, lu
         assert _missing(cat) == 0
         ids = {r["path"]: r["image_id"] for r in cat.iter_records()}
         stored = cat.local_feature_blobs(list(ids.values()), FEATURES_VERSION)
+        dense = cat.dense_feature_blobs(list(ids.values()), FEATURES_VERSION)
         for path in photos:
             rgb = decode_image_bytes(path.read_bytes(), min_short_side=model.resize_short_side)
-            row = feature_store.stored_row(ids[str(path)], catalog_features(rgb))
-            assert stored[ids[str(path)]] == row[2:]
+            row = feature_store.stored_row(ids[str(path)], catalog_features(rgb, dense=True))
+            assert stored[ids[str(path)]] == row[2:5] and dense[ids[str(path)]] == row[5]
 
 
 def test_features_later_is_searchable_and_the_next_import_completes_them(tmp_path, model, luma_images):

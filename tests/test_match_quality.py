@@ -277,6 +277,34 @@ def test_local_features_are_compact():
     assert features.unpack(kp, desc, mirrored[:-5]).mirrored_descriptors is None   # damaged: ignored
 
 
+def test_stored_dense_keypoints_are_a_dense_detection():
+    """The extra keypoints the catalog stores (engine.features.dense_of) make up, with the stored
+    ones, the DENSE_KEYPOINTS detection the re-check would otherwise decode the image for; the
+    stored keypoints themselves do not change."""
+    rgb = photo("astronaut")
+    plain = features.catalog_features(rgb)
+    f = features.catalog_features(rgb, dense=True)
+    np.testing.assert_array_equal(f.points, plain.points)
+    np.testing.assert_array_equal(f.descriptors, plain.descriptors)
+    np.testing.assert_array_equal(f.mirrored_descriptors, plain.mirrored_descriptors)
+    full = features.catalog_features(rgb, keypoints=features.DENSE_KEYPOINTS)
+    dense = features.dense_of(f)
+    assert len(f) < len(dense) == len(full) <= features.DENSE_KEYPOINTS
+    assert {p.tobytes() for p in dense.points} == {p.tobytes() for p in full.points}
+
+    blob = features.pack_dense(f)
+    assert len(blob) == 36 * len(f.extra_points)            # float16 position + descriptor
+    back = features.unpack(*features.pack(f), features.pack_mirrored(f))
+    assert features.dense_of(back) is None                   # not attached: none
+    features.unpack_dense(back, blob)
+    np.testing.assert_array_equal(features.dense_of(back).descriptors, dense.descriptors)
+    np.testing.assert_allclose(features.dense_of(back).points, dense.points, atol=0.25)
+    damaged = features.unpack(*features.pack(f))
+    features.unpack_dense(damaged, blob[:-5])
+    assert features.dense_of(damaged) is None               # damaged: ignored (decoded instead)
+    assert features.pack_dense(plain) is None
+
+
 @pytest.fixture(scope="module")
 def photo_catalog(tmp_path_factory, model):
     cat = catalog_of(tmp_path_factory.mktemp("photos"), model, {n: photo(n) for n in GALLERY})
