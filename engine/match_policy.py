@@ -618,11 +618,11 @@ def graph_margins(pairs: np.ndarray, evidence: np.ndarray,
             rivals = rivals[(rivals != e) & (inl[rivals] >= MARGIN_SUPPORT * inl[e])]
             margin[e] = al[e] - (al[rivals].max() if rivals.size else 0.0)
     if family or listed:
-        _settled_margins(pairs, al, idx, family or {}, listed or set(), margin)
+        _settled_margins(pairs, al, inl, idx, family or {}, listed or set(), margin)
     return margin
 
 
-def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
+def _settled_margins(pairs: np.ndarray, al: np.ndarray, inl: np.ndarray, idx: np.ndarray,
                      family: Mapping[int, tuple[str, str]], listed: set[int], margin: np.ndarray) -> None:
     """:func:`graph_margins`, in place, for the strong pairs ``idx`` whose competition
     product data settle. For a pair of a query (the newer image) and a candidate (the older one):
@@ -636,10 +636,10 @@ def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
       every copy of a listing's photo would make the next one ambiguous. A listing as the query
       keeps every competitor (two listings' photos are rivals).
 
-    Any other competitor competes as in the vectorised margins."""
+    Any other competitor competes as in the vectorised margins (with MARGIN_SUPPORT)."""
     sub = pairs[idx]
     newer, older = sub.max(axis=1), sub.min(axis=1)
-    a = al[idx]
+    a, support = al[idx], inl[idx]
     by_image: dict[int, list[int]] = {}
     for j, (x, y) in enumerate(sub.tolist()):
         by_image.setdefault(x, []).append(j)
@@ -659,7 +659,8 @@ def _settled_margins(pairs: np.ndarray, al: np.ndarray, idx: np.ndarray,
         mine = by_image[q]
         if len(mine) < 2 or (o not in family and o not in listed):
             continue
-        rivals = {k: int(newer[k] if older[k] == q else older[k]) for k in mine if k != j}
+        rivals = {k: int(newer[k] if older[k] == q else older[k]) for k in mine
+                  if k != j and support[k] >= MARGIN_SUPPORT * support[j]}
         drop = set()
         siblings = [k for k, c in rivals.items() if declared_variants(family, o, c)]
         if siblings and not any(a[k] > a[j] for k in siblings):

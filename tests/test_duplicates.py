@@ -434,12 +434,13 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
     """Images 1 and 2 are declared variants (one item group, two products) sharing a photo, 3 is
     another product; 9, added last, is a recoloured copy of 1. Without product data 2 competes
     with 1 (margin 0.02); with it, 1 is the variant 9 agrees with best, so only 3 competes. 2 is
-    not 9's best variant and keeps competing with 1."""
+    not 9's best variant and keeps competing with 1. A rival needs MARGIN_SUPPORT of the pair's
+    inliers either way: 3 matches 9 with 80 of 200, with 20 it would not compete at all."""
     pairs = np.array([[1, 9], [2, 9], [3, 9]])
     #                 cosine inliers colour aligned unchanged features
     ev = np.array([[0.90, 200, 0.30, 0.99, 0.70, 1],
                    [0.90, 190, 0.30, 0.97, 0.40, 1],
-                   [0.70, 20, 0.50, 0.50, 0.60, 1]])
+                   [0.70, 80, 0.50, 0.50, 0.60, 1]])
     family = {1: ("JKT", "JKT-red"), 2: ("JKT", "JKT-green")}
     plain = match_policy.competing_scores(pairs, ev)
     aware = match_policy.competing_scores(pairs, ev, family)
@@ -451,6 +452,9 @@ def test_declared_variants_do_not_compete_with_the_variant_a_copy_matches_best()
     # one family's variants are nobody else's: another item group's images compete as before
     other = {1: ("JKT", "JKT-red"), 2: ("TEE", "TEE-green")}
     np.testing.assert_allclose(match_policy.competing_scores(pairs, ev, other), plain)
+    weak = ev.copy()
+    weak[2, 1] = 20
+    assert match_policy.competing_scores(pairs, weak, family)[0] == pytest.approx(calibrated(ev[0], 0.99))
 
 
 def test_another_copy_of_a_listings_photo_is_no_rival_original():
@@ -463,7 +467,7 @@ def test_another_copy_of_a_listings_photo_is_no_rival_original():
     ev = np.array([[0.90, 200, 0.80, 0.981, 0.90, 1],
                    [0.90, 210, 0.50, 0.986, 0.50, 1],
                    [0.88, 180, 0.30, 0.950, 0.40, 1],
-                   [0.70, 20, 0.50, 0.500, 0.60, 1],
+                   [0.70, 80, 0.50, 0.500, 0.60, 1],       # a rival with support (MARGIN_SUPPORT)
                    [0.92, 220, 0.80, 0.990, 0.90, 1],      # 5's best older match: 2
                    [0.88, 190, 0.30, 0.960, 0.40, 1],
                    [0.90, 230, 0.30, 0.900, 0.40, 1]])
