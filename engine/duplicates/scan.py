@@ -130,6 +130,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         if dense:
             started_dense = time.perf_counter()
             result.rechecked = recheck_unconfirmed(catalog, pairs, evidence, todo, progress, cancel)
+            timings["recheck"] = time.perf_counter() - started_dense
             if model is not None:
                 turned = turned_pairs(catalog, index, model, pairs, evidence, since, ignored, progress, cancel)
                 result.turned = turned.queried
@@ -145,7 +146,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                     result.candidates += len(turned.pairs)
                     verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
                     result.rechecked += recheck_unconfirmed(catalog, pairs, evidence, more, progress, cancel)
-            timings["dense"] = time.perf_counter() - started_dense
+            timings["dense"] = time.perf_counter() - started_dense      # the re-check and the turned pass
+            timings["turned"] = timings["dense"] - timings["recheck"]
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
         listed = listed_images(catalog, np.unique(pairs)) if len(pairs) else set()
         scores[todo] = competing_scores(pairs[todo], evidence[todo], families, listed)
