@@ -33,9 +33,9 @@ def register(sub) -> None:
                    help="also report pairs between declared variants (different products of one "
                         "item_group_id in the product feed, e.g. two colours sharing a recoloured photo)")
     p.add_argument("--stored-only", action="store_false", dest="dense",
-                   help="score from stored data only: do not decode the images that no pair confirms "
-                        "as copies to match them again with more keypoints (faster; copies under text "
-                        "or logos are then missed)")
+                   help="score from the stored keypoints only: no re-check of the images that no pair "
+                        "confirms as copies with their dense keypoints, no turned pass (faster; copies "
+                        "under text or logos and turned copies are then missed)")
     p.add_argument("--no-turned", action="store_false", dest="turned",
                    help="do not embed unmatched images turned by 90/180/270 degrees (about 30%% "
                         "faster; turned copies that neither the embedding nor the visual words "
