@@ -266,16 +266,17 @@ def test_damaged_local_feature_blobs_are_reported_and_computed_again(cat, base, 
     with sqlite3.connect(db) as con:
         rows = con.execute("SELECT image_id, length(keypoints), length(descriptors) FROM local_features "
                            "ORDER BY image_id").fetchall()
-        broken = [rows[0][0], rows[1][0], rows[2][0]]
+        broken = [rows[0][0], rows[1][0], rows[2][0], rows[3][0]]
         con.execute("UPDATE local_features SET descriptors=? WHERE image_id=?", (b"\x01" * (rows[0][2] + 7), broken[0]))
         con.execute("UPDATE local_features SET keypoints=?, descriptors=? WHERE image_id=?", (b"", b"\x02" * 5, broken[1]))
         con.execute("UPDATE local_features SET mirrored=? WHERE image_id=?", (b"\x03" * 13, broken[2]))
+        con.execute("UPDATE local_features SET dense=? WHERE image_id=?", (b"\x04" * 37, broken[3]))
     for argv in (("dupes", "--catalog", str(cat)), ("search", str(base[1] / "photo_000.jpg"), "--catalog", str(cat))):
         rc, out, err = run(capsys, *argv)
         assert rc == 0 and "internal error" not in err, (argv, err)
     rc, out, _ = run(capsys, "check", "--catalog", str(cat))
-    assert rc == 1 and "3 images have damaged stored local features" in out
+    assert rc == 1 and "4 images have damaged stored local features" in out
     rc, out, err = run(capsys, "check", "--repair", "--catalog", str(cat))
-    assert rc == 0 and "computed the local features of 3 images" in out, out + err
+    assert rc == 0 and "computed the local features of 4 images" in out, out + err
     rc, out, _ = run(capsys, "check", "--catalog", str(cat))
     assert rc == 0 and "healthy" in out
