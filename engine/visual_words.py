@@ -21,6 +21,8 @@ products of the inverted lists), so it runs only up to MAX_IMAGES images.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -38,10 +40,16 @@ BASE_BITS = 20
 MAX_DF = 50
 #: candidate pairs each queried image proposes (its best-scoring other images)
 TOP = 2
+#: ranked candidates kept per queried image for the scan's turned pass (:func:`ranked_candidates`):
+#: an image that nothing confirms and nothing is close to gets up to this many (its turned copy or
+#: original can rank below the first TOP: a turned photo under text or blur shares fewer words)
+RESERVE_TOP = 4
 #: catalogs larger than this get no word candidates (cost and memory, docs/duplicates.md)
 MAX_IMAGES = 10_000
-#: images whose scores are accumulated together (a dense [ROW_BATCH, n] array)
-ROW_BATCH = 256
+#: images whose scores are accumulated together (a dense [ROW_BATCH, n] array per thread)
+ROW_BATCH = 128
+#: threads that build the tables and score batches of images side by side (at most one per core)
+THREADS_MAX = 4
 _SEED = 20_240_917
 _ROW_BITS = 24          # image rows packed under the word in one int64 (MAX_IMAGES < 2 ** 24)
 
@@ -196,16 +204,47 @@ def _accumulate(scores: np.ndarray, batch: np.ndarray, bags: _Lists, postings: _
                           minlength=scores.size).reshape(scores.shape)
 
 
+def covers(n_images: int) -> bool:
+    """Whether a catalog of ``n_images`` gets visual-word candidates (2 to MAX_IMAGES images)."""
+    return 2 <= n_images <= MAX_IMAGES
+
+
+@dataclass
+class RankedCandidates:
+    """Each queried image's best-scoring other images, best first: ``query[m]``, ``other[m]`` (image
+    ids) and ``rank[m]`` (0 = the best of that query's)."""
+    query: np.ndarray
+    other: np.ndarray
+    rank: np.ndarray
+
+    def pairs(self, below: int) -> np.ndarray:
+        """Unique (lo, hi) pairs [m, 2] of the candidates ranked below ``below``."""
+        sel = self.rank < below
+        if not sel.any():
+            return np.zeros((0, 2), np.int64)
+        a, b = self.query[sel], self.other[sel]
+        return np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
+
+
 def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int = TOP,
                     cancel=None, progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
     """Pairs (lo, hi) [m, 2]: for each queried image (all by default) the ``top`` catalog images
     whose visual words agree best with its own or its mirrored image's (see the module
     docstring). Images without stored local features have them computed from their files.
     Empty beyond MAX_IMAGES."""
+    return ranked_candidates(catalog, query_ids, top=top, cancel=cancel, progress=progress).pairs(top)
+
+
+def ranked_candidates(catalog, query_ids: Sequence[int] | None = None, *, top: int = TOP,
+                      cancel=None, progress: Callable[[int, int, str], None] | None = None) -> RankedCandidates:
+    """For each queried image (all by default), the ``top`` catalog images whose visual words agree
+    best with its own or its mirrored image's, ranked (ties: the lower image row first); images
+    sharing no word are left out. Empty beyond MAX_IMAGES or when cancelled."""
     ids = catalog.image_ids()
     n = len(ids)
-    empty = np.zeros((0, 2), np.int64)
-    if n < 2 or n > MAX_IMAGES:
+    none = np.zeros(0, np.int64)
+    empty = RankedCandidates(none, none, none)
+    if not covers(n):
         return empty
     if progress:
         progress(0, n if query_ids is None else len(query_ids), "matching visual words")
@@ -213,36 +252,54 @@ def candidate_pairs(catalog, query_ids: Sequence[int] | None = None, *, top: int
     if loaded is None:
         return empty
     plain_w, plain_r, mirr_w, mirr_r = loaded
-    tables = []
-    for _ in range(TABLES):
+
+    def build(t: int) -> _Table | None:
+        words, mirrored_words, plain_w[t], mirr_w[t] = plain_w[t], mirr_w[t], None, None    # freed once built
         if cancel is not None and cancel.is_set():
-            return empty
-        tables.append(_table(n, plain_w.pop(0), plain_r, mirr_w.pop(0), mirr_r))
+            return None
+        return _table(n, words, plain_r, mirrored_words, mirr_r)
+
+    workers = max(1, min(THREADS_MAX, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:      # sorting runs without the GIL
+        tables = list(pool.map(build, range(TABLES)))
     del plain_r, mirr_r
+    if cancel is not None and cancel.is_set():
+        return empty
     row_of = {i: r for r, i in enumerate(ids)}
     rows = np.arange(n) if query_ids is None else np.array(
         sorted({row_of[int(i)] for i in query_ids if int(i) in row_of}), np.int64)
     ids_arr = np.asarray(ids, np.int64)
-    out = []
-    for start in range(0, len(rows), ROW_BATCH):
-        if cancel is not None and cancel.is_set():
-            return empty
-        batch = rows[start:start + ROW_BATCH]
+    k = min(top, n - 1)
+
+    def best_of(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = np.zeros((len(batch), n))
         for tb in tables:
             _accumulate(scores, batch, tb.plain, tb.plain, tb.weight, n)       # plain ~ plain
             _accumulate(scores, batch, tb.plain, tb.mirrored, tb.weight, n)    # it ~ a mirrored image
             _accumulate(scores, batch, tb.mirrored, tb.plain, tb.weight, n)    # its mirrored image ~
         scores[np.arange(len(batch)), batch] = 0.0
-        k = min(top, n - 1)
         best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        a = np.repeat(batch, k)
-        b = best.ravel()
-        hit = scores[np.repeat(np.arange(len(batch)), k), b] > 0
-        out.append(np.stack([ids_arr[a[hit]], ids_arr[b[hit]]], axis=1))
-        if progress:
-            progress(min(start + ROW_BATCH, len(rows)), len(rows), "matching visual words")
-    pairs = np.concatenate(out) if out else empty
-    if len(pairs) == 0:
+        best_scores = np.take_along_axis(scores, best, axis=1)
+        order = np.lexsort((best, -best_scores), axis=1)        # by score, then row
+        best, best_scores = np.take_along_axis(best, order, 1), np.take_along_axis(best_scores, order, 1)
+        hit = (best_scores > 0).ravel()
+        return ids_arr[np.repeat(batch, k)[hit]], ids_arr[best.ravel()[hit]], np.tile(np.arange(k), len(batch))[hit]
+
+    # batches on threads: the score accumulation (np.bincount) runs without the GIL
+    batches = [rows[s:s + ROW_BATCH] for s in range(0, len(rows), ROW_BATCH)]
+    out = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = [pool.submit(best_of, b) for b in batches]
+        try:
+            for fut in running:
+                if cancel is not None and cancel.is_set():
+                    return empty
+                out.append(fut.result())
+                if progress:
+                    progress(min(len(out) * ROW_BATCH, len(rows)), len(rows), "matching visual words")
+        finally:
+            for fut in running:
+                fut.cancel()
+    if not out:
         return empty
-    return np.unique(np.stack([pairs.min(axis=1), pairs.max(axis=1)], axis=1), axis=0)
+    return RankedCandidates(*(np.concatenate(parts) for parts in zip(*out)))
