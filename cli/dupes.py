@@ -37,9 +37,10 @@ def register(sub) -> None:
                         "confirms as copies with their dense keypoints, no turned pass (faster; copies "
                         "under text or logos and turned copies are then missed)")
     p.add_argument("--no-turned", action="store_false", dest="turned",
-                   help="do not embed unmatched images turned by 90/180/270 degrees (about 30%% "
-                        "faster; turned copies that neither the embedding nor the visual words "
-                        "(catalogs of up to 10,000 images) find are then missed)")
+                   help="no turned pass: unmatched images far from every other get no more "
+                        "visual-word candidates (catalogs of up to 10,000 images) and are not embedded "
+                        "turned by 90/180/270 degrees (larger ones: about 20%% faster there); turned "
+                        "copies that the embedding and the first visual words miss are then missed)")
     add_model_option(p, help="model pack that embeds images turned (default: the catalog's own)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
@@ -98,7 +99,8 @@ def run(args) -> int:
             with Progress(disable=args.quiet or args.json, unit="", show="stage", leave=False) as progress, \
                     cancel_on_interrupt(cancel, "the current step"):
                 result = scan(catalog, threshold=threshold, k=args.k, only_new=args.only_new,
-                              include_variants=args.include_variants, progress=progress, dense=args.dense,
+                              include_variants=args.include_variants, progress=progress,
+                              dense=args.dense, turned=args.turned,
                               model=scan_model(catalog, args.model) if args.dense and args.turned else None,
                               cancel=cancel)
         except ScanCancelled:

@@ -168,9 +168,10 @@ class DuplicatesView(QWidget):
         self.variants_box.setToolTip("Also report images of different products of one item group "
                                      "(item_group_id in the product feed: colours or sizes of one style)")
         self.fast_box = QCheckBox("Skip turned search")
-        self.fast_box.setToolTip("Do not embed unmatched images turned by 90/180/270 degrees: about "
-                                 "30% faster; turned copies that neither the embedding nor the "
-                                 "visual words (catalogs of up to 10,000 images) find are missed")
+        self.fast_box.setToolTip("No turned pass: unmatched images far from every other get no more "
+                                 "visual-word candidates (catalogs of up to 10,000 images) and are not "
+                                 "embedded turned by 90/180/270 degrees (larger ones: about 20% faster); "
+                                 "turned copies that the embedding and the first visual words miss are missed")
         self.scan_button = QPushButton("Scan")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)

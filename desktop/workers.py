@@ -422,6 +422,7 @@ def scan_duplicates_job(
         include_variants=include_variants,
         progress=progress,
         cancel=cancel,
+        turned=turned,
         model=model,
     )
 

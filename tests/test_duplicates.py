@@ -672,7 +672,7 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
         assert lone[0] >= scoring.THRESHOLDS["copy"]
 
         # the passes that decode report their progress and can be cancelled
-        for stage, kw in (("re-checking unmatched images", {}), ("searching turned images", {"model": model})):
+        for stage, kw in (("re-checking unmatched images", {}), ("searching turned images", {"model": model, "words": False})):
             seen, cancel = [], threading.Event()
 
             def stop_at(done, total, message, stage=stage, seen=seen, cancel=cancel):
@@ -685,7 +685,8 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
             assert seen[-1] == stage
         # the re-check counts images (its chunks hold whole images), not their pairs
         counts = []
-        result = duplicates.scan(cat, progress=lambda d, t, m: m == "re-checking unmatched images" and counts.append((d, t)))
+        result = duplicates.scan(cat, turned=False,
+                                 progress=lambda d, t, m: m == "re-checking unmatched images" and counts.append((d, t)))
         assert counts and counts[-1] == (result.rechecked, result.rechecked)
         assert all(0 <= d <= t == result.rechecked for d, t in counts)
 

@@ -376,10 +376,14 @@ def test_standalone_from_a_missing_folder_fails_with_one_line(tmp_path, qtbot, c
     assert err.startswith("lookalike: error:") and "no catalog here" in err and "\n" not in err
 
 
-def test_scan_embeds_isolated_images_turned_with_the_sessions_model(qtbot, dupes_catalog):
+def test_scan_embeds_isolated_images_turned_with_the_sessions_model(qtbot, dupes_catalog, monkeypatch):
     """The session hands the model it loaded for the catalog to the scan (turned copies,
-    engine.duplicates.turned_pairs), which runs it on a worker thread; without one (the
-    catalog's embeddings come from no model pack) the scan has no turned pass."""
+    engine.duplicates.turned_pairs, in catalogs larger than the visual words cover), which runs
+    it on a worker thread; without one (the catalog's embeddings come from no model pack) the
+    scan has no turned pass."""
+    from engine import visual_words
+
+    monkeypatch.setattr(visual_words, "MAX_IMAGES", 1)     # as in a catalog past the words' size
     calls: list[tuple[int, str]] = []
 
     class RecordingModel:

@@ -76,3 +76,51 @@ def test_scan_groups_turned_copies_with_their_originals(turned_catalog):
         assert {"coffee.png", "coffee turned.jpg"} in groups
         assert {"astronaut.png", "astronaut turned mirrored.jpg"} in groups
         assert "words" in result.timings
+
+
+def test_ranked_candidates_extend_the_first_pairs(turned_catalog):
+    with Catalog.open(turned_catalog) as cat:
+        ranked = visual_words.ranked_candidates(cat, top=4)
+        for q in np.unique(ranked.query):
+            mine = ranked.rank[ranked.query == q]
+            assert list(mine) == list(range(len(mine)))       # each image's ranking starts at 0, no gaps
+        assert len(ranked.query) > len(np.unique(ranked.query))
+        # the first pairs of the ranking are what candidate_pairs proposes
+        np.testing.assert_array_equal(ranked.pairs(visual_words.TOP), visual_words.candidate_pairs(cat))
+
+
+def test_turned_pass_from_the_words_needs_no_model(turned_catalog, monkeypatch):
+    """In a catalog the visual words cover, an image that nothing confirms and nothing is close to
+    gets its next-ranked word candidates (here: all of them, TOP 0), so its turned copy is found
+    without embedding anything turned; ``turned=False`` has no such pass."""
+    monkeypatch.setattr(visual_words, "TOP", 0)
+    with Catalog.open(turned_catalog) as cat:
+        names = {v: k for k, v in _ids(cat).items()}
+
+        def groups(result) -> list[set[str]]:
+            return [{names[i] for i in g.image_ids} for g in result.groups]
+
+        result = duplicates.scan(cat, with_records=False, floor=0.99, model=None)
+        assert {"coffee.png", "coffee turned.jpg"} in groups(result)
+        assert {"astronaut.png", "astronaut turned mirrored.jpg"} in groups(result)
+        assert result.turned == len(names)          # every image is far from every other here
+        skipped = duplicates.scan(cat, with_records=False, floor=0.99, model=None, turned=False)
+        assert skipped.turned == 0 and skipped.groups == []
+
+
+def test_word_turned_pairs_take_either_unsettled_side():
+    from engine.duplicates.candidates import word_turned_pairs
+    from engine.match_policy import EVIDENCE
+
+    # image 1 and 2 are settled by a close pair (cosine 0.95); 3, 4 and 5 are not
+    pairs = np.array([[1, 2]])
+    evidence = np.zeros((1, len(EVIDENCE)))
+    evidence[0, 0] = 0.95
+    ranked = visual_words.RankedCandidates(
+        query=np.array([1, 1, 1, 3, 3, 3, 4]), other=np.array([2, 5, 4, 1, 2, 5, 2]),
+        rank=np.array([0, 2, 3, 0, 2, 3, 2]))
+    found = word_turned_pairs(ranked, pairs, evidence, ignored=np.array([[3, 5]]))
+    # (1, 5), (1, 4): a settled query, an unsettled candidate; (2, 3), (2, 4): an unsettled query;
+    # (3, 1) is among the first TOP (a candidate already); (3, 5) was marked "not a duplicate"
+    assert sorted(map(tuple, found.pairs.tolist())) == [(1, 4), (1, 5), (2, 3), (2, 4)]
+    assert found.queried == 2           # images 3 and 4

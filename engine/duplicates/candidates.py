@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .. import match_policy
+from .. import match_policy, visual_words
 from ..catalog import Catalog
 from ..feature_store import decode
 from ..features import content
+from ..visual_words import RankedCandidates
 from .results import CancelToken, Progress
 from .verifying import check_cancel
 
@@ -135,7 +136,28 @@ _TURNS = (cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWIS
 @dataclass
 class TurnedCandidates:
     pairs: np.ndarray        # new candidate pairs [m, 2] (smaller id first)
-    queried: int             # images embedded turned
+    queried: int             # images searched for turned copies (embedded turned, or by their words)
+
+
+def word_turned_pairs(ranked: RankedCandidates, pairs: np.ndarray, evidence: np.ndarray,
+                      ignored: np.ndarray) -> TurnedCandidates:
+    """Candidate pairs for turned copies from the visual words, in catalogs that have them
+    (the match policy's turned pass without a model): every image the words ranked candidates for
+    that is not settled (:func:`engine.match_policy.settled_images` of ``evidence``) also gets
+    those ranked from visual_words.TOP to RESERVE_TOP, unless already candidates or marked "not a
+    duplicate". The words are rotation invariant, so these hold the turned copies that the first
+    TOP miss (a turned photo under text or blur shares fewer words), at the cost of verifying a
+    few more pairs instead of embedding each unsettled image three times."""
+    settled = np.fromiter(match_policy.settled_images(pairs, evidence), np.int64)
+    unsettled = ~np.isin(ranked.query, settled)
+    # either side: the ranking is not symmetric (an original can rank its turned copy higher
+    # than the copy ranks it)
+    sel = (unsettled | ~np.isin(ranked.other, settled)) & (ranked.rank >= visual_words.TOP)
+    more = RankedCandidates(ranked.query[sel], ranked.other[sel], np.zeros(int(sel.sum()), np.int64)).pairs(1)
+    known = [pair_keys(p) for p in (pairs, ignored) if len(p)]
+    if known and len(more):
+        more = more[~np.isin(pair_keys(more), np.concatenate(known))]
+    return TurnedCandidates(more, len(np.unique(ranked.query[unsettled])))
 
 
 def turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evidence: np.ndarray, since: int,

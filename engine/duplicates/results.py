@@ -81,7 +81,7 @@ class ScanResult:
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
     variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
     rechecked: int = 0                  # re-checks of images decoded again with more keypoints
-    turned: int = 0                     # images also searched turned by 90/180/270 degrees
+    turned: int = 0                     # images also searched for turned copies (words or turned embeddings)
     include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
     seconds: float = 0.0

@@ -12,7 +12,7 @@ from ..catalog import Catalog
 from ..errors import LookalikeError
 from ..match_policy import EVIDENCE, competing_scores
 from .candidates import (CANDIDATE_FLOOR, DEFAULT_K, EXPAND_ABOVE, SEARCH_EF, hash_pairs, knn_candidates,
-                         pair_key, pair_keys, turned_pairs, unique_pairs)
+                         pair_key, pair_keys, turned_pairs, unique_pairs, word_turned_pairs)
 from ..decision_store import CONFIRMED, NOT_DUPLICATE
 from .grouping import group_pairs
 from .results import CancelToken, DuplicateGroup, Member, Progress, ScanResult
@@ -31,7 +31,7 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
          progress: Progress | None = None, cancel: CancelToken | None = None,
          verifier: Callable[[Catalog, np.ndarray, np.ndarray], tuple[np.ndarray, str]] | None = None,
          with_records: bool = True, keep_candidates: bool = False, words: bool = True,
-         dense: bool = True, model: Model | None = None) -> ScanResult:
+         dense: bool = True, turned: bool = True, model: Model | None = None) -> ScanResult:
     """Find the groups of near-duplicate images in ``catalog``.
 
     ``only_new`` checks only the images added or changed since the last completed scan against the
@@ -45,12 +45,13 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     ``ScanResult.variant_pairs`` counts those at or above the threshold.
     ``words``: add the visual-word candidates (:mod:`engine.visual_words`: turned copies, which
     the embedding's kNN graph misses; catalogs up to ``visual_words.MAX_IMAGES`` images).
-    ``dense``: an image that no pair confirms as a copy of an older image is decoded again and
-    matched with more keypoints (:func:`engine.match_policy.dense_recheck`: copies under text or a
-    logo), as search does with such a query. ``model`` (the catalog's, :func:`scan_model`): such an
-    image that is also far from every other (a turned copy embeds far from its original) is embedded
-    turned by 90/180/270 degrees and its nearest images become candidates too, as search does;
-    without a model (or with ``dense=False``) there is no such pass.
+    ``dense``: an image that no pair confirms as a copy of an older image is matched again with
+    more keypoints (:func:`engine.match_policy.dense_recheck`: copies under text or a logo), as
+    search does with such a query. ``turned`` (with ``dense``): such an image that is also far
+    from every other (a turned copy embeds far from its original) gets more candidates: where the
+    visual words ran, its next best-scoring words (:func:`word_turned_pairs`); elsewhere, given
+    ``model`` (the catalog's, :func:`scan_model`), it is embedded turned by 90/180/270 degrees and
+    its nearest images become candidates, as search does. Without either there is no such pass.
     """
     started = time.perf_counter()
     threshold = scoring.resolve_threshold(threshold) if isinstance(threshold, str) else float(threshold)
@@ -85,12 +86,17 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # pick candidates, but scores are computed from the stored full embeddings
         cosine = np.full(len(pairs), np.nan)
     timings["candidates"] = time.perf_counter() - t
+    reserve = None
     if words:
         # turned copies: the embedding is not rotation invariant, the ORB descriptors are
         t = time.perf_counter()
         query = None if since < 0 else catalog.image_ids(since)
-        found = visual_words.candidate_pairs(catalog, query, cancel=cancel, progress=progress)
+        ranked = visual_words.ranked_candidates(catalog, query, top=visual_words.RESERVE_TOP,
+                                                cancel=cancel, progress=progress)
         check_cancel(cancel)
+        if visual_words.covers(images):
+            reserve = ranked            # the turned pass's candidates (the rest of each image's ranking)
+        found = ranked.pairs(visual_words.TOP)
         if len(found):
             pairs, cosine = unique_pairs(np.concatenate([pairs[:, 0], found[:, 0]]),
                                           np.concatenate([pairs[:, 1], found[:, 1]]),
@@ -131,21 +137,26 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
             started_dense = time.perf_counter()
             result.rechecked = recheck_unconfirmed(catalog, pairs, evidence, todo, progress, cancel)
             timings["recheck"] = time.perf_counter() - started_dense
-            if model is not None:
-                turned = turned_pairs(catalog, index, model, pairs, evidence, since, ignored, progress, cancel)
-                result.turned = turned.queried
-                if len(turned.pairs):
-                    more = np.arange(len(pairs), len(pairs) + len(turned.pairs))
-                    pairs = np.concatenate([pairs, turned.pairs])
-                    cosine = np.concatenate([cosine, np.full(len(turned.pairs), np.nan)])
-                    evidence = np.concatenate([evidence, np.zeros((len(turned.pairs), len(EVIDENCE)))])
-                    scores = np.concatenate([scores, np.ones(len(turned.pairs))])
-                    is_confirmed = np.concatenate([is_confirmed, np.zeros(len(turned.pairs), bool)])
-                    identical = np.concatenate([identical, np.zeros(len(turned.pairs), bool)])
-                    todo = np.concatenate([todo, more])
-                    result.candidates += len(turned.pairs)
-                    verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
-                    result.rechecked += recheck_unconfirmed(catalog, pairs, evidence, more, progress, cancel)
+            found = None
+            if turned and reserve is not None:
+                found = word_turned_pairs(reserve, pairs, evidence, ignored)
+            elif turned and model is not None:
+                found = turned_pairs(catalog, index, model, pairs, evidence, since, ignored, progress, cancel)
+            if found is not None:
+                result.turned = found.queried
+            if found is not None and len(found.pairs):
+                added = len(found.pairs)
+                more = np.arange(len(pairs), len(pairs) + added)
+                pairs = np.concatenate([pairs, found.pairs])
+                cosine = np.concatenate([cosine, np.full(added, np.nan)])
+                evidence = np.concatenate([evidence, np.zeros((added, len(EVIDENCE)))])
+                scores = np.concatenate([scores, np.ones(added)])
+                is_confirmed = np.concatenate([is_confirmed, np.zeros(added, bool)])
+                identical = np.concatenate([identical, np.zeros(added, bool)])
+                todo = np.concatenate([todo, more])
+                result.candidates += added
+                verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
+                result.rechecked += recheck_unconfirmed(catalog, pairs, evidence, more, progress, cancel)
             timings["dense"] = time.perf_counter() - started_dense      # the re-check and the turned pass
             timings["turned"] = timings["dense"] - timings["recheck"]
         families = variant_families(catalog, np.unique(pairs)) if len(pairs) else {}
