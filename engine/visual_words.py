@@ -24,7 +24,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -166,6 +166,7 @@ class _Lists:
 
 @dataclass
 class _Table:
+    vocab: np.ndarray           # the kept words, sorted
     weight: np.ndarray          # idf ** 2 per kept word
     plain: _Lists
     mirrored: _Lists
@@ -187,7 +188,7 @@ def _table(n: int, plain_w, plain_r, mirr_w, mirr_r) -> _Table:
     known = at < len(vocab)
     known[known] = vocab[at[known]] == words[known]
     mirrored = _Lists.build(at[known], rows[known], len(vocab), n)
-    return _Table((np.log(n / df) ** 2).astype(np.float64), plain, mirrored)
+    return _Table(vocab, (np.log(n / df) ** 2).astype(np.float64), plain, mirrored)
 
 
 def _accumulate(scores: np.ndarray, batch: np.ndarray, bags: _Lists, postings: _Lists,
@@ -240,17 +241,35 @@ def ranked_candidates(catalog, query_ids: Sequence[int] | None = None, *, top: i
     """For each queried image (all by default), the ``top`` catalog images whose visual words agree
     best with its own or its mirrored image's, ranked (ties: the lower image row first); images
     sharing no word are left out. Empty beyond MAX_IMAGES or when cancelled."""
+    index = build_index(catalog, cancel=cancel, progress=progress,
+                        queried=None if query_ids is None else len(query_ids))
+    if index is None:
+        return _EMPTY
+    return index.ranked(query_ids, top=top, cancel=cancel, progress=progress)
+
+
+_NONE = np.zeros(0, np.int64)
+_EMPTY = RankedCandidates(_NONE, _NONE, _NONE)
+
+
+def _workers() -> int:
+    return max(1, min(THREADS_MAX, os.cpu_count() or 1))
+
+
+def build_index(catalog, *, cancel=None, progress: Callable[[int, int, str], None] | None = None,
+                queried: int | None = None) -> WordIndex | None:
+    """The visual words of every catalog image (:class:`WordIndex`); None beyond MAX_IMAGES or
+    when cancelled. ``queried``: how many images the caller will rank (progress)."""
     ids = catalog.image_ids()
     n = len(ids)
-    none = np.zeros(0, np.int64)
-    empty = RankedCandidates(none, none, none)
     if not covers(n):
-        return empty
+        return None
     if progress:
-        progress(0, n if query_ids is None else len(query_ids), "matching visual words")
-    loaded = _load(catalog, ids, _bit_positions(word_bits(n)), cancel)
+        progress(0, n if queried is None else queried, "matching visual words")
+    positions = _bit_positions(word_bits(n))
+    loaded = _load(catalog, ids, positions, cancel)
     if loaded is None:
-        return empty
+        return None
     plain_w, plain_r, mirr_w, mirr_r = loaded
 
     def build(t: int) -> _Table | None:
@@ -259,47 +278,113 @@ def ranked_candidates(catalog, query_ids: Sequence[int] | None = None, *, top: i
             return None
         return _table(n, words, plain_r, mirrored_words, mirr_r)
 
-    workers = max(1, min(THREADS_MAX, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:      # sorting runs without the GIL
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:      # sorting runs without the GIL
         tables = list(pool.map(build, range(TABLES)))
-    del plain_r, mirr_r
     if cancel is not None and cancel.is_set():
-        return empty
-    row_of = {i: r for r, i in enumerate(ids)}
-    rows = np.arange(n) if query_ids is None else np.array(
-        sorted({row_of[int(i)] for i in query_ids if int(i) in row_of}), np.int64)
-    ids_arr = np.asarray(ids, np.int64)
-    k = min(top, n - 1)
+        return None
+    return WordIndex(np.asarray(ids, np.int64), positions, tables)
 
-    def best_of(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scores = np.zeros((len(batch), n))
-        for tb in tables:
-            _accumulate(scores, batch, tb.plain, tb.plain, tb.weight, n)       # plain ~ plain
-            _accumulate(scores, batch, tb.plain, tb.mirrored, tb.weight, n)    # it ~ a mirrored image
-            _accumulate(scores, batch, tb.mirrored, tb.plain, tb.weight, n)    # its mirrored image ~
-        scores[np.arange(len(batch)), batch] = 0.0
-        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        best_scores = np.take_along_axis(scores, best, axis=1)
-        order = np.lexsort((best, -best_scores), axis=1)        # by score, then row
-        best, best_scores = np.take_along_axis(best, order, 1), np.take_along_axis(best_scores, order, 1)
-        hit = (best_scores > 0).ravel()
-        return ids_arr[np.repeat(batch, k)[hit]], ids_arr[best.ravel()[hit]], np.tile(np.arange(k), len(batch))[hit]
 
-    # batches on threads: the score accumulation (np.bincount) runs without the GIL
-    batches = [rows[s:s + ROW_BATCH] for s in range(0, len(rows), ROW_BATCH)]
-    out = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        running = [pool.submit(best_of, b) for b in batches]
-        try:
-            for fut in running:
-                if cancel is not None and cancel.is_set():
-                    return empty
-                out.append(fut.result())
-                if progress:
-                    progress(min(len(out) * ROW_BATCH, len(rows)), len(rows), "matching visual words")
-        finally:
-            for fut in running:
-                fut.cancel()
-    if not out:
-        return empty
-    return RankedCandidates(*(np.concatenate(parts) for parts in zip(*out)))
+@dataclass
+class WordIndex:
+    """A catalog's images as bags of visual words (image rows in the order of ``ids``), built once
+    by :func:`build_index` and queried by stored image or by any descriptors."""
+    ids: np.ndarray
+    positions: np.ndarray       # the bits each table samples
+    tables: list[_Table]
+
+    def ranked(self, query_ids: Sequence[int] | None = None, *, top: int = TOP, cancel=None,
+               progress: Callable[[int, int, str], None] | None = None) -> RankedCandidates:
+        """For each queried catalog image (all by default), the ``top`` images whose words agree
+        best with its own or its mirrored image's (plain ~ plain, plain ~ mirrored, mirrored ~
+        plain), best first."""
+        n = len(self.ids)
+        row_of = {int(i): r for r, i in enumerate(self.ids)}
+        rows = np.arange(n) if query_ids is None else np.array(
+            sorted({row_of[int(i)] for i in query_ids if int(i) in row_of}), np.int64)
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            scores = np.zeros((len(batch), n))
+            for tb in self.tables:
+                _accumulate(scores, batch, tb.plain, tb.plain, tb.weight, n)       # plain ~ plain
+                _accumulate(scores, batch, tb.plain, tb.mirrored, tb.weight, n)    # it ~ a mirrored image
+                _accumulate(scores, batch, tb.mirrored, tb.plain, tb.weight, n)    # its mirrored image ~
+            scores[np.arange(len(batch)), batch] = 0.0
+            return scores
+
+        return self._best(rows, self.ids[rows], score, top, cancel, progress)
+
+    def ranked_by_descriptors(self, descriptors: Mapping[int, np.ndarray], *, top: int = TOP,
+                              cancel=None) -> RankedCandidates:
+        """For each image id -> ORB descriptors [m, 32] (e.g. a stored image's dense keypoints),
+        the ``top`` catalog images whose plain or mirrored words agree best with those of the
+        descriptors, best first (the image itself left out)."""
+        n = len(self.ids)
+        query = [int(i) for i in descriptors if len(descriptors[i])]
+        if not query:
+            return _EMPTY
+        row_of = {int(i): r for r, i in enumerate(self.ids)}
+        # words in chunks of images, as _load computes them (unpacking the bits of m descriptors
+        # takes 256 m bytes)
+        parts = []
+        for start in range(0, len(query), 500):
+            chunk = [np.asarray(descriptors[i], np.uint8).reshape(-1, 32) for i in query[start:start + 500]]
+            parts.append(_words(np.concatenate(chunk), self.positions))
+        words = np.concatenate(parts, axis=1)
+        owner = np.repeat(np.arange(len(query)), [len(descriptors[i]) for i in query])
+        bags = []
+        for t, tb in enumerate(self.tables):
+            at = np.searchsorted(tb.vocab, words[t])
+            known = at < len(tb.vocab)
+            known[known] = tb.vocab[at[known]] == words[t][known]
+            code, _ = _unique((at[known].astype(np.int64) << _ROW_BITS) | owner[known])
+            bags.append(_Lists.build(code >> _ROW_BITS, code & ((1 << _ROW_BITS) - 1), len(tb.vocab), len(query)))
+        itself = np.array([row_of.get(i, -1) for i in query])
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            scores = np.zeros((len(batch), n))
+            for tb, bag in zip(self.tables, bags):
+                _accumulate(scores, batch, bag, tb.plain, tb.weight, n)         # it ~ an image
+                _accumulate(scores, batch, bag, tb.mirrored, tb.weight, n)      # it ~ a mirrored image
+            mine = itself[batch] >= 0
+            scores[np.nonzero(mine)[0], itself[batch][mine]] = 0.0
+            return scores
+
+        return self._best(np.arange(len(query)), np.asarray(query, np.int64), score, top, cancel, None)
+
+    def _best(self, queries: np.ndarray, query_ids: np.ndarray, score, top: int, cancel,
+              progress) -> RankedCandidates:
+        """Rank the ``top`` best-scoring images of each query (``score(batch of queries) -> [batch,
+        n]``; ``query_ids[i]`` is the image id reported for ``queries[i]``), in batches of
+        ROW_BATCH on threads (np.bincount runs without the GIL)."""
+        n = len(self.ids)
+        k = min(top, n - 1)
+        if k < 1 or not len(queries):
+            return _EMPTY
+
+        def best_of(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            batch = queries[start:start + ROW_BATCH]
+            scores = score(batch)
+            best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            best_scores = np.take_along_axis(scores, best, axis=1)
+            order = np.lexsort((best, -best_scores), axis=1)        # by score, then row
+            best, best_scores = np.take_along_axis(best, order, 1), np.take_along_axis(best_scores, order, 1)
+            hit = (best_scores > 0).ravel()
+            who = query_ids[start:start + ROW_BATCH]
+            return np.repeat(who, k)[hit], self.ids[best.ravel()[hit]], np.tile(np.arange(k), len(batch))[hit]
+
+        starts = range(0, len(queries), ROW_BATCH)
+        out = []
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            running = [pool.submit(best_of, s) for s in starts]
+            try:
+                for fut in running:
+                    if cancel is not None and cancel.is_set():
+                        return _EMPTY
+                    out.append(fut.result())
+                    if progress:
+                        progress(min(len(out) * ROW_BATCH, len(queries)), len(queries), "matching visual words")
+            finally:
+                for fut in running:
+                    fut.cancel()
+        return RankedCandidates(*(np.concatenate(parts) for parts in zip(*out))) if out else _EMPTY

@@ -108,19 +108,37 @@ def test_turned_pass_from_the_words_needs_no_model(turned_catalog, monkeypatch):
         assert skipped.turned == 0 and skipped.groups == []
 
 
-def test_word_turned_pairs_take_either_unsettled_side():
+def test_word_turned_pairs_only_for_unsettled_images(turned_catalog):
+    """The turned pass from the words: pairs of the images that nothing settles only (here the
+    turned coffee: every other image is given a close candidate), from their next-ranked words
+    and those of their dense keypoints; pairs marked "not a duplicate" stay out."""
     from engine.duplicates.candidates import word_turned_pairs
     from engine.match_policy import EVIDENCE
 
-    # image 1 and 2 are settled by a close pair (cosine 0.95); 3, 4 and 5 are not
-    pairs = np.array([[1, 2]])
-    evidence = np.zeros((1, len(EVIDENCE)))
-    evidence[0, 0] = 0.95
-    ranked = visual_words.RankedCandidates(
-        query=np.array([1, 1, 1, 3, 3, 3, 4]), other=np.array([2, 5, 4, 1, 2, 5, 2]),
-        rank=np.array([0, 2, 3, 0, 2, 3, 2]))
-    found = word_turned_pairs(ranked, pairs, evidence, ignored=np.array([[3, 5]]))
-    # (1, 5), (1, 4): a settled query, an unsettled candidate; (2, 3), (2, 4): an unsettled query;
-    # (3, 1) is among the first TOP (a candidate already); (3, 5) was marked "not a duplicate"
-    assert sorted(map(tuple, found.pairs.tolist())) == [(1, 4), (1, 5), (2, 3), (2, 4)]
-    assert found.queried == 2           # images 3 and 4
+    with Catalog.open(turned_catalog) as cat:
+        ids = _ids(cat)
+        turned = ids["coffee turned.jpg"]
+        pair = tuple(sorted((ids["coffee.png"], turned)))
+        others = sorted(set(ids.values()) - {turned})
+        pairs = np.array([[others[0], o] for o in others[1:]])
+        evidence = np.zeros((len(pairs), len(EVIDENCE)))
+        evidence[:, 0] = 0.95
+        index = visual_words.build_index(cat)
+        ranked = index.ranked(top=visual_words.RESERVE_TOP)
+        none = np.zeros((0, 2), np.int64)
+        found = word_turned_pairs(cat, index, ranked, pairs, evidence, none)
+        assert found.queried == 1
+        got = {tuple(p) for p in found.pairs.tolist()}
+        assert pair in got and all(turned in p for p in got)
+        ignored = word_turned_pairs(cat, index, ranked, pairs, evidence, np.array([pair]))
+        assert pair not in {tuple(p) for p in ignored.pairs.tolist()}
+        # the dense keypoints' words rank the original first, as the stored ones do
+        dense = index.ranked_by_descriptors({turned: _dense_descriptors(cat, turned)}, top=1)
+        assert list(dense.other) == [ids["coffee.png"]]
+
+
+def _dense_descriptors(cat: Catalog, image_id: int) -> np.ndarray:
+    from engine.feature_store import features_for
+    from engine.features import dense_of
+
+    return dense_of(features_for(cat, [image_id], dense=True)[image_id]).descriptors

@@ -20,9 +20,9 @@ import numpy as np
 
 from .. import match_policy, visual_words
 from ..catalog import Catalog
-from ..feature_store import decode
-from ..features import content
-from ..visual_words import RankedCandidates
+from ..feature_store import decode, features_for
+from ..features import content, dense_of
+from ..visual_words import RankedCandidates, WordIndex
 from .results import CancelToken, Progress
 from .verifying import check_cancel
 
@@ -139,25 +139,37 @@ class TurnedCandidates:
     queried: int             # images searched for turned copies (embedded turned, or by their words)
 
 
-def word_turned_pairs(ranked: RankedCandidates, pairs: np.ndarray, evidence: np.ndarray,
-                      ignored: np.ndarray) -> TurnedCandidates:
+def word_turned_pairs(catalog: Catalog, words: WordIndex, ranked: RankedCandidates, pairs: np.ndarray,
+                      evidence: np.ndarray, ignored: np.ndarray) -> TurnedCandidates:
     """Candidate pairs for turned copies from the visual words, in catalogs that have them
-    (the match policy's turned pass without a model): every image the words ranked candidates for
-    that is not settled (:func:`engine.match_policy.settled_images` of ``evidence``) also gets
-    those ranked from visual_words.TOP to RESERVE_TOP, unless already candidates or marked "not a
-    duplicate". The words are rotation invariant, so these hold the turned copies that the first
-    TOP miss (a turned photo under text or blur shares fewer words), at the cost of verifying a
-    few more pairs instead of embedding each unsettled image three times."""
+    (the match policy's turned pass without a model), for every image the words ranked
+    candidates for that is not settled (:func:`engine.match_policy.settled_images` of
+    ``evidence``), unless already candidates or marked "not a duplicate":
+
+    - its candidates ranked from visual_words.TOP to RESERVE_TOP, and those of the images that
+      rank it there (the ranking is not symmetric): a turned photo under blur shares fewer words;
+    - the TOP images that the words of its stored dense keypoints rank best: text laid over a
+      turned copy takes most of its stored keypoints, as it does for the dense re-check.
+
+    The words are rotation invariant, so this costs the verification of a few more pairs instead of
+    embedding each unsettled image three times."""
     settled = np.fromiter(match_policy.settled_images(pairs, evidence), np.int64)
     unsettled = ~np.isin(ranked.query, settled)
-    # either side: the ranking is not symmetric (an original can rank its turned copy higher
-    # than the copy ranks it)
     sel = (unsettled | ~np.isin(ranked.other, settled)) & (ranked.rank >= visual_words.TOP)
-    more = RankedCandidates(ranked.query[sel], ranked.other[sel], np.zeros(int(sel.sum()), np.int64)).pairs(1)
+    queried = np.unique(ranked.query[unsettled])
+    dense = {}
+    for i, f in features_for(catalog, queried.tolist(), dense=True, compute_missing=False).items():
+        d = dense_of(f)
+        if d is not None:
+            dense[i] = d.descriptors
+    by_dense = words.ranked_by_descriptors(dense, top=visual_words.RESERVE_TOP)
+    more = RankedCandidates(np.concatenate([ranked.query[sel], by_dense.query]),
+                            np.concatenate([ranked.other[sel], by_dense.other]),
+                            np.zeros(int(sel.sum()) + len(by_dense.rank), np.int64)).pairs(1)
     known = [pair_keys(p) for p in (pairs, ignored) if len(p)]
     if known and len(more):
         more = more[~np.isin(pair_keys(more), np.concatenate(known))]
-    return TurnedCandidates(more, len(np.unique(ranked.query[unsettled])))
+    return TurnedCandidates(more, len(queried))
 
 
 def turned_pairs(catalog: Catalog, index, model: Model, pairs: np.ndarray, evidence: np.ndarray, since: int,

@@ -49,7 +49,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
     more keypoints (:func:`engine.match_policy.dense_recheck`: copies under text or a logo), as
     search does with such a query. ``turned`` (with ``dense``): such an image that is also far
     from every other (a turned copy embeds far from its original) gets more candidates: where the
-    visual words ran, its next best-scoring words (:func:`word_turned_pairs`); elsewhere, given
+    visual words ran, its next best-scoring words and those of its dense keypoints
+    (:func:`word_turned_pairs`); elsewhere, given
     ``model`` (the catalog's, :func:`scan_model`), it is embedded turned by 90/180/270 degrees and
     its nearest images become candidates, as search does. Without either there is no such pass.
     """
@@ -86,17 +87,19 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
         # pick candidates, but scores are computed from the stored full embeddings
         cosine = np.full(len(pairs), np.nan)
     timings["candidates"] = time.perf_counter() - t
-    reserve = None
+    words_index, ranked = None, None        # kept for the turned pass
     if words:
         # turned copies: the embedding is not rotation invariant, the ORB descriptors are
         t = time.perf_counter()
         query = None if since < 0 else catalog.image_ids(since)
-        ranked = visual_words.ranked_candidates(catalog, query, top=visual_words.RESERVE_TOP,
-                                                cancel=cancel, progress=progress)
+        words_index = visual_words.build_index(catalog, cancel=cancel, progress=progress,
+                                               queried=None if query is None else len(query))
         check_cancel(cancel)
-        if visual_words.covers(images):
-            reserve = ranked            # the turned pass's candidates (the rest of each image's ranking)
-        found = ranked.pairs(visual_words.TOP)
+        found = np.zeros((0, 2), np.int64)
+        if words_index is not None:
+            ranked = words_index.ranked(query, top=visual_words.RESERVE_TOP, cancel=cancel, progress=progress)
+            check_cancel(cancel)
+            found = ranked.pairs(visual_words.TOP)
         if len(found):
             pairs, cosine = unique_pairs(np.concatenate([pairs[:, 0], found[:, 0]]),
                                           np.concatenate([pairs[:, 1], found[:, 1]]),
@@ -138,8 +141,8 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
             result.rechecked = recheck_unconfirmed(catalog, pairs, evidence, todo, progress, cancel)
             timings["recheck"] = time.perf_counter() - started_dense
             found = None
-            if turned and reserve is not None:
-                found = word_turned_pairs(reserve, pairs, evidence, ignored)
+            if turned and words_index is not None:
+                found = word_turned_pairs(catalog, words_index, ranked, pairs, evidence, ignored)
             elif turned and model is not None:
                 found = turned_pairs(catalog, index, model, pairs, evidence, since, ignored, progress, cancel)
             if found is not None:
