@@ -10,7 +10,9 @@ the tf-idf overlap of their bags (each word weighted by log(n / images holding i
 one image or by more than MAX_DF images are ignored), plus the overlap of one image's mirrored bag
 with the other's plain bag. Every queried image proposes its TOP best-scoring other images as
 candidate pairs, whatever their embedding cosine; the duplicate finder verifies them like the kNN
-graph's pairs.
+graph's pairs. The scan keeps the index (:class:`WordIndex`) for its turned pass, which adds an
+unsettled image's candidates ranked below RESERVE_TOP and ranks the catalog by the words of its
+dense keypoints (:meth:`WordIndex.ranked_by_descriptors`).
 
 Measured on the Luma duplicate benchmark (docs/duplicates.md): of the 25 true pairs the kNN graph
 misses (24 turned copies), 23 are among these candidates, for 639 pairs the graph did not already

@@ -148,8 +148,8 @@ def word_turned_pairs(catalog: Catalog, words: WordIndex, ranked: RankedCandidat
 
     - its candidates ranked from visual_words.TOP to RESERVE_TOP, and those of the images that
       rank it there (the ranking is not symmetric): a turned photo under blur shares fewer words;
-    - the TOP images that the words of its stored dense keypoints rank best: text laid over a
-      turned copy takes most of its stored keypoints, as it does for the dense re-check.
+    - the RESERVE_TOP images that the words of its stored dense keypoints rank best: text laid
+      over a turned copy takes most of its stored keypoints, as it does for the dense re-check.
 
     The words are rotation invariant, so this costs the verification of a few more pairs instead of
     embedding each unsettled image three times."""
