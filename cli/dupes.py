@@ -40,7 +40,7 @@ def register(sub) -> None:
                    help="no turned pass: unmatched images far from every other get no more "
                         "visual-word candidates (catalogs of up to 10,000 images) and are not embedded "
                         "turned by 90/180/270 degrees (larger ones: about 20%% faster there); turned "
-                        "copies that the embedding and the first visual words miss are then missed)")
+                        "copies that the embedding and the first visual words miss are then missed")
     add_model_option(p, help="model pack that embeds images turned (default: the catalog's own)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("decisions (remembered in the catalog; IMAGE is a path or an image id)")
