@@ -291,7 +291,8 @@ def main() -> int:
                     help="without matching unconfirmed images again from their files with more keypoints "
                          "(match_policy.dense_recheck: copies under text)")
     ap.add_argument("--no-turned", action="store_true",
-                    help="without embedding unconfirmed, isolated images turned (no model given to the scan)")
+                    help="without the turned pass (scan(turned=False): no more word candidates and no "
+                         "turned embeddings for unconfirmed, isolated images)")
     ap.add_argument("--missed", action="store_true",
                     help="after the sweep, why the true pairs missed at the first threshold were missed")
     ap.add_argument("--rate", type=int, default=0, metavar="N",
@@ -310,7 +311,7 @@ def main() -> int:
     t, cpu = time.perf_counter(), time.process_time()
     result = duplicates.scan(catalog, threshold=1.0, k=args.k, with_records=False, keep_candidates=True,
                              verifier=duplicates.verify_pairs if args.lone else None, words=not args.no_words,
-                             dense=not args.no_dense,
+                             dense=not args.no_dense, turned=not args.no_turned,
                              model=None if args.no_dense or args.no_turned else duplicates.scan_model(catalog))
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     pairs, scores = result.candidate_pairs, result.candidate_scores
