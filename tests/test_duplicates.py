@@ -712,7 +712,7 @@ def test_copy_under_text_is_found_from_its_file(tmp_path, luma_dir, model, capsy
     assert main(["dupes", "--catalog", str(folder), "--model", "efficientnet-lite0"]) == 2
     assert "not efficientnet-lite0@" in capsys.readouterr().err
     assert main(["dupes", "--catalog", str(folder), "-q"]) == 0
-    assert "re-checked from their files" in capsys.readouterr().out
+    assert "re-checked with more keypoints" in capsys.readouterr().out
 
     with Catalog.open(folder) as cat:
         # the copy's file gone: its stored evidence stands, nothing fails

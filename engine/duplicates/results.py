@@ -80,7 +80,7 @@ class ScanResult:
     verified: int = 0                   # pairs at or above the threshold (plus confirmed ones)
     ignored: int = 0                    # candidate pairs the user marked "not a duplicate"
     variant_pairs: int = 0              # verified pairs between declared variants (not confirmed)
-    rechecked: int = 0                  # re-checks of images decoded again with more keypoints
+    rechecked: int = 0                  # re-checks of unconfirmed images with their dense keypoints
     turned: int = 0                     # images also searched for turned copies (words or turned embeddings)
     include_variants: bool = False      # ... and whether they were reported
     only_new: bool = False
@@ -101,12 +101,13 @@ class ScanResult:
         if self.variant_pairs:
             variants = (f", {self.variant_pairs} between declared variants included" if self.include_variants
                         else f"; {self.variant_pairs} pairs between declared variants not reported")
-        decoded = ""
+        passes = ""
         if self.rechecked or self.turned:
-            decoded = f", {self.rechecked} re-checked from their files, {self.turned} searched turned"
+            passes = (f", {self.rechecked} re-checked with more keypoints, {self.turned} searched for "
+                       f"turned copies")
         return (f"{len(self.groups)} groups, {self.duplicates} copies ({scope}, {self.candidates} candidate "
                 f"pairs, {self.verified} at or above {self.threshold:.2f} by {self.scoring} score, "
-                f"{self.ignored} ignored{variants}{decoded}) in {self.seconds:.1f} s")
+                f"{self.ignored} ignored{variants}{passes}) in {self.seconds:.1f} s")
 
     def to_json(self) -> dict:
         return {"threshold": self.threshold, "scoring": self.scoring, "images": self.images,
