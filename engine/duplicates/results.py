@@ -104,7 +104,7 @@ class ScanResult:
         passes = ""
         if self.rechecked or self.turned:
             passes = (f", {self.rechecked} re-checked with more keypoints, {self.turned} searched for "
-                       f"turned copies")
+                      f"turned copies")
         return (f"{len(self.groups)} groups, {self.duplicates} copies ({scope}, {self.candidates} candidate "
                 f"pairs, {self.verified} at or above {self.threshold:.2f} by {self.scoring} score, "
                 f"{self.ignored} ignored{variants}{passes}) in {self.seconds:.1f} s")
