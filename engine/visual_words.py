@@ -158,10 +158,10 @@ class _Lists:
 
     @classmethod
     def build(cls, word_idx: np.ndarray, rows: np.ndarray, n_words: int, n: int) -> "_Lists":
-        by_word = np.lexsort((rows, word_idx))
+        """From entries sorted by (word index, row), as the callers' codes sort them."""
         by_row = np.lexsort((word_idx, rows))
         return cls(np.concatenate([[0], np.cumsum(np.bincount(word_idx, minlength=n_words))]),
-                   rows[by_word].astype(np.int32),
+                   rows.astype(np.int32),
                    np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
                    word_idx[by_row].astype(np.int32))
 
