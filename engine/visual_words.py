@@ -67,12 +67,18 @@ def _bit_positions(bits: int) -> np.ndarray:
 
 def _words(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """[TABLES, m] uint32 words of m ORB descriptors (uint8 [m, 32]): bit j of a table's word is
-    bit positions[table, j] of the descriptor (numpy's unpackbits order)."""
-    bits = np.unpackbits(np.ascontiguousarray(descriptors.T), axis=0)      # [256, m]
-    packed = np.packbits(bits[positions], axis=1, bitorder="little")      # [T, ceil(b / 8), m]
+    bit positions[table, j] of the descriptor (numpy's unpackbits order: bit 7 - p % 8 of byte
+    p // 8). Per table and descriptor byte holding sampled bits, a 256-entry table gives that
+    byte's share of the word (a gather per byte, not the 256 unpacked bits of every descriptor)."""
+    descriptors = np.ascontiguousarray(descriptors, np.uint8)
+    values = np.arange(256, dtype=np.uint32)
     words = np.zeros((positions.shape[0], descriptors.shape[0]), np.uint32)
-    for k in range(packed.shape[1]):
-        words |= packed[:, k, :].astype(np.uint32) << np.uint32(8 * k)
+    for t, table in enumerate(positions):
+        for byte in np.unique(table // 8).tolist():
+            share = np.zeros(256, np.uint32)
+            for j in np.nonzero(table // 8 == byte)[0].tolist():
+                share |= ((values >> np.uint32(7 - table[j] % 8)) & np.uint32(1)) << np.uint32(j)
+            words[t] |= share[descriptors[:, byte]]
     return words
 
 
