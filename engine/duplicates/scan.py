@@ -10,7 +10,7 @@ import numpy as np
 from .. import scoring, visual_words
 from ..catalog import Catalog
 from ..errors import LookalikeError
-from ..match_policy import EVIDENCE, competing_scores, confirms_copy
+from ..match_policy import EVIDENCE, competing_scores
 from .candidates import (CANDIDATE_FLOOR, DEFAULT_K, EXPAND_ABOVE, SEARCH_EF, hash_pairs, knn_candidates,
                          pair_key, pair_keys, turned_pairs, unique_pairs, word_turned_pairs)
 from ..decision_store import CONFIRMED, NOT_DUPLICATE
@@ -159,10 +159,6 @@ def scan(catalog: Catalog, *, threshold: float | str = "copy", k: int = DEFAULT_
                 todo = np.concatenate([todo, more])
                 result.candidates += added
                 verify_parallel(catalog, pair_evidence, pairs, cosine, more, evidence, progress, cancel)
-                # the re-check is for images that no pair confirms as a copy, the earlier ones included
-                copies = confirms_copy(evidence[:, 1], evidence[:, 3])
-                done = np.unique(pairs[copies].max(axis=1))
-                more = more[~np.isin(pairs[more].max(axis=1), done)]
                 result.rechecked += recheck_unconfirmed(catalog, pairs, evidence, more, progress, cancel)
             timings["dense"] = time.perf_counter() - started_dense      # the re-check and the turned pass
             timings["turned"] = timings["dense"] - timings["recheck"]

@@ -82,7 +82,11 @@ def recheck_unconfirmed(catalog: Catalog, pairs: np.ndarray, evidence: np.ndarra
                    progress: Progress | None, cancel: CancelToken | None) -> int:
     """:func:`engine.match_policy.dense_recheck` of the pairs ``todo`` (newer image as the query,
     as :func:`pair_evidence` measured them) in place in ``evidence``, on the verification threads,
-    a few query images per chunk. Returns how many images were decoded again."""
+    a few query images per chunk. A query image that any row of ``evidence`` already confirms as a
+    copy of an older image (pairs verified earlier included) is not re-checked. Returns how many
+    images were re-checked."""
+    copies = match_policy.confirms_copy(evidence[:, 1], evidence[:, 3])
+    todo = todo[~np.isin(pairs[todo].max(axis=1), pairs[copies].max(axis=1))]
     newer = newer_first(pairs[todo])
     rows = todo[match_policy.dense_recheck_rows(newer, evidence[todo])]
     if not len(rows):
