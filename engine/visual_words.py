@@ -42,7 +42,7 @@ BASE_BITS = 20
 MAX_DF = 50
 #: candidate pairs each queried image proposes (its best-scoring other images)
 TOP = 2
-#: ranked candidates kept per queried image for the scan's turned pass (:func:`ranked_candidates`):
+#: ranked candidates kept per queried image for the scan's turned pass (:meth:`WordIndex.ranked`):
 #: an image that nothing confirms and nothing is close to gets up to this many (its turned copy or
 #: original can rank below the first TOP: a turned photo under text or blur shares fewer words)
 RESERVE_TOP = 4
@@ -332,13 +332,8 @@ class WordIndex:
         if not query:
             return _EMPTY
         row_of = {int(i): r for r, i in enumerate(self.ids)}
-        # words in chunks of images, as _load computes them (unpacking the bits of m descriptors
-        # takes 256 m bytes)
-        parts = []
-        for start in range(0, len(query), 500):
-            chunk = [np.asarray(descriptors[i], np.uint8).reshape(-1, 32) for i in query[start:start + 500]]
-            parts.append(_words(np.concatenate(chunk), self.positions))
-        words = np.concatenate(parts, axis=1)
+        words = _words(np.concatenate([np.asarray(descriptors[i], np.uint8).reshape(-1, 32) for i in query]),
+                       self.positions)
         owner = np.repeat(np.arange(len(query)), [len(descriptors[i]) for i in query])
         bags = []
         for t, tb in enumerate(self.tables):
