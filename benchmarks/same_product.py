@@ -5,9 +5,11 @@
     python benchmarks/same_product.py table --details /tmp/sp        # the shipped score, per set
 
 ``collect`` builds the catalogs (grocery ``products.csv`` for phone -> catalog, ``photos.csv`` for
-phone -> phone, the Luma photos for other views) in ``--cache``, searches every query of the
-chosen split with the real pipeline and writes each query's first candidate group (the 50 nearest
-by embedding, every one scored) with its evidence and whether it is the right product. ``fit``
+phone -> phone, the Luma photos and the Luma feed for other views) in ``--cache``, searches every
+query of the chosen split with the real pipeline (a query that is a photo the learned metric was
+fitted on with a metric fitted without it, as ``lookalike eval`` does) and writes each query's
+first candidate group (the 50 nearest by embedding, every one scored) with its evidence and
+whether it is the right product. ``fit``
 fits the logistic "same product" model on the VAL split only (grocery) and the Luma views,
 cross-validated by query, and prints the coefficients; ``table`` prints R@1 per set and group,
 ranking by the embedding alone and by the shipped score, and precision/recall at the "same
@@ -39,12 +41,13 @@ def _sets(split: str) -> list[tuple[str, Path, Path]]:
     return [(f"p2c-{split}", GROCERY / "products.csv", GROCERY / "eval" / f"{split}_phone_to_catalog.csv"),
             (f"p2p-{split}", GROCERY / "photos.csv", GROCERY / "eval" / f"{split}_phone_to_phone.csv"),
             ("views", LUMA / "images", LUMA / "eval" / "views.csv"),
+            ("views-feed", LUMA / "products.csv", LUMA / "eval" / "views.csv"),
             ("copies", LUMA / "eval" / "copies_gallery.txt", LUMA / "eval" / "copies.csv")]
 
 
 def collect(args) -> None:
     from engine.catalog import Catalog
-    from engine.evaluation import read_gallery, read_queries
+    from engine.evaluation import _own_ids, held_out_metrics, read_gallery, read_queries
     from engine.ingest import ingest
     from engine.model import load_model
     from engine.search import SearchFilters, Searcher
@@ -54,16 +57,18 @@ def collect(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for split in args.split.split(","):
         for name, gallery, csv_path in _sets(split):
-            if (name in ("views", "copies") and split != args.split.split(",")[0]) or (args.sets and name not in args.sets):
+            if (name in ("views", "views-feed", "copies") and split != args.split.split(",")[0]) or (args.sets and name not in args.sets):
                 continue
-            catalog = Catalog.open(Path(args.cache) / gallery.name.replace(".", "-"))
+            catalog = Catalog.open(Path(args.cache) / f"{gallery.parent.name}-{gallery.name.replace('.', '-')}")
             ingest(catalog, model, read_gallery([str(gallery)]) if gallery.suffix == ".txt" else [str(gallery)])
             searcher = Searcher(catalog, model)
             queries = read_queries(csv_path)
+            owns = [_own_ids(catalog, q.query) for q in queries]
+            plan, _ = held_out_metrics(catalog, owns)      # queries never teach the learned metric
             rows = []
             for n, q in enumerate(queries, 1):
-                own = catalog.image_by_path(q.query)
-                filters = SearchFilters(exclude_ids=frozenset([own["id"]]) if own else frozenset())
+                searcher.metric_override = plan[n - 1]
+                filters = SearchFilters(exclude_ids=owns[n - 1])
                 result = searcher.search_path(q.query, k=CANDIDATES, filters=filters, group="image")
                 relevant = {str(Path(p)) for p in q.relevant}
                 for m in result.results:
@@ -104,6 +109,7 @@ def r_at_1(rows: list[dict], key) -> dict[str, float]:
 #: each sub-model of the "same product" score, the sets it is fitted on, and its features
 SUBMODELS = {
     "studio": (("views",), ("cosine", "colour", "log_inliers")),
+    "studio_learned": (("views-feed",), ("product", "colour", "log_inliers")),
     "phone": (("p2c-val",), ("centre", "log_inliers", "text")),
     "phone_learned": (("p2p-val",), ("product", "log_inliers", "text")),
 }

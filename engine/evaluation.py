@@ -204,6 +204,10 @@ def format_summary(s: dict) -> str:
     for name, t in s["thresholds"].items():
         lines.append(f"  at {name!r:16} (score >= {t['threshold']:.3f}): precision {f(t['precision'])}  "
                      f"recall {f(t['recall'])}  ({t['pairs']} pairs)")
+    if s.get("held_out"):
+        h = s["held_out"]
+        lines.append(f"{h['queries']} queries are gallery photos the catalog's learned metric was fitted on: "
+                     f"searched in {h['folds']} folds, each with a metric fitted without its photos")
     ref = s.get("reference")
     if ref:
         lines.append(f"raw embedding (cosine, exact, no verification): R@1 {f(ref['R@1'])}   "
@@ -428,31 +432,79 @@ def _own_ids(catalog, query: str) -> frozenset[int]:
     return frozenset(ids)
 
 
+#: queries that are gallery images the catalog's learned metric was fitted on are searched in
+#: this many folds, each with a metric fitted without the fold's images
+HELD_OUT_FOLDS = 5
+
+
+def held_out_metrics(catalog, own: Sequence[frozenset[int]], folds: int = HELD_OUT_FOLDS,
+                     seed: int = 0) -> tuple[list, int]:
+    """Per query, the learned metric its search uses instead of the catalog's (None: the
+    catalog's), and how many queries were held out. A query that is a gallery image in one of
+    the groups the catalog's learned metric (engine.learned_metric) was fitted on would be
+    compared in a space fitted to pull it towards its own product: such queries are split into
+    ``folds``, and each fold is searched with a metric fitted without any of its images (False
+    where too few groups are left for one: then no learned metric). ``own``: each query's gallery
+    image ids (:func:`_own_ids`)."""
+    from . import learned_metric
+
+    plan: list = [None] * len(own)
+    if not any(own) or learned_metric.stored(catalog) is None:
+        return plan, 0
+    taught = set(learned_metric.training_groups(catalog)[0].tolist())
+    held = [n for n, ids in enumerate(own) if ids & taught]
+    order = np.random.default_rng(seed).permutation(len(held))
+    for f in range(min(folds, len(held))):
+        members = [held[j] for j in order[f::folds]]
+        metric = learned_metric.fit_for(catalog, exclude={i for n in members for i in own[n]})
+        for n in members:
+            plan[n] = False if metric is None else metric
+    return plan, len(held)
+
+
 def run_queries(searcher, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
-                progress=None) -> list[Ranking]:
+                progress=None, held_out: dict | None = None) -> list[Ranking]:
+    """Search every query (a query in the gallery is left out of its own search and of its
+    product's prototype; :func:`held_out_metrics` keeps it out of the learned metric too).
+    ``held_out``: filled with {"queries": n, "folds": f} when queries were held out."""
     from .search import SearchFilters
 
+    owns = [_own_ids(searcher.catalog, q.query) for q in queries]
+    plan, n_held = held_out_metrics(searcher.catalog, owns)
+    if held_out is not None and n_held:
+        held_out.update(queries=n_held, folds=min(HELD_OUT_FOLDS, n_held))
     out = []
-    for n, q in enumerate(queries, 1):
-        # a query in the gallery is left out of its own search (before scoring, so it does not
-        # compete with the other candidates either)
-        filters = SearchFilters(exclude_ids=_own_ids(searcher.catalog, q.query))
-        result = searcher.search_path(q.query, k=k, filters=filters)
-        if result.error:
-            raise LookalikeError(f"{q.query}: {result.error}")
-        own = _canonical(q.query)
-        kept = [m for m in result.results if _canonical(m.path) != own][:k]
-        # a result standing for a product (several images) carries image_count
-        per_product = any(getattr(m, "image_count", None) is not None for m in kept)
-        relevant, n_relevant = _relevance(searcher.catalog, q, per_product)
-        out.append(Ranking(
-            query=q.query, relevant=relevant, n_relevant=n_relevant,
-            results=[(_canonical(m.path), float(m.score)) for m in kept],
-            evidence=[m.evidence.to_json() if m.evidence is not None else {} for m in kept],
-            extra={"timings": result.timings, **q.extra, **({"per_product": True} if per_product else {})}))
-        if progress:
-            progress(n, len(queries), q.query)
+    before = getattr(searcher, "metric_override", None)
+    try:
+        for n, q in enumerate(queries, 1):
+            if n_held:
+                searcher.metric_override = plan[n - 1] if plan[n - 1] is not None else before
+            # a query in the gallery is left out of its own search (before scoring, so it does
+            # not compete with the other candidates either)
+            out.append(_ranking(searcher, q, k, SearchFilters(exclude_ids=owns[n - 1])))
+            if progress:
+                progress(n, len(queries), q.query)
+    finally:
+        if n_held:
+            searcher.metric_override = before
     return out
+
+
+def _ranking(searcher, q: QuerySpec, k: int, filters) -> Ranking:
+    """One query's search as a Ranking."""
+    result = searcher.search_path(q.query, k=k, filters=filters)
+    if result.error:
+        raise LookalikeError(f"{q.query}: {result.error}")
+    own = _canonical(q.query)
+    kept = [m for m in result.results if _canonical(m.path) != own][:k]
+    # a result standing for a product (several images) carries image_count
+    per_product = any(getattr(m, "image_count", None) is not None for m in kept)
+    relevant, n_relevant = _relevance(searcher.catalog, q, per_product)
+    return Ranking(
+        query=q.query, relevant=relevant, n_relevant=n_relevant,
+        results=[(_canonical(m.path), float(m.score)) for m in kept],
+        evidence=[m.evidence.to_json() if m.evidence is not None else {} for m in kept],
+        extra={"timings": result.timings, **q.extra, **({"per_product": True} if per_product else {})})
 
 
 def reference_rankings(catalog, model, queries: Sequence[QuerySpec], k: int = DEFAULT_K, *,
@@ -523,7 +575,8 @@ def evaluate(gallery: Gallery | Sequence[str], queries: Sequence[QuerySpec], mod
         raise LookalikeError(f"unknown reference {reference!r} (cosine or none)")
     catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn)
     try:
-        rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress)
+        held_out: dict = {}
+        rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress, held_out=held_out)
         ref = None
         if reference == "cosine":
             ref = reference_rankings(catalog, model, queries, k, progress=progress,
@@ -534,6 +587,8 @@ def evaluate(gallery: Gallery | Sequence[str], queries: Sequence[QuerySpec], mod
         catalog.close()
     summary = summarise(rankings, k, reference=ref)
     summary["latency_ms"] = latency_summary(rankings)
+    if held_out:
+        summary["held_out"] = held_out
     return summary, rankings
 
 

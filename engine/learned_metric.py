@@ -129,10 +129,17 @@ def training_groups(catalog) -> tuple[np.ndarray, np.ndarray]:
     return ids[keep], labels[keep]
 
 
-def fit_for(catalog, *, seed: int = 0) -> LearnedMetric | None:
+def fit_for(catalog, *, seed: int = 0, exclude=()) -> LearnedMetric | None:
     """The metric the catalog's groups teach, or None when it has too few of them (MIN_GROUPS
-    products of two or more photos, MIN_GROUPED_IMAGES photos)."""
+    products of two or more photos, MIN_GROUPED_IMAGES photos). ``exclude``: image ids left out
+    of the fit (held-out queries: engine.evaluation)."""
     ids, labels = training_groups(catalog)
+    if len(exclude):
+        keep = ~np.isin(ids, np.fromiter(exclude, np.int64))
+        ids, labels = ids[keep], labels[keep]
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        keep = counts[inverse] >= 2
+        ids, labels = ids[keep], labels[keep]
     if len(ids) < MIN_GROUPED_IMAGES or len(np.unique(labels)) < MIN_GROUPS:
         return None
     grouped = len(ids)

@@ -39,7 +39,7 @@ docs/match-quality.md and docs/duplicates.md):
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -133,10 +133,13 @@ def declared_variants(family: Mapping[int, tuple[str, str]], a: int, b: int) -> 
 PROTOTYPE_IMAGES = 64
 
 
-def prototypes(catalog, project, products) -> dict[str, np.ndarray]:
+def prototypes(catalog, project, products, exclude: Collection[int] = ()) -> dict[str, np.ndarray]:
     """product id -> the normalised mean of its photos (at most PROTOTYPE_IMAGES, the first by id)
-    after ``project``, for the products with two or more photos."""
+    after ``project``, for the products with two or more photos. Images in ``exclude`` (those a
+    search must not return, e.g. the query itself) take no part."""
     members = catalog.images_of_products(p for p in products if p) if products else {}
+    if exclude:
+        members = {p: [i for i in m if i not in exclude] for p, m in members.items()}
     members = {p: m[:PROTOTYPE_IMAGES] for p, m in members.items() if len(m) > 1}
     out: dict[str, np.ndarray] = {}
     if members:
@@ -151,7 +154,7 @@ def prototypes(catalog, project, products) -> dict[str, np.ndarray]:
 
 def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[int, Evidence],
                            records: dict[int, dict], backdrop: float = 0.0,
-                           centre: np.ndarray | None = None) -> None:
+                           centre: np.ndarray | None = None, exclude: Collection[int] = ()) -> None:
     """The re-shot evidence of a query's candidates: ``learned``, the cosine of the query and the
     candidate image in the catalog's learned space (engine.learned_metric; the plain cosine when
     the catalog has no metric), ``product``, the query against the mean of the candidate's
@@ -159,7 +162,8 @@ def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[in
     without a product is its own prototype), and the query's ``backdrop`` (how much of a studio
     photo it is, engine.features.backdrop). ``query``: the query's embedding(s) [D] or [M, D]
     (several views: the best counts). ``centre``: the query's centre view
-    (engine.centre_view), measured against each candidate as ``centre``."""
+    (engine.centre_view), measured against each candidate as ``centre``. ``exclude``: images
+    left out of the prototypes (the search's excluded images)."""
     if not evidence:
         return
     project = (lambda x: np.asarray(x, np.float32)) if metric is None else metric.apply
@@ -173,7 +177,7 @@ def add_product_similarity(catalog, metric, query: np.ndarray, evidence: dict[in
     if centre is not None:
         for image_id, c in zip(ids, (stored @ np.asarray(centre, np.float32)).tolist()):
             evidence[image_id].centre = float(c)
-    protos = prototypes(catalog, project, {records.get(i, {}).get("product_id") for i in ids})
+    protos = prototypes(catalog, project, {records.get(i, {}).get("product_id") for i in ids}, exclude)
     for n, image_id in enumerate(ids):
         ev = evidence[image_id]
         ev.learned = float(learned[n])
@@ -353,7 +357,8 @@ def pair_evidence(catalog, pairs) -> np.ndarray:
         if a not in embs or b not in embs:
             continue
         ev[n, 0] = float(np.dot(embs[a], embs[b]))
-        ev[n, 6], ev[n, 8] = product[n] if product is not None else (ev[n, 0], 0.0)
+        learned = product[n] if product is not None else None
+        ev[n, 6], ev[n, 8] = learned if learned is not None else (ev[n, 0], 0.0)
         fa, fb = feats.get(a), feats.get(b)
         if fa is not None:
             ev[n, 7] = backdrops[a]
@@ -393,7 +398,9 @@ def _columns(evidence: np.ndarray) -> list[np.ndarray]:
 
 def _pair_products(catalog, pairs: np.ndarray, embs: dict[int, np.ndarray]) -> list | None:
     """Per pair (a, b): (a against b's product prototype in the learned space, 1), or None when
-    the catalog has no learned metric."""
+    the catalog has no learned metric. A pair of one product's photos gets None, no learned
+    comparison: the metric was fitted to pull exactly such photos together, so it is no
+    evidence about them."""
     from . import learned_metric
 
     metric = learned_metric.stored(catalog)
@@ -408,6 +415,9 @@ def _pair_products(catalog, pairs: np.ndarray, embs: dict[int, np.ndarray]) -> l
     for a, b in pairs.tolist():
         if a not in at or b not in at:
             out.append((np.nan, 1.0))
+            continue
+        if product_of.get(a) and product_of.get(a) == product_of.get(b):
+            out.append(None)
             continue
         proto = protos.get(product_of.get(b))
         target = proj[at[b]] if proto is None else proto

@@ -42,10 +42,13 @@ MODELS: dict[str, dict] = {
 #: split and the Luma other views, over :func:`same_product_features`. A query photographed on a
 #: plain white backdrop (a studio photo: its colours are the product's) is scored by "studio"; a
 #: photo of the product in the world (a hand, a shelf: its colours are mostly the scene's) by
-#: "phone", or by "phone_learned" when the catalog has a learned metric (engine.learned_metric);
-#: in between, the two logits are mixed by the backdrop's share (:func:`studio_weight`).
+#: "phone"; where the catalog has a learned metric (engine.learned_metric), by "studio_learned"
+#: and "phone_learned", which compare the query with the candidate's product prototype in the
+#: learned space. In between, the two logits are mixed by the backdrop's share
+#: (:func:`studio_weight`).
 SAME_PRODUCT_MODELS: dict[str, dict] = {
     "studio": {"intercept": -10.023, "coef": {"cosine": 2.397, "colour": 7.103, "log_inliers": 0.481}},
+    "studio_learned": {"intercept": -8.906, "coef": {"product": 3.906, "colour": 6.445, "log_inliers": 0.301}},
     "phone": {"intercept": -8.272, "coef": {"centre": 10.914, "log_inliers": 0.542, "text": 0.919}},
     "phone_learned": {"intercept": -5.398, "coef": {"product": 11.687, "log_inliers": 0.38, "text": 0.661}},
 }
@@ -154,8 +157,10 @@ def same_product(cosine, *, product=None, colour=0.0, text=0.0, inliers=0, backd
     (per element or for all): ``product`` was measured in the catalog's learned space."""
     f = same_product_features(cosine, product, colour, text, inliers, centre)
     w = studio_weight(backdrop)
-    z_studio = _linear(SAME_PRODUCT_MODELS["studio"], f)
-    z_phone = np.where(np.asarray(learned, bool), _linear(SAME_PRODUCT_MODELS["phone_learned"], f),
+    learned = np.asarray(learned, bool)
+    z_studio = np.where(learned, _linear(SAME_PRODUCT_MODELS["studio_learned"], f),
+                        _linear(SAME_PRODUCT_MODELS["studio"], f))
+    z_phone = np.where(learned, _linear(SAME_PRODUCT_MODELS["phone_learned"], f),
                        _linear(SAME_PRODUCT_MODELS["phone"], f))
     z = w * z_studio + (1.0 - w) * z_phone
     return SAME_PRODUCT_MAX / (1.0 + np.exp(-np.clip(z, -50, 50)))

@@ -214,7 +214,8 @@ class Searcher:
     ``image_count`` and ``images`` may grow, when a longer list scores more of its images).
     ``group="image"``: one result per image, as ranked."""
 
-    def __init__(self, catalog: Catalog, model, *, verify: bool = True, read_text: bool | None = None):
+    def __init__(self, catalog: Catalog, model, *, verify: bool = True, read_text: bool | None = None,
+                 metric=None):
         self.catalog = catalog
         self.model = model
         self.verify = verify     # False: embedding similarity only (no local features)
@@ -222,6 +223,9 @@ class Searcher:
         #: catalog has any text to match (product data, or words read from its images)
         self.read_text = read_text
         self._metric: tuple[int, object] | None = None     # (catalog version, learned metric)
+        #: a learned metric used instead of the catalog's, False for none (an evaluation's metric
+        #: fitted without its queries: engine.evaluation.held_out_metrics); None: the catalog's
+        self.metric_override = metric
 
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
@@ -423,7 +427,7 @@ class Searcher:
                 clock.lap("text")
             match_policy.add_product_similarity(self.catalog, metric, emb, evidence, records,
                                                 backdrop=0.0 if query is None else backdrop(query.thumb),
-                                                centre=centre)
+                                                centre=centre, exclude=filters.exclude_ids)
             clock.lap("product")
             scored += self._score(evidence, records, filters, same_file_hash, clock)
             seen.update(evidence)
@@ -527,6 +531,8 @@ class Searcher:
 
     def _learned_metric(self):
         """The catalog's learned metric (engine.learned_metric), re-read when the catalog changed."""
+        if self.metric_override is not None:
+            return self.metric_override or None
         version = self.catalog.version
         if self._metric is None or self._metric[0] != version:
             self._metric = (version, learned_metric.stored(self.catalog))

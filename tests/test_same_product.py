@@ -92,6 +92,74 @@ def test_too_few_groups_give_no_metric(tmp_path):
         assert learned_metric.stored(cat) is None
 
 
+def test_a_fit_leaves_out_the_excluded_photos(tmp_path):
+    with _catalog_of_groups(tmp_path, np.random.default_rng(4), 6, 4) as cat:
+        ids, labels = learned_metric.training_groups(cat)
+        first = ids[labels == labels[0]]
+        # one photo out: its product keeps three; three out: the last one is no group
+        assert learned_metric.fit_for(cat, exclude={int(first[0])}).images == 23
+        held = learned_metric.fit_for(cat, exclude=set(first[:3].tolist()))
+        assert (held.groups, held.images) == (5, 20)
+
+
+def test_held_out_queries_never_teach_their_own_comparison(tmp_path):
+    """An evaluation whose queries are catalog photos searches each with a metric fitted without
+    it: the catalog's own metric, fitted with the query, pulls it towards its product."""
+    from engine.evaluation import HELD_OUT_FOLDS, held_out_metrics
+    from engine.match_policy import prototypes
+
+    rng = np.random.default_rng(5)
+    with _catalog_of_groups(tmp_path, rng, 12, 4) as cat:
+        assert held_out_metrics(cat, [frozenset()])[1] == 0          # no metric yet: nothing held out
+        stored = learned_metric.maybe_refit(cat)
+        ids, labels = learned_metric.training_groups(cat)
+        queries = ids[::4][:10]                                     # one photo of 10 products
+        owns = [frozenset([int(i)]) for i in queries] + [frozenset()]   # and a photo from outside
+        plan, held = held_out_metrics(cat, owns)
+        assert held == 10 and plan[-1] is None
+        metrics = {id(m): m for m in plan[:-1]}
+        assert len(metrics) == HELD_OUT_FOLDS
+        assert all(m.images == stored.images - 2 for m in metrics.values())     # 2 queries a fold
+        product_of = {r["image_id"]: r["product_id"] for r in cat.iter_records()}
+        leak = []
+        for q, m in zip(queries.tolist(), plan):
+            emb = cat.embeddings([q])[0]
+            sims = []
+            for metric in (stored, m):
+                proto = prototypes(cat, metric.apply, {product_of[q]}, exclude={q})[product_of[q]]
+                sims.append(float(metric.apply(emb) @ proto))
+            leak.append(sims[0] - sims[1])
+        assert np.mean(leak) > 0, leak
+
+
+def test_prototypes_leave_out_excluded_photos(tmp_path):
+    from engine.match_policy import prototypes
+
+    with _catalog_of_groups(tmp_path, np.random.default_rng(6), 3, 3) as cat:
+        members = cat.images_of_products(["p0"])["p0"]
+        embs = cat.embeddings(members)
+        mean = embs[1:].mean(axis=0)
+        got = prototypes(cat, lambda x: np.asarray(x, np.float32), {"p0"}, exclude={members[0]})["p0"]
+        np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
+        # two photos out of three: no prototype (one photo is compared as itself)
+        assert "p0" not in prototypes(cat, lambda x: x, {"p0"}, exclude=set(members[:2]))
+
+
+def test_pairs_of_one_product_get_no_learned_comparison(tmp_path):
+    """The duplicate finder compares a pair in the learned space only across products: the
+    metric was fitted to pull one product's photos together."""
+    from engine.match_policy import _pair_products
+
+    with _catalog_of_groups(tmp_path, np.random.default_rng(7), 6, 4) as cat:
+        learned_metric.maybe_refit(cat)
+        p0, p1 = cat.images_of_products(["p0"])["p0"], cat.images_of_products(["p1"])["p1"]
+        pairs = np.array([[p0[0], p0[1]], [p0[0], p1[0]]])
+        embs = dict(zip(map(int, pairs.ravel()), cat.embeddings(pairs.ravel().tolist())))
+        same, other = _pair_products(cat, pairs, embs)
+        assert same is None
+        assert other[1] == 1.0 and -1.0 <= other[0] <= 1.0
+
+
 # ---------------------------------------------------------------------- the score
 def test_same_product_score_stays_below_copy_and_rises_with_evidence():
     cos = np.linspace(0.2, 1.0, 9)
@@ -105,6 +173,19 @@ def test_same_product_score_stays_below_copy_and_rises_with_evidence():
     # on a phone photo the colours are the scene's: they do not count; on a studio photo they do
     assert scoring.same_product(0.6, colour=1.0) == scoring.same_product(0.6, colour=0.0)
     assert scoring.same_product(0.6, colour=1.0, backdrop=0.5) > scoring.same_product(0.6, colour=0.0, backdrop=0.5)
+
+
+def test_a_studio_photo_is_compared_with_the_learned_prototype():
+    """With a learned metric, a studio photo's same-product score follows its similarity to the
+    candidate's product prototype in the learned space (and still its colours); without one,
+    only the plain cosine counts."""
+    product = np.linspace(0.1, 0.9, 5)
+    learned = scoring.same_product(0.5, product=product, colour=0.7, backdrop=0.5, learned=True)
+    assert (np.diff(learned) > 0).all() and learned.max() < scoring.THRESHOLDS["copy"]
+    plain = scoring.same_product(0.5, product=product, colour=0.7, backdrop=0.5, learned=False)
+    assert np.ptp(plain) == 0
+    assert (scoring.same_product(0.5, product=0.5, colour=1.0, backdrop=0.5, learned=True)
+            > scoring.same_product(0.5, product=0.5, colour=0.2, backdrop=0.5, learned=True))
 
 
 def test_score_is_the_stronger_claim():
