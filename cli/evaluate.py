@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--reference", choices=("cosine", "none"), default="cosine",
                    help="also rank by raw embedding cosine (exact, no verification) and report it "
                         "next to the search's figures (default: cosine)")
+    p.add_argument("--read-text", action="store_true",
+                   help="import the gallery reading the text on each image, as `lookalike index --read-text` "
+                        "does (its words then match the words read on a query)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--details", metavar="JSONL", help="write every query's ranked results and evidence here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -47,7 +50,8 @@ def run(args) -> int:
     with Progress(disable=args.quiet) as progress:
         summary, rankings = evaluate(gallery, queries, model, k=args.k,
                                      catalog_dir=Path(args.cache).expanduser() if args.cache else None,
-                                     reference=args.reference, progress=progress, warn=warn)
+                                     reference=args.reference, progress=progress, warn=warn,
+                                     read_text=args.read_text)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["gallery"] = len(gallery)
     if args.details:

@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         menus.build_actions(self)
         menus.build_menus(self)
+        self.act_read_text.setChecked(self.settings.read_text_on_import())
+        self.act_read_text.toggled.connect(self.settings.set_read_text_on_import)
         menus.build_toolbar(self)
         self._fill_recent_menu()
         self._build_status_bar()
@@ -661,7 +663,7 @@ class MainWindow(QMainWindow):
         self.start_import([Path(path)])
 
     def start_import(self, paths: list[Path]) -> bool:
-        return self.session.start_import(paths)
+        return self.session.start_import(paths, read_text=self.act_read_text.isChecked())
 
     def _on_import_started(self, paths: list[str]) -> None:
         info = self.session.catalog_info

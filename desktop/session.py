@@ -501,7 +501,9 @@ class Session(CaseJobs, QObject):
     # ------------------------------------------------------------------------------------------
     # import, removal
     # ------------------------------------------------------------------------------------------
-    def start_import(self, paths: list[str | Path]) -> bool:
+    def start_import(self, paths: list[str | Path], *, read_text: bool = False) -> bool:
+        """Import ``paths`` on the import thread (``read_text``: also read the text on each
+        image, as ``lookalike index --read-text`` does)."""
         if self.importing:
             self.message.emit("warning", "An import is already running.")
             return False
@@ -526,6 +528,7 @@ class Session(CaseJobs, QObject):
                 wants_progress=True,
                 wants_notes=True,
                 cancellable=True,
+                read_text=read_text,
             ),
             on_done=self._on_import_done,
             on_error=self._on_import_failed,

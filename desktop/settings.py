@@ -85,6 +85,12 @@ class Settings:
         self.q.setValue("search/group", str(group))
 
     # -- folders remembered by file dialogs --------------------------------------------------
+    def read_text_on_import(self) -> bool:
+        return self._get("import/read_text", False, bool)
+
+    def set_read_text_on_import(self, on: bool) -> None:
+        self.q.setValue("import/read_text", bool(on))
+
     def last_dir(self, purpose: str) -> str:
         return self._get(f"dirs/{purpose}", str(Path.home()), str)
 

@@ -373,9 +373,11 @@ def import_job(
     progress: Callable[[int, int, str], None],
     cancel: threading.Event,
     note: Callable[[Any], None] | None = None,
+    read_text: bool = False,
 ) -> Any:
     """Both passes of an import (engine.ingest): ``note(report)`` when the images are searchable
-    (a copy of the report so far); ``progress`` then counts the local-feature pass."""
+    (a copy of the report so far); ``progress`` then counts the local-feature pass.
+    ``read_text``: also read the text on each image (``lookalike index --read-text``)."""
     import copy
 
     from engine.ingest import ingest
@@ -386,7 +388,7 @@ def import_job(
 
     # ingest records the model pack once it holds the write lock (a refused import writes nothing)
     return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel,
-                  on_searchable=searchable)
+                  on_searchable=searchable, read_text=read_text)
 
 
 def remove_images_job(catalog: Any, ids: list[int]) -> tuple[int, CatalogInfo]:

@@ -370,28 +370,29 @@ def _as_gallery(gallery: Gallery | Sequence[str]) -> Gallery:
 
 
 # ---------------------------------------------------------------------- running
-def gallery_catalog_dir(gallery: Gallery | Sequence[str], model_id: str) -> Path:
+def gallery_catalog_dir(gallery: Gallery | Sequence[str], model_id: str, read_text: bool = False) -> Path:
     from platformdirs import user_cache_dir
 
-    key = hashlib.blake2b(("\n".join([model_id, *_as_gallery(gallery).key()])).encode(),
-                          digest_size=10).hexdigest()
+    parts = [model_id, *(["read-text"] if read_text else []), *_as_gallery(gallery).key()]
+    key = hashlib.blake2b("\n".join(parts).encode(), digest_size=10).hexdigest()
     base = Path(os.environ.get("LOOKALIKE_EVAL_CACHE") or user_cache_dir("lookalike")) / "eval-catalogs"
     return base / key
 
 
 def build_gallery_catalog(gallery: Gallery | Sequence[str], model, directory: Path | None = None, *,
-                          progress=None, warn=None):
+                          progress=None, warn=None, read_text: bool = False):
     """Open (creating or updating) the catalog of ``gallery`` and return it: feeds are imported
-    with their products, as ``lookalike index`` does. Unreadable gallery images are reported
-    through ``warn(message)`` (default: this module's logger)."""
+    with their products, as ``lookalike index`` does (``read_text``: as ``--read-text`` does).
+    Unreadable gallery images are reported through ``warn(message)`` (default: this module's
+    logger)."""
     from .catalog import Catalog
     from .ingest import ingest
     from .feature_store import backfill
 
     gallery = _as_gallery(gallery)
-    directory = directory or gallery_catalog_dir(gallery, model.model_id)
+    directory = directory or gallery_catalog_dir(gallery, model.model_id, read_text)
     catalog = Catalog.open(directory)
-    report = ingest(catalog, model, [*gallery.feeds, *gallery.files], progress=progress)
+    report = ingest(catalog, model, [*gallery.feeds, *gallery.files], progress=progress, read_text=read_text)
     if report.failed:
         path, reason = report.failed[0]
         (warn or log.warning)(f"{len(report.failed)} gallery images could not be read, e.g. {path}: {reason}")
@@ -565,7 +566,7 @@ def latency_summary(rankings: Sequence[Ranking]) -> dict[str, float]:
 
 def evaluate(gallery: Gallery | Sequence[str], queries: Sequence[QuerySpec], model, *,
              k: int = DEFAULT_K, catalog_dir: Path | None = None, reference: str | None = "cosine",
-             progress=None, warn=None) -> tuple[dict, list[Ranking]]:
+             progress=None, warn=None, read_text: bool = False) -> tuple[dict, list[Ranking]]:
     """Search every query and summarise (per group too, when the queries have one). With
     ``reference="cosine"`` the same queries are also ranked by raw embedding cosine, summarised
     under ``reference``, and each ranking's ``extra["reference"]`` holds that ranking."""
@@ -573,7 +574,7 @@ def evaluate(gallery: Gallery | Sequence[str], queries: Sequence[QuerySpec], mod
 
     if reference not in (None, "none", "cosine"):
         raise LookalikeError(f"unknown reference {reference!r} (cosine or none)")
-    catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn)
+    catalog = build_gallery_catalog(gallery, model, catalog_dir, warn=warn, read_text=read_text)
     try:
         held_out: dict = {}
         rankings = run_queries(Searcher(catalog, model), queries, k, progress=progress, held_out=held_out)

@@ -231,3 +231,24 @@ def test_duplicates_view_opens_on_the_open_catalog(qtbot, make_window, gui_catal
     with qtbot.waitSignal(window.session.catalogOpened, timeout=WAIT_MS):
         window.new_catalog(str(tmp_path / "other"))
     assert window.duplicates_window is None
+
+
+def test_imports_read_the_text_on_images_when_asked(qtbot, make_window, tmp_path, gui_settings):
+    """Catalog > Read text on imported images: the next import reads and stores each image's
+    words (as `lookalike index --read-text`), and the choice is remembered."""
+    from engine.catalog import Catalog
+    from tests.test_image_text import _label
+
+    folder = tmp_path / "labels"
+    _label(folder / "milk.png", "MELLANMJOLK 1.5%")
+    window = make_window(tmp_path / "catalog")
+    assert not window.act_read_text.isChecked()
+    window.act_read_text.trigger()
+    assert gui_settings.read_text_on_import()
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        window.import_folder(str(folder))
+    assert finished.args[0].added == 1 and finished.args[0].texts == 1
+    window.close()
+    with Catalog.open(tmp_path / "catalog", create=False, readonly=True) as cat:
+        [(_, _, words)] = list(cat.image_texts.iter_words())
+    assert "mellanmjolk" in words

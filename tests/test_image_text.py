@@ -113,3 +113,19 @@ def test_index_read_text_flag(tmp_path, labels, capsys):
     assert "text read on 2" in capsys.readouterr().out
     with Catalog.open(tmp_path / "cat") as cat:
         assert len(list(cat.image_texts.iter_words())) == 2
+
+
+def test_eval_gallery_can_be_imported_reading_its_text(tmp_path, model, labels, monkeypatch):
+    """`lookalike eval --read-text`: the gallery is imported as `index --read-text` imports it, in
+    a cache folder of its own (a gallery cached without its words is not reused)."""
+    from engine import evaluation
+
+    monkeypatch.setenv("LOOKALIKE_EVAL_CACHE", str(tmp_path / "cache"))
+    gallery = evaluation.read_gallery([str(labels / "products.csv")])
+    plain = evaluation.gallery_catalog_dir(gallery, model.model_id)
+    assert evaluation.gallery_catalog_dir(gallery, model.model_id, read_text=True) != plain
+    with evaluation.build_gallery_catalog(gallery, model, read_text=True) as cat:
+        words = {p: w for _, p, w in cat.image_texts.iter_words()}
+    assert "mellanmjolk" in words["milk"] and "graddfil" in words["cream"]
+    with evaluation.build_gallery_catalog(gallery, model) as cat:
+        assert list(cat.image_texts.iter_words()) == []
