@@ -14,7 +14,8 @@ paths. A catalog of the gallery is built in a cache folder keyed by the gallery 
 or the feeds' paths) and the model, and brought up to date incrementally (unchanged files are not
 re-read), so a second run starts at once. Every query goes through
 :class:`engine.search.Searcher` exactly as ``lookalike search`` does; a query never counts as
-matching itself.
+matching itself, and a query that is a gallery photo never teaches its own comparison (the
+catalog's learned metric is refitted without it: :func:`held_out_metrics`).
 
 Reference: the same queries ranked over the same gallery by raw embedding cosine alone (exact,
 every gallery image, no verification, no calibrated score), so each report shows what the

@@ -124,6 +124,11 @@ def training_groups(catalog) -> tuple[np.ndarray, np.ndarray]:
         join(int(a), int(b))
     ids = np.array(sorted(parent), np.int64)
     labels = np.array([find(int(i)) for i in ids], np.int64)
+    return _groups_of_two(ids, labels)
+
+
+def _groups_of_two(ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (ids, labels) whose label two or more ids share."""
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     keep = counts[inverse] >= 2
     return ids[keep], labels[keep]
@@ -136,10 +141,7 @@ def fit_for(catalog, *, seed: int = 0, exclude=()) -> LearnedMetric | None:
     ids, labels = training_groups(catalog)
     if len(exclude):
         keep = ~np.isin(ids, np.fromiter(exclude, np.int64))
-        ids, labels = ids[keep], labels[keep]
-        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-        keep = counts[inverse] >= 2
-        ids, labels = ids[keep], labels[keep]
+        ids, labels = _groups_of_two(ids[keep], labels[keep])
     if len(ids) < MIN_GROUPED_IMAGES or len(np.unique(labels)) < MIN_GROUPS:
         return None
     grouped = len(ids)

@@ -214,8 +214,7 @@ class Searcher:
     ``image_count`` and ``images`` may grow, when a longer list scores more of its images).
     ``group="image"``: one result per image, as ranked."""
 
-    def __init__(self, catalog: Catalog, model, *, verify: bool = True, read_text: bool | None = None,
-                 metric=None):
+    def __init__(self, catalog: Catalog, model, *, verify: bool = True, read_text: bool | None = None):
         self.catalog = catalog
         self.model = model
         self.verify = verify     # False: embedding similarity only (no local features)
@@ -225,7 +224,7 @@ class Searcher:
         self._metric: tuple[int, object] | None = None     # (catalog version, learned metric)
         #: a learned metric used instead of the catalog's, False for none (an evaluation's metric
         #: fitted without its queries: engine.evaluation.held_out_metrics); None: the catalog's
-        self.metric_override = metric
+        self.metric_override = None
 
     # ------------------------------------------------------------------ entry points
     def search_path(self, path: str | os.PathLike, *, k: int = DEFAULT_K,
