@@ -18,6 +18,10 @@ def register(sub) -> None:
     p.add_argument("--read-text", action="store_true",
                    help="also read the text on each image (OCR, about 0.3-0.5 s per image) and store its "
                         "words for matching by product text; images indexed before are read too")
+    p.add_argument("--product", metavar="ID",
+                   help="make the images and folders (not a feed's rows) photos of this catalog product, "
+                        "already indexed ones included: reference photos shot for it, or a photo confirmed "
+                        "as it (the product is then matched by all its photos)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -38,7 +42,8 @@ def run(args) -> int:
         with progress, cancel_on_interrupt(cancel):
             report = ingest(catalog, model, args.paths, progress=progress, cancel=cancel,
                             allow_outside=args.allow_outside, read_text=args.read_text,
-                            on_searchable=lambda _report: progress.stage("local features"))
+                            on_searchable=lambda _report: progress.stage("local features"),
+                            product=args.product)
         for path, reason in report.failed:
             print(one_line(f"error: {path}: {reason}"), file=sys.stderr)
         for feed, problem in report.problems:

@@ -582,6 +582,22 @@ class MainWindow(QMainWindow):
                 return
         self.session.remove_images([int(m.image_id) for m in matches])
 
+    def add_query_to_product(self) -> None:
+        """Confirm the current result: the query photo becomes one more photo of its product (an
+        import of the query file with that product, engine.ingest ``product=``), so the product
+        is matched by it too and its photos teach the catalog's learned comparison."""
+        index = self.results_view.currentIndex()
+        match = self.results_model.match_at(index.row()) if index.isValid() else None
+        product = (match.product or {}).get("product_id") if match is not None else None
+        if not product:
+            self.banner.info("Select a result that belongs to a product.")
+            return
+        query = self.session.current
+        if query is None or query.path is None:
+            self.banner.info("Only a query opened from a file can be added to a product (save a pasted image first).")
+            return
+        self.session.start_import([query.path], read_text=self.act_read_text.isChecked(), product=product)
+
     def _on_images_removed(self, ids: list[int]) -> None:
         self.thumbnails.forget(ids)
         self.results_model.remove_image_ids(set(ids))
@@ -755,6 +771,7 @@ class MainWindow(QMainWindow):
         self.act_cases.setEnabled(has_catalog)
         self.act_reveal.setEnabled(has_current)
         self.act_open_url.setEnabled(has_current)
+        self.act_add_to_product.setEnabled(has_current and has_catalog and not self.session.importing)
 
     def show_shortcuts(self) -> None:
         if self.shortcuts_dialog is None:

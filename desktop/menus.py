@@ -99,6 +99,11 @@ def build_actions(w: Any) -> None:
         "&Compare with query", w.toggle_compare, "C", "compare",
         "Compare the selected result with the query",
     )  # fmt: skip
+    w.act_add_to_product = A(
+        "&Add query photo to product", w.add_query_to_product, "Ctrl+Shift+A", "import",
+        "Confirm the selected result: the query photo becomes one more photo of its product, and "
+        "later photos like it find that product",
+    )  # fmt: skip
     w.act_next_query = A("Ne&xt query", lambda: w.session.step_query(-1), "Alt+Down")
     w.act_prev_query = A("Pre&vious query", lambda: w.session.step_query(1), "Alt+Up")
     w.act_clear_roi = A(
@@ -137,6 +142,7 @@ def build_menus(w: Any) -> None:
     for a in (
         w.act_next, w.act_prev, w.act_compare, None, w.act_next_query, w.act_prev_query,
         None, w.act_clear_roi, w.act_research, w.act_focus_filters, None, w.act_reveal, w.act_open_url,
+        w.act_add_to_product,
     ):  # fmt: skip
         search_menu.addSeparator() if a is None else search_menu.addAction(a)
     help_menu = bar.addMenu("&Help")

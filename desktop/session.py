@@ -501,9 +501,11 @@ class Session(CaseJobs, QObject):
     # ------------------------------------------------------------------------------------------
     # import, removal
     # ------------------------------------------------------------------------------------------
-    def start_import(self, paths: list[str | Path], *, read_text: bool = False) -> bool:
+    def start_import(self, paths: list[str | Path], *, read_text: bool = False,
+                     product: str | None = None) -> bool:
         """Import ``paths`` on the import thread (``read_text``: also read the text on each
-        image, as ``lookalike index --read-text`` does)."""
+        image, as ``lookalike index --read-text`` does; ``product``: they become photos of that
+        catalog product, as ``lookalike index --product`` makes them)."""
         if self.importing:
             self.message.emit("warning", "An import is already running.")
             return False
@@ -529,6 +531,7 @@ class Session(CaseJobs, QObject):
                 wants_notes=True,
                 cancellable=True,
                 read_text=read_text,
+                product=product,
             ),
             on_done=self._on_import_done,
             on_error=self._on_import_failed,

@@ -374,10 +374,12 @@ def import_job(
     cancel: threading.Event,
     note: Callable[[Any], None] | None = None,
     read_text: bool = False,
+    product: str | None = None,
 ) -> Any:
     """Both passes of an import (engine.ingest): ``note(report)`` when the images are searchable
     (a copy of the report so far); ``progress`` then counts the local-feature pass.
-    ``read_text``: also read the text on each image (``lookalike index --read-text``)."""
+    ``read_text``: also read the text on each image (``lookalike index --read-text``);
+    ``product``: the images become photos of that product (``lookalike index --product``)."""
     import copy
 
     from engine.ingest import ingest
@@ -388,7 +390,7 @@ def import_job(
 
     # ingest records the model pack once it holds the write lock (a refused import writes nothing)
     return ingest(catalog, model, [str(p) for p in paths], progress=progress, cancel=cancel,
-                  on_searchable=searchable, read_text=read_text)
+                  on_searchable=searchable, read_text=read_text, product=product)
 
 
 def remove_images_job(catalog: Any, ids: list[int]) -> tuple[int, CatalogInfo]:

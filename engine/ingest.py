@@ -34,7 +34,7 @@ import numpy as np
 
 from .feature_store import FeaturePass, fill_missing
 from .catalog import Catalog
-from .errors import FeedError, ImageError
+from .errors import FeedError, ImageError, LookalikeError
 from . import learned_metric
 from .faults import fault_point
 from .session import record_model_pack
@@ -117,10 +117,15 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
            progress: Progress | None = None, cancel: CancelToken | None = None,
            allow_outside: bool = False, batch_size: int = BATCH_SIZE,
            workers: int | None = None, read_text: bool = False, features: str = "after",
-           on_searchable: Callable[[IngestReport], None] | None = None) -> IngestReport:
+           on_searchable: Callable[[IngestReport], None] | None = None,
+           product: str | None = None) -> IngestReport:
     """Add images, folders and product feeds to ``catalog``. Thread: any but the UI thread.
     ``read_text``: also read and store the text on each image (raises TextReaderError at once
-    if the text reader cannot be loaded).
+    if the text reader cannot be loaded). ``product``: the id of a catalog product that the
+    images and folders (not a feed's rows) become photos of, already indexed ones included (a
+    confirmed match, or reference photos shot for a product: the product is then matched by all
+    of them, and its group of photos teaches the learned comparison); LookalikeError names it
+    when the catalog has no such product.
 
     ``features="after"``: once the images are searchable (``report.searchable_seconds``;
     ``on_searchable(report)`` is called then), the feature pass computes the local features
@@ -136,9 +141,11 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
         from .text_reading import reader_available
 
         reader_available()
+    if product is not None and catalog.product(product) is None:
+        raise LookalikeError(f"no product {product!r} in the catalog {catalog.directory}")
     with catalog.writer():
         record_model_pack(catalog, model)       # under the lock: a refused import writes nothing
-        sources = _collect(catalog, list(paths), report, allow_outside, cancel)
+        sources = _collect(catalog, list(paths), report, allow_outside, cancel, product)
         todo = [] if report.cancelled else _skip_unchanged(catalog, model, sources, report)
         total = len(sources)
         done = total - len(todo)
@@ -167,9 +174,10 @@ def ingest(catalog: Catalog, model, paths: Iterable[str | os.PathLike], *,
 
 # ---------------------------------------------------------------------- collecting
 def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside: bool,
-             cancel: CancelToken | None = None) -> list[_Source]:
+             cancel: CancelToken | None = None, product: str | None = None) -> list[_Source]:
     """The image files the paths name (folders walked, feeds read: their products are written
-    here, 1000 per transaction). A cancel stops it between files and between product batches."""
+    here, 1000 per transaction; the others become photos of ``product``). A cancel stops it
+    between files and between product batches."""
     by_path: dict[str, _Source] = {}
     for raw in paths:
         if _cancelled(cancel, report):
@@ -183,14 +191,14 @@ def _collect(catalog: Catalog, paths: list, report: IngestReport, allow_outside:
             continue
         if p.is_dir():
             for f in _walk(p, report):
-                by_path.setdefault(f, _Source(f))
+                by_path.setdefault(f, _Source(f, product))
                 if _cancelled(cancel, report):
                     break
         elif p.is_file() and not is_image_path(p) and _looks_like_feed(p):
             _collect_feed(catalog, p, by_path, report, allow_outside, cancel)
         elif p.exists():
             f = os.path.abspath(p)
-            by_path.setdefault(f, _Source(f))
+            by_path.setdefault(f, _Source(f, product))
         else:
             report.failed.append((os.path.abspath(p), "file not found"))
     return list(by_path.values())

@@ -252,3 +252,33 @@ def test_imports_read_the_text_on_images_when_asked(qtbot, make_window, tmp_path
     with Catalog.open(tmp_path / "catalog", create=False, readonly=True) as cat:
         [(_, _, words)] = list(cat.image_texts.iter_words())
     assert "mellanmjolk" in words
+
+
+def test_a_confirmed_result_takes_the_query_photo_into_its_product(
+    qtbot, make_window, tmp_path, gui_catalog, luma_images
+):
+    """Search > Add query photo to product: the query file becomes one more photo of the
+    selected result's product (a confirmed match teaches the catalog)."""
+    from engine.catalog import Catalog
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(gui_catalog, catalog, ignore=shutil.ignore_patterns("write.lock"))
+    query = tmp_path / "shot.jpg"
+    shutil.copy(luma_images[1], query)              # not in the catalog (every 18th image is)
+    window = make_window(catalog)
+    assert not window.act_add_to_product.isEnabled()        # nothing selected
+    window.add_query_to_product()                           # (called anyway: a hint, no import)
+    assert "Select a result" in window.banner.text() and not window.session.importing
+    drop_files(window, [query])
+    wait_idle(qtbot, window)
+    rows = [r for r in range(window.results_model.rowCount())
+            if (window.results_model.match_at(r).product or {}).get("product_id")]
+    window.results_view.setCurrentIndex(window.results_model.index(rows[0], 0))
+    product = window.results_model.match_at(rows[0]).product["product_id"]
+    with qtbot.waitSignal(window.session.importFinished, timeout=WAIT_MS * 2) as finished:
+        window.act_add_to_product.trigger()
+    assert finished.args[0].added == 1
+    window.close()
+    with Catalog.open(catalog, create=False, readonly=True) as cat:
+        record = cat.image_by_path(str(query))
+        assert record is not None and record["product_id"] == product

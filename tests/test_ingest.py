@@ -108,3 +108,30 @@ def test_same_image_in_two_places_gets_two_entries(tmp_path, model, photo_folder
         ingest(cat, model, [photo_folder])
         paths = [r["path"] for r in cat.iter_records()]
         assert str(photo_folder / "coffee-copy.jpg") in paths and len(paths) == 4
+
+
+def test_images_become_photos_of_a_product(tmp_path, model, photo_folder, capsys):
+    """`index --product ID`: new and already indexed images become photos of a catalog product
+    (a confirmed match, reference photos); an unknown product is one line, nothing written."""
+    from cli.main import main
+    from engine.errors import LookalikeError
+
+    feed = tmp_path / "feed.csv"
+    shutil.copy(photo_folder / "coffee.jpg", tmp_path / "coffee-pack.jpg")
+    feed.write_text("id,title,image_link\nc1,Coffee beans,coffee-pack.jpg\n", encoding="utf-8")
+    with Catalog.open(tmp_path / "cat") as cat:
+        ingest(cat, model, [feed, photo_folder / "cat.png"])
+        assert len(cat.image_products()) == 1
+        report = ingest(cat, model, [photo_folder / "coffee.jpg", photo_folder / "cat.png"], product="c1")
+        assert report.added == 1 and report.unchanged == 1
+        assert len(cat.image_products()) == 3 and {p for _, p in cat.image_products()} == {"c1"}
+        assert len(cat.images_of_products(["c1"])["c1"]) == 3
+        before = cat.count_images()
+        with pytest.raises(LookalikeError, match="no product 'nope'"):
+            ingest(cat, model, [photo_folder / "nested"], product="nope")
+        assert cat.count_images() == before
+    code = main(["index", "--catalog", str(tmp_path / "cat"), "-q", "--product", "nope", str(photo_folder / "nested")])
+    assert code != 0 and "no product 'nope'" in capsys.readouterr().err
+    assert main(["index", "--catalog", str(tmp_path / "cat"), "-q", "--product", "c1", str(photo_folder / "nested")]) == 0
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert len(cat.images_of_products(["c1"])["c1"]) == 4
