@@ -73,10 +73,11 @@ def main(argv=None) -> int:
             for product, photos in confirmed.items():
                 ingest(cat, model, photos, product=product)
             added = time.perf_counter() - started
-            # a query's product is right whichever of its photos stands for it
-            relevant = [replace(q, relevant=q.relevant | {str(p) for p in confirmed.get(Path(next(iter(q.relevant))).stem, ())})
-                        for q in queries]
-            rankings = run_queries(Searcher(cat, model), relevant)
+            # a query's product is right whichever of its photos stands for it (the product id
+            # is the name of its catalog photo, the query's one relevant path)
+            asked = [replace(q, relevant=q.relevant | {str(p) for p in confirmed.get(Path(min(q.relevant)).stem, ())})
+                     for q in queries]
+            rankings = run_queries(Searcher(cat, model), asked)
             s = summarise(rankings)
             groups = " ".join(f"{g} {f['R@1']:.3f}" for g, f in s["groups"].items())
             print(f"{args.split}, {k} confirmed phone photo(s) per product ({cat.count_images()} images, "
