@@ -42,24 +42,20 @@ class CatalogActions:
         self.session.open_catalog(directory, create=False)
 
     def new_catalog(self, directory: str | None = None) -> None:
-        if directory is None:
-            directory = QFileDialog.getExistingDirectory(
-                self, "Folder for the new catalog", self.settings.last_dir("catalog")
-            )
-            if not directory:
-                return
-        self.settings.set_last_dir("catalog", Path(directory).parent)
-        self.session.open_catalog(directory, create=True)
+        self._open_catalog_folder(directory, "Folder for the new catalog", create=True)
 
     def choose_catalog(self, directory: str | None = None) -> None:
+        self._open_catalog_folder(directory, "Open a catalog folder", create=False)
+
+    def _open_catalog_folder(self, directory: str | None, title: str, *, create: bool) -> None:
+        """Open (``create``: or create) the catalog in ``directory``, asked for with ``title``
+        when not given; its parent is remembered for the next dialog."""
         if directory is None:
-            directory = QFileDialog.getExistingDirectory(
-                self, "Open a catalog folder", self.settings.last_dir("catalog")
-            )
+            directory = QFileDialog.getExistingDirectory(self, title, self.settings.last_dir("catalog"))
             if not directory:
                 return
         self.settings.set_last_dir("catalog", Path(directory).parent)
-        self.session.open_catalog(directory, create=False)
+        self.session.open_catalog(directory, create=create)
 
     def choose_milvus_catalog(self, uri: str | None = None) -> None:
         """Open ``milvus://HOST:PORT/NAME`` (asked for when not given): its records live in a
